@@ -1,0 +1,102 @@
+//! The checkpoint envelope: the state of every stateful step, tagged with a fingerprint of the
+//! pipeline spec so a checkpoint is never restored into a different pipeline.
+//!
+//! Layout (little endian): magic `STRATACK`, u32 version, 64-byte hex fingerprint, u32 entry
+//! count, then per entry: u32 name length, name, u64 state length, state bytes.
+
+use crate::error::{CoreError, Result};
+
+const MAGIC: &[u8; 8] = b"STRATACK";
+const VERSION: u32 = 1;
+
+/// Step states of one pipeline.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Envelope {
+    pub fingerprint: String,
+    pub entries: Vec<(String, Vec<u8>)>,
+}
+
+impl Envelope {
+    pub fn encode(&self) -> Vec<u8> {
+        let mut out = Vec::new();
+        out.extend_from_slice(MAGIC);
+        out.extend_from_slice(&VERSION.to_le_bytes());
+        out.extend_from_slice(self.fingerprint.as_bytes());
+        out.extend_from_slice(&(self.entries.len() as u32).to_le_bytes());
+        for (name, state) in &self.entries {
+            out.extend_from_slice(&(name.len() as u32).to_le_bytes());
+            out.extend_from_slice(name.as_bytes());
+            out.extend_from_slice(&(state.len() as u64).to_le_bytes());
+            out.extend_from_slice(state);
+        }
+        out
+    }
+
+    pub fn decode(bytes: &[u8]) -> Result<Self> {
+        let mut r = Reader { bytes, pos: 0 };
+        if r.take(8)? != MAGIC {
+            return Err(bad("not a Strata checkpoint (bad magic)"));
+        }
+        let version = u32::from_le_bytes(r.array()?);
+        if version != VERSION {
+            return Err(bad(&format!("checkpoint version {version} is not supported (expected {VERSION})")));
+        }
+        let fingerprint = String::from_utf8(r.take(64)?.to_vec()).map_err(|_| bad("corrupt fingerprint"))?;
+        let n = u32::from_le_bytes(r.array()?) as usize;
+        let mut entries = Vec::with_capacity(n.min(1024));
+        for _ in 0..n {
+            let len = u32::from_le_bytes(r.array()?) as usize;
+            let name = String::from_utf8(r.take(len)?.to_vec()).map_err(|_| bad("corrupt step name"))?;
+            let len = u64::from_le_bytes(r.array()?) as usize;
+            entries.push((name, r.take(len)?.to_vec()));
+        }
+        if r.pos != bytes.len() {
+            return Err(bad("trailing bytes after the last entry"));
+        }
+        Ok(Envelope { fingerprint, entries })
+    }
+}
+
+fn bad(problem: &str) -> CoreError {
+    CoreError::Checkpoint { problem: problem.to_string() }
+}
+
+struct Reader<'a> {
+    bytes: &'a [u8],
+    pos: usize,
+}
+
+impl<'a> Reader<'a> {
+    fn take(&mut self, n: usize) -> Result<&'a [u8]> {
+        let end = self.pos.checked_add(n).filter(|&e| e <= self.bytes.len()).ok_or_else(|| bad("truncated"))?;
+        let s = &self.bytes[self.pos..end];
+        self.pos = end;
+        Ok(s)
+    }
+
+    fn array<const N: usize>(&mut self) -> Result<[u8; N]> {
+        let s = self.take(N)?;
+        let mut a = [0u8; N];
+        a.copy_from_slice(s);
+        Ok(a)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #[test]
+        fn round_trip(entries in proptest::collection::vec(("[a-z_]{1,12}", proptest::collection::vec(any::<u8>(), 0..64)), 0..5)) {
+            let e = Envelope { fingerprint: "f".repeat(64), entries };
+            prop_assert_eq!(Envelope::decode(&e.encode()).unwrap(), e);
+        }
+
+        #[test]
+        fn garbage_never_panics(bytes in proptest::collection::vec(any::<u8>(), 0..200)) {
+            let _ = Envelope::decode(&bytes);
+        }
+    }
+}

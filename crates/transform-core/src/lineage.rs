@@ -1,0 +1,58 @@
+//! Lineage columns: how any output or quarantine row is traced back to its raw record.
+//!
+//! Drivers supply them with the input (the core does no I/O and cannot know offsets or files).
+//! Every input column whose name starts with `_` — except the raw payload column — is lineage:
+//! steps never see it, and the pipeline re-attaches it to output and quarantine rows by row id.
+
+use std::sync::Arc;
+
+use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
+
+/// The raw payload column (bytes as received).
+pub const RAW: &str = "_raw";
+/// Logical source name, e.g. `iot` or `mysql.shop.orders`.
+pub const SOURCE: &str = "_source";
+/// When the driver read the record.
+pub const INGESTED_AT: &str = "_ingested_at";
+/// Bronze / input file path.
+pub const FILE: &str = "_file";
+/// 1-based line number in `_file`.
+pub const LINE: &str = "_line";
+/// Kafka topic.
+pub const KAFKA_TOPIC: &str = "_kafka_topic";
+/// Kafka partition.
+pub const KAFKA_PARTITION: &str = "_kafka_partition";
+/// Kafka offset.
+pub const KAFKA_OFFSET: &str = "_kafka_offset";
+
+fn ts() -> DataType {
+    DataType::Timestamp(TimeUnit::Microsecond, Some(Arc::from("UTC")))
+}
+
+/// Input schema of records read from files: raw bytes plus source, ingest time, file and line.
+pub fn file_input_schema() -> SchemaRef {
+    Arc::new(Schema::new(vec![
+        Field::new(RAW, DataType::Binary, true),
+        Field::new(SOURCE, DataType::Utf8, false),
+        Field::new(INGESTED_AT, ts(), false),
+        Field::new(FILE, DataType::Utf8, false),
+        Field::new(LINE, DataType::UInt64, false),
+    ]))
+}
+
+/// Input schema of records consumed from Kafka: raw value plus topic, partition and offset.
+pub fn kafka_input_schema() -> SchemaRef {
+    Arc::new(Schema::new(vec![
+        Field::new(RAW, DataType::Binary, true),
+        Field::new(SOURCE, DataType::Utf8, false),
+        Field::new(INGESTED_AT, ts(), false),
+        Field::new(KAFKA_TOPIC, DataType::Utf8, false),
+        Field::new(KAFKA_PARTITION, DataType::Int32, false),
+        Field::new(KAFKA_OFFSET, DataType::Int64, false),
+    ]))
+}
+
+/// True for names reserved for lineage / metadata.
+pub fn is_reserved(name: &str) -> bool {
+    name.starts_with('_')
+}

@@ -1,0 +1,525 @@
+//! The pipeline spec: what a data engineer writes in YAML (or JSON, or builds in Rust).
+//!
+//! It is plain data, deserialised with serde (`deny_unknown_fields`, steps tagged by `type`), and
+//! says nothing about how to run. [`crate::Pipeline::build`] validates it against an input schema
+//! before any data flows: unknown columns, bad SQL and type conflicts come out there, naming the
+//! step and field.
+
+use indexmap::IndexMap;
+use serde::{Deserialize, Serialize};
+
+use crate::error::{CoreError, Result};
+
+/// A whole pipeline: ordered steps and the declared output.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PipelineSpec {
+    /// Pipeline name (used for tables, metrics and lineage).
+    pub name: String,
+    /// Free text for humans.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    /// Steps, applied in order.
+    pub steps: Vec<StepSpec>,
+    /// The declared output: the silver contract.
+    pub output: OutputSpec,
+}
+
+/// The declared output of a pipeline.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OutputSpec {
+    /// Ordered `column: type` map. Lineage columns are appended after these automatically.
+    pub schema: IndexMap<String, String>,
+    /// The event-time column (partitioning and watermarks downstream).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub event_time: Option<String>,
+    /// Partition transforms for table writers, e.g. `day(event_time)`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub partition_by: Vec<String>,
+}
+
+/// One step of a pipeline, tagged by `type` in YAML.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum StepSpec {
+    /// Decode raw JSON records into a declared schema.
+    ParseJson(ParseJsonSpec),
+    /// Keep these columns, in this order.
+    Select(SelectSpec),
+    /// Rename columns.
+    Rename(RenameSpec),
+    /// Safe casts; failures quarantine the row.
+    Cast(CastSpec),
+    /// Struct fields to top-level columns.
+    Flatten(FlattenSpec),
+    /// Keep rows where an SQL predicate is true.
+    Filter(FilterSpec),
+    /// Add or replace columns computed by SQL expressions.
+    Derive(DeriveSpec),
+    /// Data-quality rules.
+    Expect(ExpectSpec),
+    /// Mask sensitive columns.
+    Mask(MaskSpec),
+    /// Drop repeated keys (stateful).
+    Dedup(DedupSpec),
+}
+
+/// `parse_json`: raw bytes → typed columns.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ParseJsonSpec {
+    /// Step name (defaults to the type).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// Input column holding the raw record (default `_raw`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub column: Option<String>,
+    /// Ordered `field: type` map of what to extract.
+    pub schema: IndexMap<String, String>,
+    /// Unit of numeric timestamps (epoch numbers); ISO-8601 strings are always accepted.
+    #[serde(default)]
+    pub epoch_unit: EpochUnit,
+}
+
+/// Unit of epoch numbers sent for timestamp fields.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EpochUnit {
+    /// Seconds.
+    S,
+    /// Milliseconds (the default: what JavaScript and most devices send).
+    #[default]
+    Ms,
+    /// Microseconds.
+    Us,
+    /// Nanoseconds.
+    Ns,
+}
+
+/// `select`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SelectSpec {
+    /// Step name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// Columns to keep, in output order.
+    pub columns: Vec<String>,
+}
+
+/// `rename`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RenameSpec {
+    /// Step name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// `old: new`.
+    pub columns: IndexMap<String, String>,
+}
+
+/// `cast`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CastSpec {
+    /// Step name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// `column: type`.
+    pub columns: IndexMap<String, String>,
+}
+
+/// `flatten`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FlattenSpec {
+    /// Step name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// The struct column to flatten.
+    pub column: String,
+    /// New names are `<prefix><separator><field>`; prefix defaults to the column name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prefix: Option<String>,
+    /// Defaults to `_`.
+    #[serde(default = "default_separator")]
+    pub separator: String,
+}
+
+fn default_separator() -> String {
+    "_".into()
+}
+
+/// `filter`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FilterSpec {
+    /// Step name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// SQL predicate; rows where it is not TRUE are dropped (and counted).
+    #[serde(rename = "where")]
+    pub predicate: String,
+}
+
+/// `derive`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DeriveSpec {
+    /// Step name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// `column: SQL expression`, evaluated in order (later ones may use earlier ones).
+    pub columns: IndexMap<String, String>,
+}
+
+/// `expect`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExpectSpec {
+    /// Step name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// The rules, all evaluated on the step's input.
+    pub rules: Vec<RuleSpec>,
+}
+
+/// One data-quality rule.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RuleSpec {
+    /// Rule name (unique in the step).
+    pub name: String,
+    /// SQL boolean; a row passes only when it is TRUE (NULL fails).
+    pub check: String,
+    /// What happens to failing rows.
+    pub action: RuleAction,
+}
+
+/// What an expectation does with a failing row.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RuleAction {
+    /// Count it, keep the row.
+    Warn,
+    /// Count it, drop the row.
+    Drop,
+    /// Send the row to quarantine with the rule as reason.
+    Quarantine,
+    /// Stop the run with an error.
+    Fail,
+}
+
+/// `mask`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MaskSpec {
+    /// Step name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// `column: method`.
+    pub columns: IndexMap<String, MaskMethod>,
+}
+
+/// How a string column is masked. Nulls stay null.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "method", rename_all = "snake_case", deny_unknown_fields)]
+pub enum MaskMethod {
+    /// Lower-case hex SHA-256 of the UTF-8 value (joinable, not secret against guessing).
+    Sha256,
+    /// Lower-case hex HMAC-SHA256 with a key read from an environment variable at build time.
+    HmacSha256 {
+        /// Name of the environment variable holding the key.
+        key_env: String,
+    },
+    /// Replace the value with a constant.
+    Redact {
+        /// The replacement (default `***`).
+        #[serde(default = "default_redaction")]
+        with: String,
+    },
+    /// Keep the last `n` characters, replace the others with `mask_char`.
+    KeepLast {
+        /// Characters kept.
+        n: usize,
+        /// Replacement character (default `*`).
+        #[serde(default = "default_mask_char")]
+        mask_char: char,
+    },
+}
+
+fn default_redaction() -> String {
+    "***".into()
+}
+
+fn default_mask_char() -> char {
+    '*'
+}
+
+/// `dedup`: keep the first row of each key; memory is bounded by `ttl` and/or `max_keys`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DedupSpec {
+    /// Step name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// Key columns.
+    pub keys: Vec<String>,
+    /// Event-time column used with `ttl` (a timestamp column).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub event_time: Option<String>,
+    /// A key is forgotten once the watermark (max event time seen) is this far past its first
+    /// occurrence, e.g. `90s`, `30m`, `24h`, `7d`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ttl: Option<String>,
+    /// At most this many keys are remembered; the oldest is forgotten first.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_keys: Option<usize>,
+}
+
+impl StepSpec {
+    /// The `type` tag of this step.
+    pub fn type_name(&self) -> &'static str {
+        match self {
+            StepSpec::ParseJson(_) => "parse_json",
+            StepSpec::Select(_) => "select",
+            StepSpec::Rename(_) => "rename",
+            StepSpec::Cast(_) => "cast",
+            StepSpec::Flatten(_) => "flatten",
+            StepSpec::Filter(_) => "filter",
+            StepSpec::Derive(_) => "derive",
+            StepSpec::Expect(_) => "expect",
+            StepSpec::Mask(_) => "mask",
+            StepSpec::Dedup(_) => "dedup",
+        }
+    }
+
+    /// The name given in the spec, if any.
+    pub fn given_name(&self) -> Option<&str> {
+        match self {
+            StepSpec::ParseJson(s) => s.name.as_deref(),
+            StepSpec::Select(s) => s.name.as_deref(),
+            StepSpec::Rename(s) => s.name.as_deref(),
+            StepSpec::Cast(s) => s.name.as_deref(),
+            StepSpec::Flatten(s) => s.name.as_deref(),
+            StepSpec::Filter(s) => s.name.as_deref(),
+            StepSpec::Derive(s) => s.name.as_deref(),
+            StepSpec::Expect(s) => s.name.as_deref(),
+            StepSpec::Mask(s) => s.name.as_deref(),
+            StepSpec::Dedup(s) => s.name.as_deref(),
+        }
+    }
+}
+
+impl PipelineSpec {
+    /// Reads a spec from YAML text.
+    pub fn from_yaml(text: &str) -> Result<Self> {
+        serde_yaml_ng::from_str(text).map_err(|e| CoreError::SpecSyntax {
+            format: "YAML",
+            message: e.to_string(),
+        })
+    }
+
+    /// Reads a spec from JSON text.
+    pub fn from_json(text: &str) -> Result<Self> {
+        serde_json::from_str(text).map_err(|e| CoreError::SpecSyntax {
+            format: "JSON",
+            message: e.to_string(),
+        })
+    }
+
+    /// Writes the spec as YAML (round-trips through [`Self::from_yaml`]).
+    pub fn to_yaml(&self) -> Result<String> {
+        serde_yaml_ng::to_string(self).map_err(|e| CoreError::Internal(format!("spec to YAML: {e}")))
+    }
+
+    /// Starts a Rust builder for a pipeline called `name`.
+    pub fn builder(name: impl Into<String>) -> PipelineBuilder {
+        PipelineBuilder {
+            spec: PipelineSpec {
+                name: name.into(),
+                description: None,
+                steps: Vec::new(),
+                output: OutputSpec {
+                    schema: IndexMap::new(),
+                    event_time: None,
+                    partition_by: Vec::new(),
+                },
+            },
+        }
+    }
+}
+
+fn columns<'a>(pairs: impl IntoIterator<Item = (&'a str, &'a str)>) -> IndexMap<String, String> {
+    pairs.into_iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+}
+
+/// Builds the same [`PipelineSpec`] a YAML file would, from Rust.
+#[derive(Debug, Clone)]
+pub struct PipelineBuilder {
+    spec: PipelineSpec,
+}
+
+impl PipelineBuilder {
+    /// Adds any step.
+    pub fn step(mut self, step: StepSpec) -> Self {
+        self.spec.steps.push(step);
+        self
+    }
+
+    /// `parse_json` of `_raw` with an ordered `field: type` list.
+    pub fn parse_json<'a>(self, schema: impl IntoIterator<Item = (&'a str, &'a str)>) -> Self {
+        self.step(StepSpec::ParseJson(ParseJsonSpec {
+            name: None,
+            column: None,
+            schema: columns(schema),
+            epoch_unit: EpochUnit::default(),
+        }))
+    }
+
+    /// `select`.
+    pub fn select(self, cols: &[&str]) -> Self {
+        self.step(StepSpec::Select(SelectSpec {
+            name: None,
+            columns: cols.iter().map(|c| c.to_string()).collect(),
+        }))
+    }
+
+    /// `rename` of `old → new` pairs.
+    pub fn rename<'a>(self, pairs: impl IntoIterator<Item = (&'a str, &'a str)>) -> Self {
+        self.step(StepSpec::Rename(RenameSpec { name: None, columns: columns(pairs) }))
+    }
+
+    /// `cast` of `column → type` pairs.
+    pub fn cast<'a>(self, pairs: impl IntoIterator<Item = (&'a str, &'a str)>) -> Self {
+        self.step(StepSpec::Cast(CastSpec { name: None, columns: columns(pairs) }))
+    }
+
+    /// `flatten` a struct column with the default prefix and separator.
+    pub fn flatten(self, column: &str) -> Self {
+        self.step(StepSpec::Flatten(FlattenSpec {
+            name: None,
+            column: column.into(),
+            prefix: None,
+            separator: default_separator(),
+        }))
+    }
+
+    /// `filter` with an SQL predicate.
+    pub fn filter(self, predicate: &str) -> Self {
+        self.step(StepSpec::Filter(FilterSpec { name: None, predicate: predicate.into() }))
+    }
+
+    /// `derive` of `column → SQL expression` pairs.
+    pub fn derive<'a>(self, pairs: impl IntoIterator<Item = (&'a str, &'a str)>) -> Self {
+        self.step(StepSpec::Derive(DeriveSpec { name: None, columns: columns(pairs) }))
+    }
+
+    /// `expect` with `(name, check, action)` rules.
+    pub fn expect<'a>(self, rules: impl IntoIterator<Item = (&'a str, &'a str, RuleAction)>) -> Self {
+        let rules = rules
+            .into_iter()
+            .map(|(name, check, action)| RuleSpec { name: name.into(), check: check.into(), action })
+            .collect();
+        self.step(StepSpec::Expect(ExpectSpec { name: None, rules }))
+    }
+
+    /// `mask` one column.
+    pub fn mask(self, column: &str, method: MaskMethod) -> Self {
+        let mut columns = IndexMap::new();
+        columns.insert(column.to_string(), method);
+        self.step(StepSpec::Mask(MaskSpec { name: None, columns }))
+    }
+
+    /// `dedup` on keys, bounded by an event-time TTL and/or a key count.
+    pub fn dedup(self, keys: &[&str], event_time: Option<&str>, ttl: Option<&str>, max_keys: Option<usize>) -> Self {
+        self.step(StepSpec::Dedup(DedupSpec {
+            name: None,
+            keys: keys.iter().map(|k| k.to_string()).collect(),
+            event_time: event_time.map(str::to_string),
+            ttl: ttl.map(str::to_string),
+            max_keys,
+        }))
+    }
+
+    /// Declares the output schema as ordered `column → type` pairs.
+    pub fn output<'a>(mut self, schema: impl IntoIterator<Item = (&'a str, &'a str)>) -> Self {
+        self.spec.output.schema = columns(schema);
+        self
+    }
+
+    /// Declares the event-time column and partition transforms of the output.
+    pub fn partitioned(mut self, event_time: &str, partition_by: &[&str]) -> Self {
+        self.spec.output.event_time = Some(event_time.into());
+        self.spec.output.partition_by = partition_by.iter().map(|p| p.to_string()).collect();
+        self
+    }
+
+    /// The finished spec (validated when a [`crate::Pipeline`] is built from it).
+    pub fn build(self) -> PipelineSpec {
+        self.spec
+    }
+}
+
+/// Parses durations such as `500ms`, `90s`, `30m`, `24h`, `7d` into microseconds.
+pub fn parse_duration_micros(text: &str) -> std::result::Result<i64, String> {
+    let t = text.trim();
+    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let (num, unit) = t.split_at(split);
+    let n: i64 = num
+        .parse()
+        .map_err(|_| format!("`{text}` is not a duration (expected e.g. 90s, 30m, 24h, 7d)"))?;
+    let mult: i64 = match unit.trim() {
+        "us" => 1,
+        "ms" => 1_000,
+        "s" => 1_000_000,
+        "m" => 60_000_000,
+        "h" => 3_600_000_000,
+        "d" => 86_400_000_000,
+        other => return Err(format!("unknown duration unit `{other}` in `{text}` (use ms, s, m, h or d)")),
+    };
+    n.checked_mul(mult).ok_or_else(|| format!("duration `{text}` is too large"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unknown_step_type_and_field_are_rejected() {
+        let e = PipelineSpec::from_yaml(
+            "name: x\nsteps:\n  - type: explode\n    column: a\noutput: {schema: {a: string}}\n",
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("explode"), "{e}");
+        let e = PipelineSpec::from_yaml(
+            "name: x\nsteps:\n  - type: select\n    colums: [a]\noutput: {schema: {a: string}}\n",
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("colums"), "{e}");
+    }
+
+    #[test]
+    fn yaml_json_and_builder_agree() {
+        let yaml = "name: p\nsteps:\n  - type: filter\n    where: a > 1\n  - type: mask\n    columns:\n      e: {method: keep_last, n: 2}\noutput:\n  schema: {a: int64}\n";
+        let from_yaml = PipelineSpec::from_yaml(yaml).unwrap();
+        let built = PipelineSpec::builder("p")
+            .filter("a > 1")
+            .mask("e", MaskMethod::KeepLast { n: 2, mask_char: '*' })
+            .output([("a", "int64")])
+            .build();
+        assert_eq!(from_yaml, built);
+        let json = serde_json::to_string(&built).unwrap();
+        assert_eq!(PipelineSpec::from_json(&json).unwrap(), built);
+        assert_eq!(PipelineSpec::from_yaml(&built.to_yaml().unwrap()).unwrap(), built);
+    }
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration_micros("90s").unwrap(), 90_000_000);
+        assert_eq!(parse_duration_micros("7d").unwrap(), 7 * 86_400_000_000);
+        assert!(parse_duration_micros("7 weeks").is_err());
+        assert!(parse_duration_micros("h").is_err());
+    }
+}

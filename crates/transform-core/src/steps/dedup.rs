@@ -1,0 +1,272 @@
+//! `dedup`: keep the first row of each key, drop later ones (counted as duplicates).
+//!
+//! Semantics are defined row by row in input order, which is what makes streaming equal batch
+//! for any split into micro-batches:
+//! - the watermark is the largest event time seen so far (rows without one use the watermark);
+//! - a row is a duplicate when its key is remembered and, with a `ttl`, the remembered first
+//!   occurrence is not older than `watermark - ttl`; an expired key starts a new window;
+//! - with `max_keys`, remembering one more key beyond the limit forgets the oldest.
+//!
+//! Expired keys are swept from memory lazily; since the watermark only grows, a swept key could
+//! never have matched again, so sweeping changes memory, not results. State (keys, first times,
+//! order, watermark) checkpoints to Arrow IPC bytes — the key values themselves, not the row
+//! encoding, so a checkpoint survives an upgrade of the row format.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::Arc;
+
+use arrow::array::{Array, ArrayRef, AsArray, BooleanArray, BooleanBufferBuilder, Int64Array, RecordBatch, UInt64Array};
+use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit, TimestampMicrosecondType};
+use arrow::ipc::reader::StreamReader;
+use arrow::ipc::writer::StreamWriter;
+use arrow::row::{RowConverter, SortField};
+
+use crate::error::{CoreError, Result};
+use crate::spec::{DedupSpec, parse_duration_micros};
+use crate::step::{Step, StepOutput};
+
+type Hasher = foldhash::fast::RandomState;
+
+#[derive(Debug, Clone, Copy)]
+struct Entry {
+    first_time: i64,
+    seq: u64,
+}
+
+/// The built `dedup` step.
+pub struct Dedup {
+    name: String,
+    key_indices: Vec<usize>,
+    key_fields: Vec<Field>,
+    time_index: Option<usize>,
+    ttl: Option<i64>,
+    max_keys: Option<usize>,
+    converter: RowConverter,
+    seen: HashMap<Arc<[u8]>, Entry, Hasher>,
+    order: VecDeque<(u64, Arc<[u8]>)>,
+    watermark: i64,
+    next_seq: u64,
+    swept_at: i64,
+    output: SchemaRef,
+}
+
+impl Dedup {
+    /// Resolves keys and the event-time column; memory must be bounded by `ttl` or `max_keys`.
+    pub fn build(spec: &DedupSpec, name: &str, loc: &str, input: &SchemaRef) -> Result<Self> {
+        if spec.keys.is_empty() {
+            return Err(CoreError::spec(loc, "keys", "at least one key column is needed"));
+        }
+        let mut key_indices = Vec::new();
+        let mut key_fields = Vec::new();
+        for (i, k) in spec.keys.iter().enumerate() {
+            let idx = input.index_of(k).map_err(|_| {
+                CoreError::spec(loc, format!("keys[{i}]"), format!("unknown column `{k}`"))
+                    .with_hint(format!("available: {}", crate::steps::column_list(input)))
+            })?;
+            key_indices.push(idx);
+            key_fields.push(input.field(idx).clone().with_nullable(true));
+        }
+        let ttl = spec
+            .ttl
+            .as_deref()
+            .map(parse_duration_micros)
+            .transpose()
+            .map_err(|e| CoreError::spec(loc, "ttl", e))?;
+        if ttl.is_none() && spec.max_keys.is_none() {
+            return Err(CoreError::spec(loc, "ttl", "dedup state must be bounded").with_hint("set `ttl` (with `event_time`) and/or `max_keys`"));
+        }
+        if spec.max_keys == Some(0) {
+            return Err(CoreError::spec(loc, "max_keys", "must be at least 1"));
+        }
+        let time_index = match &spec.event_time {
+            Some(col) => {
+                let idx = input
+                    .index_of(col)
+                    .map_err(|_| CoreError::spec(loc, "event_time", format!("unknown column `{col}`")))?;
+                if !matches!(input.field(idx).data_type(), DataType::Timestamp(..)) {
+                    return Err(CoreError::spec(loc, "event_time", format!("`{col}` is not a timestamp")));
+                }
+                Some(idx)
+            }
+            None if ttl.is_some() => {
+                return Err(CoreError::spec(loc, "event_time", "`ttl` needs an `event_time` column"));
+            }
+            None => None,
+        };
+        let sort_fields = key_fields.iter().map(|f| SortField::new(f.data_type().clone())).collect();
+        let converter = RowConverter::new(sort_fields).map_err(|e| CoreError::spec(loc, "keys", e.to_string()))?;
+        Ok(Dedup {
+            name: name.to_string(),
+            key_indices,
+            key_fields,
+            time_index,
+            ttl,
+            max_keys: spec.max_keys,
+            converter,
+            seen: HashMap::with_hasher(Hasher::default()),
+            order: VecDeque::new(),
+            watermark: i64::MIN,
+            next_seq: 0,
+            swept_at: i64::MIN,
+            output: input.clone(),
+        })
+    }
+
+    /// Number of keys currently remembered (for memory metrics and tests).
+    pub fn remembered_keys(&self) -> usize {
+        self.seen.len()
+    }
+
+    fn event_times(&self, batch: &RecordBatch) -> Result<Option<ArrayRef>> {
+        let Some(idx) = self.time_index else { return Ok(None) };
+        let col = batch.column(idx);
+        let micros = arrow::compute::cast(col, &DataType::Timestamp(TimeUnit::Microsecond, None))?;
+        Ok(Some(micros))
+    }
+
+    fn remember(&mut self, key: &[u8], time: i64) {
+        let seq = self.next_seq;
+        self.next_seq += 1;
+        let key: Arc<[u8]> = Arc::from(key);
+        if self.max_keys.is_some() {
+            self.order.push_back((seq, key.clone()));
+        }
+        self.seen.insert(key, Entry { first_time: time, seq });
+        if let Some(max) = self.max_keys {
+            while self.seen.len() > max {
+                let Some((old_seq, old_key)) = self.order.pop_front() else { break };
+                if self.seen.get(&old_key).is_some_and(|e| e.seq == old_seq) {
+                    self.seen.remove(&old_key);
+                }
+            }
+        }
+    }
+
+    fn sweep(&mut self) {
+        let Some(ttl) = self.ttl else { return };
+        // Sweep when the watermark has moved a quarter TTL: amortised O(1) per row.
+        if self.watermark == i64::MIN || self.watermark.saturating_sub(self.swept_at) < ttl / 4 {
+            return;
+        }
+        let horizon = self.watermark.saturating_sub(ttl);
+        self.seen.retain(|_, e| e.first_time >= horizon);
+        if self.max_keys.is_some() {
+            let seen = &self.seen;
+            self.order.retain(|(seq, k)| seen.get(k).is_some_and(|e| e.seq == *seq));
+        }
+        self.swept_at = self.watermark;
+    }
+}
+
+impl Step for Dedup {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn output_schema(&self) -> SchemaRef {
+        self.output.clone()
+    }
+
+    fn process(&mut self, batch: RecordBatch) -> Result<StepOutput> {
+        let keys: Vec<ArrayRef> = self.key_indices.iter().map(|&i| batch.column(i).clone()).collect();
+        let rows = self.converter.convert_columns(&keys)?;
+        let times = self.event_times(&batch)?;
+        let times = times.as_ref().map(|t| t.as_primitive::<TimestampMicrosecondType>());
+        let mut keep = BooleanBufferBuilder::new(batch.num_rows());
+        for i in 0..batch.num_rows() {
+            if let Some(t) = times
+                && t.is_valid(i)
+            {
+                self.watermark = self.watermark.max(t.value(i));
+            }
+            let time = match times {
+                Some(t) if t.is_valid(i) => t.value(i),
+                _ => self.watermark,
+            };
+            let key = rows.row(i);
+            let duplicate = match self.seen.get(key.as_ref()) {
+                Some(e) => match self.ttl {
+                    Some(ttl) => e.first_time >= self.watermark.saturating_sub(ttl),
+                    None => true,
+                },
+                None => false,
+            };
+            if !duplicate {
+                self.remember(key.as_ref(), time);
+            }
+            keep.append(!duplicate);
+        }
+        self.sweep();
+        let mask = BooleanArray::new(keep.finish(), None);
+        let dropped = mask.false_count() as u64;
+        let kept = if dropped == 0 { batch } else { arrow::compute::filter_record_batch(&batch, &mask)? };
+        Ok(StepOutput { batch: kept, rejected: None, dropped, rules: Vec::new() })
+    }
+
+    fn checkpoint(&self) -> Result<Option<Vec<u8>>> {
+        let mut entries: Vec<(&Arc<[u8]>, &Entry)> = self.seen.iter().collect();
+        entries.sort_by_key(|(_, e)| e.seq);
+        let parser = self.converter.parser();
+        let rows: Vec<_> = entries.iter().map(|(k, _)| parser.parse(k)).collect();
+        let mut columns = self.converter.convert_rows(rows)?;
+        columns.push(Arc::new(Int64Array::from_iter_values(entries.iter().map(|(_, e)| e.first_time))));
+        columns.push(Arc::new(UInt64Array::from_iter_values(entries.iter().map(|(_, e)| e.seq))));
+        let mut fields = self.key_fields.clone();
+        fields.push(Field::new("__first_time", DataType::Int64, false));
+        fields.push(Field::new("__seq", DataType::UInt64, false));
+        let metadata = [
+            ("watermark".to_string(), self.watermark.to_string()),
+            ("next_seq".to_string(), self.next_seq.to_string()),
+            ("swept_at".to_string(), self.swept_at.to_string()),
+        ]
+        .into_iter()
+        .collect();
+        let schema = Arc::new(Schema::new_with_metadata(fields, metadata));
+        let batch = RecordBatch::try_new(schema.clone(), columns)?;
+        let mut out = Vec::new();
+        let mut w = StreamWriter::try_new(&mut out, &schema)?;
+        w.write(&batch)?;
+        w.finish()?;
+        drop(w);
+        Ok(Some(out))
+    }
+
+    fn restore(&mut self, state: &[u8]) -> Result<()> {
+        let bad = |p: String| CoreError::Checkpoint { problem: format!("step `{}`: {p}", self.name) };
+        let reader = StreamReader::try_new(state, None).map_err(|e| bad(e.to_string()))?;
+        let schema = reader.schema();
+        let n_keys = self.key_fields.len();
+        if schema.fields().len() != n_keys + 2
+            || schema.fields()[..n_keys].iter().zip(&self.key_fields).any(|(a, b)| a.data_type() != b.data_type())
+        {
+            return Err(bad("the saved key columns do not match this step's keys".into()));
+        }
+        let meta = |k: &str| -> Result<i64> {
+            schema
+                .metadata()
+                .get(k)
+                .and_then(|v| v.parse().ok())
+                .ok_or_else(|| bad(format!("missing `{k}`")))
+        };
+        self.watermark = meta("watermark")?;
+        self.next_seq = meta("next_seq")? as u64;
+        self.swept_at = meta("swept_at")?;
+        self.seen.clear();
+        self.order.clear();
+        for batch in reader {
+            let batch = batch.map_err(|e| bad(e.to_string()))?;
+            let rows = self.converter.convert_columns(&batch.columns()[..n_keys])?;
+            let times = batch.column(n_keys).as_primitive::<arrow::datatypes::Int64Type>();
+            let seqs = batch.column(n_keys + 1).as_primitive::<arrow::datatypes::UInt64Type>();
+            for i in 0..batch.num_rows() {
+                let key: Arc<[u8]> = Arc::from(rows.row(i).as_ref());
+                let seq = seqs.value(i);
+                if self.max_keys.is_some() {
+                    self.order.push_back((seq, key.clone()));
+                }
+                self.seen.insert(key, Entry { first_time: times.value(i), seq });
+            }
+        }
+        Ok(())
+    }
+}

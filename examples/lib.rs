@@ -1,0 +1,1 @@
+//! Examples crate: programs live beside this file as `[[example]]` targets.
