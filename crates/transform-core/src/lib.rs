@@ -43,6 +43,7 @@ mod expr;
 pub mod lineage;
 pub mod metrics;
 pub mod pipeline;
+pub mod sample;
 mod safe_cast;
 pub mod spec;
 pub mod step;

@@ -56,3 +56,26 @@ pub fn kafka_input_schema() -> SchemaRef {
 pub fn is_reserved(name: &str) -> bool {
     name.starts_with('_')
 }
+
+/// Builds a batch of [`file_input_schema`] from raw records of one file.
+///
+/// `first_line` is the 1-based line number of `records[0]`; `ingested_at_micros` is the
+/// driver's clock (injected, so tests are deterministic).
+pub fn file_batch<R: AsRef<[u8]>>(
+    records: &[R],
+    source: &str,
+    file: &str,
+    first_line: u64,
+    ingested_at_micros: i64,
+) -> crate::Result<arrow::array::RecordBatch> {
+    use arrow::array::{BinaryArray, StringArray, TimestampMicrosecondArray, UInt64Array};
+    let n = records.len();
+    let columns: Vec<arrow::array::ArrayRef> = vec![
+        Arc::new(BinaryArray::from_iter_values(records.iter().map(|r| r.as_ref()))),
+        Arc::new(StringArray::from(vec![source; n])),
+        Arc::new(TimestampMicrosecondArray::from(vec![ingested_at_micros; n]).with_timezone("UTC")),
+        Arc::new(StringArray::from(vec![file; n])),
+        Arc::new(UInt64Array::from_iter_values(first_line..first_line + n as u64)),
+    ];
+    Ok(arrow::array::RecordBatch::try_new(file_input_schema(), columns)?)
+}

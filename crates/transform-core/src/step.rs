@@ -154,3 +154,12 @@ pub(crate) fn location(index: usize, type_name: &str, name: &str) -> String {
         format!("steps[{index}] ({type_name} `{name}`)")
     }
 }
+
+/// A boolean mask where NULL counts as false (SQL `WHERE` semantics).
+pub(crate) fn null_as_false(mask: &BooleanArray) -> BooleanArray {
+    if mask.null_count() == 0 {
+        mask.clone()
+    } else {
+        arrow::compute::prep_null_mask_filter(mask)
+    }
+}

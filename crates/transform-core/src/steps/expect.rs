@@ -4,7 +4,7 @@
 //! Every rule is evaluated on the step's input, so counts do not depend on rule order.
 
 use arrow::array::{AsArray, BooleanArray, RecordBatch};
-use arrow::compute::{not, or, prep_null_mask_filter};
+use arrow::compute::{not, or};
 use arrow::datatypes::{DataType, SchemaRef};
 use datafusion::prelude::SessionContext;
 
@@ -81,7 +81,7 @@ impl Step for Expect {
                 message: format!("rule `{}`: {message}", rule.name),
                 hint: None,
             })?;
-            let passed = prep_null_mask_filter(value.as_boolean());
+            let passed = crate::step::null_as_false(value.as_boolean());
             let failed = not(&passed)?;
             let n_failed = failed.true_count();
             counts.push(RuleCount {

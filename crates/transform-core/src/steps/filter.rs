@@ -2,7 +2,6 @@
 //! purpose and counted as dropped, never quarantined.
 
 use arrow::array::{AsArray, RecordBatch};
-use arrow::compute::prep_null_mask_filter;
 use arrow::datatypes::{DataType, SchemaRef};
 use datafusion::prelude::SessionContext;
 
@@ -44,7 +43,7 @@ impl Step for Filter {
             message,
             hint: None,
         })?;
-        let mask = prep_null_mask_filter(mask.as_boolean());
+        let mask = crate::step::null_as_false(mask.as_boolean());
         let kept = arrow::compute::filter_record_batch(&batch, &mask)?;
         let dropped = (batch.num_rows() - kept.num_rows()) as u64;
         Ok(StepOutput { batch: kept, rejected: None, dropped, rules: Vec::new() })

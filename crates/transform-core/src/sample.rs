@@ -1,0 +1,157 @@
+//! Deterministic generators of realistic source records, with the faults real sources have.
+//!
+//! Used by tests, benchmarks and `strata demo`. Pure functions of a seed (a small xorshift
+//! generator, so results are identical on every machine and version).
+
+/// Fault rates for generated IoT events (fractions of all events, 0.0–1.0).
+#[derive(Debug, Clone, Copy)]
+pub struct IotFaults {
+    /// Lines that are not JSON objects (truncated, garbage, arrays).
+    pub malformed: f64,
+    /// JSON objects with a bad value: temperature text, out of range, missing id, bad time.
+    pub invalid: f64,
+    /// Exact repeats of an earlier event (same `device_id` + `seq`).
+    pub duplicates: f64,
+}
+
+impl Default for IotFaults {
+    fn default() -> Self {
+        IotFaults { malformed: 0.01, invalid: 0.0, duplicates: 0.01 }
+    }
+}
+
+/// A tiny deterministic PRNG (xorshift64*).
+#[derive(Debug, Clone)]
+pub struct Rng(u64);
+
+impl Rng {
+    /// Seeds the generator (0 is remapped).
+    pub fn new(seed: u64) -> Self {
+        Rng(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1)
+    }
+
+    /// Next 64 random bits.
+    pub fn next_u64(&mut self) -> u64 {
+        let mut x = self.0;
+        x ^= x >> 12;
+        x ^= x << 25;
+        x ^= x >> 27;
+        self.0 = x;
+        x.wrapping_mul(0x2545_F491_4F6C_DD1D)
+    }
+
+    /// Uniform in [0, 1).
+    pub fn unit(&mut self) -> f64 {
+        (self.next_u64() >> 11) as f64 / (1u64 << 53) as f64
+    }
+
+    /// Uniform in [0, n).
+    pub fn below(&mut self, n: u64) -> u64 {
+        if n == 0 { 0 } else { self.next_u64() % n }
+    }
+}
+
+const SITES: [&str; 4] = ["SP-01", "SP-02", "RJ-01", "POA-03"];
+const TAGS: [&str; 5] = ["line-1", "line-2", "line-3", "cold-room", "dock"];
+
+/// Generates `n` IoT events as NDJSON lines shaped like `samples/iot_event.json`.
+///
+/// Events start at `start_epoch_ms` and advance ~10 ms each across 200 devices; about 3% send
+/// temperature as a string (valid: devices do that) and 2% arrive late (up to 10 minutes).
+pub fn iot_events(n: usize, seed: u64, faults: IotFaults, start_epoch_ms: i64) -> Vec<String> {
+    let mut rng = Rng::new(seed);
+    let mut out: Vec<String> = Vec::with_capacity(n);
+    let mut seqs = [0u64; 200];
+    for i in 0..n {
+        let roll = rng.unit();
+        if roll < faults.duplicates && !out.is_empty() {
+            let back = rng.below(out.len().min(50) as u64) as usize + 1;
+            let prev = out[out.len() - back].clone();
+            out.push(prev);
+            continue;
+        }
+        if roll < faults.duplicates + faults.malformed {
+            out.push(match rng.below(4) {
+                0 => "{\"device_id\":\"dev-00001\",\"ts\":\"2026-11-20T13:4".to_string(),
+                1 => "garbage \u{1}\u{2} not json".to_string(),
+                2 => "[1,2,3]".to_string(),
+                _ => String::new(),
+            });
+            continue;
+        }
+        let device = rng.below(200) as usize;
+        seqs[device] += 1;
+        let mut ts_ms = start_epoch_ms + i as i64 * 10;
+        if rng.unit() < 0.02 {
+            ts_ms -= rng.below(600_000) as i64;
+        }
+        let ts = iso_millis(ts_ms);
+        let temp = (rng.below(600) as f64) / 10.0 - 10.0;
+        let humidity = (rng.below(1000) as f64) / 10.0;
+        let battery = rng.below(101);
+        let lat = -23.5 - rng.below(1000) as f64 / 10_000.0;
+        let lon = -46.6 - rng.below(1000) as f64 / 10_000.0;
+        let site = SITES[device % SITES.len()];
+        let tag = TAGS[device % TAGS.len()];
+        let mut device_id = format!("\"dev-{device:05}\"");
+        let mut ts_text = format!("\"{ts}\"");
+        let mut temperature = if rng.unit() < 0.03 { format!("\"{temp:.1}\"") } else { format!("{temp:.1}") };
+        if roll < faults.duplicates + faults.malformed + faults.invalid {
+            match rng.below(4) {
+                0 => temperature = "\"n/a\"".into(),
+                1 => temperature = "500.0".into(),
+                2 => device_id = "null".into(),
+                _ => ts_text = "\"yesterday\"".into(),
+            }
+        }
+        out.push(format!(
+            "{{\"device_id\":{device_id},\"ts\":{ts_text},\"seq\":{seq},\"temperature\":{temperature},\"humidity\":{humidity:.1},\"battery\":{battery},\"location\":{{\"lat\":{lat:.4},\"lon\":{lon:.4},\"site\":\"{site}\"}},\"tags\":[\"{tag}\",\"cold-room\"],\"owner_email\":\"ops{device}@example.com\"}}",
+            seq = seqs[device]
+        ));
+    }
+    out
+}
+
+/// Formats epoch milliseconds as `YYYY-MM-DDTHH:MM:SS.mmmZ` (proleptic Gregorian, UTC).
+pub fn iso_millis(epoch_ms: i64) -> String {
+    let secs = epoch_ms.div_euclid(1000);
+    let ms = epoch_ms.rem_euclid(1000);
+    let days = secs.div_euclid(86_400);
+    let rem = secs.rem_euclid(86_400);
+    let (y, m, d) = civil_from_days(days);
+    format!("{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{ms:03}Z", rem / 3600, rem % 3600 / 60, rem % 60)
+}
+
+/// Howard Hinnant's days → civil date.
+fn civil_from_days(z: i64) -> (i64, u32, u32) {
+    let z = z + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let y = yoe + era * 400;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    (if m <= 2 { y + 1 } else { y }, m, d)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn iso_dates() {
+        assert_eq!(iso_millis(0), "1970-01-01T00:00:00.000Z");
+        assert_eq!(iso_millis(1_763_646_312_123), "2025-11-20T13:45:12.123Z");
+    }
+
+    #[test]
+    fn deterministic_and_faulty() {
+        let f = IotFaults { malformed: 0.05, invalid: 0.05, duplicates: 0.05 };
+        let a = iot_events(2000, 7, f, 1_763_646_312_000);
+        assert_eq!(a, iot_events(2000, 7, f, 1_763_646_312_000));
+        let bad = a.iter().filter(|l| serde_json::from_str::<serde_json::Value>(l).is_err()).count();
+        assert!(bad > 20 && bad < 250, "{bad}");
+    }
+}
