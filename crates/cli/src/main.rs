@@ -1,1 +1,81 @@
-fn main() {}
+//! `strata`: the command-line drivers. One file per command in `cmd/`.
+//!
+//! Exit codes: 0 success, 1 runtime failure (I/O, data), 2 bad configuration (spec, flags).
+
+mod cmd;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// Strata — one transformation SDK for streaming and batch.
+#[derive(Debug, Parser)]
+#[command(name = "strata", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Check a pipeline spec without running it.
+    Validate(cmd::validate::Args),
+    /// Show the step graph of a pipeline with the schema after each step.
+    Plan(cmd::validate::Args),
+    /// Run a pipeline over NDJSON files into Parquet (good rows + quarantine).
+    Transform(cmd::transform::Args),
+    /// Generate realistic sample data with faults.
+    Generate(cmd::generate::Args),
+}
+
+/// A failure with the exit code it maps to.
+#[derive(Debug)]
+pub struct Failure {
+    code: u8,
+    error: anyhow::Error,
+}
+
+impl Failure {
+    /// Bad configuration: exit code 2.
+    pub fn config(error: impl Into<anyhow::Error>) -> Self {
+        Failure {
+            code: 2,
+            error: error.into(),
+        }
+    }
+
+    /// Runtime failure: exit code 1.
+    pub fn runtime(error: impl Into<anyhow::Error>) -> Self {
+        Failure {
+            code: 1,
+            error: error.into(),
+        }
+    }
+}
+
+impl From<strata_core::CoreError> for Failure {
+    fn from(e: strata_core::CoreError) -> Self {
+        if e.is_config_error() {
+            Failure::config(e)
+        } else {
+            Failure::runtime(e)
+        }
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Validate(a) => cmd::validate::run(&a, false),
+        Command::Plan(a) => cmd::validate::run(&a, true),
+        Command::Transform(a) => cmd::transform::run(&a),
+        Command::Generate(a) => cmd::generate::run(&a),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(f) => {
+            eprintln!("error: {:#}", f.error);
+            ExitCode::from(f.code)
+        }
+    }
+}

@@ -39,26 +39,35 @@ impl Envelope {
         }
         let version = u32::from_le_bytes(r.array()?);
         if version != VERSION {
-            return Err(bad(&format!("checkpoint version {version} is not supported (expected {VERSION})")));
+            return Err(bad(&format!(
+                "checkpoint version {version} is not supported (expected {VERSION})"
+            )));
         }
-        let fingerprint = String::from_utf8(r.take(64)?.to_vec()).map_err(|_| bad("corrupt fingerprint"))?;
+        let fingerprint =
+            String::from_utf8(r.take(64)?.to_vec()).map_err(|_| bad("corrupt fingerprint"))?;
         let n = u32::from_le_bytes(r.array()?) as usize;
         let mut entries = Vec::with_capacity(n.min(1024));
         for _ in 0..n {
             let len = u32::from_le_bytes(r.array()?) as usize;
-            let name = String::from_utf8(r.take(len)?.to_vec()).map_err(|_| bad("corrupt step name"))?;
+            let name =
+                String::from_utf8(r.take(len)?.to_vec()).map_err(|_| bad("corrupt step name"))?;
             let len = u64::from_le_bytes(r.array()?) as usize;
             entries.push((name, r.take(len)?.to_vec()));
         }
         if r.pos != bytes.len() {
             return Err(bad("trailing bytes after the last entry"));
         }
-        Ok(Envelope { fingerprint, entries })
+        Ok(Envelope {
+            fingerprint,
+            entries,
+        })
     }
 }
 
 fn bad(problem: &str) -> CoreError {
-    CoreError::Checkpoint { problem: problem.to_string() }
+    CoreError::Checkpoint {
+        problem: problem.to_string(),
+    }
 }
 
 struct Reader<'a> {
@@ -68,7 +77,11 @@ struct Reader<'a> {
 
 impl<'a> Reader<'a> {
     fn take(&mut self, n: usize) -> Result<&'a [u8]> {
-        let end = self.pos.checked_add(n).filter(|&e| e <= self.bytes.len()).ok_or_else(|| bad("truncated"))?;
+        let end = self
+            .pos
+            .checked_add(n)
+            .filter(|&e| e <= self.bytes.len())
+            .ok_or_else(|| bad("truncated"))?;
         let s = &self.bytes[self.pos..end];
         self.pos = end;
         Ok(s)

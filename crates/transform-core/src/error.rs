@@ -100,7 +100,11 @@ fn hint_suffix(hint: &Option<String>) -> String {
 
 impl CoreError {
     /// A spec error for `field` at `location`.
-    pub fn spec(location: impl Into<String>, field: impl Into<String>, problem: impl Into<String>) -> Self {
+    pub fn spec(
+        location: impl Into<String>,
+        field: impl Into<String>,
+        problem: impl Into<String>,
+    ) -> Self {
         CoreError::Spec {
             location: location.into(),
             field: field.into(),

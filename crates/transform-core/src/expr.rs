@@ -27,10 +27,18 @@ impl SqlExpr {
     /// Parses, type-checks and plans `sql` over `schema`.
     pub fn compile(ctx: &SessionContext, sql: &str, schema: &SchemaRef) -> Result<Self, String> {
         let df_schema = DFSchema::try_from(schema.as_ref().clone()).map_err(|e| e.to_string())?;
-        let logical = ctx.parse_sql_expr(sql, &df_schema).map_err(|e| clean(e.to_string()))?;
-        let expr = ctx.create_physical_expr(logical, &df_schema).map_err(|e| clean(e.to_string()))?;
+        let logical = ctx
+            .parse_sql_expr(sql, &df_schema)
+            .map_err(|e| clean(e.to_string()))?;
+        let expr = ctx
+            .create_physical_expr(logical, &df_schema)
+            .map_err(|e| clean(e.to_string()))?;
         let data_type = expr.data_type(schema).map_err(|e| clean(e.to_string()))?;
-        Ok(SqlExpr { sql: sql.to_string(), expr, data_type })
+        Ok(SqlExpr {
+            sql: sql.to_string(),
+            expr,
+            data_type,
+        })
     }
 
     /// Evaluates over a batch, always returning an array of `batch.num_rows()` values.

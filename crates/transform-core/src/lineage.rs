@@ -71,11 +71,18 @@ pub fn file_batch<R: AsRef<[u8]>>(
     use arrow::array::{BinaryArray, StringArray, TimestampMicrosecondArray, UInt64Array};
     let n = records.len();
     let columns: Vec<arrow::array::ArrayRef> = vec![
-        Arc::new(BinaryArray::from_iter_values(records.iter().map(|r| r.as_ref()))),
+        Arc::new(BinaryArray::from_iter_values(
+            records.iter().map(|r| r.as_ref()),
+        )),
         Arc::new(StringArray::from(vec![source; n])),
         Arc::new(TimestampMicrosecondArray::from(vec![ingested_at_micros; n]).with_timezone("UTC")),
         Arc::new(StringArray::from(vec![file; n])),
-        Arc::new(UInt64Array::from_iter_values(first_line..first_line + n as u64)),
+        Arc::new(UInt64Array::from_iter_values(
+            first_line..first_line + n as u64,
+        )),
     ];
-    Ok(arrow::array::RecordBatch::try_new(file_input_schema(), columns)?)
+    Ok(arrow::array::RecordBatch::try_new(
+        file_input_schema(),
+        columns,
+    )?)
 }

@@ -56,7 +56,11 @@ impl PipelineMetrics {
         PipelineMetrics {
             steps: steps
                 .iter()
-                .map(|(name, kind)| StepMetrics { step: name.clone(), kind: kind.to_string(), ..Default::default() })
+                .map(|(name, kind)| StepMetrics {
+                    step: name.clone(),
+                    kind: kind.to_string(),
+                    ..Default::default()
+                })
                 .collect(),
             ..Default::default()
         }
@@ -70,7 +74,11 @@ impl PipelineMetrics {
                     r.passed += c.passed;
                     r.failed += c.failed;
                 }
-                None => rules.push(RuleMetrics { rule: c.rule.clone(), passed: c.passed, failed: c.failed }),
+                None => rules.push(RuleMetrics {
+                    rule: c.rule.clone(),
+                    passed: c.passed,
+                    failed: c.failed,
+                }),
             }
         }
     }
@@ -104,6 +112,10 @@ impl PipelineMetrics {
 
     /// Rows dropped as duplicates by `dedup` steps.
     pub fn duplicates(&self) -> u64 {
-        self.steps.iter().filter(|s| s.kind == "dedup").map(|s| s.dropped).sum()
+        self.steps
+            .iter()
+            .filter(|s| s.kind == "dedup")
+            .map(|s| s.dropped)
+            .sum()
     }
 }

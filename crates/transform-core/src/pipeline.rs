@@ -8,7 +8,9 @@
 
 use std::sync::Arc;
 
-use arrow::array::{Array, ArrayRef, AsArray, BinaryArray, RecordBatch, StringArray, UInt32Array, new_null_array};
+use arrow::array::{
+    Array, ArrayRef, AsArray, BinaryArray, RecordBatch, StringArray, UInt32Array, new_null_array,
+};
 use arrow::compute::{concat, sort_to_indices, take};
 use arrow::datatypes::{DataType, Field, FieldRef, Schema, SchemaRef};
 use sha2::{Digest, Sha256};
@@ -29,22 +31,29 @@ pub const QUARANTINE_STEP: &str = "_step";
 /// Name of the quarantine column holding the reason.
 pub const QUARANTINE_REASON: &str = "_reason";
 
+/// Resolves a secret (e.g. an HMAC key) by name.
+pub type SecretResolver = Box<dyn Fn(&str) -> Option<String> + Send + Sync>;
+
 /// Options for building a pipeline that come from the environment, not the spec.
 pub struct BuildContext {
-    secret: Box<dyn Fn(&str) -> Option<String> + Send + Sync>,
+    secret: SecretResolver,
 }
 
 impl Default for BuildContext {
     /// Secrets (HMAC keys) are read from environment variables.
     fn default() -> Self {
-        BuildContext { secret: Box::new(|name| std::env::var(name).ok()) }
+        BuildContext {
+            secret: Box::new(|name| std::env::var(name).ok()),
+        }
     }
 }
 
 impl BuildContext {
     /// Resolves secrets with `f` instead of the environment (tests, secret managers).
     pub fn with_secrets(f: impl Fn(&str) -> Option<String> + Send + Sync + 'static) -> Self {
-        BuildContext { secret: Box::new(f) }
+        BuildContext {
+            secret: Box::new(f),
+        }
     }
 }
 
@@ -86,12 +95,19 @@ pub struct Pipeline {
 
 impl std::fmt::Debug for Pipeline {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Pipeline").field("name", &self.spec.name).field("steps", &self.kinds).finish()
+        f.debug_struct("Pipeline")
+            .field("name", &self.spec.name)
+            .field("steps", &self.kinds)
+            .finish()
     }
 }
 
 fn reserved_problem(location: &str, name: &str) -> CoreError {
-    CoreError::spec(location, name, "names starting with `_` are reserved for lineage columns")
+    CoreError::spec(
+        location,
+        name,
+        "names starting with `_` are reserved for lineage columns",
+    )
 }
 
 impl Pipeline {
@@ -103,11 +119,17 @@ impl Pipeline {
             let name = match s.given_name() {
                 Some(n) => {
                     if names.iter().any(|m| m == n) {
-                        return Err(CoreError::spec(location(i, s.type_name(), n), "name", format!("step name `{n}` is used twice")));
+                        return Err(CoreError::spec(
+                            location(i, s.type_name(), n),
+                            "name",
+                            format!("step name `{n}` is used twice"),
+                        ));
                     }
                     n.to_string()
                 }
-                None if names.iter().any(|m| m == s.type_name()) => format!("{}_{i}", s.type_name()),
+                None if names.iter().any(|m| m == s.type_name()) => {
+                    format!("{}_{i}", s.type_name())
+                }
                 None => s.type_name().to_string(),
             };
             names.push(name);
@@ -115,17 +137,27 @@ impl Pipeline {
 
         // Which input columns feed the steps, and which are lineage.
         let raw_column = match spec.steps.first() {
-            Some(StepSpec::ParseJson(p)) => Some(p.column.clone().unwrap_or_else(|| RAW.to_string())),
+            Some(StepSpec::ParseJson(p)) => {
+                Some(p.column.clone().unwrap_or_else(|| RAW.to_string()))
+            }
             _ => None,
         };
         for (i, s) in spec.steps.iter().enumerate().skip(1) {
             if matches!(s, StepSpec::ParseJson(_)) {
-                return Err(CoreError::spec(location(i, "parse_json", &names[i]), "type", "parse_json must be the first step"));
+                return Err(CoreError::spec(
+                    location(i, "parse_json", &names[i]),
+                    "type",
+                    "parse_json must be the first step",
+                ));
             }
         }
         let raw_index = match &raw_column {
             Some(c) => Some(input_schema.index_of(c).map_err(|_| {
-                CoreError::spec(location(0, "parse_json", &names[0]), "column", format!("the input has no column `{c}`"))
+                CoreError::spec(
+                    location(0, "parse_json", &names[0]),
+                    "column",
+                    format!("the input has no column `{c}`"),
+                )
             })?),
             None => input_schema.index_of(RAW).ok(),
         };
@@ -142,8 +174,12 @@ impl Pipeline {
                 step_input.push(i);
             }
         }
-        let step_input_schema =
-            with_row_id(step_input.iter().map(|&i| input_schema.fields()[i].clone()).collect());
+        let step_input_schema = with_row_id(
+            step_input
+                .iter()
+                .map(|&i| input_schema.fields()[i].clone())
+                .collect(),
+        );
 
         // Build the chain.
         let session = crate::expr::session();
@@ -154,15 +190,35 @@ impl Pipeline {
             let loc = location(i, s.type_name(), &names[i]);
             let name = names[i].as_str();
             let step: Box<dyn Step> = match s {
-                StepSpec::ParseJson(p) => Box::new(steps::parse_json::ParseJson::build(p, name, &loc, &schema)?),
-                StepSpec::Select(p) => Box::new(steps::select::Select::build(p, name, &loc, &schema)?),
-                StepSpec::Rename(p) => Box::new(steps::rename::Rename::build(p, name, &loc, &schema)?),
+                StepSpec::ParseJson(p) => {
+                    Box::new(steps::parse_json::ParseJson::build(p, name, &loc, &schema)?)
+                }
+                StepSpec::Select(p) => {
+                    Box::new(steps::select::Select::build(p, name, &loc, &schema)?)
+                }
+                StepSpec::Rename(p) => {
+                    Box::new(steps::rename::Rename::build(p, name, &loc, &schema)?)
+                }
                 StepSpec::Cast(p) => Box::new(steps::cast::Cast::build(p, name, &loc, &schema)?),
-                StepSpec::Flatten(p) => Box::new(steps::flatten::Flatten::build(p, name, &loc, &schema)?),
-                StepSpec::Filter(p) => Box::new(steps::filter::Filter::build(p, name, &loc, &schema, &session)?),
-                StepSpec::Derive(p) => Box::new(steps::derive::Derive::build(p, name, &loc, &schema, &session)?),
-                StepSpec::Expect(p) => Box::new(steps::expect::Expect::build(p, name, &loc, &schema, &session)?),
-                StepSpec::Mask(p) => Box::new(steps::mask::Mask::build(p, name, &loc, &schema, ctx.secret.as_ref())?),
+                StepSpec::Flatten(p) => {
+                    Box::new(steps::flatten::Flatten::build(p, name, &loc, &schema)?)
+                }
+                StepSpec::Filter(p) => Box::new(steps::filter::Filter::build(
+                    p, name, &loc, &schema, &session,
+                )?),
+                StepSpec::Derive(p) => Box::new(steps::derive::Derive::build(
+                    p, name, &loc, &schema, &session,
+                )?),
+                StepSpec::Expect(p) => Box::new(steps::expect::Expect::build(
+                    p, name, &loc, &schema, &session,
+                )?),
+                StepSpec::Mask(p) => Box::new(steps::mask::Mask::build(
+                    p,
+                    name,
+                    &loc,
+                    &schema,
+                    ctx.secret.as_ref(),
+                )?),
                 StepSpec::Dedup(p) => Box::new(steps::dedup::Dedup::build(p, name, &loc, &schema)?),
             };
             schema = step.output_schema();
@@ -183,15 +239,26 @@ impl Pipeline {
                 return Err(reserved_problem("output", &format!("schema.{}", f.name())));
             }
             let idx = schema.index_of(f.name()).map_err(|_| {
-                CoreError::spec("output", format!("schema.{}", f.name()), "declared but no step produces it")
-                    .with_hint(format!("the last step produces: {}", steps::column_list(&schema)))
+                CoreError::spec(
+                    "output",
+                    format!("schema.{}", f.name()),
+                    "declared but no step produces it",
+                )
+                .with_hint(format!(
+                    "the last step produces: {}",
+                    steps::column_list(&schema)
+                ))
             })?;
             let produced = schema.field(idx).data_type();
             if produced != f.data_type() {
                 return Err(CoreError::spec(
                     "output",
                     format!("schema.{}", f.name()),
-                    format!("declared {} but the steps produce {}", type_name(f.data_type()), type_name(produced)),
+                    format!(
+                        "declared {} but the steps produce {}",
+                        type_name(f.data_type()),
+                        type_name(produced)
+                    ),
                 )
                 .with_hint("add a `cast` step or change the declared type"));
             }
@@ -202,21 +269,36 @@ impl Pipeline {
         }
         for f in schema.fields() {
             if f.name() != ROW_ID && declared.field_with_name(f.name()).is_err() {
-                return Err(CoreError::spec("output", "schema", format!("the steps produce `{}`, which is not declared", f.name()))
-                    .with_hint("declare it, or drop it with a `select` step"));
+                return Err(CoreError::spec(
+                    "output",
+                    "schema",
+                    format!("the steps produce `{}`, which is not declared", f.name()),
+                )
+                .with_hint("declare it, or drop it with a `select` step"));
             }
         }
         if let Some(et) = &spec.output.event_time {
             match declared.field_with_name(et) {
                 Ok(f) if matches!(f.data_type(), DataType::Timestamp(..) | DataType::Date32) => {}
                 Ok(f) => {
-                    return Err(CoreError::spec("output", "event_time", format!("`{et}` is {}, not a timestamp", type_name(f.data_type()))));
+                    return Err(CoreError::spec(
+                        "output",
+                        "event_time",
+                        format!("`{et}` is {}, not a timestamp", type_name(f.data_type())),
+                    ));
                 }
-                Err(_) => return Err(CoreError::spec("output", "event_time", format!("`{et}` is not a declared column"))),
+                Err(_) => {
+                    return Err(CoreError::spec(
+                        "output",
+                        "event_time",
+                        format!("`{et}` is not a declared column"),
+                    ));
+                }
             }
         }
         for (i, p) in spec.output.partition_by.iter().enumerate() {
-            validate_partition(p, &declared).map_err(|e| CoreError::spec("output", format!("partition_by[{i}]"), e))?;
+            validate_partition(p, &declared)
+                .map_err(|e| CoreError::spec("output", format!("partition_by[{i}]"), e))?;
         }
 
         let mut out_fields: Vec<FieldRef> = declared.fields().iter().cloned().collect();
@@ -227,11 +309,18 @@ impl Pipeline {
             Arc::new(Field::new(QUARANTINE_STEP, DataType::Utf8, false)),
             Arc::new(Field::new(QUARANTINE_REASON, DataType::Utf8, false)),
         ];
-        q_fields.extend(lineage.iter().map(|&i| Arc::new(input_schema.field(i).clone().with_nullable(true))));
+        q_fields.extend(
+            lineage
+                .iter()
+                .map(|&i| Arc::new(input_schema.field(i).clone().with_nullable(true))),
+        );
         let quarantine_schema = Arc::new(Schema::new(q_fields));
 
-        let step_ids: Vec<(String, &'static str)> = names.iter().cloned().zip(kinds.iter().copied()).collect();
-        let fingerprint = hex::encode(Sha256::digest(serde_json::to_vec(spec).map_err(|e| CoreError::Internal(e.to_string()))?));
+        let step_ids: Vec<(String, &'static str)> =
+            names.iter().cloned().zip(kinds.iter().copied()).collect();
+        let fingerprint = hex::encode(Sha256::digest(
+            serde_json::to_vec(spec).map_err(|e| CoreError::Internal(e.to_string()))?,
+        ));
         Ok(Pipeline {
             spec: spec.clone(),
             fingerprint,
@@ -277,11 +366,23 @@ impl Pipeline {
 
     /// A human-readable plan: each step with the schema it produces.
     pub fn plan(&self) -> String {
-        let mut out = format!("pipeline `{}`\n  input: {}\n", self.spec.name, describe(&self.step_input_schema));
+        let mut out = format!(
+            "pipeline `{}`\n  input: {}\n",
+            self.spec.name,
+            describe(&self.step_input_schema)
+        );
         for (step, kind) in self.steps.iter().zip(&self.kinds) {
-            out.push_str(&format!("  {} ({kind}) -> {}\n", step.name(), describe(&step.output_schema())));
+            out.push_str(&format!(
+                "  {} ({kind}) -> {}\n",
+                step.name(),
+                describe(&step.output_schema())
+            ));
         }
-        out.push_str(&format!("  output: {}\n  quarantine: {}\n", describe(&self.output_schema), describe(&self.quarantine_schema)));
+        out.push_str(&format!(
+            "  output: {}\n  quarantine: {}\n",
+            describe(&self.output_schema),
+            describe(&self.quarantine_schema)
+        ));
         out
     }
 
@@ -289,10 +390,18 @@ impl Pipeline {
     pub fn process(&mut self, batch: &RecordBatch) -> Result<Output> {
         self.check_input(batch)?;
         if batch.num_rows() > u32::MAX as usize {
-            return Err(CoreError::InputSchema { problem: "a batch may hold at most 2^32-1 rows".into() });
+            return Err(CoreError::InputSchema {
+                problem: "a batch may hold at most 2^32-1 rows".into(),
+            });
         }
-        let mut columns: Vec<ArrayRef> = self.step_input.iter().map(|&i| batch.column(i).clone()).collect();
-        columns.push(Arc::new(UInt32Array::from_iter_values(0..batch.num_rows() as u32)));
+        let mut columns: Vec<ArrayRef> = self
+            .step_input
+            .iter()
+            .map(|&i| batch.column(i).clone())
+            .collect();
+        columns.push(Arc::new(UInt32Array::from_iter_values(
+            0..batch.num_rows() as u32,
+        )));
         let first = RecordBatch::try_new(self.step_input_schema.clone(), columns)?;
         self.run_from(0, first, Some(batch))
     }
@@ -305,7 +414,10 @@ impl Pipeline {
             if let Some(b) = self.steps[i].finish()? {
                 let out = self.run_from(i + 1, b, None)?;
                 total.rows.extend(out.rows);
-                total.quarantined = arrow::compute::concat_batches(&self.quarantine_schema, [&total.quarantined, &out.quarantined])?;
+                total.quarantined = arrow::compute::concat_batches(
+                    &self.quarantine_schema,
+                    [&total.quarantined, &out.quarantined],
+                )?;
                 total.metrics.merge(&out.metrics);
             }
         }
@@ -320,7 +432,11 @@ impl Pipeline {
                 entries.push((step.name().to_string(), state));
             }
         }
-        Ok(Envelope { fingerprint: self.fingerprint.clone(), entries }.encode())
+        Ok(Envelope {
+            fingerprint: self.fingerprint.clone(),
+            entries,
+        }
+        .encode())
     }
 
     /// Restores state written by [`Pipeline::checkpoint`] of a pipeline built from the same spec.
@@ -328,7 +444,10 @@ impl Pipeline {
         let env = Envelope::decode(state)?;
         if env.fingerprint != self.fingerprint {
             return Err(CoreError::Checkpoint {
-                problem: format!("it was written by a different version of pipeline `{}` (spec fingerprint differs)", self.spec.name),
+                problem: format!(
+                    "it was written by a different version of pipeline `{}` (spec fingerprint differs)",
+                    self.spec.name
+                ),
             });
         }
         for (name, bytes) in &env.entries {
@@ -336,7 +455,9 @@ impl Pipeline {
                 .steps
                 .iter_mut()
                 .find(|s| s.name() == name)
-                .ok_or_else(|| CoreError::Checkpoint { problem: format!("no step named `{name}`") })?;
+                .ok_or_else(|| CoreError::Checkpoint {
+                    problem: format!("no step named `{name}`"),
+                })?;
             step.restore(bytes)?;
         }
         Ok(())
@@ -347,7 +468,12 @@ impl Pipeline {
             rows: Vec::new(),
             quarantined: RecordBatch::new_empty(self.quarantine_schema.clone()),
             metrics: PipelineMetrics::for_steps(
-                &self.steps.iter().map(|s| s.name().to_string()).zip(self.kinds.iter().copied()).collect::<Vec<_>>(),
+                &self
+                    .steps
+                    .iter()
+                    .map(|s| s.name().to_string())
+                    .zip(self.kinds.iter().copied())
+                    .collect::<Vec<_>>(),
             ),
         }
     }
@@ -356,20 +482,35 @@ impl Pipeline {
         let got = batch.schema();
         if got.fields().len() != self.input_schema.fields().len() {
             return Err(CoreError::InputSchema {
-                problem: format!("expected columns [{}], got [{}]", describe(&self.input_schema), describe(&got)),
+                problem: format!(
+                    "expected columns [{}], got [{}]",
+                    describe(&self.input_schema),
+                    describe(&got)
+                ),
             });
         }
         for (a, b) in self.input_schema.fields().iter().zip(got.fields()) {
             if a.name() != b.name() || a.data_type() != b.data_type() {
                 return Err(CoreError::InputSchema {
-                    problem: format!("expected `{}` {}, got `{}` {}", a.name(), type_name(a.data_type()), b.name(), type_name(b.data_type())),
+                    problem: format!(
+                        "expected `{}` {}, got `{}` {}",
+                        a.name(),
+                        type_name(a.data_type()),
+                        b.name(),
+                        type_name(b.data_type())
+                    ),
                 });
             }
         }
         Ok(())
     }
 
-    fn run_from(&mut self, start: usize, mut batch: RecordBatch, input: Option<&RecordBatch>) -> Result<Output> {
+    fn run_from(
+        &mut self,
+        start: usize,
+        mut batch: RecordBatch,
+        input: Option<&RecordBatch>,
+    ) -> Result<Output> {
         let mut out = self.empty_output();
         let mut rejections: Vec<(String, Rejected)> = Vec::new();
         if start == 0 {
@@ -383,7 +524,11 @@ impl Pipeline {
             if result.batch.schema().fields() != expected.fields() {
                 return Err(CoreError::OutputSchema {
                     step: step.name().to_string(),
-                    problem: format!("expected [{}], got [{}]", describe(&expected), describe(&result.batch.schema())),
+                    problem: format!(
+                        "expected [{}], got [{}]",
+                        describe(&expected),
+                        describe(&result.batch.schema())
+                    ),
                 });
             }
             let m = &mut out.metrics.steps[i];
@@ -413,7 +558,11 @@ impl Pipeline {
     }
 
     /// Last step's batch → declared output: order, not-null checks, lineage re-attached.
-    fn finalize(&self, batch: RecordBatch, input: Option<&RecordBatch>) -> Result<(RecordBatch, Option<Rejected>)> {
+    fn finalize(
+        &self,
+        batch: RecordBatch,
+        input: Option<&RecordBatch>,
+    ) -> Result<(RecordBatch, Option<Rejected>)> {
         let mut batch = batch;
         let mut rejected = None;
         let mut missing: Option<arrow::array::BooleanArray> = None;
@@ -441,7 +590,11 @@ impl Pipeline {
             rejected = rej;
         }
         let ids = row_ids(&batch)?;
-        let mut columns: Vec<ArrayRef> = self.final_order.iter().map(|&i| batch.column(i).clone()).collect();
+        let mut columns: Vec<ArrayRef> = self
+            .final_order
+            .iter()
+            .map(|&i| batch.column(i).clone())
+            .collect();
         let identity = input.is_some_and(|inp| ids.len() == inp.num_rows());
         for &l in &self.lineage {
             columns.push(match input {
@@ -450,18 +603,33 @@ impl Pipeline {
                 None => new_null_array(self.input_schema.field(l).data_type(), batch.num_rows()),
             });
         }
-        Ok((RecordBatch::try_new(self.output_schema.clone(), columns)?, rejected))
+        Ok((
+            RecordBatch::try_new(self.output_schema.clone(), columns)?,
+            rejected,
+        ))
     }
 
     /// Rejections of all steps → one quarantine batch in input order.
-    fn quarantine(&self, rejections: Vec<(String, Rejected)>, input: Option<&RecordBatch>) -> Result<RecordBatch> {
+    fn quarantine(
+        &self,
+        rejections: Vec<(String, Rejected)>,
+        input: Option<&RecordBatch>,
+    ) -> Result<RecordBatch> {
         if rejections.is_empty() {
             return Ok(RecordBatch::new_empty(self.quarantine_schema.clone()));
         }
-        let ids: Vec<&dyn Array> = rejections.iter().map(|(_, r)| &r.row_ids as &dyn Array).collect();
-        let reasons: Vec<&dyn Array> = rejections.iter().map(|(_, r)| &r.reasons as &dyn Array).collect();
-        let steps: Vec<StringArray> =
-            rejections.iter().map(|(s, r)| StringArray::from(vec![s.as_str(); r.row_ids.len()])).collect();
+        let ids: Vec<&dyn Array> = rejections
+            .iter()
+            .map(|(_, r)| &r.row_ids as &dyn Array)
+            .collect();
+        let reasons: Vec<&dyn Array> = rejections
+            .iter()
+            .map(|(_, r)| &r.reasons as &dyn Array)
+            .collect();
+        let steps: Vec<StringArray> = rejections
+            .iter()
+            .map(|(s, r)| StringArray::from(vec![s.as_str(); r.row_ids.len()]))
+            .collect();
         let steps_ref: Vec<&dyn Array> = steps.iter().map(|s| s as &dyn Array).collect();
         let ids = concat(&ids)?;
         let order = sort_to_indices(&ids, None, None)?;
@@ -485,7 +653,10 @@ impl Pipeline {
                 None => new_null_array(self.input_schema.field(l).data_type(), n),
             });
         }
-        Ok(RecordBatch::try_new(self.quarantine_schema.clone(), columns)?)
+        Ok(RecordBatch::try_new(
+            self.quarantine_schema.clone(),
+            columns,
+        )?)
     }
 
     /// Typed input without a raw column: the quarantined rows are kept as JSON text.
@@ -508,7 +679,14 @@ fn describe(schema: &SchemaRef) -> String {
         .fields()
         .iter()
         .filter(|f| f.name() != ROW_ID)
-        .map(|f| format!("{} {}{}", f.name(), type_name(f.data_type()), if f.is_nullable() { "" } else { " not null" }))
+        .map(|f| {
+            format!(
+                "{} {}{}",
+                f.name(),
+                type_name(f.data_type()),
+                if f.is_nullable() { "" } else { " not null" }
+            )
+        })
         .collect::<Vec<_>>()
         .join(", ")
 }
@@ -527,18 +705,29 @@ fn validate_partition(text: &str, declared: &Schema) -> std::result::Result<(), 
         .map_err(|_| format!("`{text}`: `{column}` is not a declared output column"))?;
     match func {
         "year" | "month" | "day" | "hour" => {
-            if !matches!(field.data_type(), DataType::Timestamp(..) | DataType::Date32) {
-                return Err(format!("`{text}`: {func}() needs a timestamp or date column"));
+            if !matches!(
+                field.data_type(),
+                DataType::Timestamp(..) | DataType::Date32
+            ) {
+                return Err(format!(
+                    "`{text}`: {func}() needs a timestamp or date column"
+                ));
             }
         }
         "bucket" | "truncate" => {
             let n = args.split(',').next().unwrap_or_default().trim();
             if n.parse::<u32>().map_or(true, |n| n == 0) {
-                return Err(format!("`{text}`: {func} needs a positive width first, e.g. {func}(16, {column})"));
+                return Err(format!(
+                    "`{text}`: {func} needs a positive width first, e.g. {func}(16, {column})"
+                ));
             }
         }
         "identity" => {}
-        other => return Err(format!("`{text}`: unknown transform `{other}` (year, month, day, hour, bucket, truncate, identity)")),
+        other => {
+            return Err(format!(
+                "`{text}`: unknown transform `{other}` (year, month, day, hour, bucket, truncate, identity)"
+            ));
+        }
     }
     Ok(())
 }

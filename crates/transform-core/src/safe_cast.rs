@@ -8,8 +8,8 @@
 use std::sync::Arc;
 
 use arrow::array::{
-    Array, ArrayRef, AsArray, BooleanArray, BooleanBufferBuilder, GenericListArray, Int64Array, OffsetSizeTrait,
-    StructArray, new_null_array,
+    Array, ArrayRef, AsArray, BooleanArray, BooleanBufferBuilder, GenericListArray, Int64Array,
+    OffsetSizeTrait, StructArray, new_null_array,
 };
 use arrow::compute::kernels::cast::{CastOptions, cast_with_options};
 use arrow::compute::{and, is_not_null, is_null, or};
@@ -39,7 +39,11 @@ pub(crate) fn lenient_type(target: &DataType) -> DataType {
                 .map(|f| Field::new(f.name(), lenient_type(f.data_type()), true))
                 .collect::<Fields>(),
         ),
-        DataType::List(f) => DataType::List(Arc::new(Field::new(f.name(), lenient_type(f.data_type()), true))),
+        DataType::List(f) => DataType::List(Arc::new(Field::new(
+            f.name(),
+            lenient_type(f.data_type()),
+            true,
+        ))),
         _ => DataType::Utf8,
     }
 }
@@ -62,27 +66,45 @@ pub(crate) fn can_cast(from: &DataType, to: &DataType) -> bool {
 /// Casts `array` to `target`; values that don't convert become null and are flagged as failed.
 pub(crate) fn safe_cast(array: &ArrayRef, target: &DataType, epoch: EpochUnit) -> Result<Casted> {
     if array.data_type() == target {
-        return Ok(Casted { array: array.clone(), failed: None });
+        return Ok(Casted {
+            array: array.clone(),
+            failed: None,
+        });
     }
     match (array.data_type(), target) {
-        (DataType::Struct(_), DataType::Struct(fields)) => cast_struct(array.as_struct(), fields, epoch),
-        (DataType::List(_), DataType::List(field)) => cast_list(array.as_list::<i32>(), field, epoch),
+        (DataType::Struct(_), DataType::Struct(fields)) => {
+            cast_struct(array.as_struct(), fields, epoch)
+        }
+        (DataType::List(_), DataType::List(field)) => {
+            cast_list(array.as_list::<i32>(), field, epoch)
+        }
         (DataType::LargeList(_), DataType::List(field)) => {
             let casted = cast_list(array.as_list::<i64>(), field, epoch)?;
-            Ok(Casted { array: cast_with_options(&casted.array, target, &SAFE)?, failed: casted.failed })
+            Ok(Casted {
+                array: cast_with_options(&casted.array, target, &SAFE)?,
+                failed: casted.failed,
+            })
         }
-        (from, DataType::Timestamp(unit, tz)) if from.is_integer() || from.is_floating() || is_string(from) => {
+        (from, DataType::Timestamp(unit, tz))
+            if from.is_integer() || from.is_floating() || is_string(from) =>
+        {
             cast_timestamp(array, *unit, tz.clone(), epoch)
         }
         _ => {
             let out = cast_with_options(array, target, &SAFE)?;
-            Ok(Casted { failed: failures(array.as_ref(), out.as_ref())?, array: out })
+            Ok(Casted {
+                failed: failures(array.as_ref(), out.as_ref())?,
+                array: out,
+            })
         }
     }
 }
 
 fn is_string(dt: &DataType) -> bool {
-    matches!(dt, DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View)
+    matches!(
+        dt,
+        DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View
+    )
 }
 
 /// Rows that were non-null before and null after.
@@ -117,12 +139,22 @@ fn cast_struct(array: &StructArray, fields: &Fields, epoch: EpochUnit) -> Result
     if let (Some(f), Some(nulls)) = (&failed, array.nulls()) {
         failed = Some(and(f, &BooleanArray::new(nulls.inner().clone(), None))?);
     }
-    let fields: Fields = fields.iter().map(|f| Arc::new(f.as_ref().clone().with_nullable(true))).collect();
+    let fields: Fields = fields
+        .iter()
+        .map(|f| Arc::new(f.as_ref().clone().with_nullable(true)))
+        .collect();
     let out = StructArray::try_new(fields, children, array.nulls().cloned())?;
-    Ok(Casted { array: Arc::new(out), failed })
+    Ok(Casted {
+        array: Arc::new(out),
+        failed,
+    })
 }
 
-fn cast_list<O: OffsetSizeTrait>(array: &GenericListArray<O>, field: &Arc<Field>, epoch: EpochUnit) -> Result<Casted> {
+fn cast_list<O: OffsetSizeTrait>(
+    array: &GenericListArray<O>,
+    field: &Arc<Field>,
+    epoch: EpochUnit,
+) -> Result<Casted> {
     let inner = safe_cast(array.values(), field.data_type(), epoch)?;
     // Fold element failures back to their list row through the offsets.
     let failed = match inner.failed {
@@ -139,7 +171,12 @@ fn cast_list<O: OffsetSizeTrait>(array: &GenericListArray<O>, field: &Arc<Field>
         }
     };
     let offsets = arrow::buffer::OffsetBuffer::new(
-        array.value_offsets().iter().map(|o| o.as_usize() as i32).collect::<Vec<i32>>().into(),
+        array
+            .value_offsets()
+            .iter()
+            .map(|o| o.as_usize() as i32)
+            .collect::<Vec<i32>>()
+            .into(),
     );
     let out = GenericListArray::<i32>::try_new(
         Arc::new(field.as_ref().clone().with_nullable(true)),
@@ -147,7 +184,10 @@ fn cast_list<O: OffsetSizeTrait>(array: &GenericListArray<O>, field: &Arc<Field>
         inner.array,
         array.nulls().cloned(),
     )?;
-    Ok(Casted { array: Arc::new(out), failed })
+    Ok(Casted {
+        array: Arc::new(out),
+        failed,
+    })
 }
 
 /// Factor from the epoch unit to the target unit, as (multiply, divide).
@@ -164,17 +204,30 @@ fn scale(epoch: EpochUnit, unit: TimeUnit) -> (i64, i64) {
         TimeUnit::Microsecond => 1_000_000,
         TimeUnit::Nanosecond => 1_000_000_000,
     };
-    if to >= from { (to / from, 1) } else { (1, from / to) }
+    if to >= from {
+        (to / from, 1)
+    } else {
+        (1, from / to)
+    }
 }
 
-fn cast_timestamp(array: &ArrayRef, unit: TimeUnit, tz: Option<Arc<str>>, epoch: EpochUnit) -> Result<Casted> {
+fn cast_timestamp(
+    array: &ArrayRef,
+    unit: TimeUnit,
+    tz: Option<Arc<str>>,
+    epoch: EpochUnit,
+) -> Result<Casted> {
     let target = DataType::Timestamp(unit, tz);
     let (mul, div) = scale(epoch, unit);
     let from_epoch = |a: &ArrayRef| -> Result<ArrayRef> {
         let ints = cast_with_options(a, &DataType::Int64, &SAFE)?;
         let ints = ints.as_primitive::<Int64Type>();
         let scaled: Int64Array = ints.unary_opt(|v| v.checked_mul(mul).map(|v| v / div));
-        Ok(cast_with_options(&(Arc::new(scaled) as ArrayRef), &target, &SAFE)?)
+        Ok(cast_with_options(
+            &(Arc::new(scaled) as ArrayRef),
+            &target,
+            &SAFE,
+        )?)
     };
     let out = if is_string(array.data_type()) {
         let parsed = cast_with_options(array, &target, &SAFE)?;
@@ -188,7 +241,10 @@ fn cast_timestamp(array: &ArrayRef, unit: TimeUnit, tz: Option<Arc<str>>, epoch:
     } else {
         from_epoch(array)?
     };
-    Ok(Casted { failed: failures(array.as_ref(), out.as_ref())?, array: out })
+    Ok(Casted {
+        failed: failures(array.as_ref(), out.as_ref())?,
+        array: out,
+    })
 }
 
 #[cfg(test)]
@@ -198,34 +254,55 @@ mod tests {
 
     #[test]
     fn failed_rows_are_flagged_not_fatal() {
-        let a: ArrayRef = Arc::new(StringArray::from(vec![Some("1.5"), Some("abc"), None, Some("2")]));
+        let a: ArrayRef = Arc::new(StringArray::from(vec![
+            Some("1.5"),
+            Some("abc"),
+            None,
+            Some("2"),
+        ]));
         let c = safe_cast(&a, &DataType::Float64, EpochUnit::Ms).unwrap();
         let failed = c.failed.unwrap();
-        assert_eq!(failed.iter().collect::<Vec<_>>(), vec![Some(false), Some(true), Some(false), Some(false)]);
+        assert_eq!(
+            failed.iter().collect::<Vec<_>>(),
+            vec![Some(false), Some(true), Some(false), Some(false)]
+        );
         assert_eq!(c.array.null_count(), 2);
     }
 
     #[test]
     fn timestamps_from_iso_and_epoch_strings() {
-        let a: ArrayRef = Arc::new(StringArray::from(vec!["2025-11-20T13:45:12.123Z", "1763646312123", "soon"]));
+        let a: ArrayRef = Arc::new(StringArray::from(vec![
+            "2025-11-20T13:45:12.123Z",
+            "1763646312123",
+            "soon",
+        ]));
         let t = DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into()));
         let c = safe_cast(&a, &t, EpochUnit::Ms).unwrap();
-        let ts = c.array.as_primitive::<arrow::datatypes::TimestampMicrosecondType>();
+        let ts = c
+            .array
+            .as_primitive::<arrow::datatypes::TimestampMicrosecondType>();
         assert_eq!(ts.value(0), 1_763_646_312_123_000);
         assert_eq!(ts.value(1), 1_763_646_312_123_000);
-        assert_eq!(c.failed.unwrap().value(2), true);
+        assert!(c.failed.unwrap().value(2));
     }
 
     #[test]
     fn list_element_failure_flags_its_row() {
         let json = "{\"l\":[\"1\",\"2\"]}\n{\"l\":[\"3\",\"x\"]}\n{\"l\":null}\n";
         let lenient = DataType::List(Arc::new(Field::new("item", DataType::Utf8, true)));
-        let schema = Arc::new(arrow::datatypes::Schema::new(vec![Field::new("l", lenient, true)]));
-        let mut d = arrow::json::ReaderBuilder::new(schema).build_decoder().unwrap();
+        let schema = Arc::new(arrow::datatypes::Schema::new(vec![Field::new(
+            "l", lenient, true,
+        )]));
+        let mut d = arrow::json::ReaderBuilder::new(schema)
+            .build_decoder()
+            .unwrap();
         d.decode(json.as_bytes()).unwrap();
         let b = d.flush().unwrap().unwrap();
         let target = DataType::List(Arc::new(Field::new("item", DataType::Int64, true)));
         let c = safe_cast(b.column(0), &target, EpochUnit::Ms).unwrap();
-        assert_eq!(c.failed.unwrap().iter().collect::<Vec<_>>(), vec![Some(false), Some(true), Some(false)]);
+        assert_eq!(
+            c.failed.unwrap().iter().collect::<Vec<_>>(),
+            vec![Some(false), Some(true), Some(false)]
+        );
     }
 }

@@ -16,7 +16,11 @@ pub struct IotFaults {
 
 impl Default for IotFaults {
     fn default() -> Self {
-        IotFaults { malformed: 0.01, invalid: 0.0, duplicates: 0.01 }
+        IotFaults {
+            malformed: 0.01,
+            invalid: 0.0,
+            duplicates: 0.01,
+        }
     }
 }
 
@@ -95,7 +99,11 @@ pub fn iot_events(n: usize, seed: u64, faults: IotFaults, start_epoch_ms: i64) -
         let tag = TAGS[device % TAGS.len()];
         let mut device_id = format!("\"dev-{device:05}\"");
         let mut ts_text = format!("\"{ts}\"");
-        let mut temperature = if rng.unit() < 0.03 { format!("\"{temp:.1}\"") } else { format!("{temp:.1}") };
+        let mut temperature = if rng.unit() < 0.03 {
+            format!("\"{temp:.1}\"")
+        } else {
+            format!("{temp:.1}")
+        };
         if roll < faults.duplicates + faults.malformed + faults.invalid {
             match rng.below(4) {
                 0 => temperature = "\"n/a\"".into(),
@@ -119,7 +127,12 @@ pub fn iso_millis(epoch_ms: i64) -> String {
     let days = secs.div_euclid(86_400);
     let rem = secs.rem_euclid(86_400);
     let (y, m, d) = civil_from_days(days);
-    format!("{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{ms:03}Z", rem / 3600, rem % 3600 / 60, rem % 60)
+    format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{ms:03}Z",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
 }
 
 /// Howard Hinnant's days → civil date.
@@ -148,10 +161,17 @@ mod tests {
 
     #[test]
     fn deterministic_and_faulty() {
-        let f = IotFaults { malformed: 0.05, invalid: 0.05, duplicates: 0.05 };
+        let f = IotFaults {
+            malformed: 0.05,
+            invalid: 0.05,
+            duplicates: 0.05,
+        };
         let a = iot_events(2000, 7, f, 1_763_646_312_000);
         assert_eq!(a, iot_events(2000, 7, f, 1_763_646_312_000));
-        let bad = a.iter().filter(|l| serde_json::from_str::<serde_json::Value>(l).is_err()).count();
+        let bad = a
+            .iter()
+            .filter(|l| serde_json::from_str::<serde_json::Value>(l).is_err())
+            .count();
         assert!(bad > 20 && bad < 250, "{bad}");
     }
 }

@@ -331,7 +331,8 @@ impl PipelineSpec {
 
     /// Writes the spec as YAML (round-trips through [`Self::from_yaml`]).
     pub fn to_yaml(&self) -> Result<String> {
-        serde_yaml_ng::to_string(self).map_err(|e| CoreError::Internal(format!("spec to YAML: {e}")))
+        serde_yaml_ng::to_string(self)
+            .map_err(|e| CoreError::Internal(format!("spec to YAML: {e}")))
     }
 
     /// Starts a Rust builder for a pipeline called `name`.
@@ -352,7 +353,10 @@ impl PipelineSpec {
 }
 
 fn columns<'a>(pairs: impl IntoIterator<Item = (&'a str, &'a str)>) -> IndexMap<String, String> {
-    pairs.into_iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+    pairs
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
 }
 
 /// Builds the same [`PipelineSpec`] a YAML file would, from Rust.
@@ -388,12 +392,18 @@ impl PipelineBuilder {
 
     /// `rename` of `old → new` pairs.
     pub fn rename<'a>(self, pairs: impl IntoIterator<Item = (&'a str, &'a str)>) -> Self {
-        self.step(StepSpec::Rename(RenameSpec { name: None, columns: columns(pairs) }))
+        self.step(StepSpec::Rename(RenameSpec {
+            name: None,
+            columns: columns(pairs),
+        }))
     }
 
     /// `cast` of `column → type` pairs.
     pub fn cast<'a>(self, pairs: impl IntoIterator<Item = (&'a str, &'a str)>) -> Self {
-        self.step(StepSpec::Cast(CastSpec { name: None, columns: columns(pairs) }))
+        self.step(StepSpec::Cast(CastSpec {
+            name: None,
+            columns: columns(pairs),
+        }))
     }
 
     /// `flatten` a struct column with the default prefix and separator.
@@ -408,19 +418,32 @@ impl PipelineBuilder {
 
     /// `filter` with an SQL predicate.
     pub fn filter(self, predicate: &str) -> Self {
-        self.step(StepSpec::Filter(FilterSpec { name: None, predicate: predicate.into() }))
+        self.step(StepSpec::Filter(FilterSpec {
+            name: None,
+            predicate: predicate.into(),
+        }))
     }
 
     /// `derive` of `column → SQL expression` pairs.
     pub fn derive<'a>(self, pairs: impl IntoIterator<Item = (&'a str, &'a str)>) -> Self {
-        self.step(StepSpec::Derive(DeriveSpec { name: None, columns: columns(pairs) }))
+        self.step(StepSpec::Derive(DeriveSpec {
+            name: None,
+            columns: columns(pairs),
+        }))
     }
 
     /// `expect` with `(name, check, action)` rules.
-    pub fn expect<'a>(self, rules: impl IntoIterator<Item = (&'a str, &'a str, RuleAction)>) -> Self {
+    pub fn expect<'a>(
+        self,
+        rules: impl IntoIterator<Item = (&'a str, &'a str, RuleAction)>,
+    ) -> Self {
         let rules = rules
             .into_iter()
-            .map(|(name, check, action)| RuleSpec { name: name.into(), check: check.into(), action })
+            .map(|(name, check, action)| RuleSpec {
+                name: name.into(),
+                check: check.into(),
+                action,
+            })
             .collect();
         self.step(StepSpec::Expect(ExpectSpec { name: None, rules }))
     }
@@ -429,11 +452,20 @@ impl PipelineBuilder {
     pub fn mask(self, column: &str, method: MaskMethod) -> Self {
         let mut columns = IndexMap::new();
         columns.insert(column.to_string(), method);
-        self.step(StepSpec::Mask(MaskSpec { name: None, columns }))
+        self.step(StepSpec::Mask(MaskSpec {
+            name: None,
+            columns,
+        }))
     }
 
     /// `dedup` on keys, bounded by an event-time TTL and/or a key count.
-    pub fn dedup(self, keys: &[&str], event_time: Option<&str>, ttl: Option<&str>, max_keys: Option<usize>) -> Self {
+    pub fn dedup(
+        self,
+        keys: &[&str],
+        event_time: Option<&str>,
+        ttl: Option<&str>,
+        max_keys: Option<usize>,
+    ) -> Self {
         self.step(StepSpec::Dedup(DedupSpec {
             name: None,
             keys: keys.iter().map(|k| k.to_string()).collect(),
@@ -477,9 +509,14 @@ pub fn parse_duration_micros(text: &str) -> std::result::Result<i64, String> {
         "m" => 60_000_000,
         "h" => 3_600_000_000,
         "d" => 86_400_000_000,
-        other => return Err(format!("unknown duration unit `{other}` in `{text}` (use ms, s, m, h or d)")),
+        other => {
+            return Err(format!(
+                "unknown duration unit `{other}` in `{text}` (use ms, s, m, h or d)"
+            ));
+        }
     };
-    n.checked_mul(mult).ok_or_else(|| format!("duration `{text}` is too large"))
+    n.checked_mul(mult)
+        .ok_or_else(|| format!("duration `{text}` is too large"))
 }
 
 #[cfg(test)]
@@ -506,13 +543,22 @@ mod tests {
         let from_yaml = PipelineSpec::from_yaml(yaml).unwrap();
         let built = PipelineSpec::builder("p")
             .filter("a > 1")
-            .mask("e", MaskMethod::KeepLast { n: 2, mask_char: '*' })
+            .mask(
+                "e",
+                MaskMethod::KeepLast {
+                    n: 2,
+                    mask_char: '*',
+                },
+            )
             .output([("a", "int64")])
             .build();
         assert_eq!(from_yaml, built);
         let json = serde_json::to_string(&built).unwrap();
         assert_eq!(PipelineSpec::from_json(&json).unwrap(), built);
-        assert_eq!(PipelineSpec::from_yaml(&built.to_yaml().unwrap()).unwrap(), built);
+        assert_eq!(
+            PipelineSpec::from_yaml(&built.to_yaml().unwrap()).unwrap(),
+            built
+        );
     }
 
     #[test]

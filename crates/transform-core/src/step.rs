@@ -52,7 +52,12 @@ pub struct StepOutput {
 impl StepOutput {
     /// All rows continue.
     pub fn pass(batch: RecordBatch) -> Self {
-        StepOutput { batch, rejected: None, dropped: 0, rules: Vec::new() }
+        StepOutput {
+            batch,
+            rejected: None,
+            dropped: 0,
+            rules: Vec::new(),
+        }
     }
 }
 
@@ -74,7 +79,9 @@ pub trait Step: Send {
     }
     /// Restores state written by [`Step::checkpoint`] of the same step.
     fn restore(&mut self, _state: &[u8]) -> Result<()> {
-        Err(CoreError::Checkpoint { problem: format!("step `{}` keeps no state", self.name()) })
+        Err(CoreError::Checkpoint {
+            problem: format!("step `{}` keeps no state", self.name()),
+        })
     }
 }
 
@@ -110,7 +117,10 @@ pub(crate) fn split_rejected(
     let kept = arrow::compute::filter_record_batch(&batch, &keep)?;
     Ok((
         kept,
-        Some(Rejected { row_ids: UInt32Array::from(reject_ids), reasons: StringArray::from(reasons) }),
+        Some(Rejected {
+            row_ids: UInt32Array::from(reject_ids),
+            reasons: StringArray::from(reasons),
+        }),
     ))
 }
 
@@ -131,7 +141,9 @@ pub(crate) fn render_value(array: &dyn Array, row: usize) -> String {
     };
     if matches!(
         array.data_type(),
-        arrow::datatypes::DataType::Utf8 | arrow::datatypes::DataType::LargeUtf8 | arrow::datatypes::DataType::Utf8View
+        arrow::datatypes::DataType::Utf8
+            | arrow::datatypes::DataType::LargeUtf8
+            | arrow::datatypes::DataType::Utf8View
     ) {
         format!("{text:?}")
     } else {
@@ -142,7 +154,11 @@ pub(crate) fn render_value(array: &dyn Array, row: usize) -> String {
 /// A schema with the [`ROW_ID`] column appended.
 pub(crate) fn with_row_id(fields: Vec<arrow::datatypes::FieldRef>) -> SchemaRef {
     let mut fields = fields;
-    fields.push(Arc::new(arrow::datatypes::Field::new(ROW_ID, arrow::datatypes::DataType::UInt32, false)));
+    fields.push(Arc::new(arrow::datatypes::Field::new(
+        ROW_ID,
+        arrow::datatypes::DataType::UInt32,
+        false,
+    )));
     Arc::new(arrow::datatypes::Schema::new(fields))
 }
 

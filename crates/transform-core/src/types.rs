@@ -21,14 +21,21 @@ pub struct ColumnType {
 
 /// Parses a column type such as `float64 not null`.
 pub fn parse_column_type(text: &str) -> Result<ColumnType, String> {
-    let mut p = TypeParser { s: text.as_bytes(), pos: 0, text };
+    let mut p = TypeParser {
+        s: text.as_bytes(),
+        pos: 0,
+        text,
+    };
     let data_type = p.data_type()?;
     let nullable = !p.eat_keywords(&["not", "null"]);
     p.skip_ws();
     if p.pos != p.s.len() {
         return Err(p.err("unexpected text after the type"));
     }
-    Ok(ColumnType { data_type, nullable })
+    Ok(ColumnType {
+        data_type,
+        nullable,
+    })
 }
 
 /// Builds an Arrow schema from an ordered `name: type` map; errors name the column.
@@ -169,7 +176,9 @@ impl TypeParser<'_> {
     }
 
     fn data_type(&mut self) -> Result<DataType, String> {
-        let name = self.ident().ok_or_else(|| self.err("expected a type name"))?;
+        let name = self
+            .ident()
+            .ok_or_else(|| self.err("expected a type name"))?;
         Ok(match name.as_str() {
             "string" | "utf8" | "text" | "varchar" => DataType::Utf8,
             "bool" | "boolean" => DataType::Boolean,
@@ -196,7 +205,9 @@ impl TypeParser<'_> {
                 let s = self.number()?;
                 self.expect(b')')?;
                 if p == 0 || p > 38 || s > p {
-                    return Err(self.err("decimal needs 1 <= precision <= 38 and scale <= precision"));
+                    return Err(
+                        self.err("decimal needs 1 <= precision <= 38 and scale <= precision")
+                    );
                 }
                 DataType::Decimal128(p as u8, s as i8)
             }
@@ -210,7 +221,9 @@ impl TypeParser<'_> {
                 self.expect(b'<')?;
                 let mut fields = Vec::new();
                 loop {
-                    let fname = self.ident().ok_or_else(|| self.err("expected a field name"))?;
+                    let fname = self
+                        .ident()
+                        .ok_or_else(|| self.err("expected a field name"))?;
                     self.eat(b':');
                     let ft = self.data_type()?;
                     if self.eat_keywords(&["not", "null"]) {
@@ -257,7 +270,9 @@ mod tests {
     #[test]
     fn parses_nested_types() {
         let t = parse_column_type("struct<lat double, lon: double, site string>").unwrap();
-        let DataType::Struct(fields) = &t.data_type else { panic!("not a struct") };
+        let DataType::Struct(fields) = &t.data_type else {
+            panic!("not a struct")
+        };
         assert_eq!(fields.len(), 3);
         assert!(parse_column_type("struct<a int64 not null>").is_err());
         let l = parse_column_type("list<struct<a int64>>").unwrap();

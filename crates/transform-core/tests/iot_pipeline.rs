@@ -18,8 +18,15 @@ fn the_sample_event_comes_out_typed_flattened_derived_and_masked() {
     let c = run_chunks(&mut p, &lines(&[GOOD]), &[]);
     assert_eq!(c.num_rows(), 1, "{}", c.quarantine_text());
     let b: &RecordBatch = &c.rows[0];
-    let col = |n: &str| b.column_by_name(n).unwrap_or_else(|| panic!("no column {n}")).clone();
-    assert_eq!(col("temperature").as_primitive::<Float64Type>().value(0), 21.5);
+    let col = |n: &str| {
+        b.column_by_name(n)
+            .unwrap_or_else(|| panic!("no column {n}"))
+            .clone()
+    };
+    assert_eq!(
+        col("temperature").as_primitive::<Float64Type>().value(0),
+        21.5
+    );
     assert!((col("temp_f").as_primitive::<Float64Type>().value(0) - 70.7).abs() < 1e-9);
     assert_eq!(col("location_site").as_string::<i32>().value(0), "SP-01");
     assert_eq!(col("seq").as_primitive::<Int64Type>().value(0), 18231);
@@ -28,7 +35,13 @@ fn the_sample_event_comes_out_typed_flattened_derived_and_masked() {
         col("owner_email").as_string::<i32>().value(0),
         sha256_hex("ops@example.com")
     );
-    assert_eq!(b.column_by_name("_line").unwrap().as_primitive::<arrow::datatypes::UInt64Type>().value(0), 1);
+    assert_eq!(
+        b.column_by_name("_line")
+            .unwrap()
+            .as_primitive::<arrow::datatypes::UInt64Type>()
+            .value(0),
+        1
+    );
     let printed = c.rows_text();
     assert!(printed.contains("2026-11-20"), "{printed}");
 }
@@ -45,10 +58,15 @@ fn each_fault_is_quarantined_alone_with_its_reason() {
     let hot = GOOD.replace("21.5", "500.0");
     let no_id = GOOD.replace("\"dev-00042\"", "null");
     let bad_ts = GOOD.replace("2026-11-20T13:45:12.123Z", "yesterday");
-    let wrong_shape = GOOD.replace("{\"lat\":-23.5505,\"lon\":-46.6333,\"site\":\"SP-01\"}", "\"somewhere\"");
+    let wrong_shape = GOOD.replace(
+        "{\"lat\":-23.5505,\"lon\":-46.6333,\"site\":\"SP-01\"}",
+        "\"somewhere\"",
+    );
     let bad_id = GOOD.replace("dev-00042", "sensor-9");
     let string_temp = GOOD.replace("21.5", "\"21.5\"").replace("18231", "18232");
-    let epoch_ts = GOOD.replace("\"2026-11-20T13:45:12.123Z\"", "1763646312123").replace("18231", "18233");
+    let epoch_ts = GOOD
+        .replace("\"2026-11-20T13:45:12.123Z\"", "1763646312123")
+        .replace("18231", "18233");
     let input = vec![
         GOOD.to_string(),
         bad_json.to_string(),
@@ -66,7 +84,12 @@ fn each_fault_is_quarantined_alone_with_its_reason() {
     let mut p = build(&iot_spec());
     let c = run_chunks(&mut p, &input, &[]);
     let q = c.quarantine_text();
-    assert_eq!(c.num_rows(), 3, "rows:\n{}\nquarantine:\n{q}", c.rows_text());
+    assert_eq!(
+        c.num_rows(),
+        3,
+        "rows:\n{}\nquarantine:\n{q}",
+        c.rows_text()
+    );
     assert_eq!(c.num_quarantined(), 8, "{q}");
     for expected in [
         "not valid JSON",
@@ -86,11 +109,24 @@ fn each_fault_is_quarantined_alone_with_its_reason() {
     assert_eq!(m.quarantined, 8);
     assert_eq!(m.duplicates(), 1);
     let expect = m.steps.iter().find(|s| s.kind == "expect").unwrap();
-    let range = expect.rules.iter().find(|r| r.rule == "temperature_range").unwrap();
+    let range = expect
+        .rules
+        .iter()
+        .find(|r| r.rule == "temperature_range")
+        .unwrap();
     assert_eq!(range.failed, 1);
     // Quarantine keeps the raw bytes and lineage of the exact line.
     let qb = &c.quarantine[0];
-    let lines_col = qb.column_by_name("_line").unwrap().as_primitive::<arrow::datatypes::UInt64Type>();
+    let lines_col = qb
+        .column_by_name("_line")
+        .unwrap()
+        .as_primitive::<arrow::datatypes::UInt64Type>();
     assert_eq!(lines_col.values().to_vec(), vec![2, 3, 4, 5, 6, 7, 9, 12]);
-    assert_eq!(qb.column_by_name("_raw").unwrap().as_binary::<i32>().value(0), bad_json.as_bytes());
+    assert_eq!(
+        qb.column_by_name("_raw")
+            .unwrap()
+            .as_binary::<i32>()
+            .value(0),
+        bad_json.as_bytes()
+    );
 }

@@ -30,22 +30,35 @@ fn tight_dedup_spec() -> PipelineSpec {
 
 /// Lines: generated events (valid, malformed, wrong-typed, duplicated) plus arbitrary bytes.
 fn lines_strategy() -> impl Strategy<Value = Vec<String>> {
-    (any::<u64>(), 0usize..300, proptest::collection::vec("\\PC{0,20}", 0..5)).prop_map(|(seed, n, junk)| {
-        let faults = IotFaults { malformed: 0.05, invalid: 0.05, duplicates: 0.15 };
-        let mut lines = iot_events(n, seed, faults, 1_763_646_312_000);
-        for (i, j) in junk.into_iter().enumerate() {
-            let at = (seed as usize).wrapping_add(i * 31) % (lines.len() + 1);
-            lines.insert(at, j);
-        }
-        lines
-    })
+    (
+        any::<u64>(),
+        0usize..300,
+        proptest::collection::vec("\\PC{0,20}", 0..5),
+    )
+        .prop_map(|(seed, n, junk)| {
+            let faults = IotFaults {
+                malformed: 0.05,
+                invalid: 0.05,
+                duplicates: 0.15,
+            };
+            let mut lines = iot_events(n, seed, faults, 1_763_646_312_000);
+            for (i, j) in junk.into_iter().enumerate() {
+                let at = (seed as usize).wrapping_add(i * 31) % (lines.len() + 1);
+                lines.insert(at, j);
+            }
+            lines
+        })
 }
 
 fn splits_strategy() -> impl Strategy<Value = Vec<usize>> {
     proptest::collection::vec(0usize..60, 0..12)
 }
 
-fn assert_same(spec: &PipelineSpec, lines: &[String], splits: &[usize]) -> Result<(), TestCaseError> {
+fn assert_same(
+    spec: &PipelineSpec,
+    lines: &[String],
+    splits: &[usize],
+) -> Result<(), TestCaseError> {
     let mut whole = build(spec);
     let batch = run_chunks(&mut whole, lines, &[]);
     let mut streamed = build(spec);
@@ -53,7 +66,10 @@ fn assert_same(spec: &PipelineSpec, lines: &[String], splits: &[usize]) -> Resul
     let out = whole.output_schema();
     let q = whole.quarantine_schema();
     prop_assert_eq!(concat(out.clone(), &batch.rows), concat(out, &stream.rows));
-    prop_assert_eq!(concat(q.clone(), &batch.quarantine), concat(q, &stream.quarantine));
+    prop_assert_eq!(
+        concat(q.clone(), &batch.quarantine),
+        concat(q, &stream.quarantine)
+    );
     prop_assert_eq!(whole.metrics(), streamed.metrics());
     prop_assert_eq!(
         batch.num_rows() + batch.num_quarantined() + whole.metrics().dropped as usize,
@@ -126,18 +142,31 @@ fn json_like() -> impl Strategy<Value = String> {
         Just("null".to_string()),
         Just("true".to_string()),
         any::<i64>().prop_map(|v| v.to_string()),
-        any::<f64>().prop_filter("finite", |v| v.is_finite()).prop_map(|v| v.to_string()),
+        any::<f64>()
+            .prop_filter("finite", |v| v.is_finite())
+            .prop_map(|v| v.to_string()),
         "[a-z0-9 :.-]{0,12}".prop_map(|s| format!("\"{s}\"")),
         Just("[1,\"x\",{}]".to_string()),
         Just("{\"lat\":\"x\",\"lon\":[1]}".to_string()),
         Just("\"2026-11-20T13:45:12Z\"".to_string()),
     ];
     let keys = prop_oneof![
-        Just("device_id"), Just("ts"), Just("seq"), Just("temperature"), Just("humidity"),
-        Just("battery"), Just("location"), Just("tags"), Just("owner_email"), Just("other")
+        Just("device_id"),
+        Just("ts"),
+        Just("seq"),
+        Just("temperature"),
+        Just("humidity"),
+        Just("battery"),
+        Just("location"),
+        Just("tags"),
+        Just("owner_email"),
+        Just("other")
     ];
     proptest::collection::vec((keys, value), 0..10).prop_map(|fields| {
-        let body: Vec<String> = fields.into_iter().map(|(k, v)| format!("\"{k}\":{v}")).collect();
+        let body: Vec<String> = fields
+            .into_iter()
+            .map(|(k, v)| format!("\"{k}\":{v}"))
+            .collect();
         format!("{{{}}}", body.join(","))
     })
 }

@@ -38,16 +38,28 @@ impl Cast {
                 return Err(CoreError::spec(
                     loc,
                     &field,
-                    format!("cannot cast {} to {}", type_name(from), type_name(&t.data_type)),
+                    format!(
+                        "cannot cast {} to {}",
+                        type_name(from),
+                        type_name(&t.data_type)
+                    ),
                 ));
             }
             if !t.nullable {
-                return Err(CoreError::spec(loc, &field, "cast cannot add `not null`; use an `expect` rule"));
+                return Err(CoreError::spec(
+                    loc,
+                    &field,
+                    "cast cannot add `not null`; use an `expect` rule",
+                ));
             }
             fields[idx] = Field::new(column, t.data_type.clone(), true);
             targets.push((idx, t.data_type));
         }
-        Ok(Cast { name: name.to_string(), targets, output: Arc::new(Schema::new(fields)) })
+        Ok(Cast {
+            name: name.to_string(),
+            targets,
+            output: Arc::new(Schema::new(fields)),
+        })
     }
 }
 
@@ -79,7 +91,11 @@ impl Step for Cast {
             any = or(&any, f)?;
         }
         let (kept, rejected) = split_rejected(casted, &any, |row| {
-            let (idx, _) = failures.iter().find(|(_, f)| f.value(row)).map(|(i, f)| (*i, f)).unwrap_or((0, &any));
+            let (idx, _) = failures
+                .iter()
+                .find(|(_, f)| f.value(row))
+                .map(|(i, f)| (*i, f))
+                .unwrap_or((0, &any));
             let target = self.output.field(idx);
             format!(
                 "column `{}`: value {} cannot be cast to {}",
@@ -88,6 +104,11 @@ impl Step for Cast {
                 type_name(target.data_type())
             )
         })?;
-        Ok(StepOutput { batch: kept, rejected, dropped: 0, rules: Vec::new() })
+        Ok(StepOutput {
+            batch: kept,
+            rejected,
+            dropped: 0,
+            rules: Vec::new(),
+        })
     }
 }

@@ -15,7 +15,10 @@
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 
-use arrow::array::{Array, ArrayRef, AsArray, BooleanArray, BooleanBufferBuilder, Int64Array, RecordBatch, UInt64Array};
+use arrow::array::{
+    Array, ArrayRef, AsArray, BooleanArray, BooleanBufferBuilder, Int64Array, RecordBatch,
+    UInt64Array,
+};
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit, TimestampMicrosecondType};
 use arrow::ipc::reader::StreamReader;
 use arrow::ipc::writer::StreamWriter;
@@ -54,7 +57,11 @@ impl Dedup {
     /// Resolves keys and the event-time column; memory must be bounded by `ttl` or `max_keys`.
     pub fn build(spec: &DedupSpec, name: &str, loc: &str, input: &SchemaRef) -> Result<Self> {
         if spec.keys.is_empty() {
-            return Err(CoreError::spec(loc, "keys", "at least one key column is needed"));
+            return Err(CoreError::spec(
+                loc,
+                "keys",
+                "at least one key column is needed",
+            ));
         }
         let mut key_indices = Vec::new();
         let mut key_fields = Vec::new();
@@ -73,28 +80,41 @@ impl Dedup {
             .transpose()
             .map_err(|e| CoreError::spec(loc, "ttl", e))?;
         if ttl.is_none() && spec.max_keys.is_none() {
-            return Err(CoreError::spec(loc, "ttl", "dedup state must be bounded").with_hint("set `ttl` (with `event_time`) and/or `max_keys`"));
+            return Err(CoreError::spec(loc, "ttl", "dedup state must be bounded")
+                .with_hint("set `ttl` (with `event_time`) and/or `max_keys`"));
         }
         if spec.max_keys == Some(0) {
             return Err(CoreError::spec(loc, "max_keys", "must be at least 1"));
         }
         let time_index = match &spec.event_time {
             Some(col) => {
-                let idx = input
-                    .index_of(col)
-                    .map_err(|_| CoreError::spec(loc, "event_time", format!("unknown column `{col}`")))?;
+                let idx = input.index_of(col).map_err(|_| {
+                    CoreError::spec(loc, "event_time", format!("unknown column `{col}`"))
+                })?;
                 if !matches!(input.field(idx).data_type(), DataType::Timestamp(..)) {
-                    return Err(CoreError::spec(loc, "event_time", format!("`{col}` is not a timestamp")));
+                    return Err(CoreError::spec(
+                        loc,
+                        "event_time",
+                        format!("`{col}` is not a timestamp"),
+                    ));
                 }
                 Some(idx)
             }
             None if ttl.is_some() => {
-                return Err(CoreError::spec(loc, "event_time", "`ttl` needs an `event_time` column"));
+                return Err(CoreError::spec(
+                    loc,
+                    "event_time",
+                    "`ttl` needs an `event_time` column",
+                ));
             }
             None => None,
         };
-        let sort_fields = key_fields.iter().map(|f| SortField::new(f.data_type().clone())).collect();
-        let converter = RowConverter::new(sort_fields).map_err(|e| CoreError::spec(loc, "keys", e.to_string()))?;
+        let sort_fields = key_fields
+            .iter()
+            .map(|f| SortField::new(f.data_type().clone()))
+            .collect();
+        let converter = RowConverter::new(sort_fields)
+            .map_err(|e| CoreError::spec(loc, "keys", e.to_string()))?;
         Ok(Dedup {
             name: name.to_string(),
             key_indices,
@@ -118,7 +138,9 @@ impl Dedup {
     }
 
     fn event_times(&self, batch: &RecordBatch) -> Result<Option<ArrayRef>> {
-        let Some(idx) = self.time_index else { return Ok(None) };
+        let Some(idx) = self.time_index else {
+            return Ok(None);
+        };
         let col = batch.column(idx);
         let micros = arrow::compute::cast(col, &DataType::Timestamp(TimeUnit::Microsecond, None))?;
         Ok(Some(micros))
@@ -131,10 +153,18 @@ impl Dedup {
         if self.max_keys.is_some() {
             self.order.push_back((seq, key.clone()));
         }
-        self.seen.insert(key, Entry { first_time: time, seq });
+        self.seen.insert(
+            key,
+            Entry {
+                first_time: time,
+                seq,
+            },
+        );
         if let Some(max) = self.max_keys {
             while self.seen.len() > max {
-                let Some((old_seq, old_key)) = self.order.pop_front() else { break };
+                let Some((old_seq, old_key)) = self.order.pop_front() else {
+                    break;
+                };
                 if self.seen.get(&old_key).is_some_and(|e| e.seq == old_seq) {
                     self.seen.remove(&old_key);
                 }
@@ -152,7 +182,8 @@ impl Dedup {
         self.seen.retain(|_, e| e.first_time >= horizon);
         if self.max_keys.is_some() {
             let seen = &self.seen;
-            self.order.retain(|(seq, k)| seen.get(k).is_some_and(|e| e.seq == *seq));
+            self.order
+                .retain(|(seq, k)| seen.get(k).is_some_and(|e| e.seq == *seq));
         }
         self.swept_at = self.watermark;
     }
@@ -168,10 +199,16 @@ impl Step for Dedup {
     }
 
     fn process(&mut self, batch: RecordBatch) -> Result<StepOutput> {
-        let keys: Vec<ArrayRef> = self.key_indices.iter().map(|&i| batch.column(i).clone()).collect();
+        let keys: Vec<ArrayRef> = self
+            .key_indices
+            .iter()
+            .map(|&i| batch.column(i).clone())
+            .collect();
         let rows = self.converter.convert_columns(&keys)?;
         let times = self.event_times(&batch)?;
-        let times = times.as_ref().map(|t| t.as_primitive::<TimestampMicrosecondType>());
+        let times = times
+            .as_ref()
+            .map(|t| t.as_primitive::<TimestampMicrosecondType>());
         let mut keep = BooleanBufferBuilder::new(batch.num_rows());
         for i in 0..batch.num_rows() {
             if let Some(t) = times
@@ -199,8 +236,17 @@ impl Step for Dedup {
         self.sweep();
         let mask = BooleanArray::new(keep.finish(), None);
         let dropped = mask.false_count() as u64;
-        let kept = if dropped == 0 { batch } else { arrow::compute::filter_record_batch(&batch, &mask)? };
-        Ok(StepOutput { batch: kept, rejected: None, dropped, rules: Vec::new() })
+        let kept = if dropped == 0 {
+            batch
+        } else {
+            arrow::compute::filter_record_batch(&batch, &mask)?
+        };
+        Ok(StepOutput {
+            batch: kept,
+            rejected: None,
+            dropped,
+            rules: Vec::new(),
+        })
     }
 
     fn checkpoint(&self) -> Result<Option<Vec<u8>>> {
@@ -209,8 +255,12 @@ impl Step for Dedup {
         let parser = self.converter.parser();
         let rows: Vec<_> = entries.iter().map(|(k, _)| parser.parse(k)).collect();
         let mut columns = self.converter.convert_rows(rows)?;
-        columns.push(Arc::new(Int64Array::from_iter_values(entries.iter().map(|(_, e)| e.first_time))));
-        columns.push(Arc::new(UInt64Array::from_iter_values(entries.iter().map(|(_, e)| e.seq))));
+        columns.push(Arc::new(Int64Array::from_iter_values(
+            entries.iter().map(|(_, e)| e.first_time),
+        )));
+        columns.push(Arc::new(UInt64Array::from_iter_values(
+            entries.iter().map(|(_, e)| e.seq),
+        )));
         let mut fields = self.key_fields.clone();
         fields.push(Field::new("__first_time", DataType::Int64, false));
         fields.push(Field::new("__seq", DataType::UInt64, false));
@@ -232,14 +282,21 @@ impl Step for Dedup {
     }
 
     fn restore(&mut self, state: &[u8]) -> Result<()> {
-        let bad = |p: String| CoreError::Checkpoint { problem: format!("step `{}`: {p}", self.name) };
+        let bad = |p: String| CoreError::Checkpoint {
+            problem: format!("step `{}`: {p}", self.name),
+        };
         let reader = StreamReader::try_new(state, None).map_err(|e| bad(e.to_string()))?;
         let schema = reader.schema();
         let n_keys = self.key_fields.len();
         if schema.fields().len() != n_keys + 2
-            || schema.fields()[..n_keys].iter().zip(&self.key_fields).any(|(a, b)| a.data_type() != b.data_type())
+            || schema.fields()[..n_keys]
+                .iter()
+                .zip(&self.key_fields)
+                .any(|(a, b)| a.data_type() != b.data_type())
         {
-            return Err(bad("the saved key columns do not match this step's keys".into()));
+            return Err(bad(
+                "the saved key columns do not match this step's keys".into()
+            ));
         }
         let meta = |k: &str| -> Result<i64> {
             schema
@@ -256,15 +313,25 @@ impl Step for Dedup {
         for batch in reader {
             let batch = batch.map_err(|e| bad(e.to_string()))?;
             let rows = self.converter.convert_columns(&batch.columns()[..n_keys])?;
-            let times = batch.column(n_keys).as_primitive::<arrow::datatypes::Int64Type>();
-            let seqs = batch.column(n_keys + 1).as_primitive::<arrow::datatypes::UInt64Type>();
+            let times = batch
+                .column(n_keys)
+                .as_primitive::<arrow::datatypes::Int64Type>();
+            let seqs = batch
+                .column(n_keys + 1)
+                .as_primitive::<arrow::datatypes::UInt64Type>();
             for i in 0..batch.num_rows() {
                 let key: Arc<[u8]> = Arc::from(rows.row(i).as_ref());
                 let seq = seqs.value(i);
                 if self.max_keys.is_some() {
                     self.order.push_back((seq, key.clone()));
                 }
-                self.seen.insert(key, Entry { first_time: times.value(i), seq });
+                self.seen.insert(
+                    key,
+                    Entry {
+                        first_time: times.value(i),
+                        seq,
+                    },
+                );
             }
         }
         Ok(())

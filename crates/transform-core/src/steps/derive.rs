@@ -22,15 +22,26 @@ pub struct Derive {
 
 impl Derive {
     /// Compiles each expression against the schema as it stands after the previous ones.
-    pub fn build(spec: &DeriveSpec, name: &str, loc: &str, input: &SchemaRef, ctx: &SessionContext) -> Result<Self> {
+    pub fn build(
+        spec: &DeriveSpec,
+        name: &str,
+        loc: &str,
+        input: &SchemaRef,
+        ctx: &SessionContext,
+    ) -> Result<Self> {
         let mut schema = input.clone();
         let mut columns = Vec::with_capacity(spec.columns.len());
         for (column, sql) in &spec.columns {
             let field = format!("columns.{column}");
             if column.starts_with('_') {
-                return Err(CoreError::spec(loc, &field, "names starting with `_` are reserved for lineage columns"));
+                return Err(CoreError::spec(
+                    loc,
+                    &field,
+                    "names starting with `_` are reserved for lineage columns",
+                ));
             }
-            let expr = SqlExpr::compile(ctx, sql, &schema).map_err(|e| CoreError::spec(loc, &field, e))?;
+            let expr =
+                SqlExpr::compile(ctx, sql, &schema).map_err(|e| CoreError::spec(loc, &field, e))?;
             let new_field: FieldRef = Arc::new(Field::new(column, expr.data_type.clone(), true));
             let mut fields: Vec<FieldRef> = schema.fields().iter().cloned().collect();
             let index = match schema.index_of(column) {
@@ -48,7 +59,11 @@ impl Derive {
             schema = Arc::new(Schema::new(fields));
             columns.push((index, expr, schema.clone()));
         }
-        Ok(Derive { name: name.to_string(), columns, output: schema })
+        Ok(Derive {
+            name: name.to_string(),
+            columns,
+            output: schema,
+        })
     }
 }
 

@@ -28,7 +28,13 @@ pub struct Expect {
 
 impl Expect {
     /// Compiles each rule; names must be unique and checks boolean.
-    pub fn build(spec: &ExpectSpec, name: &str, loc: &str, input: &SchemaRef, ctx: &SessionContext) -> Result<Self> {
+    pub fn build(
+        spec: &ExpectSpec,
+        name: &str,
+        loc: &str,
+        input: &SchemaRef,
+        ctx: &SessionContext,
+    ) -> Result<Self> {
         if spec.rules.is_empty() {
             return Err(CoreError::spec(loc, "rules", "no rules given"));
         }
@@ -36,15 +42,32 @@ impl Expect {
         for (i, r) in spec.rules.iter().enumerate() {
             let field = format!("rules[{i}].check");
             if spec.rules[..i].iter().any(|o| o.name == r.name) {
-                return Err(CoreError::spec(loc, format!("rules[{i}].name"), format!("rule `{}` is defined twice", r.name)));
+                return Err(CoreError::spec(
+                    loc,
+                    format!("rules[{i}].name"),
+                    format!("rule `{}` is defined twice", r.name),
+                ));
             }
-            let check = SqlExpr::compile(ctx, &r.check, input).map_err(|e| CoreError::spec(loc, &field, e))?;
+            let check = SqlExpr::compile(ctx, &r.check, input)
+                .map_err(|e| CoreError::spec(loc, &field, e))?;
             if check.data_type != DataType::Boolean {
-                return Err(CoreError::spec(loc, &field, format!("`{}` is not a boolean expression", r.check)));
+                return Err(CoreError::spec(
+                    loc,
+                    &field,
+                    format!("`{}` is not a boolean expression", r.check),
+                ));
             }
-            rules.push(Rule { name: r.name.clone(), check, action: r.action });
+            rules.push(Rule {
+                name: r.name.clone(),
+                check,
+                action: r.action,
+            });
         }
-        Ok(Expect { name: name.to_string(), rules, output: input.clone() })
+        Ok(Expect {
+            name: name.to_string(),
+            rules,
+            output: input.clone(),
+        })
     }
 
     fn first_row_json(batch: &RecordBatch, failed: &BooleanArray) -> String {
@@ -76,11 +99,14 @@ impl Step for Expect {
         let mut quarantine_masks: Vec<(usize, BooleanArray)> = Vec::new();
         let mut drop: Option<BooleanArray> = None;
         for (i, rule) in self.rules.iter().enumerate() {
-            let value = rule.check.evaluate(&batch).map_err(|message| CoreError::StepFailed {
-                step: self.name.clone(),
-                message: format!("rule `{}`: {message}", rule.name),
-                hint: None,
-            })?;
+            let value = rule
+                .check
+                .evaluate(&batch)
+                .map_err(|message| CoreError::StepFailed {
+                    step: self.name.clone(),
+                    message: format!("rule `{}`: {message}", rule.name),
+                    hint: None,
+                })?;
             let passed = crate::step::null_as_false(value.as_boolean());
             let failed = not(&passed)?;
             let n_failed = failed.true_count();
@@ -115,8 +141,15 @@ impl Step for Expect {
         // Quarantine wins over drop: a row that breaks a quarantine rule is kept as evidence.
         if let Some(q) = &quarantine {
             let (kept, rej) = split_rejected(batch, q, |row| {
-                let (i, _) = quarantine_masks.iter().find(|(_, m)| m.value(row)).map(|(i, m)| (*i, m)).unwrap_or((0, q));
-                format!("expectation `{}` failed: {}", self.rules[i].name, self.rules[i].check.sql)
+                let (i, _) = quarantine_masks
+                    .iter()
+                    .find(|(_, m)| m.value(row))
+                    .map(|(i, m)| (*i, m))
+                    .unwrap_or((0, q));
+                format!(
+                    "expectation `{}` failed: {}",
+                    self.rules[i].name, self.rules[i].check.sql
+                )
             })?;
             rejected = rej;
             batch = kept;
@@ -129,7 +162,12 @@ impl Step for Expect {
             dropped = d.true_count() as u64;
             batch = arrow::compute::filter_record_batch(&batch, &not(&d)?)?;
         }
-        Ok(StepOutput { batch, rejected, dropped, rules: counts })
+        Ok(StepOutput {
+            batch,
+            rejected,
+            dropped,
+            rules: counts,
+        })
     }
 }
 

@@ -26,7 +26,11 @@ impl Flatten {
                 .with_hint(format!("available: {}", crate::steps::column_list(input)))
         })?;
         let DataType::Struct(children) = input.field(index).data_type() else {
-            return Err(CoreError::spec(loc, "column", format!("`{}` is not a struct", spec.column)));
+            return Err(CoreError::spec(
+                loc,
+                "column",
+                format!("`{}` is not a struct", spec.column),
+            ));
         };
         let prefix = spec.prefix.clone().unwrap_or_else(|| spec.column.clone());
         let mut fields: Vec<FieldRef> = Vec::new();
@@ -36,14 +40,30 @@ impl Flatten {
                 continue;
             }
             for child in children {
-                let new_name = if prefix.is_empty() { child.name().clone() } else { format!("{prefix}{}{}", spec.separator, child.name()) };
+                let new_name = if prefix.is_empty() {
+                    child.name().clone()
+                } else {
+                    format!("{prefix}{}{}", spec.separator, child.name())
+                };
                 if input.index_of(&new_name).is_ok() {
-                    return Err(CoreError::spec(loc, "column", format!("flattened column `{new_name}` already exists")));
+                    return Err(CoreError::spec(
+                        loc,
+                        "column",
+                        format!("flattened column `{new_name}` already exists"),
+                    ));
                 }
-                fields.push(Arc::new(Field::new(new_name, child.data_type().clone(), true)));
+                fields.push(Arc::new(Field::new(
+                    new_name,
+                    child.data_type().clone(),
+                    true,
+                )));
             }
         }
-        Ok(Flatten { name: name.to_string(), index, output: Arc::new(Schema::new(fields)) })
+        Ok(Flatten {
+            name: name.to_string(),
+            index,
+            output: Arc::new(Schema::new(fields)),
+        })
     }
 }
 
@@ -70,6 +90,9 @@ impl Step for Flatten {
                 columns.push(make_array(data));
             }
         }
-        Ok(StepOutput::pass(RecordBatch::try_new(self.output.clone(), columns)?))
+        Ok(StepOutput::pass(RecordBatch::try_new(
+            self.output.clone(),
+            columns,
+        )?))
     }
 }

@@ -45,14 +45,26 @@ impl Mask {
                 CoreError::spec(loc, &field, format!("unknown column `{column}`"))
                     .with_hint(format!("available: {}", crate::steps::column_list(input)))
             })?;
-            if !matches!(input.field(idx).data_type(), DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View) {
-                return Err(CoreError::spec(loc, &field, "only string columns can be masked").with_hint("cast it to string first"));
+            if !matches!(
+                input.field(idx).data_type(),
+                DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View
+            ) {
+                return Err(
+                    CoreError::spec(loc, &field, "only string columns can be masked")
+                        .with_hint("cast it to string first"),
+                );
             }
             let m = match method {
                 MaskMethod::Sha256 => Method::Sha256,
                 MaskMethod::HmacSha256 { key_env } => {
                     let key = secret(key_env).filter(|k| !k.is_empty()).ok_or_else(|| {
-                        CoreError::spec(loc, &field, format!("environment variable `{key_env}` holding the HMAC key is not set"))
+                        CoreError::spec(
+                            loc,
+                            &field,
+                            format!(
+                                "environment variable `{key_env}` holding the HMAC key is not set"
+                            ),
+                        )
                     })?;
                     let mac = <Hmac<Sha256> as Mac>::new_from_slice(key.as_bytes())
                         .map_err(|_| CoreError::spec(loc, &field, "HMAC key is not usable"))?;
@@ -64,7 +76,11 @@ impl Mask {
             fields[idx] = Field::new(column, DataType::Utf8, input.field(idx).is_nullable());
             columns.push((idx, m));
         }
-        Ok(Mask { name: name.to_string(), columns, output: Arc::new(Schema::new(fields)) })
+        Ok(Mask {
+            name: name.to_string(),
+            columns,
+            output: Arc::new(Schema::new(fields)),
+        })
     }
 }
 
@@ -96,7 +112,9 @@ fn mask_array(array: &ArrayRef, method: &Method) -> Result<ArrayRef> {
             Method::KeepLast(n, c) => {
                 let total = v.chars().count();
                 let hidden = total.saturating_sub(*n);
-                let masked: String = std::iter::repeat_n(*c, hidden).chain(v.chars().skip(hidden)).collect();
+                let masked: String = std::iter::repeat_n(*c, hidden)
+                    .chain(v.chars().skip(hidden))
+                    .collect();
                 b.append_value(masked);
             }
         }
@@ -126,6 +144,9 @@ impl Step for Mask {
         for (idx, method) in &self.columns {
             cols[*idx] = mask_array(&cols[*idx], method)?;
         }
-        Ok(StepOutput::pass(RecordBatch::try_new(self.output.clone(), cols)?))
+        Ok(StepOutput::pass(RecordBatch::try_new(
+            self.output.clone(),
+            cols,
+        )?))
     }
 }

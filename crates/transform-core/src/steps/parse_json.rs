@@ -37,16 +37,24 @@ impl ParseJson {
     /// Builds the step over `input` (which must hold the raw column).
     pub fn build(spec: &ParseJsonSpec, name: &str, loc: &str, input: &SchemaRef) -> Result<Self> {
         let column = spec.column.as_deref().unwrap_or("_raw");
-        let raw_index = input
-            .index_of(column)
-            .map_err(|_| CoreError::spec(loc, "column", format!("input has no column `{column}`")))?;
+        let raw_index = input.index_of(column).map_err(|_| {
+            CoreError::spec(loc, "column", format!("input has no column `{column}`"))
+        })?;
         match input.field(raw_index).data_type() {
-            DataType::Binary | DataType::LargeBinary | DataType::Utf8 | DataType::LargeUtf8 | DataType::BinaryView | DataType::Utf8View => {}
+            DataType::Binary
+            | DataType::LargeBinary
+            | DataType::Utf8
+            | DataType::LargeUtf8
+            | DataType::BinaryView
+            | DataType::Utf8View => {}
             other => {
                 return Err(CoreError::spec(
                     loc,
                     "column",
-                    format!("`{column}` is {}, expected raw bytes or a string", type_name(other)),
+                    format!(
+                        "`{column}` is {}, expected raw bytes or a string",
+                        type_name(other)
+                    ),
                 ));
             }
         }
@@ -57,7 +65,11 @@ impl ParseJson {
             .map_err(|(field, e)| CoreError::spec(loc, format!("schema.{field}"), e))?;
         for f in target.fields() {
             if f.name().starts_with('_') {
-                return Err(CoreError::spec(loc, format!("schema.{}", f.name()), "names starting with `_` are reserved for lineage columns"));
+                return Err(CoreError::spec(
+                    loc,
+                    format!("schema.{}", f.name()),
+                    "names starting with `_` are reserved for lineage columns",
+                ));
             }
         }
         let lenient = Schema::new(
@@ -81,7 +93,12 @@ impl ParseJson {
 
     /// Decodes the records at `rows` (all valid JSON objects). A structural mismatch fails the
     /// arrow-json decode as a whole, so the rows are bisected until the culprits are alone.
-    fn decode(&mut self, raw: &dyn RawColumn, rows: &[u32], bad: &mut Vec<(u32, String)>) -> Result<Vec<(RecordBatch, Vec<u32>)>> {
+    fn decode(
+        &mut self,
+        raw: &dyn RawColumn,
+        rows: &[u32],
+        bad: &mut Vec<(u32, String)>,
+    ) -> Result<Vec<(RecordBatch, Vec<u32>)>> {
         if rows.is_empty() {
             return Ok(Vec::new());
         }
@@ -100,7 +117,11 @@ impl ParseJson {
         }
     }
 
-    fn try_decode(&mut self, raw: &dyn RawColumn, rows: &[u32]) -> std::result::Result<RecordBatch, String> {
+    fn try_decode(
+        &mut self,
+        raw: &dyn RawColumn,
+        rows: &[u32],
+    ) -> std::result::Result<RecordBatch, String> {
         self.buffer.clear();
         for &r in rows {
             self.buffer.extend_from_slice(raw.bytes(r as usize));
@@ -113,7 +134,11 @@ impl ParseJson {
             .map_err(|e| e.to_string())?;
         let consumed = decoder.decode(&self.buffer).map_err(|e| e.to_string())?;
         if consumed != self.buffer.len() || decoder.len() != rows.len() {
-            return Err(format!("decoded {} of {} records", decoder.len(), rows.len()));
+            return Err(format!(
+                "decoded {} of {} records",
+                decoder.len(),
+                rows.len()
+            ));
         }
         match decoder.flush().map_err(|e| e.to_string())? {
             Some(b) => Ok(b),
@@ -123,7 +148,12 @@ impl ParseJson {
 
     /// Lenient batch → typed batch; rows with a failed conversion or a missing required field are
     /// rejected with a reason naming the field.
-    fn convert(&self, lenient: RecordBatch, row_ids: UInt32Array, rejected: &mut Vec<(u32, String)>) -> Result<RecordBatch> {
+    fn convert(
+        &self,
+        lenient: RecordBatch,
+        row_ids: UInt32Array,
+        rejected: &mut Vec<(u32, String)>,
+    ) -> Result<RecordBatch> {
         let mut columns: Vec<ArrayRef> = Vec::with_capacity(self.target.fields().len() + 1);
         let mut failures: Vec<(usize, BooleanArray, bool)> = Vec::new();
         for (i, field) in self.target.fields().iter().enumerate() {
@@ -149,13 +179,18 @@ impl ParseJson {
             columns,
         )?;
         if failures.is_empty() {
-            return Ok(RecordBatch::try_new(self.output.clone(), batch.columns().to_vec())?);
+            return Ok(RecordBatch::try_new(
+                self.output.clone(),
+                batch.columns().to_vec(),
+            )?);
         }
         let mut any = failures[0].1.clone();
         for (_, f, _) in &failures[1..] {
             any = or(&any, f)?;
         }
-        let ids = batch.column(batch.num_columns() - 1).as_primitive::<arrow::datatypes::UInt32Type>();
+        let ids = batch
+            .column(batch.num_columns() - 1)
+            .as_primitive::<arrow::datatypes::UInt32Type>();
         for row in 0..any.len() {
             if !any.value(row) {
                 continue;
@@ -181,7 +216,10 @@ impl ParseJson {
         }
         let keep = arrow::compute::not(&any)?;
         let kept = arrow::compute::filter_record_batch(&batch, &keep)?;
-        Ok(RecordBatch::try_new(self.output.clone(), kept.columns().to_vec())?)
+        Ok(RecordBatch::try_new(
+            self.output.clone(),
+            kept.columns().to_vec(),
+        )?)
     }
 }
 
@@ -251,16 +289,23 @@ impl Step for ParseJson {
         }
         let decoded = self.decode(&raw, &good, &mut bad)?;
         // `bad` holds positions in this batch; map them to row ids.
-        let mut rejected: Vec<(u32, String)> = bad.into_iter().map(|(pos, r)| (ids.value(pos as usize), r)).collect();
+        let mut rejected: Vec<(u32, String)> = bad
+            .into_iter()
+            .map(|(pos, r)| (ids.value(pos as usize), r))
+            .collect();
         let mut parts = Vec::with_capacity(decoded.len());
         for (lenient, positions) in decoded {
             let part_ids = take(&ids, &UInt32Array::from(positions), None)?;
-            let part_ids = part_ids.as_primitive::<arrow::datatypes::UInt32Type>().clone();
+            let part_ids = part_ids
+                .as_primitive::<arrow::datatypes::UInt32Type>()
+                .clone();
             parts.push(self.convert(lenient, part_ids, &mut rejected)?);
         }
         let out = match parts.len() {
             0 => RecordBatch::new_empty(self.output.clone()),
-            1 => parts.pop().unwrap_or_else(|| RecordBatch::new_empty(self.output.clone())),
+            1 => parts
+                .pop()
+                .unwrap_or_else(|| RecordBatch::new_empty(self.output.clone())),
             _ => arrow::compute::concat_batches(&self.output, &parts)?,
         };
         // Bisection may reorder nothing, but keep row order explicit for the stream ≡ batch contract.
@@ -269,9 +314,17 @@ impl Step for ParseJson {
             None
         } else {
             let (ids, reasons): (Vec<u32>, Vec<String>) = rejected.into_iter().unzip();
-            Some(Rejected { row_ids: UInt32Array::from(ids), reasons: StringArray::from(reasons) })
+            Some(Rejected {
+                row_ids: UInt32Array::from(ids),
+                reasons: StringArray::from(reasons),
+            })
         };
-        Ok(StepOutput { batch: out, rejected, dropped: 0, rules: Vec::new() })
+        Ok(StepOutput {
+            batch: out,
+            rejected,
+            dropped: 0,
+            rules: Vec::new(),
+        })
     }
 }
 
@@ -279,7 +332,11 @@ fn sort_by_row_id(batch: RecordBatch) -> Result<RecordBatch> {
     let ids = batch
         .column_by_name(ROW_ID)
         .ok_or_else(|| CoreError::Internal("parse_json output lost row ids".into()))?;
-    let sorted = ids.as_primitive::<arrow::datatypes::UInt32Type>().values().windows(2).all(|w| w[0] <= w[1]);
+    let sorted = ids
+        .as_primitive::<arrow::datatypes::UInt32Type>()
+        .values()
+        .windows(2)
+        .all(|w| w[0] <= w[1]);
     if sorted {
         return Ok(batch);
     }

@@ -21,21 +21,36 @@ impl Rename {
         let mut fields: Vec<Field> = input.fields().iter().map(|f| f.as_ref().clone()).collect();
         for (old, new) in &spec.columns {
             let idx = input.index_of(old).map_err(|_| {
-                CoreError::spec(loc, format!("columns.{old}"), format!("unknown column `{old}`"))
-                    .with_hint(format!("available: {}", crate::steps::column_list(input)))
+                CoreError::spec(
+                    loc,
+                    format!("columns.{old}"),
+                    format!("unknown column `{old}`"),
+                )
+                .with_hint(format!("available: {}", crate::steps::column_list(input)))
             })?;
             if old == ROW_ID || new.starts_with('_') {
-                return Err(CoreError::spec(loc, format!("columns.{old}"), "names starting with `_` are reserved for lineage columns"));
+                return Err(CoreError::spec(
+                    loc,
+                    format!("columns.{old}"),
+                    "names starting with `_` are reserved for lineage columns",
+                ));
             }
             fields[idx] = fields[idx].clone().with_name(new);
         }
         let mut seen = std::collections::HashSet::new();
         for f in &fields {
             if !seen.insert(f.name().clone()) {
-                return Err(CoreError::spec(loc, "columns", format!("renaming would create two columns named `{}`", f.name())));
+                return Err(CoreError::spec(
+                    loc,
+                    "columns",
+                    format!("renaming would create two columns named `{}`", f.name()),
+                ));
             }
         }
-        Ok(Rename { name: name.to_string(), output: Arc::new(Schema::new(fields)) })
+        Ok(Rename {
+            name: name.to_string(),
+            output: Arc::new(Schema::new(fields)),
+        })
     }
 }
 
@@ -49,6 +64,9 @@ impl Step for Rename {
     }
 
     fn process(&mut self, batch: RecordBatch) -> Result<StepOutput> {
-        Ok(StepOutput::pass(RecordBatch::try_new(self.output.clone(), batch.columns().to_vec())?))
+        Ok(StepOutput::pass(RecordBatch::try_new(
+            self.output.clone(),
+            batch.columns().to_vec(),
+        )?))
     }
 }

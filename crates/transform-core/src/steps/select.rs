@@ -21,17 +21,29 @@ impl Select {
         let mut fields = Vec::with_capacity(spec.columns.len());
         for (i, column) in spec.columns.iter().enumerate() {
             let idx = input.index_of(column).map_err(|_| {
-                CoreError::spec(loc, format!("columns[{i}]"), format!("unknown column `{column}`"))
-                    .with_hint(format!("available: {}", crate::steps::column_list(input)))
+                CoreError::spec(
+                    loc,
+                    format!("columns[{i}]"),
+                    format!("unknown column `{column}`"),
+                )
+                .with_hint(format!("available: {}", crate::steps::column_list(input)))
             })?;
             if indices.contains(&idx) {
-                return Err(CoreError::spec(loc, format!("columns[{i}]"), format!("`{column}` is listed twice")));
+                return Err(CoreError::spec(
+                    loc,
+                    format!("columns[{i}]"),
+                    format!("`{column}` is listed twice"),
+                ));
             }
             indices.push(idx);
             fields.push(input.fields()[idx].clone());
         }
         indices.push(input.index_of(ROW_ID)?);
-        Ok(Select { name: name.to_string(), indices, output: with_row_id(fields) })
+        Ok(Select {
+            name: name.to_string(),
+            indices,
+            output: with_row_id(fields),
+        })
     }
 }
 
@@ -46,6 +58,9 @@ impl Step for Select {
 
     fn process(&mut self, batch: RecordBatch) -> Result<StepOutput> {
         let projected = batch.project(&self.indices)?;
-        Ok(StepOutput::pass(RecordBatch::try_new(self.output.clone(), projected.columns().to_vec())?))
+        Ok(StepOutput::pass(RecordBatch::try_new(
+            self.output.clone(),
+            projected.columns().to_vec(),
+        )?))
     }
 }

@@ -9,8 +9,11 @@ use strata_core::{BuildContext, Output, Pipeline, PipelineSpec};
 pub const INGESTED_AT: i64 = 1_763_650_000_000_000;
 
 pub fn iot_spec() -> PipelineSpec {
-    let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../pipelines/iot.yaml"))
-        .expect("pipelines/iot.yaml is readable");
+    let text = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../pipelines/iot.yaml"
+    ))
+    .expect("pipelines/iot.yaml is readable");
     PipelineSpec::from_yaml(&text).expect("iot.yaml parses")
 }
 
@@ -35,22 +38,30 @@ pub struct Collected {
 
 impl Collected {
     pub fn new() -> Self {
-        Collected { rows: Vec::new(), quarantine: Vec::new() }
+        Collected {
+            rows: Vec::new(),
+            quarantine: Vec::new(),
+        }
     }
 
     pub fn add(&mut self, out: Output) {
-        self.rows.extend(out.rows.into_iter().filter(|b| b.num_rows() > 0));
+        self.rows
+            .extend(out.rows.into_iter().filter(|b| b.num_rows() > 0));
         if out.quarantined.num_rows() > 0 {
             self.quarantine.push(out.quarantined);
         }
     }
 
     pub fn rows_text(&self) -> String {
-        pretty_format_batches(&self.rows).expect("printable").to_string()
+        pretty_format_batches(&self.rows)
+            .expect("printable")
+            .to_string()
     }
 
     pub fn quarantine_text(&self) -> String {
-        pretty_format_batches(&self.quarantine).expect("printable").to_string()
+        pretty_format_batches(&self.quarantine)
+            .expect("printable")
+            .to_string()
     }
 
     pub fn num_rows(&self) -> usize {
@@ -68,11 +79,19 @@ pub fn run_chunks(pipeline: &mut Pipeline, lines: &[String], sizes: &[usize]) ->
     let mut start = 0;
     for &s in sizes {
         let end = (start + s).min(lines.len());
-        c.add(pipeline.process(&input(&lines[start..end], start as u64 + 1)).expect("process"));
+        c.add(
+            pipeline
+                .process(&input(&lines[start..end], start as u64 + 1))
+                .expect("process"),
+        );
         start = end;
     }
     if start < lines.len() || lines.is_empty() {
-        c.add(pipeline.process(&input(&lines[start..], start as u64 + 1)).expect("process"));
+        c.add(
+            pipeline
+                .process(&input(&lines[start..], start as u64 + 1))
+                .expect("process"),
+        );
     }
     c.add(pipeline.finish().expect("finish"));
     c

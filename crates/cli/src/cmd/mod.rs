@@ -1,0 +1,27 @@
+//! One module per `strata` subcommand.
+
+pub mod generate;
+pub mod transform;
+pub mod validate;
+
+use std::path::Path;
+
+use strata_core::PipelineSpec;
+
+use crate::Failure;
+
+/// Reads a pipeline spec (YAML, or JSON by extension).
+pub fn load_spec(path: &Path) -> Result<PipelineSpec, Failure> {
+    let text = std::fs::read_to_string(path).map_err(|e| {
+        Failure::config(anyhow::anyhow!(
+            "cannot read pipeline `{}`: {e}",
+            path.display()
+        ))
+    })?;
+    let spec = if path.extension().is_some_and(|e| e == "json") {
+        PipelineSpec::from_json(&text)
+    } else {
+        PipelineSpec::from_yaml(&text)
+    };
+    spec.map_err(|e| Failure::config(anyhow::anyhow!("{}: {e}", path.display())))
+}

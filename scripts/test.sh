@@ -1,0 +1,15 @@
+#!/usr/bin/env bash
+# Runs every test of the workspace: format, lints, unit + integration + property tests, doctests.
+# The README's test command; .ci/run calls it on a fresh clone.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/strata/target}"
+export CARGO_BUILD_JOBS="${CARGO_BUILD_JOBS:-2}"
+
+echo "== cargo fmt --check"
+cargo fmt --all -- --check
+echo "== cargo clippy (warnings are errors)"
+cargo clippy --workspace --all-targets -- -D warnings
+echo "== cargo test"
+cargo test --workspace --no-fail-fast -- --test-threads 2
+echo "== all tests passed"
