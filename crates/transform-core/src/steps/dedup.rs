@@ -7,8 +7,9 @@
 //!   occurrence is not older than `watermark - ttl`; an expired key starts a new window;
 //! - with `max_keys`, remembering one more key beyond the limit forgets the oldest.
 //!
-//! Expired keys are swept from memory lazily; since the watermark only grows, a swept key could
-//! never have matched again, so sweeping changes memory, not results. State (keys, first times,
+//! Expired keys are swept from memory whenever the watermark has advanced a quarter TTL; the
+//! sweep points are a function of the row sequence alone, so results never depend on batch
+//! boundaries (the `max_keys` bound counts the keys remembered after sweeps). State (keys, first times,
 //! order, watermark) checkpoints to Arrow IPC bytes — the key values themselves, not the row
 //! encoding, so a checkpoint survives an upgrade of the row format.
 
@@ -172,10 +173,14 @@ impl Dedup {
         }
     }
 
-    fn sweep(&mut self) {
+    /// Forgets expired keys once the watermark has moved a quarter TTL since the last sweep.
+    /// Checked per row, so the sweep points depend only on the row sequence — never on how the
+    /// input was split into batches — which keeps the `max_keys` bound deterministic too.
+    fn maybe_sweep(&mut self) {
         let Some(ttl) = self.ttl else { return };
-        // Sweep when the watermark has moved a quarter TTL: amortised O(1) per row.
-        if self.watermark == i64::MIN || self.watermark.saturating_sub(self.swept_at) < ttl / 4 {
+        if self.watermark == i64::MIN
+            || self.watermark.saturating_sub(self.swept_at) < (ttl / 4).max(1)
+        {
             return;
         }
         let horizon = self.watermark.saturating_sub(ttl);
@@ -213,8 +218,10 @@ impl Step for Dedup {
         for i in 0..batch.num_rows() {
             if let Some(t) = times
                 && t.is_valid(i)
+                && t.value(i) > self.watermark
             {
-                self.watermark = self.watermark.max(t.value(i));
+                self.watermark = t.value(i);
+                self.maybe_sweep();
             }
             let time = match times {
                 Some(t) if t.is_valid(i) => t.value(i),
@@ -233,7 +240,6 @@ impl Step for Dedup {
             }
             keep.append(!duplicate);
         }
-        self.sweep();
         let mask = BooleanArray::new(keep.finish(), None);
         let dropped = mask.false_count() as u64;
         let kept = if dropped == 0 {
