@@ -12,4 +12,10 @@ echo "== cargo clippy (warnings are errors)"
 cargo clippy --workspace --all-targets -- -D warnings
 echo "== cargo test"
 cargo test --workspace --no-fail-fast -- --test-threads 2
+echo "== Python bindings (maturin develop + pytest)"
+VENV="$(./scripts/python-env.sh)"
+# maturin sets PyO3 environment variables; a target dir of its own keeps them from invalidating
+# the main build (arrow's pyarrow feature would otherwise rebuild DataFusion on every switch).
+(cd crates/bindings-py && CARGO_TARGET_DIR="$CARGO_TARGET_DIR-py" VIRTUAL_ENV="$VENV" PATH="$VENV/bin:$PATH" \
+  maturin develop -q && "$VENV/bin/python" -m pytest -q tests)
 echo "== all tests passed"

@@ -1,0 +1,11 @@
+#!/usr/bin/env bash
+# Creates (once) the Python virtualenv used by the tests and benchmarks, with pinned packages
+# from PyPI, and prints its path. Reused between runs: it lives in the cache, not the clone.
+set -euo pipefail
+VENV="${STRATA_VENV:-$HOME/.cache/strata/venv}"
+if [ ! -x "$VENV/bin/python" ]; then
+  python3 -m venv "$VENV" >&2
+fi
+"$VENV/bin/python" -m pip install -q --disable-pip-version-check \
+  maturin==1.16.0 pytest==9.2.0 pyarrow==26.0.1 duckdb==2.0.1 >&2
+echo "$VENV"
