@@ -36,4 +36,81 @@ pub enum LayersError {
         #[source]
         source: parquet::errors::ParquetError,
     },
+
+    /// A lake URL that cannot be opened.
+    #[error("lake root `{url}`: {problem}")]
+    LakeUrl {
+        /// The URL.
+        url: String,
+        /// Why.
+        problem: String,
+    },
+
+    /// A value that would make an unsafe or invalid bronze path.
+    #[error("invalid bronze {kind} `{value}`: {problem}")]
+    BronzeName {
+        /// `source`, `date`, `file name`, …
+        kind: &'static str,
+        /// The value, escaped.
+        value: String,
+        /// What is wrong.
+        problem: String,
+    },
+
+    /// The object exists with different bytes: two writers claim the same source positions.
+    #[error("`{path}` already exists with different content; bronze is append-only (hint: two writers produced the same source positions — check partition assignment)")]
+    BronzeConflict {
+        /// Path below the lake root.
+        path: String,
+    },
+
+    /// A record with a newline cannot be stored as one NDJSON line.
+    #[error("record {index} for `{path}` contains a newline and cannot be one NDJSON line (hint: use the Parquet flavour)")]
+    RecordHasNewline {
+        /// Path below the lake root.
+        path: String,
+        /// Index of the record in the write.
+        index: usize,
+    },
+
+    /// Nothing to write.
+    #[error("nothing to write to `{path}`")]
+    Empty {
+        /// Path below the lake root.
+        path: String,
+    },
+
+    /// A bronze file that is not NDJSON was opened as lines.
+    #[error("`{path}` is not an NDJSON file (.ndjson, .ndjson.gz, .ndjson.zst)")]
+    NotLineFormat {
+        /// Path below the lake root.
+        path: String,
+    },
+
+    /// A compressed object is corrupt or truncated; the records up to `line` were delivered.
+    #[error("`{path}` is corrupt or truncated after line {line} ({compression}): {message}")]
+    Corrupt {
+        /// Path below the lake root.
+        path: String,
+        /// Last good line.
+        line: u64,
+        /// Compression.
+        compression: &'static str,
+        /// Decoder message.
+        message: String,
+    },
+
+    /// An object store error.
+    #[error("object store, `{path}`: {source}")]
+    Store {
+        /// Path below the lake root.
+        path: String,
+        /// The store's error.
+        #[source]
+        source: object_store::Error,
+    },
+
+    /// A bug.
+    #[error("internal error (a bug in strata-layers, please report it): {0}")]
+    Internal(String),
 }

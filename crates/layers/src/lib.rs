@@ -1,9 +1,15 @@
 //! # strata-layers
 //!
-//! Writers for the lake layers. Today: [`parquet_file::ParquetFileWriter`], the local Parquet
-//! sink used by `strata transform` for good rows and for quarantine (zstd, create-only).
+//! The lake layers.
+//!
+//! * [`lake::Lake`] — a lake root URL (local path, `file://`, `s3://`) over `object_store`;
+//! * [`bronze`] — append-only raw records (create-only puts, names from source positions,
+//!   validated paths) and a streaming reader by source and date range;
+//! * [`parquet_file::ParquetFileWriter`] — the local Parquet sink of `strata transform`.
 
+pub mod bronze;
 pub mod error;
+pub mod lake;
 pub mod parquet_file;
 
 pub use error::{LayersError, Result};

@@ -1,0 +1,85 @@
+//! The lake root: where bronze, silver and gold live, given as a URL.
+//!
+//! * a local path or `file:///abs/path` — the embedded default (the folder is created);
+//! * `s3://bucket/prefix` — credentials, region and endpoint from the standard AWS environment
+//!   variables (`AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY`, `AWS_REGION`, `AWS_ENDPOINT`,
+//!   `AWS_ALLOW_HTTP=true` for local servers); requests are path-style.
+//!
+//! Everything below the root is addressed with relative object paths, so the same code runs on
+//! both; nothing can address an object outside the root (paths are built from validated parts).
+
+use std::sync::Arc;
+
+use object_store::ObjectStore;
+use object_store::aws::AmazonS3Builder;
+use object_store::local::LocalFileSystem;
+use object_store::path::Path;
+
+use crate::error::{LayersError, Result};
+
+/// An opened lake root.
+#[derive(Debug, Clone)]
+pub struct Lake {
+    store: Arc<dyn ObjectStore>,
+    prefix: Path,
+    url: String,
+}
+
+impl Lake {
+    /// Opens a lake root URL (see the module docs).
+    pub fn open(url: &str) -> Result<Self> {
+        let bad = |problem: String| LayersError::LakeUrl { url: url.to_string(), problem };
+        if let Some(rest) = url.strip_prefix("s3://") {
+            let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
+            if bucket.is_empty() {
+                return Err(bad("no bucket name".into()));
+            }
+            let store = AmazonS3Builder::from_env()
+                .with_bucket_name(bucket)
+                .with_virtual_hosted_style_request(false)
+                .build()
+                .map_err(|e| bad(e.to_string()))?;
+            let prefix = Path::parse(prefix.trim_end_matches('/')).map_err(|e| bad(e.to_string()))?;
+            return Ok(Lake { store: Arc::new(store), prefix, url: url.to_string() });
+        }
+        let local = url.strip_prefix("file://").unwrap_or(url);
+        if local.contains("://") {
+            return Err(bad("unsupported scheme (use a local path, file:// or s3://)".into()));
+        }
+        std::fs::create_dir_all(local).map_err(|source| LayersError::Io { path: local.to_string(), source })?;
+        let store = LocalFileSystem::new_with_prefix(local).map_err(|e| bad(e.to_string()))?;
+        Ok(Lake { store: Arc::new(store), prefix: Path::default(), url: url.to_string() })
+    }
+
+    /// Wraps an existing store (tests use `InMemory`).
+    pub fn from_store(store: Arc<dyn ObjectStore>, url: &str) -> Self {
+        Lake { store, prefix: Path::default(), url: url.to_string() }
+    }
+
+    /// The object store.
+    pub fn store(&self) -> &Arc<dyn ObjectStore> {
+        &self.store
+    }
+
+    /// The URL the lake was opened with.
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    /// The absolute object path of validated relative parts.
+    pub(crate) fn path<'a>(&self, parts: impl IntoIterator<Item = &'a str>) -> Path {
+        let mut p = self.prefix.clone();
+        for part in parts {
+            p = p.clone().join(part);
+        }
+        p
+    }
+
+    /// The part of `path` below the lake root (for display and lineage).
+    pub fn relative(&self, path: &Path) -> String {
+        match path.prefix_match(&self.prefix) {
+            Some(parts) => parts.map(|p| p.as_ref().to_string()).collect::<Vec<_>>().join("/"),
+            None => path.to_string(),
+        }
+    }
+}
