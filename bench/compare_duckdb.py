@@ -38,7 +38,7 @@ def main():
                     "--invalid", "0.005", "--duplicates", "0.01", "--out", data], check=True, cwd=ROOT)
     size_mb = os.path.getsize(data) / 1e6
     runs = {
-        "strata (1 core)": [STRATA, "transform", "--input", data, "--out", os.path.join(work, "strata")],
+        "strata (transform + writer thread)": [STRATA, "transform", "--input", data, "--out", os.path.join(work, "strata")],
         "duckdb threads=1": [sys.executable, "bench/duckdb_iot.py", data, os.path.join(work, "duck1"), "1"],
         "duckdb threads=2": [sys.executable, "bench/duckdb_iot.py", data, os.path.join(work, "duck2"), "2"],
     }
@@ -50,7 +50,7 @@ def main():
     print(f"|---|---:|---:|---:|---:|")
     for name, (wall, cpu, rss, _) in results.items():
         print(f"| {name} | {wall:.2f} | {cpu:.2f} | {rss:.0f} | {events / wall:,.0f} |")
-    s = results["strata (1 core)"]
+    s = results["strata (transform + writer thread)"]
     for name in ("duckdb threads=1", "duckdb threads=2"):
         d = results[name]
         print(f"\nstrata vs {name}: wall {d[0] / s[0]:.2f}x faster, CPU {d[1] / s[1]:.2f}x less, memory {d[2] / s[2]:.2f}x less")

@@ -68,18 +68,36 @@ pub fn run(args: &Args) -> Result<(), Failure> {
         ingested_at_micros: now.as_micros() as i64,
         ..ReaderOptions::default()
     };
-    for input in &args.inputs {
-        let reader = NdjsonReader::open(input, options.clone()).map_err(Failure::runtime)?;
-        for batch in reader {
-            let batch = batch.map_err(Failure::runtime)?;
-            let out = pipeline.process(&batch)?;
-            write(&mut rows, &mut quarantine, &out)?;
-        }
-    }
-    let out = pipeline.finish()?;
-    write(&mut rows, &mut quarantine, &out)?;
-    let rows = rows.close().map_err(Failure::runtime)?;
-    let quarantine = quarantine.close().map_err(Failure::runtime)?;
+    // Two cores: this thread reads and transforms, a second one encodes Parquet. The channel is
+    // bounded, so memory stays at a few batches whatever the input size.
+    let (tx, rx) = std::sync::mpsc::sync_channel::<Output>(4);
+    let (rows, quarantine) = std::thread::scope(|scope| -> Result<_, Failure> {
+        let writer = scope.spawn(move || -> Result<_, Failure> {
+            for out in rx {
+                write(&mut rows, &mut quarantine, &out)?;
+            }
+            Ok((rows.close().map_err(Failure::runtime)?, quarantine.close().map_err(Failure::runtime)?))
+        });
+        let produced = (|| -> Result<(), Failure> {
+            for input in &args.inputs {
+                let reader = NdjsonReader::open(input, options.clone()).map_err(Failure::runtime)?;
+                for batch in reader {
+                    let batch = batch.map_err(Failure::runtime)?;
+                    if tx.send(pipeline.process(&batch)?).is_err() {
+                        return Ok(()); // the writer stopped: its error is reported below
+                    }
+                }
+            }
+            let _ = tx.send(pipeline.finish()?);
+            Ok(())
+        })();
+        drop(tx);
+        let written = writer
+            .join()
+            .map_err(|_| Failure::runtime(anyhow::anyhow!("the Parquet writer thread panicked")))?;
+        produced?;
+        written
+    })?;
     let elapsed = started.elapsed();
 
     let m = pipeline.metrics();
