@@ -58,14 +58,18 @@ pub enum LayersError {
     },
 
     /// The object exists with different bytes: two writers claim the same source positions.
-    #[error("`{path}` already exists with different content; bronze is append-only (hint: two writers produced the same source positions — check partition assignment)")]
+    #[error(
+        "`{path}` already exists with different content; bronze is append-only (hint: two writers produced the same source positions — check partition assignment)"
+    )]
     BronzeConflict {
         /// Path below the lake root.
         path: String,
     },
 
     /// A record with a newline cannot be stored as one NDJSON line.
-    #[error("record {index} for `{path}` contains a newline and cannot be one NDJSON line (hint: use the Parquet flavour)")]
+    #[error(
+        "record {index} for `{path}` contains a newline and cannot be one NDJSON line (hint: use the Parquet flavour)"
+    )]
     RecordHasNewline {
         /// Path below the lake root.
         path: String,

@@ -28,7 +28,10 @@ pub struct Lake {
 impl Lake {
     /// Opens a lake root URL (see the module docs).
     pub fn open(url: &str) -> Result<Self> {
-        let bad = |problem: String| LayersError::LakeUrl { url: url.to_string(), problem };
+        let bad = |problem: String| LayersError::LakeUrl {
+            url: url.to_string(),
+            problem,
+        };
         if let Some(rest) = url.strip_prefix("s3://") {
             let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
             if bucket.is_empty() {
@@ -39,21 +42,39 @@ impl Lake {
                 .with_virtual_hosted_style_request(false)
                 .build()
                 .map_err(|e| bad(e.to_string()))?;
-            let prefix = Path::parse(prefix.trim_end_matches('/')).map_err(|e| bad(e.to_string()))?;
-            return Ok(Lake { store: Arc::new(store), prefix, url: url.to_string() });
+            let prefix =
+                Path::parse(prefix.trim_end_matches('/')).map_err(|e| bad(e.to_string()))?;
+            return Ok(Lake {
+                store: Arc::new(store),
+                prefix,
+                url: url.to_string(),
+            });
         }
         let local = url.strip_prefix("file://").unwrap_or(url);
         if local.contains("://") {
-            return Err(bad("unsupported scheme (use a local path, file:// or s3://)".into()));
+            return Err(bad(
+                "unsupported scheme (use a local path, file:// or s3://)".into(),
+            ));
         }
-        std::fs::create_dir_all(local).map_err(|source| LayersError::Io { path: local.to_string(), source })?;
+        std::fs::create_dir_all(local).map_err(|source| LayersError::Io {
+            path: local.to_string(),
+            source,
+        })?;
         let store = LocalFileSystem::new_with_prefix(local).map_err(|e| bad(e.to_string()))?;
-        Ok(Lake { store: Arc::new(store), prefix: Path::default(), url: url.to_string() })
+        Ok(Lake {
+            store: Arc::new(store),
+            prefix: Path::default(),
+            url: url.to_string(),
+        })
     }
 
     /// Wraps an existing store (tests use `InMemory`).
     pub fn from_store(store: Arc<dyn ObjectStore>, url: &str) -> Self {
-        Lake { store, prefix: Path::default(), url: url.to_string() }
+        Lake {
+            store,
+            prefix: Path::default(),
+            url: url.to_string(),
+        }
     }
 
     /// The object store.
@@ -78,7 +99,10 @@ impl Lake {
     /// The part of `path` below the lake root (for display and lineage).
     pub fn relative(&self, path: &Path) -> String {
         match path.prefix_match(&self.prefix) {
-            Some(parts) => parts.map(|p| p.as_ref().to_string()).collect::<Vec<_>>().join("/"),
+            Some(parts) => parts
+                .map(|p| p.as_ref().to_string())
+                .collect::<Vec<_>>()
+                .join("/"),
             None => path.to_string(),
         }
     }

@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use arrow::array::{Array as _, AsArray, Int64Array, RecordBatch};
+use arrow::array::{AsArray, Int64Array, RecordBatch};
 use arrow::datatypes::{DataType, Field, Schema, UInt64Type};
 use strata_layers::bronze::{BronzeDate, BronzeReader, BronzeWriter, PutOutcome};
 use strata_layers::error::LayersError;
@@ -14,7 +14,9 @@ fn date(s: &str) -> BronzeDate {
 }
 
 fn records(n: usize, tag: &str) -> Vec<String> {
-    (0..n).map(|i| format!("{{\"i\":{i},\"tag\":\"{tag}\"}}")).collect()
+    (0..n)
+        .map(|i| format!("{{\"i\":{i},\"tag\":\"{tag}\"}}"))
+        .collect()
 }
 
 fn lake() -> (tempfile::TempDir, Lake) {
@@ -28,19 +30,41 @@ async fn retried_write_is_recognised_and_a_conflict_is_refused() {
     let (dir, lake) = lake();
     let w = BronzeWriter::new(lake);
     let d = date("2026-11-20");
-    let first = w.put_ndjson("iot", d, "p0-000000000000-000000000099", &records(100, "a")).await.expect("put");
-    assert!(matches!(&first, PutOutcome::Created { path, .. } if path == "bronze/source=iot/date=2026-11-20/p0-000000000000-000000000099.ndjson.zst"), "{first:?}");
-    let again = w.put_ndjson("iot", d, "p0-000000000000-000000000099", &records(100, "a")).await.expect("retry");
-    assert!(matches!(again, PutOutcome::AlreadyPresent { .. }), "{again:?}");
-    let other = w.put_ndjson("iot", d, "p0-000000000000-000000000099", &records(100, "b")).await.expect_err("conflict");
-    assert!(matches!(other, LayersError::BronzeConflict { .. }), "{other}");
+    let first = w
+        .put_ndjson("iot", d, "p0-000000000000-000000000099", &records(100, "a"))
+        .await
+        .expect("put");
+    assert!(
+        matches!(&first, PutOutcome::Created { path, .. } if path == "bronze/source=iot/date=2026-11-20/p0-000000000000-000000000099.ndjson.zst"),
+        "{first:?}"
+    );
+    let again = w
+        .put_ndjson("iot", d, "p0-000000000000-000000000099", &records(100, "a"))
+        .await
+        .expect("retry");
+    assert!(
+        matches!(again, PutOutcome::AlreadyPresent { .. }),
+        "{again:?}"
+    );
+    let other = w
+        .put_ndjson("iot", d, "p0-000000000000-000000000099", &records(100, "b"))
+        .await
+        .expect_err("conflict");
+    assert!(
+        matches!(other, LayersError::BronzeConflict { .. }),
+        "{other}"
+    );
     // The first content is intact.
     let r = BronzeReader::new(Lake::open(dir.path().to_str().expect("utf8")).expect("lake"));
     let files = r.list("iot", None, None).await.expect("list");
     assert_eq!(files.len(), 1);
     let mut f = r.open(&files[0], 1000, 0).await.expect("open");
     let b = f.next_batch().await.expect("read").expect("a batch");
-    assert!(std::str::from_utf8(b.column(0).as_binary::<i32>().value(0)).expect("utf8").contains("\"a\""));
+    assert!(
+        std::str::from_utf8(b.column(0).as_binary::<i32>().value(0))
+            .expect("utf8")
+            .contains("\"a\"")
+    );
 }
 
 #[tokio::test]
@@ -51,7 +75,13 @@ async fn concurrent_writers_of_the_same_positions_have_exactly_one_winner() {
     for i in 0..16 {
         let w = w.clone();
         tasks.push(tokio::spawn(async move {
-            w.put_ndjson("iot", date("2026-11-20"), "p1-000000000000-000000000009", &records(10, &format!("writer{i}"))).await
+            w.put_ndjson(
+                "iot",
+                date("2026-11-20"),
+                "p1-000000000000-000000000009",
+                &records(10, &format!("writer{i}")),
+            )
+            .await
         }));
     }
     let mut created = 0;
@@ -71,13 +101,32 @@ async fn nothing_escapes_the_lake_root() {
     let (_dir, lake) = lake();
     let w = BronzeWriter::new(lake);
     let d = date("2026-11-20");
-    for (source, stem) in [("../etc", "x"), ("iot", "../../x"), ("iot/../../x", "x"), ("iot", "a/b"), ("io\nt", "x"), (".hidden", "x")] {
-        let e = w.put_ndjson(source, d, stem, &records(1, "a")).await.expect_err("refused");
-        assert!(matches!(e, LayersError::BronzeName { .. }), "{source:?}/{stem:?}: {e}");
+    for (source, stem) in [
+        ("../etc", "x"),
+        ("iot", "../../x"),
+        ("iot/../../x", "x"),
+        ("iot", "a/b"),
+        ("io\nt", "x"),
+        (".hidden", "x"),
+    ] {
+        let e = w
+            .put_ndjson(source, d, stem, &records(1, "a"))
+            .await
+            .expect_err("refused");
+        assert!(
+            matches!(e, LayersError::BronzeName { .. }),
+            "{source:?}/{stem:?}: {e}"
+        );
     }
     assert!(BronzeDate::parse("2026-11-20/../..").is_err());
-    let e = w.put_ndjson("iot", d, "x", &["a\nb"]).await.expect_err("newline");
-    assert!(matches!(e, LayersError::RecordHasNewline { index: 0, .. }), "{e}");
+    let e = w
+        .put_ndjson("iot", d, "x", &["a\nb"])
+        .await
+        .expect_err("newline");
+    assert!(
+        matches!(e, LayersError::RecordHasNewline { index: 0, .. }),
+        "{e}"
+    );
 }
 
 #[tokio::test]
@@ -85,14 +134,21 @@ async fn lists_by_date_range_and_streams_back_every_line() {
     let (dir, lake) = lake();
     let w = BronzeWriter::new(lake.clone());
     for (d, n) in [("2026-11-19", 10), ("2026-11-20", 2500), ("2026-11-21", 7)] {
-        w.put_ndjson("iot", date(d), "p0-a", &records(n, d)).await.expect("put");
+        w.put_ndjson("iot", date(d), "p0-a", &records(n, d))
+            .await
+            .expect("put");
     }
-    w.put_ndjson("iot", date("2026-11-20"), "p0-b", &records(3, "b")).await.expect("put");
+    w.put_ndjson("iot", date("2026-11-20"), "p0-b", &records(3, "b"))
+        .await
+        .expect("put");
     // A plain and a gzip file written by another tool in the same partition are read too.
     let part = dir.path().join("bronze/source=iot/date=2026-11-20");
     std::fs::write(part.join("z-plain.ndjson"), "{\"x\":1}\n{\"x\":2}\n").expect("write");
     let r = BronzeReader::new(lake);
-    let files = r.list("iot", Some(date("2026-11-20")), Some(date("2026-11-21"))).await.expect("list");
+    let files = r
+        .list("iot", Some(date("2026-11-20")), Some(date("2026-11-21")))
+        .await
+        .expect("list");
     let names: Vec<&str> = files.iter().map(|f| f.relative.as_str()).collect();
     assert_eq!(
         names,
@@ -109,28 +165,59 @@ async fn lists_by_date_range_and_streams_back_every_line() {
     while let Some(b) = f.next_batch().await.expect("read") {
         assert!(b.num_rows() <= 1000);
         total += b.num_rows();
-        let lines = b.column_by_name("_line").expect("_line").as_primitive::<UInt64Type>();
+        let lines = b
+            .column_by_name("_line")
+            .expect("_line")
+            .as_primitive::<UInt64Type>();
         last_line = lines.value(lines.len() - 1);
-        assert_eq!(b.column_by_name("_file").expect("_file").as_string::<i32>().value(0), files[0].relative);
+        assert_eq!(
+            b.column_by_name("_file")
+                .expect("_file")
+                .as_string::<i32>()
+                .value(0),
+            files[0].relative
+        );
     }
     assert_eq!((total, last_line), (2500, 2500));
     let mut plain = r.open(&files[2], 10, 0).await.expect("open");
-    assert_eq!(plain.next_batch().await.expect("read").expect("batch").num_rows(), 2);
-    assert!(r.list("nope", None, None).await.expect("empty list").is_empty());
+    assert_eq!(
+        plain
+            .next_batch()
+            .await
+            .expect("read")
+            .expect("batch")
+            .num_rows(),
+        2
+    );
+    assert!(
+        r.list("nope", None, None)
+            .await
+            .expect("empty list")
+            .is_empty()
+    );
 }
 
 #[tokio::test]
 async fn a_truncated_object_is_a_clear_error_naming_it() {
     let (dir, lake) = lake();
     let w = BronzeWriter::new(lake.clone());
-    w.put_ndjson("iot", date("2026-11-20"), "big", &records(50_000, "x")).await.expect("put");
-    let path = dir.path().join("bronze/source=iot/date=2026-11-20/big.ndjson.zst");
+    w.put_ndjson("iot", date("2026-11-20"), "big", &records(50_000, "x"))
+        .await
+        .expect("put");
+    let path = dir
+        .path()
+        .join("bronze/source=iot/date=2026-11-20/big.ndjson.zst");
     let bytes = std::fs::read(&path).expect("read");
-    let cut = dir.path().join("bronze/source=iot/date=2026-11-20/cut.ndjson.zst");
+    let cut = dir
+        .path()
+        .join("bronze/source=iot/date=2026-11-20/cut.ndjson.zst");
     std::fs::write(&cut, &bytes[..bytes.len() / 2]).expect("write");
     let r = BronzeReader::new(lake);
     let files = r.list("iot", None, None).await.expect("list");
-    let cut_file = files.iter().find(|f| f.relative.ends_with("cut.ndjson.zst")).expect("cut listed");
+    let cut_file = files
+        .iter()
+        .find(|f| f.relative.ends_with("cut.ndjson.zst"))
+        .expect("cut listed");
     let mut f = r.open(cut_file, 10_000, 0).await.expect("open");
     let err = loop {
         match f.next_batch().await {
@@ -139,7 +226,16 @@ async fn a_truncated_object_is_a_clear_error_naming_it() {
             Err(e) => break e,
         }
     };
-    assert!(matches!(err, LayersError::Corrupt { compression: "zstd", .. }), "{err}");
+    assert!(
+        matches!(
+            err,
+            LayersError::Corrupt {
+                compression: "zstd",
+                ..
+            }
+        ),
+        "{err}"
+    );
     assert!(err.to_string().contains("cut.ndjson.zst"), "{err}");
 }
 
@@ -148,16 +244,36 @@ async fn parquet_flavour_keeps_types_and_metadata() {
     let (dir, lake) = lake();
     let w = BronzeWriter::new(lake);
     let schema = Arc::new(Schema::new(vec![Field::new("id", DataType::Int64, false)]));
-    let batch = RecordBatch::try_new(schema, vec![Arc::new(Int64Array::from(vec![1, 2, 3]))]).expect("batch");
+    let batch = RecordBatch::try_new(schema, vec![Arc::new(Int64Array::from(vec![1, 2, 3]))])
+        .expect("batch");
     let out = w
-        .put_parquet("postgres.shop.orders", date("2026-11-24"), "chunk-0000", &[batch], &[("strata.snapshot_time", "2026-11-24T10:00:00Z")])
+        .put_parquet(
+            "postgres.shop.orders",
+            date("2026-11-24"),
+            "chunk-0000",
+            &[batch],
+            &[("strata.snapshot_time", "2026-11-24T10:00:00Z")],
+        )
         .await
         .expect("put");
     assert!(matches!(out, PutOutcome::Created { .. }));
-    let file = std::fs::File::open(dir.path().join("bronze/source=postgres.shop.orders/date=2026-11-24/chunk-0000.parquet")).expect("open");
-    let reader = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(file).expect("parquet");
-    let kv = reader.metadata().file_metadata().key_value_metadata().cloned().unwrap_or_default();
-    assert!(kv.iter().any(|k| k.key == "strata.snapshot_time" && k.value.as_deref() == Some("2026-11-24T10:00:00Z")));
+    let file = std::fs::File::open(
+        dir.path()
+            .join("bronze/source=postgres.shop.orders/date=2026-11-24/chunk-0000.parquet"),
+    )
+    .expect("open");
+    let reader = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(file)
+        .expect("parquet");
+    let kv = reader
+        .metadata()
+        .file_metadata()
+        .key_value_metadata()
+        .cloned()
+        .unwrap_or_default();
+    assert!(
+        kv.iter().any(|k| k.key == "strata.snapshot_time"
+            && k.value.as_deref() == Some("2026-11-24T10:00:00Z"))
+    );
     assert_eq!(reader.metadata().file_metadata().num_rows(), 3);
 }
 

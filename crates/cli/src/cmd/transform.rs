@@ -76,11 +76,15 @@ pub fn run(args: &Args) -> Result<(), Failure> {
             for out in rx {
                 write(&mut rows, &mut quarantine, &out)?;
             }
-            Ok((rows.close().map_err(Failure::runtime)?, quarantine.close().map_err(Failure::runtime)?))
+            Ok((
+                rows.close().map_err(Failure::runtime)?,
+                quarantine.close().map_err(Failure::runtime)?,
+            ))
         });
         let produced = (|| -> Result<(), Failure> {
             for input in &args.inputs {
-                let reader = NdjsonReader::open(input, options.clone()).map_err(Failure::runtime)?;
+                let reader =
+                    NdjsonReader::open(input, options.clone()).map_err(Failure::runtime)?;
                 for batch in reader {
                     let batch = batch.map_err(Failure::runtime)?;
                     if tx.send(pipeline.process(&batch)?).is_err() {

@@ -5,7 +5,11 @@
 use crate::error::{LayersError, Result};
 
 fn check(kind: &'static str, value: &str, extra: &[char]) -> Result<()> {
-    let bad = |problem: &str| LayersError::BronzeName { kind, value: value.escape_debug().to_string(), problem: problem.to_string() };
+    let bad = |problem: &str| LayersError::BronzeName {
+        kind,
+        value: value.escape_debug().to_string(),
+        problem: problem.to_string(),
+    };
     if value.is_empty() || value.len() > 200 {
         return Err(bad("must be 1 to 200 characters"));
     }
@@ -15,8 +19,15 @@ fn check(kind: &'static str, value: &str, extra: &[char]) -> Result<()> {
     if value.contains("..") {
         return Err(bad("must not contain `..`"));
     }
-    if let Some(c) = value.chars().find(|c| !(c.is_ascii_alphanumeric() || *c == '_' || *c == '-' || extra.contains(c))) {
-        return Err(bad(&format!("character {:?} is not allowed (use letters, digits, `_`, `-`{})", c, if extra.is_empty() { "" } else { ", `.`" })));
+    if let Some(c) = value
+        .chars()
+        .find(|c| !(c.is_ascii_alphanumeric() || *c == '_' || *c == '-' || extra.contains(c)))
+    {
+        return Err(bad(&format!(
+            "character {:?} is not allowed (use letters, digits, `_`, `-`{})",
+            c,
+            if extra.is_empty() { "" } else { ", `.`" }
+        )));
     }
     Ok(())
 }
@@ -42,16 +53,28 @@ pub struct BronzeDate {
 impl BronzeDate {
     /// Parses and checks a real calendar date.
     pub fn parse(text: &str) -> Result<Self> {
-        let bad = |problem: &str| LayersError::BronzeName { kind: "date", value: text.escape_debug().to_string(), problem: problem.to_string() };
+        let bad = |problem: &str| LayersError::BronzeName {
+            kind: "date",
+            value: text.escape_debug().to_string(),
+            problem: problem.to_string(),
+        };
         let b = text.as_bytes();
         if b.len() != 10 || b[4] != b'-' || b[7] != b'-' {
             return Err(bad("expected YYYY-MM-DD"));
         }
-        let num = |r: std::ops::Range<usize>| text.get(r).and_then(|s| s.parse::<u16>().ok()).filter(|_| true);
+        let num = |r: std::ops::Range<usize>| {
+            text.get(r)
+                .and_then(|s| s.parse::<u16>().ok())
+                .filter(|_| true)
+        };
         let (Some(year), Some(month), Some(day)) = (num(0..4), num(5..7), num(8..10)) else {
             return Err(bad("expected YYYY-MM-DD"));
         };
-        if !b.iter().enumerate().all(|(i, c)| i == 4 || i == 7 || c.is_ascii_digit()) {
+        if !b
+            .iter()
+            .enumerate()
+            .all(|(i, c)| i == 4 || i == 7 || c.is_ascii_digit())
+        {
             return Err(bad("expected YYYY-MM-DD"));
         }
         let leap = (year % 4 == 0 && year % 100 != 0) || year % 400 == 0;
@@ -65,14 +88,22 @@ impl BronzeDate {
         if day == 0 || day > days {
             return Err(bad("day does not exist in that month"));
         }
-        Ok(BronzeDate { year, month: month as u8, day: day as u8 })
+        Ok(BronzeDate {
+            year,
+            month: month as u8,
+            day: day as u8,
+        })
     }
 
     /// The UTC date of a timestamp in microseconds since the epoch.
     pub fn from_epoch_micros(micros: i64) -> Self {
         let text = strata_core::sample::iso_millis(micros.div_euclid(1000));
         // iso_millis always yields a valid YYYY-MM-DD prefix for representable times.
-        Self::parse(&text[..10]).unwrap_or(BronzeDate { year: 1970, month: 1, day: 1 })
+        Self::parse(&text[..10]).unwrap_or(BronzeDate {
+            year: 1970,
+            month: 1,
+            day: 1,
+        })
     }
 }
 
@@ -88,7 +119,9 @@ mod tests {
 
     #[test]
     fn escapes_and_odd_characters_are_refused() {
-        for bad in ["..", "../etc", "a/b", "a\\b", ".hidden", "", "x\ny", "a=b", "tab\t", "ünï"] {
+        for bad in [
+            "..", "../etc", "a/b", "a\\b", ".hidden", "", "x\ny", "a=b", "tab\t", "ünï",
+        ] {
             assert!(validate_source(bad).is_err(), "{bad:?} accepted");
         }
         for good in ["iot", "postgres.shop.orders", "x_api-v2"] {
@@ -98,11 +131,27 @@ mod tests {
 
     #[test]
     fn dates_are_real_calendar_dates() {
-        assert_eq!(BronzeDate::parse("2024-02-29").map(|d| d.to_string()).ok(), Some("2024-02-29".into()));
-        for bad in ["2023-02-29", "2026-13-01", "2026-1-01", "2026-01-32", "../../x", "2026/01/01", "+026-01-01"] {
+        assert_eq!(
+            BronzeDate::parse("2024-02-29").map(|d| d.to_string()).ok(),
+            Some("2024-02-29".into())
+        );
+        for bad in [
+            "2023-02-29",
+            "2026-13-01",
+            "2026-1-01",
+            "2026-01-32",
+            "../../x",
+            "2026/01/01",
+            "+026-01-01",
+        ] {
             assert!(BronzeDate::parse(bad).is_err(), "{bad} accepted");
         }
-        assert!(BronzeDate::parse("2026-01-01").unwrap() < BronzeDate::parse("2026-01-02").unwrap());
-        assert_eq!(BronzeDate::from_epoch_micros(1_763_646_312_123_000).to_string(), "2025-11-20");
+        assert!(
+            BronzeDate::parse("2026-01-01").unwrap() < BronzeDate::parse("2026-01-02").unwrap()
+        );
+        assert_eq!(
+            BronzeDate::from_epoch_micros(1_763_646_312_123_000).to_string(),
+            "2025-11-20"
+        );
     }
 }

@@ -45,7 +45,12 @@ impl BronzeReader {
 
     /// Files of `source` whose date is within `[from, to]` (both optional), sorted by date then
     /// name — the order sources wrote them.
-    pub async fn list(&self, source: &str, from: Option<BronzeDate>, to: Option<BronzeDate>) -> Result<Vec<BronzeFile>> {
+    pub async fn list(
+        &self,
+        source: &str,
+        from: Option<BronzeDate>,
+        to: Option<BronzeDate>,
+    ) -> Result<Vec<BronzeFile>> {
         validate_source(source)?;
         let source_part = format!("source={source}");
         let prefix = self.lake.path(["bronze", source_part.as_str()]);
@@ -54,11 +59,16 @@ impl BronzeReader {
         let listing = store
             .list_with_delimiter(Some(&prefix))
             .await
-            .map_err(|source| LayersError::Store { path: shown.clone(), source })?;
+            .map_err(|source| LayersError::Store {
+                path: shown.clone(),
+                source,
+            })?;
         let mut dates = Vec::new();
         for p in listing.common_prefixes {
             let Some(last) = p.filename() else { continue };
-            let Some(text) = last.strip_prefix("date=") else { continue };
+            let Some(text) = last.strip_prefix("date=") else {
+                continue;
+            };
             // A folder that is not a valid date was not written by Strata: skip it loudly.
             let Ok(date) = BronzeDate::parse(text) else {
                 return Err(LayersError::BronzeName {
@@ -74,11 +84,15 @@ impl BronzeReader {
         dates.sort();
         let mut files = Vec::new();
         for (date, p) in dates {
-            let mut objects: Vec<_> = store
-                .list(Some(&p))
-                .try_collect()
-                .await
-                .map_err(|source| LayersError::Store { path: self.lake.relative(&p), source })?;
+            let mut objects: Vec<_> =
+                store
+                    .list(Some(&p))
+                    .try_collect()
+                    .await
+                    .map_err(|source| LayersError::Store {
+                        path: self.lake.relative(&p),
+                        source,
+                    })?;
             objects.sort_by(|a, b| a.location.cmp(&b.location));
             for o in objects {
                 files.push(BronzeFile {
@@ -94,26 +108,40 @@ impl BronzeReader {
     }
 
     /// Opens an NDJSON bronze file for streaming; compression from the name.
-    pub async fn open(&self, file: &BronzeFile, batch_rows: usize, ingested_at_micros: i64) -> Result<BronzeFileReader> {
-        let meta = self
-            .lake
-            .store()
-            .head(&file.path)
-            .await
-            .map_err(|source| LayersError::Store { path: file.relative.clone(), source })?;
-        let raw = BufReader::with_capacity(1 << 20, StoreReader::with_capacity(self.lake.store().clone(), &meta, 4 << 20));
+    pub async fn open(
+        &self,
+        file: &BronzeFile,
+        batch_rows: usize,
+        ingested_at_micros: i64,
+    ) -> Result<BronzeFileReader> {
+        let meta =
+            self.lake
+                .store()
+                .head(&file.path)
+                .await
+                .map_err(|source| LayersError::Store {
+                    path: file.relative.clone(),
+                    source,
+                })?;
+        let raw = BufReader::with_capacity(
+            1 << 20,
+            StoreReader::with_capacity(self.lake.store().clone(), &meta, 4 << 20),
+        );
         let name = file.relative.as_str();
-        let (lines, compression): (Pin<Box<dyn AsyncBufRead + Send>>, &'static str) = if name.ends_with(".ndjson.zst") {
-            (Box::pin(BufReader::new(ZstdDecoder::new(raw))), "zstd")
-        } else if name.ends_with(".ndjson.gz") {
-            let mut d = GzipDecoder::new(raw);
-            d.multiple_members(true);
-            (Box::pin(BufReader::new(d)), "gzip")
-        } else if name.ends_with(".ndjson") {
-            (Box::pin(raw), "plain")
-        } else {
-            return Err(LayersError::NotLineFormat { path: file.relative.clone() });
-        };
+        let (lines, compression): (Pin<Box<dyn AsyncBufRead + Send>>, &'static str) =
+            if name.ends_with(".ndjson.zst") {
+                (Box::pin(BufReader::new(ZstdDecoder::new(raw))), "zstd")
+            } else if name.ends_with(".ndjson.gz") {
+                let mut d = GzipDecoder::new(raw);
+                d.multiple_members(true);
+                (Box::pin(BufReader::new(d)), "gzip")
+            } else if name.ends_with(".ndjson") {
+                (Box::pin(raw), "plain")
+            } else {
+                return Err(LayersError::NotLineFormat {
+                    path: file.relative.clone(),
+                });
+            };
         Ok(BronzeFileReader {
             lines,
             compression,
@@ -139,7 +167,10 @@ pub struct BronzeFileReader {
 
 impl std::fmt::Debug for BronzeFileReader {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("BronzeFileReader").field("file", &self.file.relative).field("next_line", &self.next_line).finish()
+        f.debug_struct("BronzeFileReader")
+            .field("file", &self.file.relative)
+            .field("next_line", &self.next_line)
+            .finish()
     }
 }
 
@@ -175,8 +206,14 @@ impl BronzeFileReader {
         if records.is_empty() {
             return Ok(None);
         }
-        let batch = strata_core::lineage::file_batch(&records, &self.file.source, &self.file.relative, first_line, self.ingested_at_micros)
-            .map_err(|e| LayersError::Internal(e.to_string()))?;
+        let batch = strata_core::lineage::file_batch(
+            &records,
+            &self.file.source,
+            &self.file.relative,
+            first_line,
+            self.ingested_at_micros,
+        )
+        .map_err(|e| LayersError::Internal(e.to_string()))?;
         Ok(Some(batch))
     }
 }
