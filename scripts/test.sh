@@ -6,6 +6,12 @@ cd "$(dirname "$0")/.."
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/strata/target}"
 export CARGO_BUILD_JOBS="${CARGO_BUILD_JOBS:-2}"
 
+echo "== servers the integration tests use (scripts/services.sh)"
+./scripts/services.sh up
+trap './scripts/services.sh down >/dev/null' EXIT
+# shellcheck disable=SC1090
+source "$(./scripts/services.sh env)"
+
 echo "== cargo fmt --check"
 cargo fmt --all -- --check
 echo "== cargo clippy (warnings are errors)"

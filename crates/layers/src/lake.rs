@@ -8,10 +8,11 @@
 //! Everything below the root is addressed with relative object paths, so the same code runs on
 //! both; nothing can address an object outside the root (paths are built from validated parts).
 
+use std::str::FromStr;
 use std::sync::Arc;
 
 use object_store::ObjectStore;
-use object_store::aws::AmazonS3Builder;
+use object_store::aws::{AmazonS3Builder, AmazonS3ConfigKey};
 use object_store::local::LocalFileSystem;
 use object_store::path::Path;
 
@@ -28,6 +29,16 @@ pub struct Lake {
 impl Lake {
     /// Opens a lake root URL (see the module docs).
     pub fn open(url: &str) -> Result<Self> {
+        Self::open_with_options(url, std::iter::empty::<(String, String)>())
+    }
+
+    /// Opens a lake root URL with explicit store options that override the environment, e.g.
+    /// `("aws_endpoint", "http://127.0.0.1:9000")`, `("aws_allow_http", "true")` (the keys of
+    /// `object_store::aws::AmazonS3ConfigKey`). Options are refused for local lakes.
+    pub fn open_with_options<K: AsRef<str>, V: Into<String>>(
+        url: &str,
+        options: impl IntoIterator<Item = (K, V)>,
+    ) -> Result<Self> {
         let bad = |problem: String| LayersError::LakeUrl {
             url: url.to_string(),
             problem,
@@ -37,11 +48,15 @@ impl Lake {
             if bucket.is_empty() {
                 return Err(bad("no bucket name".into()));
             }
-            let store = AmazonS3Builder::from_env()
+            let mut builder = AmazonS3Builder::from_env()
                 .with_bucket_name(bucket)
-                .with_virtual_hosted_style_request(false)
-                .build()
-                .map_err(|e| bad(e.to_string()))?;
+                .with_virtual_hosted_style_request(false);
+            for (k, v) in options {
+                let key =
+                    AmazonS3ConfigKey::from_str(k.as_ref()).map_err(|e| bad(e.to_string()))?;
+                builder = builder.with_config(key, v);
+            }
+            let store = builder.build().map_err(|e| bad(e.to_string()))?;
             let prefix =
                 Path::parse(prefix.trim_end_matches('/')).map_err(|e| bad(e.to_string()))?;
             return Ok(Lake {
@@ -49,6 +64,9 @@ impl Lake {
                 prefix,
                 url: url.to_string(),
             });
+        }
+        if options.into_iter().next().is_some() {
+            return Err(bad("store options apply to s3:// lakes only".into()));
         }
         let local = url.strip_prefix("file://").unwrap_or(url);
         if local.contains("://") {
