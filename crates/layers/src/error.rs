@@ -114,6 +114,15 @@ pub enum LayersError {
         source: object_store::Error,
     },
 
+    /// An Iceberg catalog / table operation failed.
+    #[error("iceberg, {context}: {message}")]
+    Iceberg {
+        /// What we were doing.
+        context: String,
+        /// iceberg-rust's message.
+        message: String,
+    },
+
     /// A bug.
     #[error("internal error (a bug in strata-layers, please report it): {0}")]
     Internal(String),
