@@ -26,6 +26,17 @@ enum Command {
     Transform(cmd::transform::Args),
     /// Generate realistic sample data with faults.
     Generate(cmd::generate::Args),
+    /// Bronze (append-only raw layer) commands.
+    #[command(subcommand)]
+    Bronze(BronzeCommand),
+    /// Bronze files of a source → pipeline → silver Iceberg table, exactly once.
+    Batch(cmd::batch::Args),
+}
+
+#[derive(Debug, Subcommand)]
+enum BronzeCommand {
+    /// Load an NDJSON file into bronze.
+    Put(cmd::bronze::Args),
 }
 
 /// A failure with the exit code it maps to.
@@ -63,6 +74,15 @@ impl From<strata_core::CoreError> for Failure {
     }
 }
 
+/// Runs an async command on a multi-threaded runtime (both cores).
+fn block_on(f: impl std::future::Future<Output = Result<(), Failure>>) -> Result<(), Failure> {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(Failure::runtime)?;
+    rt.block_on(f)
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
@@ -70,6 +90,8 @@ fn main() -> ExitCode {
         Command::Plan(a) => cmd::validate::run(&a, true),
         Command::Transform(a) => cmd::transform::run(&a),
         Command::Generate(a) => cmd::generate::run(&a),
+        Command::Bronze(BronzeCommand::Put(a)) => block_on(cmd::bronze::run(&a)),
+        Command::Batch(a) => block_on(cmd::batch::run(&a)),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

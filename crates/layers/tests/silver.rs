@@ -58,6 +58,7 @@ async fn appends_record_coverage_and_reruns_add_nothing() {
         &table,
         &batches,
         &["bronze/a.ndjson.zst".to_string()],
+        &[],
     )
     .await
     .expect("append");
@@ -74,6 +75,7 @@ async fn appends_record_coverage_and_reruns_add_nothing() {
         &table,
         &batches,
         &["bronze/a.ndjson.zst".to_string()],
+        &[],
     )
     .await
     .expect("rerun");
@@ -88,6 +90,7 @@ async fn appends_record_coverage_and_reruns_add_nothing() {
         &table,
         &more,
         &["bronze/b.ndjson.zst".to_string()],
+        &[],
     )
     .await
     .expect("append b");
@@ -103,6 +106,7 @@ async fn appends_record_coverage_and_reruns_add_nothing() {
             "bronze/b.ndjson.zst".to_string(),
             "bronze/c.ndjson.zst".to_string(),
         ],
+        &[],
     )
     .await;
     assert!(mixed.is_err());

@@ -1,5 +1,7 @@
 //! One module per `strata` subcommand.
 
+pub mod batch;
+pub mod bronze;
 pub mod generate;
 pub mod transform;
 pub mod validate;

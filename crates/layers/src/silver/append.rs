@@ -17,6 +17,7 @@ use iceberg::writer::file_writer::location_generator::{
 use iceberg::writer::file_writer::rolling_writer::RollingFileWriterBuilder;
 use iceberg::writer::partitioning::PartitioningWriter;
 use iceberg::writer::partitioning::fanout_writer::FanoutWriter;
+use iceberg::writer::{IcebergWriter, IcebergWriterBuilder};
 use parquet::basic::{Compression, ZstdLevel};
 use parquet::file::properties::WriterProperties;
 
@@ -37,6 +38,14 @@ pub struct AppendReport {
     pub skipped: bool,
     /// The new snapshot, if one was committed.
     pub snapshot_id: Option<i64>,
+}
+
+/// A summary property of the table's current snapshot, if any.
+pub fn current_summary_property(table: &Table, key: &str) -> Option<String> {
+    table
+        .metadata()
+        .current_snapshot()
+        .and_then(|s| s.summary().additional_properties.get(key).cloned())
 }
 
 /// Everything earlier commits of `table` cover, read from their snapshot summaries.
@@ -67,6 +76,7 @@ pub async fn append(
     table: &Table,
     batches: &[RecordBatch],
     covered: &[String],
+    extra: &[(String, String)],
 ) -> Result<AppendReport> {
     let name = table.identifier().to_string();
     let already = committed_coverage(table)?;
@@ -108,38 +118,55 @@ pub async fn append(
         location,
         file_names,
     );
-    let mut writer = FanoutWriter::new(DataFileWriterBuilder::new(rolling));
-    let splitter = RecordBatchPartitionSplitter::try_new_with_computed_values(
-        schema.clone(),
-        table.metadata().default_partition_spec().clone(),
-    )
-    .map_err(iceberg_err(format!("partitioning {name}")))?;
+    let builder = DataFileWriterBuilder::new(rolling);
+    let spec = table.metadata().default_partition_spec().clone();
     let mut rows = 0u64;
-    for batch in batches {
-        if batch.num_rows() == 0 {
-            continue;
-        }
-        let batch = conform(batch, &arrow_schema, &name)?;
-        rows += batch.num_rows() as u64;
-        for (key, part) in splitter
-            .split(&batch)
-            .map_err(iceberg_err(format!("partitioning a batch for {name}")))?
-        {
+    let data_files = if spec.is_unpartitioned() {
+        let mut writer = builder
+            .build(None)
+            .await
+            .map_err(iceberg_err(format!("writing {name}")))?;
+        for batch in batches.iter().filter(|b| b.num_rows() > 0) {
+            let batch = conform(batch, &arrow_schema, &name)?;
+            rows += batch.num_rows() as u64;
             writer
-                .write(key, part)
+                .write(batch)
                 .await
                 .map_err(iceberg_err(format!("writing {name}")))?;
         }
-    }
-    let data_files = writer
-        .close()
-        .await
-        .map_err(iceberg_err(format!("closing files of {name}")))?;
+        writer
+            .close()
+            .await
+            .map_err(iceberg_err(format!("closing files of {name}")))?
+    } else {
+        let mut writer = FanoutWriter::new(builder);
+        let splitter =
+            RecordBatchPartitionSplitter::try_new_with_computed_values(schema.clone(), spec)
+                .map_err(iceberg_err(format!("partitioning {name}")))?;
+        for batch in batches.iter().filter(|b| b.num_rows() > 0) {
+            let batch = conform(batch, &arrow_schema, &name)?;
+            rows += batch.num_rows() as u64;
+            for (key, part) in splitter
+                .split(&batch)
+                .map_err(iceberg_err(format!("partitioning a batch for {name}")))?
+            {
+                writer
+                    .write(key, part)
+                    .await
+                    .map_err(iceberg_err(format!("writing {name}")))?;
+            }
+        }
+        writer
+            .close()
+            .await
+            .map_err(iceberg_err(format!("closing files of {name}")))?
+    };
     let n_files = data_files.len();
-    let summary = HashMap::from([(
+    let mut summary: HashMap<String, String> = extra.iter().cloned().collect();
+    summary.insert(
         COVERED_KEY.to_string(),
         serde_json::to_string(covered).map_err(|e| LayersError::Internal(e.to_string()))?,
-    )]);
+    );
     let tx = Transaction::new(table);
     let tx = tx
         .fast_append()

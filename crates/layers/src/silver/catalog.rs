@@ -116,6 +116,46 @@ impl SilverCatalog {
         TableIdent::new(self.namespace.clone(), table.to_string())
     }
 
+    /// Reads a whole table at its current snapshot (tests and small tables).
+    pub async fn read_table(&self, table: &str) -> Result<Vec<arrow::array::RecordBatch>> {
+        use futures::TryStreamExt;
+        let t = self
+            .catalog
+            .load_table(&self.ident(table))
+            .await
+            .map_err(iceberg_err(format!("loading {table}")))?;
+        let stream = t
+            .scan()
+            .build()
+            .map_err(iceberg_err(format!("scanning {table}")))?
+            .to_arrow()
+            .await
+            .map_err(iceberg_err(format!("scanning {table}")))?;
+        stream
+            .try_collect()
+            .await
+            .map_err(iceberg_err(format!("reading {table}")))
+    }
+
+    /// Drops `table` from the catalog if it exists (its files stay on disk: iceberg-rust has no
+    /// purge). Returns whether it existed.
+    pub async fn drop_table_if_exists(&self, table: &str) -> Result<bool> {
+        let ident = self.ident(table);
+        if !self
+            .catalog
+            .table_exists(&ident)
+            .await
+            .map_err(iceberg_err(format!("looking up {table}")))?
+        {
+            return Ok(false);
+        }
+        self.catalog
+            .drop_table(&ident)
+            .await
+            .map_err(iceberg_err(format!("dropping {table}")))?;
+        Ok(true)
+    }
+
     /// Loads `table`, creating it from `schema` (partitioned by `day(event_time)` when given) if
     /// it does not exist.
     pub async fn ensure_table(

@@ -15,5 +15,5 @@
 mod append;
 mod catalog;
 
-pub use append::{AppendReport, append, committed_coverage};
+pub use append::{AppendReport, COVERED_KEY, append, committed_coverage, current_summary_property};
 pub use catalog::{SilverCatalog, silver_arrow_schema};

@@ -1,0 +1,207 @@
+//! `strata batch`: bronze files of one source → pipeline → silver Iceberg table (+ its
+//! `<table>_quarantine` table), one commit per bronze file.
+//!
+//! Exactly once across crashes: each silver commit stores the bronze file it covers and the path
+//! of the pipeline state (dedup keys) after that file, in one atomic snapshot. A restarted run
+//! restores that state, skips every covered file and continues. The quarantine commit for a file
+//! happens first; if the process dies between the two commits, the re-run recomputes the file,
+//! finds its quarantine already covered (skipped) and commits the rows.
+
+use std::path::PathBuf;
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+
+use strata_core::lineage::file_input_schema;
+use strata_core::{BuildContext, Pipeline};
+use strata_layers::bronze::{BronzeDate, BronzeReader};
+use strata_layers::lake::Lake;
+use strata_layers::silver::{SilverCatalog, append, committed_coverage, current_summary_property};
+
+use crate::Failure;
+
+/// Snapshot-summary key holding the pipeline checkpoint path after the commit.
+const STATE_KEY: &str = "strata.state";
+
+/// Flags of `batch`.
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// Lake root folder (bronze is read from it; the silver catalog lives in `<lake>/catalog`).
+    #[arg(long, env = "STRATA_LAKE", default_value = "lake")]
+    pub lake: PathBuf,
+    /// Bronze source to read.
+    #[arg(long, env = "STRATA_SOURCE")]
+    pub source: String,
+    /// Pipeline spec; its name is the silver table's name.
+    #[arg(long, env = "STRATA_PIPELINE")]
+    pub pipeline: PathBuf,
+    /// First bronze date (YYYY-MM-DD), inclusive.
+    #[arg(long)]
+    pub from: Option<String>,
+    /// Last bronze date (YYYY-MM-DD), inclusive.
+    #[arg(long)]
+    pub to: Option<String>,
+    /// Records per batch.
+    #[arg(long, default_value_t = 8192)]
+    pub batch_rows: usize,
+    /// Drop the silver tables and rebuild them from bronze.
+    #[arg(long)]
+    pub full_refresh: bool,
+    /// Test hook: abort the process right after this many silver commits (crash tests).
+    #[arg(long, env = "STRATA_TEST_CRASH_AFTER_COMMITS", hide = true)]
+    pub crash_after_commits: Option<usize>,
+}
+
+/// Runs the batch.
+pub async fn run(args: &Args) -> Result<(), Failure> {
+    let spec = super::load_spec(&args.pipeline)?;
+    let mut pipeline = Pipeline::build(&spec, file_input_schema(), &BuildContext::default())
+        .map_err(|e| Failure::config(anyhow::anyhow!("{}: {e}", args.pipeline.display())))?;
+    let date = |d: &Option<String>| {
+        d.as_deref()
+            .map(BronzeDate::parse)
+            .transpose()
+            .map_err(Failure::config)
+    };
+    let (from, to) = (date(&args.from)?, date(&args.to)?);
+    let lake_url = args.lake.to_string_lossy().to_string();
+    let reader = BronzeReader::new(Lake::open(&lake_url).map_err(Failure::config)?);
+    let catalog_dir = args.lake.join("catalog");
+    let catalog = SilverCatalog::open_local(&catalog_dir)
+        .await
+        .map_err(Failure::runtime)?;
+    let table_name = spec.name.clone();
+    let quarantine_name = format!("{table_name}_quarantine");
+    if args.full_refresh {
+        for name in [&table_name, &quarantine_name] {
+            if catalog
+                .drop_table_if_exists(name)
+                .await
+                .map_err(Failure::runtime)?
+            {
+                println!("full refresh: dropped silver table `{name}`");
+            }
+        }
+    }
+    let event_time = spec.output.event_time.as_deref();
+    let table = catalog
+        .ensure_table(&table_name, &pipeline.output_schema(), event_time)
+        .await
+        .map_err(Failure::runtime)?;
+    catalog
+        .ensure_table(&quarantine_name, &pipeline.quarantine_schema(), None)
+        .await
+        .map_err(Failure::runtime)?;
+    if let Some(state_path) = current_summary_property(&table, STATE_KEY) {
+        let state = std::fs::read(&state_path).map_err(|e| {
+            Failure::runtime(anyhow::anyhow!(
+                "reading pipeline state {state_path} named by {table_name}: {e}"
+            ))
+        })?;
+        pipeline.restore(&state)?;
+    }
+    let covered = committed_coverage(&table).map_err(Failure::runtime)?;
+    let files = reader
+        .list(&args.source, from, to)
+        .await
+        .map_err(Failure::runtime)?;
+    let todo: Vec<_> = files
+        .iter()
+        .filter(|f| !covered.contains(&f.relative))
+        .collect();
+    println!(
+        "batch `{table_name}`: {} bronze files of source `{}`, {} already in silver, {} to process",
+        files.len(),
+        args.source,
+        files.len() - todo.len(),
+        todo.len()
+    );
+    let started = Instant::now();
+    let state_dir = catalog_dir.join("state").join(&table_name);
+    std::fs::create_dir_all(&state_dir).map_err(Failure::runtime)?;
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_err(Failure::runtime)?;
+    let mut commits = 0usize;
+    for (i, file) in todo.iter().enumerate() {
+        let mut stream = reader
+            .open(file, args.batch_rows, now.as_micros() as i64)
+            .await
+            .map_err(Failure::runtime)?;
+        let (mut rows, mut quarantined) = (Vec::new(), Vec::new());
+        while let Some(batch) = stream.next_batch().await.map_err(Failure::runtime)? {
+            let out = pipeline.process(&batch)?;
+            rows.extend(out.rows);
+            if out.quarantined.num_rows() > 0 {
+                quarantined.push(out.quarantined);
+            }
+        }
+        let covers = vec![file.relative.clone()];
+        let qtable = catalog
+            .ensure_table(&quarantine_name, &pipeline.quarantine_schema(), None)
+            .await
+            .map_err(Failure::runtime)?;
+        append(&catalog, &qtable, &quarantined, &covers, &[])
+            .await
+            .map_err(Failure::runtime)?;
+        let state_path = state_dir.join(format!("{}-{}.ckpt", now.as_nanos(), i));
+        write_new(&state_path, &pipeline.checkpoint()?)?;
+        let table = catalog
+            .ensure_table(&table_name, &pipeline.output_schema(), event_time)
+            .await
+            .map_err(Failure::runtime)?;
+        let extra = [(STATE_KEY.to_string(), state_path.display().to_string())];
+        let report = append(&catalog, &table, &rows, &covers, &extra)
+            .await
+            .map_err(Failure::runtime)?;
+        commits += 1;
+        let m = pipeline.metrics();
+        let secs = started.elapsed().as_secs_f64().max(1e-9);
+        println!(
+            "[{}/{}] {} → {} rows, {} data files; total {} in, {} out, {} quarantined ({:.0} rows/s)",
+            i + 1,
+            todo.len(),
+            file.relative,
+            report.rows,
+            report.data_files,
+            m.rows_in,
+            m.rows_out,
+            m.quarantined,
+            m.rows_in as f64 / secs
+        );
+        if args.crash_after_commits == Some(commits) {
+            eprintln!("test hook: aborting after {commits} commits");
+            std::process::abort();
+        }
+    }
+    let m = pipeline.metrics();
+    println!(
+        "done in {:.2} s: {} rows in, {} out, {} quarantined, {} duplicates",
+        started.elapsed().as_secs_f64(),
+        m.rows_in,
+        m.rows_out,
+        m.quarantined,
+        m.duplicates()
+    );
+    for s in &m.steps {
+        for r in &s.rules {
+            println!(
+                "  expectation {}.{}: passed {}, failed {}",
+                s.step, r.rule, r.passed, r.failed
+            );
+        }
+    }
+    Ok(())
+}
+
+/// Writes a file that must not exist yet and syncs it.
+fn write_new(path: &std::path::Path, bytes: &[u8]) -> Result<(), Failure> {
+    use std::io::Write;
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(path)
+        .map_err(|e| Failure::runtime(anyhow::anyhow!("writing {}: {e}", path.display())))?;
+    f.write_all(bytes)
+        .and_then(|_| f.sync_all())
+        .map_err(|e| Failure::runtime(anyhow::anyhow!("writing {}: {e}", path.display())))?;
+    Ok(())
+}
