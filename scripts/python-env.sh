@@ -7,5 +7,5 @@ if [ ! -x "$VENV/bin/python" ]; then
   python3 -m venv "$VENV" >&2
 fi
 "$VENV/bin/python" -m pip install -q --disable-pip-version-check \
-  maturin==1.16.0 pytest==9.2.0 pyarrow==26.0.1 duckdb==2.0.1 "moto[server]==5.2.5" >&2
+  maturin==1.16.0 pytest==9.2.0 pyarrow==26.0.1 duckdb==2.0.1 "moto[server]==5.2.5" "pyiceberg[sql-sqlite]==0.12.0" >&2
 echo "$VENV"

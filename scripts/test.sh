@@ -24,4 +24,6 @@ VENV="$(./scripts/python-env.sh)"
 # the main build (arrow's pyarrow feature would otherwise rebuild DataFusion on every switch).
 (cd crates/bindings-py && CARGO_TARGET_DIR="$CARGO_TARGET_DIR-py" VIRTUAL_ENV="$VENV" PATH="$VENV/bin:$PATH" \
   maturin develop -q && "$VENV/bin/python" -m pytest -q tests)
+echo "== Independent readers (pyiceberg on silver tables written by strata)"
+STRATA_BIN="$CARGO_TARGET_DIR/debug/strata" "$VENV/bin/python" -m pytest -q tests/python
 echo "== all tests passed"
