@@ -31,6 +31,8 @@ enum Command {
     Bronze(BronzeCommand),
     /// Bronze files of a source → pipeline → silver Iceberg table, exactly once.
     Batch(cmd::batch::Args),
+    /// SQL over the lake's silver tables.
+    Sql(cmd::sql::Args),
 }
 
 #[derive(Debug, Subcommand)]
@@ -92,6 +94,7 @@ fn main() -> ExitCode {
         Command::Generate(a) => cmd::generate::run(&a),
         Command::Bronze(BronzeCommand::Put(a)) => block_on(cmd::bronze::run(&a)),
         Command::Batch(a) => block_on(cmd::batch::run(&a)),
+        Command::Sql(a) => block_on(cmd::sql::run(&a)),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

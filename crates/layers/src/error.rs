@@ -123,6 +123,15 @@ pub enum LayersError {
         message: String,
     },
 
+    /// A SQL query failed to plan or run.
+    #[error("query failed: {message}\n  query: {query}")]
+    Query {
+        /// The SQL text.
+        query: String,
+        /// DataFusion's message.
+        message: String,
+    },
+
     /// A bug.
     #[error("internal error (a bug in strata-layers, please report it): {0}")]
     Internal(String),

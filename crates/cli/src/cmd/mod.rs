@@ -3,6 +3,7 @@
 pub mod batch;
 pub mod bronze;
 pub mod generate;
+pub mod sql;
 pub mod transform;
 pub mod validate;
 

@@ -106,6 +106,11 @@ impl SilverCatalog {
         &self.catalog
     }
 
+    /// The catalog as a shareable trait object (DataFusion integration).
+    pub fn shared(&self) -> Arc<dyn Catalog> {
+        self.catalog.clone()
+    }
+
     /// Path of the SQLite catalog file (for other tools, e.g. pyiceberg).
     pub fn db_path(&self) -> &str {
         &self.db_path

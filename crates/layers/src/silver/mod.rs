@@ -14,6 +14,8 @@
 
 mod append;
 mod catalog;
+mod query;
 
 pub use append::{AppendReport, COVERED_KEY, append, committed_coverage, current_summary_property};
 pub use catalog::{SilverCatalog, silver_arrow_schema};
+pub use query::{session, sql};

@@ -1,0 +1,45 @@
+//! SQL over silver (and later gold) tables with DataFusion, through iceberg-datafusion's
+//! catalog provider: tables are addressed as `<table>` (default schema `silver`), filters on
+//! the event-time column are pushed into the Iceberg scan, which prunes `day(...)` partitions
+//! and files by their statistics.
+
+use std::sync::Arc;
+
+use arrow::array::RecordBatch;
+use datafusion::prelude::{SessionConfig, SessionContext};
+use iceberg::Catalog;
+use iceberg_datafusion::IcebergCatalogProvider;
+
+use super::catalog::SilverCatalog;
+use crate::error::{LayersError, Result};
+
+/// A DataFusion session where the silver catalog is the default (`lake.silver.<table>`).
+pub async fn session(catalog: &SilverCatalog) -> Result<SessionContext> {
+    let config = SessionConfig::new()
+        .with_default_catalog_and_schema("lake", "silver")
+        .with_information_schema(true);
+    let ctx = SessionContext::new_with_config(config);
+    let client: Arc<dyn Catalog> = catalog.shared();
+    let provider =
+        IcebergCatalogProvider::try_new(client)
+            .await
+            .map_err(|e| LayersError::Iceberg {
+                context: "registering the catalog with DataFusion".into(),
+                message: e.to_string(),
+            })?;
+    ctx.register_catalog("lake", Arc::new(provider));
+    Ok(ctx)
+}
+
+/// Runs one SQL query and collects the result.
+pub async fn sql(catalog: &SilverCatalog, query: &str) -> Result<Vec<RecordBatch>> {
+    let ctx = session(catalog).await?;
+    let df = ctx.sql(query).await.map_err(|e| LayersError::Query {
+        query: query.to_string(),
+        message: e.to_string(),
+    })?;
+    df.collect().await.map_err(|e| LayersError::Query {
+        query: query.to_string(),
+        message: e.to_string(),
+    })
+}
