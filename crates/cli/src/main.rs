@@ -33,6 +33,8 @@ enum Command {
     Batch(cmd::batch::Args),
     /// SQL over the lake's silver tables.
     Sql(cmd::sql::Args),
+    /// Generate every source into a local bronze, run the batch path to silver, query gold.
+    Demo(cmd::demo::Args),
 }
 
 #[derive(Debug, Subcommand)]
@@ -95,6 +97,7 @@ fn main() -> ExitCode {
         Command::Bronze(BronzeCommand::Put(a)) => block_on(cmd::bronze::run(&a)),
         Command::Batch(a) => block_on(cmd::batch::run(&a)),
         Command::Sql(a) => block_on(cmd::sql::run(&a)),
+        Command::Demo(a) => block_on(cmd::demo::run(&a)),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

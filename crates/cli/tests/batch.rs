@@ -167,3 +167,30 @@ fn crash_mid_run_then_rerun_gives_every_row_exactly_once() {
         want_rows
     );
 }
+
+#[test]
+fn demo_runs_every_source_to_silver_and_gold_without_servers() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let out = ok(strata(dir.path()).args(["demo", "--out", "demo", "--events", "5000"]));
+    for expected in [
+        "bronze: 5000 records of `iot`",
+        "batch `pipefy_card_events`",
+        "batch `x_posts`",
+        "batch `orders_changes`",
+        "gold — IoT: readings per site and hour",
+        "gold — Orders (MySQL CDC): current status of live orders",
+        "demo done in",
+    ] {
+        assert!(out.contains(expected), "missing `{expected}` in\n{out}");
+    }
+    let lake = std::fs::read_dir(dir.path().join("demo"))
+        .expect("demo dir")
+        .next()
+        .expect("a run")
+        .expect("entry")
+        .path();
+    let q = ok(strata(dir.path()).arg("sql").arg("--lake").arg(&lake).arg(
+        "SELECT count(*) AS n FROM x_posts WHERE created_at >= TIMESTAMP '2025-11-20T00:00:00Z'",
+    ));
+    assert!(q.contains("| n "), "{q}");
+}

@@ -10,6 +10,7 @@ use std::sync::Arc;
 use arrow::array::{ArrayRef, RecordBatch};
 use arrow::datatypes::{DataType, SchemaRef};
 use datafusion::common::DFSchema;
+use datafusion::optimizer::simplify_expressions::{ExprSimplifier, SimplifyContext};
 use datafusion::physical_expr::PhysicalExpr;
 use datafusion::prelude::SessionContext;
 
@@ -29,6 +30,15 @@ impl SqlExpr {
         let df_schema = DFSchema::try_from(schema.as_ref().clone()).map_err(|e| e.to_string())?;
         let logical = ctx
             .parse_sql_expr(sql, &df_schema)
+            .map_err(|e| clean(e.to_string()))?;
+        // DataFusion's own planner simplifies before execution; some functions (coalesce, nvl)
+        // only exist in simplified form at run time, so do the same here.
+        let simplifier = ExprSimplifier::new(
+            SimplifyContext::default().with_schema(Arc::new(df_schema.clone())),
+        );
+        let logical = simplifier
+            .coerce(logical, &df_schema)
+            .and_then(|e| simplifier.simplify(e))
             .map_err(|e| clean(e.to_string()))?;
         let expr = ctx
             .create_physical_expr(logical, &df_schema)

@@ -149,6 +149,140 @@ fn civil_from_days(z: i64) -> (i64, u32, u32) {
     (if m <= 2 { y + 1 } else { y }, m, d)
 }
 
+/// Pipefy webhook events as the webhook receiver stores them: the body under `data` (actions
+/// `card.create`, `card.move`, `card.field_update`, `card.done`, `card.delete`), plus the receive
+/// time and an idempotency key. About 1% are retried deliveries (same key) and 0.5% malformed.
+pub fn pipefy_events(n: usize, seed: u64, start_epoch_ms: i64) -> Vec<String> {
+    const PHASES: [(i64, &str); 4] = [
+        (318_220_070, "Caixa de entrada"),
+        (318_220_071, "Em análise"),
+        (318_220_072, "Aprovado"),
+        (318_220_073, "Concluído"),
+    ];
+    let mut rng = Rng::new(seed);
+    let mut out: Vec<String> = Vec::with_capacity(n);
+    for i in 0..n {
+        let roll = rng.unit();
+        if roll < 0.01 && !out.is_empty() {
+            let prev = out[out.len() - 1 - rng.below(out.len().min(20) as u64) as usize].clone();
+            out.push(prev);
+            continue;
+        }
+        if roll < 0.015 {
+            out.push("{\"data\":{\"action\":\"card.move\"".to_string());
+            continue;
+        }
+        let card = 904_512_000 + rng.below(500) as i64;
+        let user = 301_000 + rng.below(20) as i64;
+        let at = iso_millis(start_epoch_ms + i as i64 * 1000);
+        let action = [
+            "card.create",
+            "card.move",
+            "card.move",
+            "card.field_update",
+            "card.done",
+            "card.delete",
+        ][rng.below(6) as usize];
+        let from = PHASES[rng.below(3) as usize];
+        let to = PHASES[(PHASES.iter().position(|p| p == &from).unwrap_or(0) + 1).min(3)];
+        let extra = match action {
+            "card.move" => format!(
+                ",\"from\":{{\"id\":{},\"name\":\"{}\"}},\"to\":{{\"id\":{},\"name\":\"{}\"}},\"moved_by\":{{\"id\":{user},\"name\":\"User {user}\",\"email\":\"user{user}@example.com\"}}",
+                from.0, from.1, to.0, to.1
+            ),
+            "card.create" => format!(
+                ",\"created_by\":{{\"id\":{user},\"name\":\"User {user}\",\"email\":\"user{user}@example.com\"}}"
+            ),
+            _ => String::new(),
+        };
+        out.push(format!(
+            "{{\"received_at\":\"{at}\",\"idempotency_key\":\"pf-{seed}-{i}\",\"data\":{{\"action\":\"{action}\",\"card\":{{\"id\":{card},\"title\":\"Pedido {card} - Cliente {c}\",\"pipe_id\":\"302554109\"}}{extra}}}}}",
+            c = card % 97
+        ));
+    }
+    out
+}
+
+/// X API v2 recent-search results as the poller stores them: one post per record with the
+/// request that produced it. Pages overlap a little, so ~2% of posts arrive twice.
+pub fn x_posts(n: usize, seed: u64, start_epoch_ms: i64) -> Vec<String> {
+    let mut rng = Rng::new(seed);
+    let mut out: Vec<String> = Vec::with_capacity(n);
+    for i in 0..n {
+        if rng.unit() < 0.02 && !out.is_empty() {
+            let prev = out[out.len() - 1].clone();
+            out.push(prev);
+            continue;
+        }
+        let id = 1_861_000_000_000_000_000u64 + i as u64;
+        let author = ["2244994945", "783214", "99120", "5521"][rng.below(4) as usize];
+        let at = iso_millis(start_epoch_ms + i as i64 * 3000);
+        let text = [
+            "Sensor da linha 3 voltou a operar #iot",
+            "Nova versão do pipeline publicada",
+            "Manutenção programada na câmara fria",
+            "Relatório semanal disponível",
+        ][rng.below(4) as usize];
+        out.push(format!(
+            "{{\"item\":{{\"id\":\"{id}\",\"text\":\"{text}\",\"author_id\":\"{author}\",\"created_at\":\"{at}\",\"lang\":\"pt\",\"public_metrics\":{{\"retweet_count\":{},\"reply_count\":{},\"like_count\":{},\"quote_count\":0}}}},\"request\":{{\"url\":\"https://api.x.com/2/tweets/search/recent\",\"query\":\"#iot\",\"page\":{},\"status\":200,\"time\":\"{at}\"}}}}",
+            rng.below(20),
+            rng.below(5),
+            rng.below(200),
+            i / 100 + 1
+        ));
+    }
+    out
+}
+
+/// Debezium-style MySQL change events for a `shop.orders` table: inserts, status updates and
+/// some deletes, in binlog order (file / position / row give the total order).
+pub fn mysql_order_changes(n: usize, seed: u64, start_epoch_ms: i64) -> Vec<String> {
+    const STATUS: [&str; 4] = ["pending", "paid", "shipped", "delivered"];
+    let mut rng = Rng::new(seed);
+    let mut out = Vec::with_capacity(n);
+    let mut orders: Vec<(i64, usize, String)> = Vec::new();
+    let mut pos = 4u64;
+    for i in 0..n {
+        let ts = start_epoch_ms + i as i64 * 500;
+        pos += 180 + rng.below(200);
+        let row_json = |id: i64, status: &str, amount: &str| {
+            format!(
+                "{{\"id\":{id},\"customer\":\"Cliente {}\",\"status\":\"{status}\",\"amount\":\"{amount}\",\"updated_at\":{ts}}}",
+                id % 53
+            )
+        };
+        let (op, before, after) = if orders.is_empty() || rng.unit() < 0.4 {
+            let id = 1000 + orders.len() as i64;
+            let amount = format!("{}.{:02}", 10 + rng.below(5000), rng.below(100));
+            orders.push((id, 0, amount.clone()));
+            ("c", "null".to_string(), row_json(id, STATUS[0], &amount))
+        } else {
+            let k = rng.below(orders.len() as u64) as usize;
+            let (id, status, amount) = orders[k].clone();
+            if status + 1 < STATUS.len() && rng.unit() < 0.9 {
+                orders[k].1 += 1;
+                (
+                    "u",
+                    row_json(id, STATUS[status], &amount),
+                    row_json(id, STATUS[status + 1], &amount),
+                )
+            } else {
+                orders.swap_remove(k);
+                (
+                    "d",
+                    row_json(id, STATUS[status], &amount),
+                    "null".to_string(),
+                )
+            }
+        };
+        out.push(format!(
+            "{{\"before\":{before},\"after\":{after},\"source\":{{\"version\":\"strata\",\"connector\":\"mysql\",\"name\":\"shop\",\"ts_ms\":{ts},\"snapshot\":\"false\",\"db\":\"shop\",\"table\":\"orders\",\"server_id\":1,\"gtid\":\"0-1-{g}\",\"file\":\"mysql-bin.000003\",\"pos\":{pos},\"row\":0}},\"op\":\"{op}\",\"ts_ms\":{ts}}}",
+            g = 2000 + i
+        ));
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -458,3 +458,23 @@ fn checkpoint_of_another_pipeline_is_refused() {
     );
     assert!(b.restore(b"garbage").is_err());
 }
+
+#[test]
+fn functions_that_only_exist_simplified_work() {
+    let yaml = format!(
+        "{HEAD}  - type: derive\n    columns:\n      c: coalesce(b, 'none')\n      d: nvl(a, 0)\noutput: {{schema: {{a: int64, b: string, c: string, d: int64}}}}\n"
+    );
+    let (c, _) = run(&yaml, &[r#"{"a":1,"b":"x"}"#, r#"{}"#]);
+    let b = &c.rows[0];
+    assert_eq!(
+        b.column_by_name("c").unwrap().as_string::<i32>().value(1),
+        "none"
+    );
+    assert_eq!(
+        b.column_by_name("d")
+            .unwrap()
+            .as_primitive::<Int64Type>()
+            .value(1),
+        0
+    );
+}

@@ -53,6 +53,11 @@ pub struct Args {
 /// Runs the batch.
 pub async fn run(args: &Args) -> Result<(), Failure> {
     let spec = super::load_spec(&args.pipeline)?;
+    run_with_spec(args, spec).await
+}
+
+/// Runs the batch with an already loaded spec (`args.pipeline` only names it in messages).
+pub async fn run_with_spec(args: &Args, spec: strata_core::PipelineSpec) -> Result<(), Failure> {
     let mut pipeline = Pipeline::build(&spec, file_input_schema(), &BuildContext::default())
         .map_err(|e| Failure::config(anyhow::anyhow!("{}: {e}", args.pipeline.display())))?;
     let date = |d: &Option<String>| {

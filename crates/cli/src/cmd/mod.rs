@@ -2,6 +2,7 @@
 
 pub mod batch;
 pub mod bronze;
+pub mod demo;
 pub mod generate;
 pub mod sql;
 pub mod transform;
