@@ -123,6 +123,17 @@ pub enum LayersError {
         message: String,
     },
 
+    /// The pipeline's output changed in a way the table cannot follow.
+    #[error("silver table `{table}`: column `{column}` {change}")]
+    SchemaChange {
+        /// Table.
+        table: String,
+        /// Column.
+        column: String,
+        /// The change and why it is refused.
+        change: String,
+    },
+
     /// A SQL query failed to plan or run.
     #[error("query failed: {message}\n  query: {query}")]
     Query {

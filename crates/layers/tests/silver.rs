@@ -154,3 +154,143 @@ fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
     }
     out
 }
+
+fn schema(fields: &[(&str, arrow::datatypes::DataType, bool)]) -> arrow::datatypes::Schema {
+    arrow::datatypes::Schema::new(
+        fields
+            .iter()
+            .map(|(n, t, null)| arrow::datatypes::Field::new(*n, t.clone(), *null))
+            .collect::<Vec<_>>(),
+    )
+}
+
+#[tokio::test]
+async fn schema_evolution_adds_optional_columns_and_refuses_the_rest() {
+    use arrow::datatypes::DataType::{Float64, Int32, Int64, Utf8};
+    use std::sync::Arc;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let catalog = SilverCatalog::open_local(dir.path())
+        .await
+        .expect("catalog");
+    let v1 = schema(&[
+        ("id", Int64, false),
+        ("small", Int32, true),
+        ("name", Utf8, true),
+    ]);
+    let t = catalog
+        .ensure_table("evo", &v1, None)
+        .await
+        .expect("create");
+    let b1 = arrow::array::RecordBatch::try_new(
+        Arc::new(v1.clone()),
+        vec![
+            Arc::new(arrow::array::Int64Array::from(vec![1, 2])),
+            Arc::new(arrow::array::Int32Array::from(vec![Some(1), None])),
+            Arc::new(arrow::array::StringArray::from(vec!["a", "b"])),
+        ],
+    )
+    .expect("batch");
+    append(&catalog, &t, &[b1], &["f1".into()], &[])
+        .await
+        .expect("append v1");
+
+    // v2 adds a nullable column: the table follows, old rows read it as null.
+    let v2 = schema(&[
+        ("id", Int64, false),
+        ("small", Int32, true),
+        ("name", Utf8, true),
+        ("score", Float64, true),
+    ]);
+    let t = catalog
+        .ensure_table("evo", &v2, None)
+        .await
+        .expect("evolve");
+    let b2 = arrow::array::RecordBatch::try_new(
+        Arc::new(v2.clone()),
+        vec![
+            Arc::new(arrow::array::Int64Array::from(vec![3])),
+            Arc::new(arrow::array::Int32Array::from(vec![Some(3)])),
+            Arc::new(arrow::array::StringArray::from(vec!["c"])),
+            Arc::new(arrow::array::Float64Array::from(vec![0.5])),
+        ],
+    )
+    .expect("batch");
+    append(&catalog, &t, &[b2], &["f2".into()], &[])
+        .await
+        .expect("append v2");
+    let rows = catalog.read_table("evo").await.expect("read");
+    let total: usize = rows.iter().map(|b| b.num_rows()).sum();
+    assert_eq!(total, 3);
+    let nulls: usize = rows
+        .iter()
+        .map(|b| {
+            b.column_by_name("score")
+                .map(|c| c.null_count())
+                .unwrap_or(b.num_rows())
+        })
+        .sum();
+    assert_eq!(nulls, 2, "old rows read the new column as null");
+
+    for (bad, column, words) in [
+        (
+            schema(&[
+                ("id", Int64, false),
+                ("small", Int32, true),
+                ("name", Int64, true),
+                ("score", Float64, true),
+            ]),
+            "name",
+            "changes type",
+        ),
+        (
+            schema(&[
+                ("id", Int64, false),
+                ("small", Int64, true),
+                ("name", Utf8, true),
+                ("score", Float64, true),
+            ]),
+            "small",
+            "widens from Int32 to Int64",
+        ),
+        (
+            schema(&[
+                ("id", Int64, false),
+                ("small", Int32, true),
+                ("name", Utf8, true),
+                ("score", Float64, true),
+                ("must", Utf8, false),
+            ]),
+            "must",
+            "NOT NULL",
+        ),
+        (
+            schema(&[
+                ("id", Int64, true),
+                ("small", Int32, true),
+                ("name", Utf8, true),
+                ("score", Float64, true),
+            ]),
+            "id",
+            "became nullable",
+        ),
+        (
+            schema(&[
+                ("small", Int32, true),
+                ("name", Utf8, true),
+                ("score", Float64, true),
+            ]),
+            "id",
+            "no longer produces",
+        ),
+    ] {
+        let e = catalog
+            .ensure_table("evo", &bad, None)
+            .await
+            .expect_err("incompatible");
+        let text = e.to_string();
+        assert!(
+            text.contains(&format!("column `{column}`")) && text.contains(words),
+            "{text}"
+        );
+    }
+}

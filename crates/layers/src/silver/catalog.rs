@@ -176,11 +176,12 @@ impl SilverCatalog {
             .await
             .map_err(iceberg_err(format!("looking up {table}")))?
         {
-            return self
+            let existing = self
                 .catalog
                 .load_table(&ident)
                 .await
-                .map_err(iceberg_err(format!("loading {table}")));
+                .map_err(iceberg_err(format!("loading {table}")))?;
+            return super::evolve::evolve(self, existing, &silver_arrow_schema(schema)).await;
         }
         let iceberg_schema = arrow_schema_to_schema_auto_assign_ids(&silver_arrow_schema(schema))
             .map_err(iceberg_err(format!(

@@ -14,6 +14,7 @@
 
 mod append;
 mod catalog;
+mod evolve;
 mod query;
 
 pub use append::{AppendReport, COVERED_KEY, append, committed_coverage, current_summary_property};
