@@ -37,8 +37,13 @@ def main():
     subprocess.run([STRATA, "generate", "iot", "--events", str(events), "--malformed", "0.005",
                     "--invalid", "0.005", "--duplicates", "0.01", "--out", data], check=True, cwd=ROOT)
     size_mb = os.path.getsize(data) / 1e6
+    lake = os.path.join(work, "lake")
+    subprocess.run([STRATA, "bronze", "put", "--lake", lake, "--source", "iot", "--date", "2025-11-20",
+                    "--input", data, "--lines-per-file", "250000"], check=True, cwd=ROOT, capture_output=True)
     runs = {
         "strata (transform + writer thread)": [STRATA, "transform", "--input", data, "--out", os.path.join(work, "strata")],
+        "strata batch (bronze → silver Iceberg)": [STRATA, "batch", "--lake", lake, "--source", "iot",
+                                                   "--pipeline", "pipelines/iot.yaml"],
         "duckdb threads=1": [sys.executable, "bench/duckdb_iot.py", data, os.path.join(work, "duck1"), "1"],
         "duckdb threads=2": [sys.executable, "bench/duckdb_iot.py", data, os.path.join(work, "duck2"), "2"],
     }
@@ -51,9 +56,11 @@ def main():
     for name, (wall, cpu, rss, _) in results.items():
         print(f"| {name} | {wall:.2f} | {cpu:.2f} | {rss:.0f} | {events / wall:,.0f} |")
     s = results["strata (transform + writer thread)"]
+    b = results["strata batch (bronze → silver Iceberg)"]
     for name in ("duckdb threads=1", "duckdb threads=2"):
         d = results[name]
-        print(f"\nstrata vs {name}: wall {d[0] / s[0]:.2f}x faster, CPU {d[1] / s[1]:.2f}x less, memory {d[2] / s[2]:.2f}x less")
+        print(f"\nstrata transform vs {name}: wall {d[0] / s[0]:.2f}x faster, CPU {d[1] / s[1]:.2f}x less, memory {d[2] / s[2]:.2f}x less")
+        print(f"strata batch vs {name}: wall {d[0] / b[0]:.2f}x faster, CPU {d[1] / b[1]:.2f}x less, memory {d[2] / b[2]:.2f}x less")
     for name, (*_, out) in results.items():
         print(f"\n[{name}] {out.splitlines()[0] if out else ''}")
     shutil.rmtree(work)

@@ -1,7 +1,7 @@
 """The IoT transform of pipelines/iot.yaml written the way a DuckDB user would: read raw lines,
 validate JSON, extract + try_cast, quarantine with a reason, dedup by (device_id, seq) keeping
-the first occurrence, mask the email, derive temp_f / event_date, write zstd Parquet for good
-rows and for quarantine. Usage: duckdb_iot.py INPUT.ndjson OUT_DIR THREADS
+the first occurrence, mask the email, derive temp_f / event_date, write zstd Parquet partitioned by day for
+good rows, and Parquet for quarantine. Usage: duckdb_iot.py INPUT.ndjson OUT_DIR THREADS
 """
 import os
 import sys
@@ -66,7 +66,7 @@ COPY (
   FROM judged WHERE reason IS NULL
   QUALIFY row_number() OVER (PARTITION BY device_id, seq ORDER BY _line) = 1
   ORDER BY _line
-) TO '{out}/rows.parquet' (FORMAT parquet, COMPRESSION zstd)
+) TO '{out}/rows' (FORMAT parquet, COMPRESSION zstd, PARTITION_BY (event_date))
 """
 )
 con.execute(
@@ -75,6 +75,6 @@ COPY (SELECT raw AS _raw, reason AS _reason, _line FROM judged WHERE reason IS N
 TO '{out}/quarantine.parquet' (FORMAT parquet, COMPRESSION zstd)
 """
 )
-rows = con.execute(f"SELECT count(*) FROM '{out}/rows.parquet'").fetchone()[0]
+rows = con.execute(f"SELECT count(*) FROM read_parquet('{out}/rows/*/*.parquet')").fetchone()[0]
 q = con.execute(f"SELECT count(*) FROM '{out}/quarantine.parquet'").fetchone()[0]
 print(f"duckdb: {rows} rows, {q} quarantined")

@@ -50,8 +50,10 @@ pub async fn run(args: &Args) -> Result<(), Failure> {
     let lake = Lake::open(&args.lake).map_err(Failure::config)?;
     let writer = BronzeWriter::new(lake);
     let stem = stem_of(&args.input);
+    // Objects are sized by record count, not by the reader's default byte budget.
     let options = ReaderOptions {
         batch_rows: args.lines_per_file,
+        batch_bytes: usize::MAX,
         ..ReaderOptions::default()
     };
     let (mut created, mut present, mut records) = (0, 0, 0usize);
