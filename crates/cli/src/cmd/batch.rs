@@ -13,6 +13,7 @@ use std::time::{Instant, SystemTime, UNIX_EPOCH};
 use strata_core::lineage::file_input_schema;
 use strata_core::{BuildContext, Pipeline};
 use strata_layers::bronze::{BronzeDate, BronzeReader};
+use strata_layers::error::LayersError;
 use strata_layers::lake::Lake;
 use strata_layers::silver::{SilverCatalog, append, committed_coverage, current_summary_property};
 
@@ -126,13 +127,46 @@ pub async fn run_with_spec(args: &Args, spec: strata_core::PipelineSpec) -> Resu
         .duration_since(UNIX_EPOCH)
         .map_err(Failure::runtime)?;
     let mut commits = 0usize;
+    // Both cores: a task reads and decompresses bronze files ahead (bounded channel, so memory
+    // stays at a few batches) while this one runs the pipeline and writes silver.
+    let (tx, mut rx) =
+        tokio::sync::mpsc::channel::<Result<Option<arrow::array::RecordBatch>, LayersError>>(8);
+    let prefetch = {
+        let reader = reader.clone();
+        let files: Vec<_> = todo.iter().map(|f| (*f).clone()).collect();
+        let (batch_rows, ingested_at) = (args.batch_rows, now.as_micros() as i64);
+        tokio::spawn(async move {
+            for file in files {
+                let mut stream = match reader.open(&file, batch_rows, ingested_at).await {
+                    Ok(s) => s,
+                    Err(e) => {
+                        let _ = tx.send(Err(e)).await;
+                        return;
+                    }
+                };
+                loop {
+                    let next = stream.next_batch().await;
+                    let end = matches!(next, Ok(None) | Err(_));
+                    if tx.send(next).await.is_err() || end {
+                        break;
+                    }
+                }
+            }
+        })
+    };
     for (i, file) in todo.iter().enumerate() {
-        let mut stream = reader
-            .open(file, args.batch_rows, now.as_micros() as i64)
-            .await
-            .map_err(Failure::runtime)?;
         let (mut rows, mut quarantined) = (Vec::new(), Vec::new());
-        while let Some(batch) = stream.next_batch().await.map_err(Failure::runtime)? {
+        loop {
+            let batch = match rx.recv().await {
+                Some(Ok(Some(batch))) => batch,
+                Some(Ok(None)) => break,
+                Some(Err(e)) => return Err(Failure::runtime(e)),
+                None => {
+                    return Err(Failure::runtime(anyhow::anyhow!(
+                        "the bronze reader stopped early"
+                    )));
+                }
+            };
             let out = pipeline.process(&batch)?;
             rows.extend(out.rows);
             if out.quarantined.num_rows() > 0 {
@@ -160,8 +194,9 @@ pub async fn run_with_spec(args: &Args, spec: strata_core::PipelineSpec) -> Resu
         commits += 1;
         let m = pipeline.metrics();
         let secs = started.elapsed().as_secs_f64().max(1e-9);
+        let eta = secs / (i + 1) as f64 * (todo.len() - i - 1) as f64;
         println!(
-            "[{}/{}] {} → {} rows, {} data files; total {} in, {} out, {} quarantined ({:.0} rows/s)",
+            "[{}/{}] {} → {} rows, {} data files; total {} in, {} out, {} quarantined ({:.0} rows/s, ETA {:.0} s)",
             i + 1,
             todo.len(),
             file.relative,
@@ -170,13 +205,15 @@ pub async fn run_with_spec(args: &Args, spec: strata_core::PipelineSpec) -> Resu
             m.rows_in,
             m.rows_out,
             m.quarantined,
-            m.rows_in as f64 / secs
+            m.rows_in as f64 / secs,
+            eta
         );
         if args.crash_after_commits == Some(commits) {
             eprintln!("test hook: aborting after {commits} commits");
             std::process::abort();
         }
     }
+    prefetch.abort();
     let m = pipeline.metrics();
     println!(
         "done in {:.2} s: {} rows in, {} out, {} quarantined, {} duplicates",
