@@ -154,6 +154,7 @@ pub async fn run_with_spec(args: &Args, spec: strata_core::PipelineSpec) -> Resu
             }
         })
     };
+    let mut pending: Option<tokio::task::JoinHandle<Result<String, Failure>>> = None;
     for (i, file) in todo.iter().enumerate() {
         let (mut rows, mut quarantined) = (Vec::new(), Vec::new());
         loop {
@@ -173,45 +174,43 @@ pub async fn run_with_spec(args: &Args, spec: strata_core::PipelineSpec) -> Resu
                 quarantined.push(out.quarantined);
             }
         }
-        let covers = vec![file.relative.clone()];
-        let qtable = catalog
-            .ensure_table(&quarantine_name, &pipeline.quarantine_schema(), None)
-            .await
-            .map_err(Failure::runtime)?;
-        append(&catalog, &qtable, &quarantined, &covers, &[])
-            .await
-            .map_err(Failure::runtime)?;
-        let state_path = state_dir.join(format!("{}-{}.ckpt", now.as_nanos(), i));
-        write_new(&state_path, &pipeline.checkpoint()?)?;
-        let table = catalog
-            .ensure_table(&table_name, &pipeline.output_schema(), event_time)
-            .await
-            .map_err(Failure::runtime)?;
-        let extra = [(STATE_KEY.to_string(), state_path.display().to_string())];
-        let report = append(&catalog, &table, &rows, &covers, &extra)
-            .await
-            .map_err(Failure::runtime)?;
-        commits += 1;
+        // Commits stay in file order (each one holds the state after its file); committing file
+        // i overlaps with running the pipeline over file i + 1.
+        let state = pipeline.checkpoint()?;
+        if let Some(previous) = pending.take() {
+            finish_commit(previous, &mut commits, args.crash_after_commits).await?;
+        }
+        let job = CommitJob {
+            catalog: catalog.clone(),
+            table_name: table_name.clone(),
+            quarantine_name: quarantine_name.clone(),
+            output_schema: pipeline.output_schema(),
+            quarantine_schema: pipeline.quarantine_schema(),
+            event_time: event_time.map(str::to_string),
+            covers: vec![file.relative.clone()],
+            rows,
+            quarantined,
+            state,
+            state_path: state_dir.join(format!("{}-{}.ckpt", now.as_nanos(), i)),
+        };
         let m = pipeline.metrics();
         let secs = started.elapsed().as_secs_f64().max(1e-9);
         let eta = secs / (i + 1) as f64 * (todo.len() - i - 1) as f64;
         println!(
-            "[{}/{}] {} → {} rows, {} data files; total {} in, {} out, {} quarantined ({:.0} rows/s, ETA {:.0} s)",
+            "[{}/{}] {}: total {} in, {} out, {} quarantined ({:.0} rows/s, ETA {:.0} s)",
             i + 1,
             todo.len(),
             file.relative,
-            report.rows,
-            report.data_files,
             m.rows_in,
             m.rows_out,
             m.quarantined,
             m.rows_in as f64 / secs,
             eta
         );
-        if args.crash_after_commits == Some(commits) {
-            eprintln!("test hook: aborting after {commits} commits");
-            std::process::abort();
-        }
+        pending = Some(tokio::spawn(job.run()));
+    }
+    if let Some(previous) = pending.take() {
+        finish_commit(previous, &mut commits, args.crash_after_commits).await?;
     }
     prefetch.abort();
     let m = pipeline.metrics();
@@ -230,6 +229,73 @@ pub async fn run_with_spec(args: &Args, spec: strata_core::PipelineSpec) -> Resu
                 s.step, r.rule, r.passed, r.failed
             );
         }
+    }
+    Ok(())
+}
+
+/// Everything one file's commits need, owned so they can run while the next file is processed.
+struct CommitJob {
+    catalog: SilverCatalog,
+    table_name: String,
+    quarantine_name: String,
+    output_schema: arrow::datatypes::SchemaRef,
+    quarantine_schema: arrow::datatypes::SchemaRef,
+    event_time: Option<String>,
+    covers: Vec<String>,
+    rows: Vec<arrow::array::RecordBatch>,
+    quarantined: Vec<arrow::array::RecordBatch>,
+    state: Vec<u8>,
+    state_path: PathBuf,
+}
+
+impl CommitJob {
+    /// Quarantine first, then state file, then the rows commit that names both coverage and
+    /// state — a death anywhere in between is repaired by the re-run. Returns a progress line.
+    async fn run(self) -> Result<String, Failure> {
+        let qtable = self
+            .catalog
+            .ensure_table(&self.quarantine_name, &self.quarantine_schema, None)
+            .await
+            .map_err(Failure::runtime)?;
+        append(&self.catalog, &qtable, &self.quarantined, &self.covers, &[])
+            .await
+            .map_err(Failure::runtime)?;
+        write_new(&self.state_path, &self.state)?;
+        let table = self
+            .catalog
+            .ensure_table(
+                &self.table_name,
+                &self.output_schema,
+                self.event_time.as_deref(),
+            )
+            .await
+            .map_err(Failure::runtime)?;
+        let extra = [(STATE_KEY.to_string(), self.state_path.display().to_string())];
+        let report = append(&self.catalog, &table, &self.rows, &self.covers, &extra)
+            .await
+            .map_err(Failure::runtime)?;
+        Ok(format!(
+            "committed {}: {} rows in {} data files",
+            self.covers.join(", "),
+            report.rows,
+            report.data_files
+        ))
+    }
+}
+
+async fn finish_commit(
+    job: tokio::task::JoinHandle<Result<String, Failure>>,
+    commits: &mut usize,
+    crash_after: Option<usize>,
+) -> Result<(), Failure> {
+    let line = job
+        .await
+        .map_err(|e| Failure::runtime(anyhow::anyhow!("commit task failed: {e}")))??;
+    *commits += 1;
+    println!("  {line}");
+    if crash_after == Some(*commits) {
+        eprintln!("test hook: aborting after {commits} commits");
+        std::process::abort();
     }
     Ok(())
 }
