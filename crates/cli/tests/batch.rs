@@ -194,3 +194,95 @@ fn demo_runs_every_source_to_silver_and_gold_without_servers() {
     ));
     assert!(q.contains("| n "), "{q}");
 }
+
+#[test]
+fn kill_9_at_several_moments_then_rerun_gives_every_row_exactly_once() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let d = dir.path();
+    ok(strata(d).args([
+        "generate",
+        "iot",
+        "--events",
+        "40000",
+        "--duplicates",
+        "0.03",
+        "--out",
+        "in.ndjson.zst",
+    ]));
+    ok(strata(d).args([
+        "bronze",
+        "put",
+        "--lake",
+        "lake",
+        "--source",
+        "iot",
+        "--date",
+        "2025-11-20",
+        "--input",
+        "in.ndjson.zst",
+        "--lines-per-file",
+        "2000",
+    ]));
+    let expected = ok(strata(d).args([
+        "transform",
+        "--json",
+        "--input",
+        "in.ndjson.zst",
+        "--out",
+        "t",
+        "--pipeline",
+        PIPELINE,
+    ]));
+    let expected: serde_json::Value = serde_json::from_str(&expected).expect("json");
+    let want_rows = expected["metrics"]["rows_out"].as_u64().unwrap_or(0) as usize;
+
+    // SIGKILL (Child::kill) at moments spread over a run; whatever was committed stays, the rest
+    // is redone by the next run.
+    for delay_ms in [150u64, 400, 700, 1000, 1500] {
+        let mut child = strata(d)
+            .args([
+                "batch",
+                "--lake",
+                "lake",
+                "--source",
+                "iot",
+                "--pipeline",
+                PIPELINE,
+            ])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("spawn");
+        std::thread::sleep(std::time::Duration::from_millis(delay_ms));
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+    ok(strata(d).args([
+        "batch",
+        "--lake",
+        "lake",
+        "--source",
+        "iot",
+        "--pipeline",
+        PIPELINE,
+    ]));
+    let rows = read(d, "iot_events");
+    let mut keys = HashSet::new();
+    for b in &rows {
+        let ids = b
+            .column_by_name("device_id")
+            .expect("device_id")
+            .as_string::<i32>();
+        let seqs = b
+            .column_by_name("seq")
+            .expect("seq")
+            .as_primitive::<Int64Type>();
+        for i in 0..b.num_rows() {
+            assert!(
+                keys.insert((ids.value(i).to_string(), seqs.value(i))),
+                "duplicate row in silver"
+            );
+        }
+    }
+    assert_eq!(keys.len(), want_rows, "every row exactly once");
+}
