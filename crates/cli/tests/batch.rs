@@ -38,15 +38,14 @@ fn read(dir: &Path, table: &str) -> Vec<arrow::array::RecordBatch> {
     })
 }
 
-#[test]
-fn crash_mid_run_then_rerun_gives_every_row_exactly_once() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let d = dir.path();
+/// Generates IoT events with 3% duplicates, loads them into bronze in objects of
+/// `lines_per_file`, and returns the uninterrupted `strata transform` (rows, quarantined).
+fn prepare(d: &Path, events: &str, lines_per_file: &str) -> (usize, usize) {
     ok(strata(d).args([
         "generate",
         "iot",
         "--events",
-        "20000",
+        events,
         "--duplicates",
         "0.03",
         "--out",
@@ -64,7 +63,7 @@ fn crash_mid_run_then_rerun_gives_every_row_exactly_once() {
         "--input",
         "in.ndjson.zst",
         "--lines-per-file",
-        "2500",
+        lines_per_file,
     ]));
     let expected = ok(strata(d).args([
         "transform",
@@ -77,10 +76,37 @@ fn crash_mid_run_then_rerun_gives_every_row_exactly_once() {
         PIPELINE,
     ]));
     let expected: serde_json::Value = serde_json::from_str(&expected).expect("json");
-    let (want_rows, want_quarantined) = (
-        expected["metrics"]["rows_out"].as_u64().unwrap_or(0) as usize,
-        expected["metrics"]["quarantined"].as_u64().unwrap_or(0) as usize,
-    );
+    let count = |k: &str| expected["metrics"][k].as_u64().unwrap_or(0) as usize;
+    (count("rows_out"), count("quarantined"))
+}
+
+/// Asserts no (device_id, seq) appears twice and returns the row count.
+fn each_key_once(rows: &[arrow::array::RecordBatch]) -> usize {
+    let mut keys = HashSet::new();
+    for b in rows {
+        let ids = b
+            .column_by_name("device_id")
+            .expect("device_id")
+            .as_string::<i32>();
+        let seqs = b
+            .column_by_name("seq")
+            .expect("seq")
+            .as_primitive::<Int64Type>();
+        for i in 0..b.num_rows() {
+            assert!(
+                keys.insert((ids.value(i).to_string(), seqs.value(i))),
+                "duplicate row in silver"
+            );
+        }
+    }
+    keys.len()
+}
+
+#[test]
+fn crash_mid_run_then_rerun_gives_every_row_exactly_once() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let d = dir.path();
+    let (want_rows, want_quarantined) = prepare(d, "20000", "2500");
 
     for crash_after in ["2", "3"] {
         let out = strata(d)
@@ -112,26 +138,11 @@ fn crash_mid_run_then_rerun_gives_every_row_exactly_once() {
     ]));
     assert!(last.contains("5 already in silver, 3 to process"), "{last}");
 
-    let rows = read(d, "iot_events");
-    let n: usize = rows.iter().map(|b| b.num_rows()).sum();
-    assert_eq!(n, want_rows, "silver equals the uninterrupted transform");
-    let mut keys = HashSet::new();
-    for b in &rows {
-        let ids = b
-            .column_by_name("device_id")
-            .expect("device_id")
-            .as_string::<i32>();
-        let seqs = b
-            .column_by_name("seq")
-            .expect("seq")
-            .as_primitive::<Int64Type>();
-        for i in 0..b.num_rows() {
-            assert!(
-                keys.insert((ids.value(i).to_string(), seqs.value(i))),
-                "duplicate row in silver"
-            );
-        }
-    }
+    assert_eq!(
+        each_key_once(&read(d, "iot_events")),
+        want_rows,
+        "silver equals the uninterrupted transform"
+    );
     let q: usize = read(d, "iot_events_quarantine")
         .iter()
         .map(|b| b.num_rows())
@@ -199,42 +210,7 @@ fn demo_runs_every_source_to_silver_and_gold_without_servers() {
 fn kill_9_at_several_moments_then_rerun_gives_every_row_exactly_once() {
     let dir = tempfile::tempdir().expect("tempdir");
     let d = dir.path();
-    ok(strata(d).args([
-        "generate",
-        "iot",
-        "--events",
-        "40000",
-        "--duplicates",
-        "0.03",
-        "--out",
-        "in.ndjson.zst",
-    ]));
-    ok(strata(d).args([
-        "bronze",
-        "put",
-        "--lake",
-        "lake",
-        "--source",
-        "iot",
-        "--date",
-        "2025-11-20",
-        "--input",
-        "in.ndjson.zst",
-        "--lines-per-file",
-        "2000",
-    ]));
-    let expected = ok(strata(d).args([
-        "transform",
-        "--json",
-        "--input",
-        "in.ndjson.zst",
-        "--out",
-        "t",
-        "--pipeline",
-        PIPELINE,
-    ]));
-    let expected: serde_json::Value = serde_json::from_str(&expected).expect("json");
-    let want_rows = expected["metrics"]["rows_out"].as_u64().unwrap_or(0) as usize;
+    let (want_rows, _) = prepare(d, "40000", "2000");
 
     // SIGKILL (Child::kill) at moments spread over a run; whatever was committed stays, the rest
     // is redone by the next run.
@@ -266,23 +242,9 @@ fn kill_9_at_several_moments_then_rerun_gives_every_row_exactly_once() {
         "--pipeline",
         PIPELINE,
     ]));
-    let rows = read(d, "iot_events");
-    let mut keys = HashSet::new();
-    for b in &rows {
-        let ids = b
-            .column_by_name("device_id")
-            .expect("device_id")
-            .as_string::<i32>();
-        let seqs = b
-            .column_by_name("seq")
-            .expect("seq")
-            .as_primitive::<Int64Type>();
-        for i in 0..b.num_rows() {
-            assert!(
-                keys.insert((ids.value(i).to_string(), seqs.value(i))),
-                "duplicate row in silver"
-            );
-        }
-    }
-    assert_eq!(keys.len(), want_rows, "every row exactly once");
+    assert_eq!(
+        each_key_once(&read(d, "iot_events")),
+        want_rows,
+        "every row exactly once"
+    );
 }
