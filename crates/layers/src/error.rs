@@ -143,6 +143,28 @@ pub enum LayersError {
         message: String,
     },
 
+    /// Another writer committed to the table first, every time we retried.
+    #[error(
+        "silver table `{table}`: another writer committed first {attempts} times in a row (hint: one batch per table at a time, or re-run: covered inputs are skipped)"
+    )]
+    CommitConflict {
+        /// Table.
+        table: String,
+        /// Commit attempts made.
+        attempts: usize,
+    },
+
+    /// The catalog database cannot be opened.
+    #[error("catalog `{uri}`: {message} (hint: {hint})")]
+    Catalog {
+        /// Catalog URL, password redacted.
+        uri: String,
+        /// The driver's message.
+        message: String,
+        /// What to check.
+        hint: &'static str,
+    },
+
     /// A bug.
     #[error("internal error (a bug in strata-layers, please report it): {0}")]
     Internal(String),

@@ -124,4 +124,56 @@ impl Lake {
             None => path.to_string(),
         }
     }
+
+    /// Object path of a `/`-separated path below the root whose parts are plain names (no `..`,
+    /// no empty or hidden-traversal parts): lake metadata such as pipeline state files.
+    fn checked(&self, relative: &str) -> Result<Path> {
+        let bad = relative.split('/').any(|p| {
+            p.is_empty() || p == "." || p == ".." || p.chars().any(|c| c.is_control() || c == '\\')
+        });
+        if bad {
+            return Err(LayersError::LakeUrl {
+                url: format!("{}/{relative}", self.url),
+                problem: "not a plain path below the lake root".into(),
+            });
+        }
+        Ok(self.path(relative.split('/')))
+    }
+
+    /// Writes a new object below the root; an existing object is never overwritten.
+    pub async fn put_new(&self, relative: &str, bytes: bytes::Bytes) -> Result<()> {
+        use object_store::{PutMode, PutOptions};
+        let path = self.checked(relative)?;
+        let opts = PutOptions {
+            mode: PutMode::Create,
+            ..PutOptions::default()
+        };
+        match self.store.put_opts(&path, bytes.into(), opts).await {
+            Ok(_) => Ok(()),
+            Err(object_store::Error::AlreadyExists { .. }) => Err(LayersError::AlreadyExists {
+                path: relative.to_string(),
+            }),
+            Err(source) => Err(LayersError::Store {
+                path: relative.to_string(),
+                source,
+            }),
+        }
+    }
+
+    /// Reads a whole (small) object below the root.
+    pub async fn get(&self, relative: &str) -> Result<bytes::Bytes> {
+        use object_store::ObjectStoreExt;
+        let path = self.checked(relative)?;
+        let store_err = |source| LayersError::Store {
+            path: relative.to_string(),
+            source,
+        };
+        self.store
+            .get(&path)
+            .await
+            .map_err(store_err)?
+            .bytes()
+            .await
+            .map_err(store_err)
+    }
 }

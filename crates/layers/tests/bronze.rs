@@ -58,7 +58,7 @@ async fn retried_write_is_recognised_and_a_conflict_is_refused() {
     let r = BronzeReader::new(Lake::open(dir.path().to_str().expect("utf8")).expect("lake"));
     let files = r.list("iot", None, None).await.expect("list");
     assert_eq!(files.len(), 1);
-    let mut f = r.open(&files[0], 1000, 0).await.expect("open");
+    let mut f = r.open(&files[0], 1000, usize::MAX, 0).await.expect("open");
     let b = f.next_batch().await.expect("read").expect("a batch");
     assert!(
         std::str::from_utf8(b.column(0).as_binary::<i32>().value(0))
@@ -160,7 +160,7 @@ async fn lists_by_date_range_and_streams_back_every_line() {
         ]
     );
     let mut total = 0;
-    let mut f = r.open(&files[0], 1000, 0).await.expect("open");
+    let mut f = r.open(&files[0], 1000, usize::MAX, 0).await.expect("open");
     let mut last_line = 0;
     while let Some(b) = f.next_batch().await.expect("read") {
         assert!(b.num_rows() <= 1000);
@@ -179,7 +179,7 @@ async fn lists_by_date_range_and_streams_back_every_line() {
         );
     }
     assert_eq!((total, last_line), (2500, 2500));
-    let mut plain = r.open(&files[2], 10, 0).await.expect("open");
+    let mut plain = r.open(&files[2], 10, usize::MAX, 0).await.expect("open");
     assert_eq!(
         plain
             .next_batch()
@@ -218,7 +218,7 @@ async fn a_truncated_object_is_a_clear_error_naming_it() {
         .iter()
         .find(|f| f.relative.ends_with("cut.ndjson.zst"))
         .expect("cut listed");
-    let mut f = r.open(cut_file, 10_000, 0).await.expect("open");
+    let mut f = r.open(cut_file, 10_000, usize::MAX, 0).await.expect("open");
     let err = loop {
         match f.next_batch().await {
             Ok(Some(_)) => continue,

@@ -82,7 +82,7 @@ async fn s3_put_is_create_only_and_retries_are_recognised() {
     let r = BronzeReader::new(lake);
     let files = r.list("iot", None, None).await.expect("list");
     assert_eq!(files.len(), 1);
-    let mut f = r.open(&files[0], 30, 0).await.expect("open");
+    let mut f = r.open(&files[0], 30, usize::MAX, 0).await.expect("open");
     let mut n = 0;
     while let Some(b) = f.next_batch().await.expect("read") {
         n += b.num_rows();

@@ -1,15 +1,18 @@
 //! `strata demo`: the whole batch path on generated data, with no servers and no arguments.
 //!
 //! For each source of the platform — IoT events, Pipefy webhooks, X API posts, MySQL CDC
-//! events — it writes realistic records (with their faults) into a fresh local bronze, runs the
-//! source's pipeline into silver Iceberg tables with `strata batch`, then runs gold aggregations
-//! with DataFusion SQL over those tables and prints them.
+//! events (NDJSON bronze) and a PostgreSQL full load of CRM customers (Parquet bronze) — it
+//! writes realistic records (with their faults) into a fresh local bronze, runs the source's
+//! pipeline into silver Iceberg tables with `strata batch`, then runs gold aggregations with
+//! DataFusion SQL over those tables and prints them.
 
 use std::path::PathBuf;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use strata_core::PipelineSpec;
-use strata_core::sample::{IotFaults, iot_events, mysql_order_changes, pipefy_events, x_posts};
+use strata_core::sample::{
+    IotFaults, iot_events, mysql_order_changes, pipefy_events, postgres_customers, x_posts,
+};
 use strata_layers::bronze::{BronzeDate, BronzeWriter};
 use strata_layers::lake::Lake;
 use strata_layers::silver::{SilverCatalog, sql};
@@ -30,12 +33,18 @@ pub struct Args {
 struct Source {
     name: &'static str,
     spec: &'static str,
-    records: Vec<String>,
+    records: Records,
+}
+
+/// What a source delivers to bronze: raw lines (NDJSON) or typed rows (Parquet full load).
+enum Records {
+    Lines(Vec<String>),
+    Table(arrow::array::RecordBatch),
 }
 
 const START_MS: i64 = 1_763_646_312_000;
 
-const GOLD: [(&str, &str); 4] = [
+const GOLD: [(&str, &str); 5] = [
     (
         "IoT: readings per site and hour (first 8)",
         "SELECT location_site AS site, date_trunc('hour', ts) AS hour, count(*) AS readings, \
@@ -52,6 +61,13 @@ const GOLD: [(&str, &str); 4] = [
         "SELECT status, count(*) AS orders, sum(amount) AS total_amount FROM ( \
            SELECT status, op, amount, row_number() OVER (PARTITION BY order_id ORDER BY binlog_pos DESC) AS rn \
            FROM orders_changes) WHERE rn = 1 AND op <> 'd' GROUP BY 1 ORDER BY 2 DESC",
+    ),
+    (
+        "Orders (MySQL CDC) × customers (PostgreSQL full load): live revenue per segment",
+        "SELECT c.segment, count(*) AS orders, sum(o.amount) AS revenue FROM ( \
+           SELECT customer, op, amount, row_number() OVER (PARTITION BY order_id ORDER BY binlog_pos DESC) AS rn \
+           FROM orders_changes) o JOIN customers c ON o.customer = c.name \
+         WHERE o.rn = 1 AND o.op <> 'd' GROUP BY 1 ORDER BY 3 DESC",
     ),
     (
         "X: posts and likes per author",
@@ -79,42 +95,67 @@ pub async fn run(args: &Args) -> Result<(), Failure> {
         Source {
             name: "iot",
             spec: include_str!("../../../../pipelines/iot.yaml"),
-            records: iot_events(n, 7, iot_faults, START_MS),
+            records: Records::Lines(iot_events(n, 7, iot_faults, START_MS)),
         },
         Source {
             name: "pipefy",
             spec: include_str!("../../../../pipelines/pipefy.yaml"),
-            records: pipefy_events(n / 10, 8, START_MS),
+            records: Records::Lines(pipefy_events(n / 10, 8, START_MS)),
         },
         Source {
             name: "x",
             spec: include_str!("../../../../pipelines/x_posts.yaml"),
-            records: x_posts(n / 10, 9, START_MS),
+            records: Records::Lines(x_posts(n / 10, 9, START_MS)),
         },
         Source {
             name: "mysql.shop.orders",
             spec: include_str!("../../../../pipelines/mysql_orders_cdc.yaml"),
-            records: mysql_order_changes(n / 5, 10, START_MS),
+            records: Records::Lines(mysql_order_changes(n / 5, 10, START_MS)),
+        },
+        Source {
+            name: "postgres.crm.customers",
+            spec: include_str!("../../../../pipelines/pg_customers.yaml"),
+            records: Records::Table(postgres_customers(2_000, 11, START_MS)?),
         },
     ];
     println!("strata demo: lake at {}\n", lake_dir.display());
     for source in &sources {
-        for (i, chunk) in source.records.chunks(50_000).enumerate() {
-            let first = i * 50_000 + 1;
-            let name = format!("demo-{first:012}-{:012}", first + chunk.len() - 1);
-            writer
-                .put_ndjson(source.name, date, &name, chunk)
-                .await
-                .map_err(Failure::runtime)?;
+        match &source.records {
+            Records::Lines(lines) => {
+                for (i, chunk) in lines.chunks(50_000).enumerate() {
+                    let first = i * 50_000 + 1;
+                    let name = format!("demo-{first:012}-{:012}", first + chunk.len() - 1);
+                    writer
+                        .put_ndjson(source.name, date, &name, chunk)
+                        .await
+                        .map_err(Failure::runtime)?;
+                }
+                println!("bronze: {} records of `{}`", lines.len(), source.name);
+            }
+            Records::Table(batch) => {
+                let snapshot = strata_core::sample::iso_millis(START_MS);
+                writer
+                    .put_parquet(
+                        source.name,
+                        date,
+                        "full-load-000001",
+                        std::slice::from_ref(batch),
+                        &[("strata.snapshot_time", snapshot.as_str())],
+                    )
+                    .await
+                    .map_err(Failure::runtime)?;
+                println!(
+                    "bronze: {} rows of `{}` (full load, Parquet)",
+                    batch.num_rows(),
+                    source.name
+                );
+            }
         }
-        println!(
-            "bronze: {} records of `{}`",
-            source.records.len(),
-            source.name
-        );
         let spec = PipelineSpec::from_yaml(source.spec)?;
         let batch = super::batch::Args {
-            lake: lake_dir.clone(),
+            lake: lake_url.clone(),
+            catalog: None,
+            memory_mb: 1024,
             source: source.name.to_string(),
             pipeline: PathBuf::from(format!("<built-in {}>", spec.name)),
             from: None,

@@ -2,9 +2,7 @@
 //! `silver`, so `SELECT … FROM iot_events` works). Filters on a table's event time prune its
 //! hidden `day(...)` partitions.
 
-use std::path::PathBuf;
-
-use strata_layers::silver::{SilverCatalog, sql};
+use strata_layers::silver::{CatalogConfig, SilverCatalog, sql};
 
 use crate::Failure;
 
@@ -13,21 +11,30 @@ use crate::Failure;
 pub struct Args {
     /// The query.
     pub query: String,
-    /// Lake root folder (the catalog lives in `<lake>/catalog`).
+    /// Lake root: a folder, `file:///…` or `s3://bucket/prefix`.
     #[arg(long, env = "STRATA_LAKE", default_value = "lake")]
-    pub lake: PathBuf,
+    pub lake: String,
+    /// Catalog database (`sqlite:<file>` or `postgres://…`); default for a local lake:
+    /// `<lake>/catalog/catalog.db`.
+    #[arg(long, env = "STRATA_CATALOG")]
+    pub catalog: Option<String>,
 }
 
 /// Runs the query and prints the result as a table.
 pub async fn run(args: &Args) -> Result<(), Failure> {
-    let catalog_dir = args.lake.join("catalog");
-    if !catalog_dir.join("catalog.db").exists() {
-        return Err(Failure::config(anyhow::anyhow!(
-            "no catalog at {} (run `strata batch` or `strata demo` first, or pass --lake)",
-            catalog_dir.display()
-        )));
+    if args.catalog.is_none() && !args.lake.starts_with("s3://") {
+        let local = args.lake.strip_prefix("file://").unwrap_or(&args.lake);
+        let db = std::path::Path::new(local).join("catalog/catalog.db");
+        if !db.exists() {
+            return Err(Failure::config(anyhow::anyhow!(
+                "no catalog at {} (run `strata batch` or `strata demo` first, or pass --lake)",
+                db.display()
+            )));
+        }
     }
-    let catalog = SilverCatalog::open_local(&catalog_dir)
+    let config =
+        CatalogConfig::for_lake(&args.lake, args.catalog.as_deref()).map_err(Failure::config)?;
+    let catalog = SilverCatalog::open(&config)
         .await
         .map_err(Failure::runtime)?;
     let batches = sql(&catalog, &args.query).await.map_err(Failure::runtime)?;

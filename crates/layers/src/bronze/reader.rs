@@ -1,15 +1,21 @@
-//! The bronze reader: lists files by source and date range, and streams NDJSON files (plain,
-//! gzip or zstd) in bounded batches with `_file` / `_line` lineage — never a whole file in
-//! memory.
+//! The bronze reader: lists files by source and date range, and streams them in bounded batches
+//! with `_file` / `_line` lineage — never a whole file in memory. NDJSON files (plain, gzip or
+//! zstd) give raw records (`_raw`, for a pipeline that starts with `parse_json`); Parquet files
+//! (full loads) give their own typed columns, `_line` being the 1-based row number.
 
 use std::pin::Pin;
+use std::sync::Arc;
 
-use arrow::array::RecordBatch;
+use arrow::array::{ArrayRef, RecordBatch, StringArray, TimestampMicrosecondArray, UInt64Array};
+use arrow::datatypes::{Field, Schema, SchemaRef};
 use async_compression::tokio::bufread::{GzipDecoder, ZstdDecoder};
+use futures::StreamExt;
 use futures::TryStreamExt;
 use object_store::ObjectStoreExt;
 use object_store::buffered::BufReader as StoreReader;
 use object_store::path::Path;
+use parquet::arrow::ParquetRecordBatchStreamBuilder;
+use parquet::arrow::async_reader::{ParquetObjectReader, ParquetRecordBatchStream};
 use tokio::io::{AsyncBufRead, AsyncBufReadExt, BufReader};
 
 use super::names::{BronzeDate, validate_source};
@@ -107,13 +113,69 @@ impl BronzeReader {
         Ok(files)
     }
 
-    /// Opens an NDJSON bronze file for streaming; compression from the name.
+    /// True for a Parquet (typed) bronze file.
+    pub fn is_parquet(file: &BronzeFile) -> bool {
+        file.relative.ends_with(".parquet")
+    }
+
+    async fn parquet_builder(
+        &self,
+        file: &BronzeFile,
+    ) -> Result<ParquetRecordBatchStreamBuilder<ParquetObjectReader>> {
+        let reader = ParquetObjectReader::new(self.lake.store().clone(), file.path.clone())
+            .with_file_size(file.size);
+        ParquetRecordBatchStreamBuilder::new(reader)
+            .await
+            .map_err(|source| LayersError::Parquet {
+                path: file.relative.clone(),
+                source,
+            })
+    }
+
+    /// The schema batches of `file` have: `_raw` + lineage for NDJSON, the file's own columns +
+    /// lineage for Parquet (the pipeline is built against it).
+    pub async fn input_schema(&self, file: &BronzeFile) -> Result<SchemaRef> {
+        if !Self::is_parquet(file) {
+            return Ok(strata_core::lineage::file_input_schema());
+        }
+        let builder = self.parquet_builder(file).await?;
+        Ok(typed_input_schema(builder.schema()))
+    }
+
+    /// Opens a bronze file for streaming: NDJSON (compression from the name) or Parquet.
+    /// Batches hold at most `batch_rows` records and, for NDJSON, stop growing once their raw
+    /// bytes reach `batch_bytes`.
     pub async fn open(
         &self,
         file: &BronzeFile,
         batch_rows: usize,
+        batch_bytes: usize,
         ingested_at_micros: i64,
     ) -> Result<BronzeFileReader> {
+        if Self::is_parquet(file) {
+            let builder = self.parquet_builder(file).await?;
+            let schema = typed_input_schema(builder.schema());
+            let stream = builder
+                .with_batch_size(batch_rows.max(1))
+                .build()
+                .map_err(|source| LayersError::Parquet {
+                    path: file.relative.clone(),
+                    source,
+                })?;
+            return Ok(BronzeFileReader {
+                body: Body::Parquet {
+                    stream: Box::new(stream),
+                    schema,
+                },
+                compression: "parquet",
+                file: file.clone(),
+                batch_rows: batch_rows.max(1),
+                batch_bytes: batch_bytes.max(1),
+                ingested_at_micros,
+                next_line: 1,
+                done: false,
+            });
+        }
         let meta =
             self.lake
                 .store()
@@ -143,10 +205,11 @@ impl BronzeReader {
                 });
             };
         Ok(BronzeFileReader {
-            lines,
+            body: Body::Lines(lines),
             compression,
             file: file.clone(),
             batch_rows: batch_rows.max(1),
+            batch_bytes: batch_bytes.max(1),
             ingested_at_micros,
             next_line: 1,
             done: false,
@@ -154,12 +217,35 @@ impl BronzeReader {
     }
 }
 
-/// Streams one NDJSON bronze file as batches of `strata_core::lineage::file_input_schema`.
+/// `schema`'s columns followed by the file lineage columns (no `_raw`: the record is typed).
+fn typed_input_schema(schema: &SchemaRef) -> SchemaRef {
+    let lineage = strata_core::lineage::file_input_schema();
+    let mut fields: Vec<Arc<Field>> = schema.fields().iter().cloned().collect();
+    fields.extend(
+        lineage
+            .fields()
+            .iter()
+            .filter(|f| f.name() != strata_core::lineage::RAW)
+            .cloned(),
+    );
+    Arc::new(Schema::new(fields))
+}
+
+enum Body {
+    Lines(Pin<Box<dyn AsyncBufRead + Send>>),
+    Parquet {
+        stream: Box<ParquetRecordBatchStream<ParquetObjectReader>>,
+        schema: SchemaRef,
+    },
+}
+
+/// Streams one bronze file as batches (see [`BronzeReader::input_schema`] for their schema).
 pub struct BronzeFileReader {
-    lines: Pin<Box<dyn AsyncBufRead + Send>>,
+    body: Body,
     compression: &'static str,
     file: BronzeFile,
     batch_rows: usize,
+    batch_bytes: usize,
     ingested_at_micros: i64,
     next_line: u64,
     done: bool,
@@ -175,13 +261,28 @@ impl std::fmt::Debug for BronzeFileReader {
 }
 
 impl BronzeFileReader {
-    /// The next batch of at most `batch_rows` records, or `None` at the end of the file.
+    /// The next batch, or `None` at the end of the file.
     pub async fn next_batch(&mut self) -> Result<Option<RecordBatch>> {
+        let lines = match &mut self.body {
+            Body::Lines(lines) => lines,
+            Body::Parquet { stream, schema } => {
+                let Some(next) = stream.next().await else {
+                    return Ok(None);
+                };
+                let batch = next.map_err(|source| LayersError::Parquet {
+                    path: self.file.relative.clone(),
+                    source,
+                })?;
+                let schema = schema.clone();
+                return self.with_lineage(batch, schema).map(Some);
+            }
+        };
         let first_line = self.next_line;
         let mut records: Vec<Vec<u8>> = Vec::with_capacity(self.batch_rows.min(65_536));
-        while !self.done && records.len() < self.batch_rows {
+        let mut bytes = 0usize;
+        while !self.done && records.len() < self.batch_rows && bytes < self.batch_bytes {
             let mut line = Vec::new();
-            let n = match self.lines.read_until(b'\n', &mut line).await {
+            let n = match lines.read_until(b'\n', &mut line).await {
                 Ok(n) => n,
                 Err(e) => {
                     self.done = true;
@@ -200,6 +301,7 @@ impl BronzeFileReader {
             if line.last() == Some(&b'\n') {
                 line.pop();
             }
+            bytes += line.len();
             records.push(line);
             self.next_line += 1;
         }
@@ -215,5 +317,30 @@ impl BronzeFileReader {
         )
         .map_err(|e| LayersError::Internal(e.to_string()))?;
         Ok(Some(batch))
+    }
+
+    /// Appends the lineage columns to a typed (Parquet) batch.
+    fn with_lineage(&mut self, batch: RecordBatch, schema: SchemaRef) -> Result<RecordBatch> {
+        let n = batch.num_rows();
+        let first = self.next_line;
+        self.next_line += n as u64;
+        let mut columns: Vec<ArrayRef> = batch.columns().to_vec();
+        columns.push(Arc::new(StringArray::from(vec![
+            self.file.source.as_str();
+            n
+        ])));
+        columns.push(Arc::new(
+            TimestampMicrosecondArray::from(vec![self.ingested_at_micros; n]).with_timezone("UTC"),
+        ));
+        columns.push(Arc::new(StringArray::from(vec![
+            self.file.relative.as_str();
+            n
+        ])));
+        columns.push(Arc::new(UInt64Array::from_iter_values(
+            first..first + n as u64,
+        )));
+        RecordBatch::try_new(schema, columns).map_err(|e| {
+            LayersError::Internal(format!("adding lineage to {}: {e}", self.file.relative))
+        })
     }
 }

@@ -1,4 +1,5 @@
-//! One atomic append of pipeline output to a silver table, recording what it covers.
+//! Appends of pipeline output to a silver table: streamed into Parquet data files, made visible
+//! by one atomic commit that records what it covers, fenced against concurrent writers.
 
 use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
@@ -6,7 +7,7 @@ use std::sync::Arc;
 use arrow::array::RecordBatch;
 use arrow::datatypes::SchemaRef;
 use iceberg::arrow::{RecordBatchPartitionSplitter, schema_to_arrow_schema};
-use iceberg::spec::DataFileFormat;
+use iceberg::spec::{DataFile, DataFileFormat};
 use iceberg::table::Table;
 use iceberg::transaction::{ApplyTransactionAction, Transaction};
 use iceberg::writer::base_writer::data_file_writer::DataFileWriterBuilder;
@@ -22,6 +23,7 @@ use parquet::basic::{Compression, ZstdLevel};
 use parquet::file::properties::WriterProperties;
 
 use super::catalog::{SilverCatalog, iceberg_err};
+use super::commit::{PinnedCatalog, is_conflict};
 use crate::error::{LayersError, Result};
 
 /// Snapshot-summary key listing what a commit covers (a JSON array of strings).
@@ -38,6 +40,20 @@ pub struct AppendReport {
     pub skipped: bool,
     /// The new snapshot, if one was committed.
     pub snapshot_id: Option<i64>,
+    /// True when another writer committed the same inputs first (this append was dropped).
+    pub lost_race: bool,
+}
+
+impl AppendReport {
+    fn skipped() -> Self {
+        AppendReport {
+            rows: 0,
+            data_files: 0,
+            skipped: true,
+            snapshot_id: None,
+            lost_race: false,
+        }
+    }
 }
 
 /// A summary property of the table's current snapshot, if any.
@@ -78,112 +94,298 @@ pub async fn append(
     covered: &[String],
     extra: &[(String, String)],
 ) -> Result<AppendReport> {
-    let name = table.identifier().to_string();
+    if coverage_state(table, covered)? == Coverage::Done {
+        return Ok(AppendReport::skipped());
+    }
+    let mut writer = SilverAppend::start(table, &WriteOptions::default()).await?;
+    for batch in batches {
+        writer.write(batch).await?;
+    }
+    Ok(writer.commit(catalog, covered, extra).await?.report)
+}
+
+/// The outcome of [`SilverAppend::commit`]: what it did, and the table version after it (the
+/// base for the next append, so it does not start from a stale version).
+#[derive(Debug, Clone)]
+pub struct Committed {
+    /// What the commit did.
+    pub report: AppendReport,
+    /// The table as of this commit (or as found, when skipped).
+    pub table: Table,
+}
+
+/// How data files are cut while appending.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WriteOptions {
+    /// Target size of a data file (bytes written to Parquet, after compression).
+    pub target_file_bytes: usize,
+    /// Memory the open Parquet writers may hold: once the Arrow bytes written since the last
+    /// flush reach this, the open files are closed (each keeps at most one row group in memory
+    /// per open partition). Bounds memory independently of the input size, at the price of
+    /// smaller files when it is low.
+    pub flush_bytes: usize,
+}
+
+impl Default for WriteOptions {
+    fn default() -> Self {
+        WriteOptions {
+            target_file_bytes: 128 << 20,
+            flush_bytes: 512 << 20,
+        }
+    }
+}
+
+type FileWriterBuilder =
+    DataFileWriterBuilder<ParquetWriterBuilder, DefaultLocationGenerator, DefaultFileNameGenerator>;
+
+enum OpenWriter {
+    Plain(Box<<FileWriterBuilder as IcebergWriterBuilder>::R>),
+    Partitioned(
+        Box<(
+            FanoutWriter<FileWriterBuilder>,
+            RecordBatchPartitionSplitter,
+        )>,
+    ),
+}
+
+/// A streaming append to one silver table: batches are written to Parquet data files as they
+/// come (memory bounded by [`WriteOptions::flush_bytes`]), and [`SilverAppend::commit`] makes
+/// them visible in one atomic snapshot.
+pub struct SilverAppend {
+    table: Table,
+    name: String,
+    arrow_schema: SchemaRef,
+    options: WriteOptions,
+    writer: Option<OpenWriter>,
+    files: Vec<DataFile>,
+    rows: u64,
+    buffered: usize,
+}
+
+impl std::fmt::Debug for SilverAppend {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SilverAppend")
+            .field("table", &self.name)
+            .field("rows", &self.rows)
+            .field("files", &self.files.len())
+            .finish()
+    }
+}
+
+impl SilverAppend {
+    /// Starts an append to `table` (as loaded: its schema and partition spec are used).
+    pub async fn start(table: &Table, options: &WriteOptions) -> Result<Self> {
+        let name = table.identifier().to_string();
+        let arrow_schema: SchemaRef = Arc::new(
+            schema_to_arrow_schema(table.metadata().current_schema())
+                .map_err(iceberg_err(format!("schema of {name}")))?,
+        );
+        Ok(SilverAppend {
+            table: table.clone(),
+            name,
+            arrow_schema,
+            options: *options,
+            writer: None,
+            files: Vec::new(),
+            rows: 0,
+            buffered: 0,
+        })
+    }
+
+    /// Rows written so far.
+    pub fn rows(&self) -> u64 {
+        self.rows
+    }
+}
+
+/// Opens data-file writers for `table`. A free function: a `&SilverAppend` held across an
+/// await would make the append future require `Sync`, which Parquet's writers are not.
+async fn open_writer(table: &Table, options: WriteOptions) -> Result<OpenWriter> {
+    {
+        let name = &table.identifier().to_string();
+        let schema = table.metadata().current_schema().clone();
+        let props = WriterProperties::builder()
+            .set_compression(Compression::ZSTD(ZstdLevel::default()))
+            .build();
+        let location = DefaultLocationGenerator::new(table.metadata())
+            .map_err(iceberg_err(format!("locations of {name}")))?;
+        // iceberg-rust's generator numbers files from 0 per writer: the prefix must be unique
+        // per writer, or a second one would write over the first one's files.
+        let file_names =
+            DefaultFileNameGenerator::new(unique_prefix(), None, DataFileFormat::Parquet);
+        let rolling = RollingFileWriterBuilder::new(
+            ParquetWriterBuilder::new(props, schema.clone()),
+            options.target_file_bytes,
+            table.file_io().clone(),
+            location,
+            file_names,
+        );
+        let builder = DataFileWriterBuilder::new(rolling);
+        let spec = table.metadata().default_partition_spec().clone();
+        if spec.is_unpartitioned() {
+            let writer = builder
+                .build(None)
+                .await
+                .map_err(iceberg_err(format!("writing {name}")))?;
+            return Ok(OpenWriter::Plain(Box::new(writer)));
+        }
+        let splitter = RecordBatchPartitionSplitter::try_new_with_computed_values(schema, spec)
+            .map_err(iceberg_err(format!("partitioning {name}")))?;
+        Ok(OpenWriter::Partitioned(Box::new((
+            FanoutWriter::new(builder),
+            splitter,
+        ))))
+    }
+}
+
+impl SilverAppend {
+    /// Writes one batch of pipeline output (columns matched by name, cast to the table's types).
+    pub async fn write(&mut self, batch: &RecordBatch) -> Result<()> {
+        if batch.num_rows() == 0 {
+            return Ok(());
+        }
+        let batch = conform(batch, &self.arrow_schema, &self.name)?;
+        if self.writer.is_none() {
+            self.writer = Some(open_writer(&self.table, self.options).await?);
+        }
+        let name = &self.name;
+        match self.writer.as_mut() {
+            Some(OpenWriter::Plain(writer)) => writer
+                .write(batch.clone())
+                .await
+                .map_err(iceberg_err(format!("writing {name}")))?,
+            Some(OpenWriter::Partitioned(parts)) => {
+                let (writer, splitter) = parts.as_mut();
+                for (key, part) in splitter
+                    .split(&batch)
+                    .map_err(iceberg_err(format!("partitioning a batch for {name}")))?
+                {
+                    writer
+                        .write(key, part)
+                        .await
+                        .map_err(iceberg_err(format!("writing {name}")))?;
+                }
+            }
+            None => return Err(LayersError::Internal("no open writer".into())),
+        }
+        self.rows += batch.num_rows() as u64;
+        self.buffered += batch.get_array_memory_size();
+        if self.buffered >= self.options.flush_bytes {
+            self.flush().await?;
+        }
+        Ok(())
+    }
+
+    /// Closes the open data files (they stay invisible until the commit).
+    async fn flush(&mut self) -> Result<()> {
+        let name = &self.name;
+        let closed = match self.writer.take() {
+            Some(OpenWriter::Plain(mut writer)) => writer.close().await,
+            Some(OpenWriter::Partitioned(parts)) => parts.0.close().await,
+            None => Ok(Vec::new()),
+        };
+        self.files
+            .extend(closed.map_err(iceberg_err(format!("closing files of {name}")))?);
+        self.buffered = 0;
+        Ok(())
+    }
+
+    /// Commits everything written in one snapshot whose summary records `covered` and `extra`.
+    /// Another writer committing first is answered by reloading the table and checking coverage
+    /// again: if it now covers `covered`, this append is dropped (reported as skipped; its files
+    /// are unreferenced), otherwise it is committed onto the new version.
+    pub async fn commit(
+        mut self,
+        catalog: &SilverCatalog,
+        covered: &[String],
+        extra: &[(String, String)],
+    ) -> Result<Committed> {
+        self.flush().await?;
+        let name = self.name.clone();
+        let mut summary: HashMap<String, String> = extra.iter().cloned().collect();
+        summary.insert(
+            COVERED_KEY.to_string(),
+            serde_json::to_string(covered).map_err(|e| LayersError::Internal(e.to_string()))?,
+        );
+        let n_files = self.files.len();
+        let mut base = self.table.clone();
+        for attempt in 0..COMMIT_ATTEMPTS {
+            if attempt > 0 {
+                base = catalog.load(base.identifier().name()).await?;
+            }
+            if coverage_state(&base, covered)? == Coverage::Done {
+                return Ok(Committed {
+                    report: AppendReport {
+                        lost_race: attempt > 0,
+                        ..AppendReport::skipped()
+                    },
+                    table: base,
+                });
+            }
+            let tx = Transaction::new(&base);
+            let tx = tx
+                .fast_append()
+                .add_data_files(self.files.clone())
+                .set_snapshot_properties(summary.clone())
+                .apply(tx)
+                .map_err(iceberg_err(format!("preparing the commit to {name}")))?;
+            let pinned = PinnedCatalog {
+                inner: catalog.catalog(),
+                pointer: catalog.pointer(),
+                base: base.clone(),
+            };
+            match tx.commit(&pinned).await {
+                Ok(committed) => {
+                    return Ok(Committed {
+                        report: AppendReport {
+                            rows: self.rows,
+                            data_files: n_files,
+                            skipped: false,
+                            snapshot_id: committed.metadata().current_snapshot_id(),
+                            lost_race: false,
+                        },
+                        table: committed,
+                    });
+                }
+                Err(e) if is_conflict(&e) => continue,
+                Err(e) => return Err(iceberg_err(format!("committing to {name}"))(e)),
+            }
+        }
+        Err(LayersError::CommitConflict {
+            table: name,
+            attempts: COMMIT_ATTEMPTS,
+        })
+    }
+}
+
+/// How many times a commit is retried after another writer committed first.
+const COMMIT_ATTEMPTS: usize = 8;
+
+#[derive(Debug, PartialEq, Eq)]
+enum Coverage {
+    New,
+    Done,
+}
+
+/// Whether `covered` is already committed to `table`: all of it (skip), none (commit), or
+/// partly (an error: the caller mixed old and new inputs in one chunk).
+fn coverage_state(table: &Table, covered: &[String]) -> Result<Coverage> {
     let already = committed_coverage(table)?;
     let done: Vec<&String> = covered.iter().filter(|c| already.contains(*c)).collect();
     if !covered.is_empty() && done.len() == covered.len() {
-        return Ok(AppendReport {
-            rows: 0,
-            data_files: 0,
-            skipped: true,
-            snapshot_id: None,
-        });
+        return Ok(Coverage::Done);
     }
-    if !done.is_empty() {
+    if let Some(first) = done.first() {
         return Err(LayersError::Iceberg {
-            context: format!("appending to {name}"),
+            context: format!("appending to {}", table.identifier()),
             message: format!(
-                "{} of {} inputs are already committed (first: {}); split the chunk",
+                "{} of {} inputs are already committed (first: {first}); split the chunk",
                 done.len(),
                 covered.len(),
-                done[0]
             ),
         });
     }
-    let schema = table.metadata().current_schema().clone();
-    let arrow_schema: SchemaRef = Arc::new(
-        schema_to_arrow_schema(&schema).map_err(iceberg_err(format!("schema of {name}")))?,
-    );
-    let props = WriterProperties::builder()
-        .set_compression(Compression::ZSTD(ZstdLevel::default()))
-        .build();
-    let location = DefaultLocationGenerator::new(table.metadata())
-        .map_err(iceberg_err(format!("locations of {name}")))?;
-    // iceberg-rust's generator numbers files from 0 per writer: the prefix must be unique per
-    // append, or a second append would write over the first one's files before its commit fails.
-    let file_names = DefaultFileNameGenerator::new(unique_prefix(), None, DataFileFormat::Parquet);
-    let rolling = RollingFileWriterBuilder::new_with_default_file_size(
-        ParquetWriterBuilder::new(props, schema.clone()),
-        table.file_io().clone(),
-        location,
-        file_names,
-    );
-    let builder = DataFileWriterBuilder::new(rolling);
-    let spec = table.metadata().default_partition_spec().clone();
-    let mut rows = 0u64;
-    let data_files = if spec.is_unpartitioned() {
-        let mut writer = builder
-            .build(None)
-            .await
-            .map_err(iceberg_err(format!("writing {name}")))?;
-        for batch in batches.iter().filter(|b| b.num_rows() > 0) {
-            let batch = conform(batch, &arrow_schema, &name)?;
-            rows += batch.num_rows() as u64;
-            writer
-                .write(batch)
-                .await
-                .map_err(iceberg_err(format!("writing {name}")))?;
-        }
-        writer
-            .close()
-            .await
-            .map_err(iceberg_err(format!("closing files of {name}")))?
-    } else {
-        let mut writer = FanoutWriter::new(builder);
-        let splitter =
-            RecordBatchPartitionSplitter::try_new_with_computed_values(schema.clone(), spec)
-                .map_err(iceberg_err(format!("partitioning {name}")))?;
-        for batch in batches.iter().filter(|b| b.num_rows() > 0) {
-            let batch = conform(batch, &arrow_schema, &name)?;
-            rows += batch.num_rows() as u64;
-            for (key, part) in splitter
-                .split(&batch)
-                .map_err(iceberg_err(format!("partitioning a batch for {name}")))?
-            {
-                writer
-                    .write(key, part)
-                    .await
-                    .map_err(iceberg_err(format!("writing {name}")))?;
-            }
-        }
-        writer
-            .close()
-            .await
-            .map_err(iceberg_err(format!("closing files of {name}")))?
-    };
-    let n_files = data_files.len();
-    let mut summary: HashMap<String, String> = extra.iter().cloned().collect();
-    summary.insert(
-        COVERED_KEY.to_string(),
-        serde_json::to_string(covered).map_err(|e| LayersError::Internal(e.to_string()))?,
-    );
-    let tx = Transaction::new(table);
-    let tx = tx
-        .fast_append()
-        .add_data_files(data_files)
-        .set_snapshot_properties(summary)
-        .apply(tx)
-        .map_err(iceberg_err(format!("preparing the commit to {name}")))?;
-    let committed = tx
-        .commit(catalog.catalog())
-        .await
-        .map_err(iceberg_err(format!("committing to {name}")))?;
-    Ok(AppendReport {
-        rows,
-        data_files: n_files,
-        skipped: false,
-        snapshot_id: committed.metadata().current_snapshot_id(),
-    })
+    Ok(Coverage::New)
 }
 
 /// `strata-<nanos since epoch>-<pid>-<n>`: unique per append across processes and restarts.

@@ -7,20 +7,74 @@ use std::sync::Arc;
 
 use arrow::datatypes::{DataType, Field, Schema as ArrowSchema};
 use iceberg::arrow::arrow_schema_to_schema_auto_assign_ids;
-use iceberg::io::LocalFsStorageFactory;
+use iceberg::io::{LocalFsStorageFactory, StorageFactory};
 use iceberg::spec::{Transform, UnboundPartitionSpec};
 use iceberg::table::Table;
 use iceberg::{Catalog, CatalogBuilder, NamespaceIdent, TableCreation, TableIdent};
 use iceberg_catalog_sql::{SqlBindStyle, SqlCatalog, SqlCatalogBuilder};
 
+use super::commit::{CatalogPointer, redact};
+use super::object_storage::{ObjectStorageFactory, S3_OPTION_PREFIX};
 use crate::error::{LayersError, Result};
 
 const NAMESPACE: &str = "silver";
+
+/// Where a silver catalog lives: the catalog database and the warehouse its tables' files go to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CatalogConfig {
+    /// `sqlite:<file>` (the embedded default) or `postgres://user:pass@host:port/db`.
+    pub uri: String,
+    /// Warehouse root: a local folder, `file:///…` or `s3://bucket/prefix`.
+    pub warehouse: String,
+    /// Options for an S3 warehouse (keys of `object_store::aws::AmazonS3ConfigKey`, e.g.
+    /// `aws_endpoint`), on top of the standard AWS environment variables.
+    pub s3_options: Vec<(String, String)>,
+}
+
+impl CatalogConfig {
+    /// The embedded default for a lake root URL: a SQLite catalog at `<lake>/catalog/catalog.db`
+    /// and the warehouse at `<lake>/catalog/warehouse`. An S3 lake needs a catalog URL (`uri`),
+    /// since SQLite cannot live in a bucket.
+    pub fn for_lake(lake: &str, uri: Option<&str>) -> Result<Self> {
+        let lake = lake.trim_end_matches('/');
+        if lake.starts_with("s3://") {
+            let uri = uri.ok_or_else(|| LayersError::LakeUrl {
+                url: lake.to_string(),
+                problem:
+                    "an s3:// lake needs a catalog URL (--catalog sqlite:<file> or postgres://…)"
+                        .into(),
+            })?;
+            return Ok(CatalogConfig {
+                uri: uri.to_string(),
+                warehouse: format!("{lake}/catalog/warehouse"),
+                s3_options: Vec::new(),
+            });
+        }
+        let local = lake.strip_prefix("file://").unwrap_or(lake);
+        let dir = Path::new(local).join("catalog");
+        let io = |source| LayersError::Io {
+            path: dir.display().to_string(),
+            source,
+        };
+        std::fs::create_dir_all(dir.join("warehouse")).map_err(io)?;
+        let dir = std::fs::canonicalize(&dir).map_err(io)?;
+        let uri = match uri {
+            Some(uri) => uri.to_string(),
+            None => format!("sqlite:{}", dir.join("catalog.db").display()),
+        };
+        Ok(CatalogConfig {
+            uri,
+            warehouse: format!("file://{}", dir.join("warehouse").display()),
+            s3_options: Vec::new(),
+        })
+    }
+}
 
 /// An opened silver catalog.
 #[derive(Debug, Clone)]
 pub struct SilverCatalog {
     catalog: Arc<SqlCatalog>,
+    pointer: Arc<CatalogPointer>,
     namespace: NamespaceIdent,
     db_path: String,
 }
@@ -53,6 +107,9 @@ pub fn silver_arrow_schema(schema: &ArrowSchema) -> ArrowSchema {
     ArrowSchema::new(fields)
 }
 
+/// Name of the catalog in the JDBC-catalog tables (pyiceberg must be opened with the same name).
+pub const CATALOG_NAME: &str = "strata";
+
 impl SilverCatalog {
     /// Opens (creating if needed) the catalog `catalog.db` and warehouse `warehouse/` in `dir`.
     pub async fn open_local(dir: &Path) -> Result<Self> {
@@ -61,44 +118,97 @@ impl SilverCatalog {
             source,
         };
         std::fs::create_dir_all(dir.join("warehouse")).map_err(io)?;
-        let dir = std::fs::canonicalize(dir).map_err(|source| LayersError::Io {
-            path: dir.display().to_string(),
-            source,
-        })?;
-        let db = dir.join("catalog.db");
-        let db_path = db.display().to_string();
-        let props = HashMap::from([
-            ("uri".to_string(), format!("sqlite:{db_path}?mode=rwc")),
-            (
-                "warehouse".to_string(),
-                format!("file://{}", dir.join("warehouse").display()),
-            ),
-            (
-                "sql_bind_style".to_string(),
-                SqlBindStyle::QMark.to_string(),
-            ),
+        let dir = std::fs::canonicalize(dir).map_err(io)?;
+        Self::open(&CatalogConfig {
+            uri: format!("sqlite:{}", dir.join("catalog.db").display()),
+            warehouse: format!("file://{}", dir.join("warehouse").display()),
+            s3_options: Vec::new(),
+        })
+        .await
+    }
+
+    /// Opens the catalog of `config`, creating its tables and the `silver` namespace if needed.
+    pub async fn open(config: &CatalogConfig) -> Result<Self> {
+        let shown = redact(&config.uri);
+        let (uri, bind_style) = if let Some(file) = config.uri.strip_prefix("sqlite:") {
+            let file = file.trim_start_matches("//");
+            (format!("sqlite:{file}?mode=rwc"), SqlBindStyle::QMark)
+        } else if config.uri.starts_with("postgres://") || config.uri.starts_with("postgresql://") {
+            (config.uri.clone(), SqlBindStyle::DollarNumeric)
+        } else {
+            return Err(LayersError::Catalog {
+                uri: shown,
+                message: "unsupported catalog URL".into(),
+                hint: "use sqlite:<file> or postgres://user:pass@host:port/db",
+            });
+        };
+        let mut props = HashMap::from([
+            ("uri".to_string(), uri.clone()),
+            ("warehouse".to_string(), config.warehouse.clone()),
+            ("sql_bind_style".to_string(), bind_style.to_string()),
         ]);
+        let factory: Arc<dyn StorageFactory> = if config.warehouse.starts_with("s3://") {
+            for (k, v) in &config.s3_options {
+                props.insert(format!("{S3_OPTION_PREFIX}{k}"), v.clone());
+            }
+            Arc::new(ObjectStorageFactory)
+        } else if config.s3_options.is_empty() {
+            Arc::new(LocalFsStorageFactory)
+        } else {
+            return Err(LayersError::LakeUrl {
+                url: config.warehouse.clone(),
+                problem: "S3 options apply to s3:// warehouses only".into(),
+            });
+        };
+        // The pointer first: it reports an unreachable database with a hint, where the SQL
+        // catalog would only say "pool timed out".
+        let pointer = CatalogPointer::connect(&uri, CATALOG_NAME).await?;
         let catalog = SqlCatalogBuilder::default()
-            .with_storage_factory(Arc::new(LocalFsStorageFactory))
-            .load("strata", props)
+            .with_storage_factory(factory)
+            .load(CATALOG_NAME, props)
             .await
-            .map_err(iceberg_err(format!("opening the catalog {db_path}")))?;
+            .map_err(iceberg_err(format!("opening the catalog {shown}")))?;
         let namespace = NamespaceIdent::new(NAMESPACE.to_string());
         let exists = catalog
             .namespace_exists(&namespace)
             .await
             .map_err(iceberg_err("checking namespace"))?;
         if !exists {
-            catalog
-                .create_namespace(&namespace, HashMap::new())
-                .await
-                .map_err(iceberg_err("creating namespace `silver`"))?;
+            let created = catalog.create_namespace(&namespace, HashMap::new()).await;
+            // Two writers opening a new catalog at once: the loser finds it created.
+            if let Err(e) = created
+                && !catalog
+                    .namespace_exists(&namespace)
+                    .await
+                    .map_err(iceberg_err("checking namespace"))?
+            {
+                return Err(iceberg_err("creating namespace `silver`")(e));
+            }
         }
+        let db_path = config
+            .uri
+            .strip_prefix("sqlite:")
+            .map(|f| f.trim_start_matches("//").to_string())
+            .unwrap_or(shown);
         Ok(SilverCatalog {
             catalog: Arc::new(catalog),
+            pointer: Arc::new(pointer),
             namespace,
             db_path,
         })
+    }
+
+    /// The compare-and-swap pointer of this catalog (Strata's own commits).
+    pub(crate) fn pointer(&self) -> &CatalogPointer {
+        &self.pointer
+    }
+
+    /// Loads `table` as it is now.
+    pub async fn load(&self, table: &str) -> Result<Table> {
+        self.catalog
+            .load_table(&self.ident(table))
+            .await
+            .map_err(iceberg_err(format!("loading {table}")))
     }
 
     /// The underlying Iceberg catalog.
@@ -111,7 +221,8 @@ impl SilverCatalog {
         self.catalog.clone()
     }
 
-    /// Path of the SQLite catalog file (for other tools, e.g. pyiceberg).
+    /// Path of the SQLite catalog file (for other tools, e.g. pyiceberg), or the redacted URL of
+    /// another catalog database.
     pub fn db_path(&self) -> &str {
         &self.db_path
     }

@@ -1,18 +1,28 @@
 //! Backward-compatible schema evolution of a silver table towards a pipeline's output schema.
 //!
 //! Allowed: a new *nullable* column (added as an optional Iceberg column; old rows read it as
-//! null), a column the pipeline no longer produces if it is optional (written as null). Refused
-//! with an error naming the column and the change: a new NOT NULL column, a type change, a column
-//! that became nullable while the table requires it, a dropped required column. Type widening
-//! (int → long, float → double) is legal in Iceberg but iceberg-rust 0.10.1 has no action for it:
-//! it is refused with a message saying so, until Strata's own metadata commit path exists.
+//! null), a column the pipeline no longer produces if it is optional (written as null), and type
+//! widening (int → long, float → double, decimal precision up at the same scale; old files are
+//! read promoted). Refused with an error naming the column and the change: a new NOT NULL column,
+//! any other type change, a column that became nullable while the table requires it, a dropped
+//! required column.
+//!
+//! Widening is a metadata-only change iceberg-rust 0.10.1 has no action for: it is committed
+//! through Strata's own path ([`super::commit::commit_metadata`]). Both kinds of change commit
+//! onto the exact version they were planned against; if another writer changed the table first,
+//! the plan is redone on the new version.
 
 use arrow::datatypes::{DataType, Field, Schema as ArrowSchema};
+use std::collections::HashMap;
+use std::sync::Arc;
+
 use iceberg::arrow::{arrow_schema_to_schema_auto_assign_ids, schema_to_arrow_schema};
+use iceberg::spec::{NestedField, PrimitiveType, Schema, TableMetadataBuilder, Type};
 use iceberg::table::Table;
 use iceberg::transaction::{AddColumn, ApplyTransactionAction, Transaction};
 
 use super::catalog::{SilverCatalog, iceberg_err};
+use super::commit::{PinnedCatalog, commit_metadata, is_conflict};
 use crate::error::{LayersError, Result};
 
 /// Same Iceberg type: ignores field metadata (field ids) and nested nullability, and treats the
@@ -51,6 +61,9 @@ fn incompatible(table: &str, column: &str, change: String) -> LayersError {
     }
 }
 
+/// How many times a change is re-planned after losing a race to another writer.
+const ATTEMPTS: usize = 8;
+
 /// Brings `table` to `desired` (a silver Arrow schema) if the change is backward compatible.
 pub(crate) async fn evolve(
     catalog: &SilverCatalog,
@@ -58,9 +71,43 @@ pub(crate) async fn evolve(
     desired: &ArrowSchema,
 ) -> Result<Table> {
     let name = table.identifier().name().to_string();
+    let mut table = table;
+    for _ in 0..ATTEMPTS {
+        match evolve_once(catalog, &table, desired).await? {
+            Some(done) => return Ok(done),
+            None => table = catalog.load(&name).await?,
+        }
+    }
+    Err(LayersError::CommitConflict {
+        table: name,
+        attempts: ATTEMPTS,
+    })
+}
+
+/// The Iceberg type a widened column gets.
+fn widened_type(to: &DataType) -> Option<PrimitiveType> {
+    match to {
+        DataType::Int64 => Some(PrimitiveType::Long),
+        DataType::Float64 => Some(PrimitiveType::Double),
+        DataType::Decimal128(p, s) => Some(PrimitiveType::Decimal {
+            precision: u32::from(*p),
+            scale: u32::try_from(*s).ok()?,
+        }),
+        _ => None,
+    }
+}
+
+/// One planning + commit round; `None` when another writer changed the table meanwhile.
+async fn evolve_once(
+    catalog: &SilverCatalog,
+    table: &Table,
+    desired: &ArrowSchema,
+) -> Result<Option<Table>> {
+    let name = table.identifier().name().to_string();
     let current = schema_to_arrow_schema(table.metadata().current_schema())
         .map_err(iceberg_err(format!("schema of {name}")))?;
     let mut to_add: Vec<Field> = Vec::new();
+    let mut to_widen: HashMap<String, PrimitiveType> = HashMap::new();
     for want in desired.fields() {
         match current.field_with_name(want.name()) {
             Err(_) if want.is_nullable() => to_add.push(want.as_ref().clone()),
@@ -73,20 +120,21 @@ pub(crate) async fn evolve(
                 ));
             }
             Ok(have) if !same_type(have.data_type(), want.data_type()) => {
-                let change = if widening(have.data_type(), want.data_type()) {
-                    format!(
-                        "widens from {} to {}; Iceberg allows it but iceberg-rust 0.10.1 cannot commit a type promotion yet",
-                        have.data_type(),
-                        want.data_type()
-                    )
-                } else {
-                    format!(
-                        "changes type from {} to {}, which is not a backward-compatible change",
-                        have.data_type(),
-                        want.data_type()
-                    )
+                let widened = widening(have.data_type(), want.data_type())
+                    .then(|| widened_type(want.data_type()))
+                    .flatten();
+                let Some(widened) = widened else {
+                    return Err(incompatible(
+                        &name,
+                        want.name(),
+                        format!(
+                            "changes type from {} to {}, which is not a backward-compatible change (allowed: int → long, float → double, a larger decimal precision)",
+                            have.data_type(),
+                            want.data_type()
+                        ),
+                    ));
                 };
-                return Err(incompatible(&name, want.name(), change));
+                to_widen.insert(want.name().clone(), widened);
             }
             Ok(have) if want.is_nullable() && !have.is_nullable() => {
                 return Err(incompatible(
@@ -107,8 +155,15 @@ pub(crate) async fn evolve(
             ));
         }
     }
+    let mut table = table.clone();
+    if !to_widen.is_empty() {
+        match widen(catalog, &table, &to_widen).await? {
+            Some(widened) => table = widened,
+            None => return Ok(None),
+        }
+    }
     if to_add.is_empty() {
-        return Ok(table);
+        return Ok(Some(table));
     }
     // Iceberg types for the new columns (nested ones need ids; the table reassigns fresh ones).
     let added = arrow_schema_to_schema_auto_assign_ids(&ArrowSchema::new(to_add.clone()))
@@ -127,9 +182,54 @@ pub(crate) async fn evolve(
     let tx = action.apply(tx).map_err(iceberg_err(format!(
         "preparing the schema change of {name}"
     )))?;
-    tx.commit(catalog.catalog())
-        .await
-        .map_err(iceberg_err(format!(
+    let pinned = PinnedCatalog {
+        inner: catalog.catalog(),
+        pointer: catalog.pointer(),
+        base: table.clone(),
+    };
+    match tx.commit(&pinned).await {
+        Ok(done) => Ok(Some(done)),
+        Err(e) if is_conflict(&e) => Ok(None),
+        Err(e) => Err(iceberg_err(format!(
             "committing the schema change of {name}"
-        )))
+        ))(e)),
+    }
+}
+
+/// Commits a new current schema with the `columns` promoted (same field ids, so old data files
+/// stay valid and are read promoted). `None` when another writer committed first.
+async fn widen(
+    catalog: &SilverCatalog,
+    table: &Table,
+    columns: &HashMap<String, PrimitiveType>,
+) -> Result<Option<Table>> {
+    let name = table.identifier().name().to_string();
+    let current = table.metadata().current_schema();
+    let fields = current
+        .as_struct()
+        .fields()
+        .iter()
+        .map(|f| match columns.get(&f.name) {
+            Some(to) => Arc::new(NestedField {
+                field_type: Box::new(Type::Primitive(to.clone())),
+                ..f.as_ref().clone()
+            }),
+            None => f.clone(),
+        });
+    let schema = Schema::builder()
+        .with_fields(fields)
+        .with_identifier_field_ids(current.identifier_field_ids())
+        .build()
+        .map_err(iceberg_err(format!(
+            "building the widened schema of {name}"
+        )))?;
+    let metadata = TableMetadataBuilder::new_from_metadata(
+        table.metadata().clone(),
+        table.metadata_location().map(str::to_string),
+    )
+    .add_current_schema(schema)
+    .and_then(|b| b.build())
+    .map_err(iceberg_err(format!("widening columns of {name}")))?
+    .metadata;
+    commit_metadata(catalog.pointer(), table, metadata).await
 }

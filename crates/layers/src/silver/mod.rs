@@ -7,16 +7,25 @@
 //!   partitioning, and the bronze files (or positions) the chunk covers stored in the snapshot
 //!   summary under `strata.covered`: a re-run that covers nothing new commits nothing.
 //!
-//! Known limit (iceberg-rust 0.10.1): `Transaction::commit` retries a conflicting fast append on
-//! the refreshed table without re-running our "already covered?" check, so two *concurrent*
-//! writers of the same bronze files could both commit. A single writer per table (the batch
-//! driver's model) is exactly-once; a fenced commit path is future work.
+//! * [`SilverAppend`] — the streaming form: batches go to Parquet as they come, memory bounded
+//!   by [`WriteOptions`].
+//!
+//! Concurrent writers: every commit is a compare-and-swap against the version whose coverage was
+//! checked (`commit.rs`); the loser reloads, sees the inputs covered and drops its files, or
+//! commits onto the new version — never the same input twice.
 
 mod append;
 mod catalog;
+mod commit;
 mod evolve;
+mod object_storage;
 mod query;
 
-pub use append::{AppendReport, COVERED_KEY, append, committed_coverage, current_summary_property};
-pub use catalog::{SilverCatalog, silver_arrow_schema};
+pub use append::{
+    AppendReport, COVERED_KEY, Committed, SilverAppend, WriteOptions, append, committed_coverage,
+    current_summary_property,
+};
+pub use catalog::{CATALOG_NAME, CatalogConfig, SilverCatalog, silver_arrow_schema};
+pub use iceberg::table::Table as IcebergTable;
+pub use object_storage::{ObjectStorage, ObjectStorageFactory, S3_OPTION_PREFIX};
 pub use query::{session, sql};
