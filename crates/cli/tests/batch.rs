@@ -190,6 +190,10 @@ fn demo_runs_every_source_to_silver_and_gold_without_servers() {
         "batch `orders_changes`",
         "gold — IoT: readings per site and hour",
         "gold — Orders (MySQL CDC): current status of live orders",
+        "bronze: 2000 rows of `postgres.crm.customers` (full load, Parquet)",
+        "batch `customers`",
+        "2000 rows in",
+        "gold — Orders (MySQL CDC) × customers (PostgreSQL full load): live revenue per segment",
         "demo done in",
     ] {
         assert!(out.contains(expected), "missing `{expected}` in\n{out}");
@@ -247,4 +251,101 @@ fn kill_9_at_several_moments_then_rerun_gives_every_row_exactly_once() {
         want_rows,
         "every row exactly once"
     );
+}
+
+/// The S3 settings of the test server for a child process, or `None` (skip) outside CI.
+fn s3_env(test: &str) -> Option<Vec<(&'static str, String)>> {
+    let Ok(endpoint) = std::env::var("STRATA_TEST_S3_ENDPOINT") else {
+        if std::env::var_os("CI").is_some() {
+            panic!("CI is set but STRATA_TEST_S3_ENDPOINT is not: run `scripts/services.sh up`");
+        }
+        eprintln!("SKIPPED {test}: no S3 server (run `scripts/services.sh up`)");
+        return None;
+    };
+    Some(vec![
+        ("AWS_ENDPOINT", endpoint),
+        ("AWS_ALLOW_HTTP", "true".into()),
+        ("AWS_REGION", "us-east-1".into()),
+        ("AWS_ACCESS_KEY_ID", "test".into()),
+        ("AWS_SECRET_ACCESS_KEY", "test".into()),
+    ])
+}
+
+#[test]
+fn s3_lake_two_concurrent_writers_then_rerun_give_every_row_exactly_once() {
+    let Some(env) = s3_env("s3_lake_two_concurrent_writers") else {
+        return;
+    };
+    let dir = tempfile::tempdir().expect("tempdir");
+    let d = dir.path();
+    let (want_rows, _) = prepare(d, "30000", "2000");
+    let bucket = std::env::var("STRATA_TEST_S3_BUCKET").unwrap_or_else(|_| "strata-test".into());
+    let unique = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|t| t.as_nanos())
+        .unwrap_or_default();
+    let lake = format!("s3://{bucket}/batch-{unique}");
+    let catalog = format!("sqlite:{}", d.join("catalog.db").display());
+    ok(strata(d).envs(env.clone()).args([
+        "bronze",
+        "put",
+        "--lake",
+        &lake,
+        "--source",
+        "iot",
+        "--date",
+        "2025-11-20",
+        "--input",
+        "in.ndjson.zst",
+        "--lines-per-file",
+        "2000",
+    ]));
+    let batch = || {
+        let mut c = strata(d);
+        c.envs(env.clone()).args([
+            "batch",
+            "--lake",
+            &lake,
+            "--catalog",
+            &catalog,
+            "--source",
+            "iot",
+            "--pipeline",
+            PIPELINE,
+        ]);
+        c
+    };
+    // Two writers at once on the same table: each bronze file is committed by one of them; a
+    // writer that loses a file stops with an error saying so.
+    let (a, b) = (
+        batch().spawn().expect("spawn a"),
+        batch().spawn().expect("spawn b"),
+    );
+    let outs = [
+        a.wait_with_output().expect("a"),
+        b.wait_with_output().expect("b"),
+    ];
+    assert!(
+        outs.iter().any(|o| o.status.success()),
+        "one writer finishes: {outs:?}"
+    );
+    for o in outs.iter().filter(|o| !o.status.success()) {
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(err.contains("another writer committed"), "{err}");
+    }
+    let again = ok(&mut batch());
+    assert!(again.contains("0 to process"), "{again}");
+    let rows = tokio::runtime::Runtime::new()
+        .expect("runtime")
+        .block_on(async {
+            let mut config = strata_layers::silver::CatalogConfig::for_lake(&lake, Some(&catalog))
+                .expect("config");
+            config.s3_options = env
+                .iter()
+                .map(|(k, v)| (k.to_ascii_lowercase(), v.clone()))
+                .collect();
+            let catalog = SilverCatalog::open(&config).await.expect("catalog");
+            catalog.read_table("iot_events").await.expect("read")
+        });
+    assert_eq!(each_key_once(&rows), want_rows);
 }

@@ -316,9 +316,16 @@ impl SilverCatalog {
                 .build();
             creation.partition_spec = Some(spec);
         }
-        self.catalog
-            .create_table(&self.namespace, creation)
-            .await
-            .map_err(iceberg_err(format!("creating {table}")))
+        match self.catalog.create_table(&self.namespace, creation).await {
+            Ok(created) => Ok(created),
+            // Another writer created it between our lookup and our create: use theirs.
+            Err(e) => match self.catalog.table_exists(&ident).await {
+                Ok(true) => {
+                    let existing = self.load(table).await?;
+                    super::evolve::evolve(self, existing, &silver_arrow_schema(schema)).await
+                }
+                _ => Err(iceberg_err(format!("creating {table}"))(e)),
+            },
+        }
     }
 }

@@ -113,13 +113,13 @@ fn base_location(table: &Table) -> Result<&str> {
     })
 }
 
-/// Writes `metadata` as the next version of `base` and swaps it in. `Ok(None)` when another
+/// Writes `metadata` as the next version of `base` and swaps it in. `Ok(false)` when another
 /// writer committed first (nothing is changed; the written file is an unreferenced orphan).
 pub(crate) async fn commit_metadata(
     pointer: &CatalogPointer,
     base: &Table,
     metadata: TableMetadata,
-) -> Result<Option<Table>> {
+) -> Result<bool> {
     let ident = base.identifier().clone();
     let err = |what: &str| {
         let context = format!("{what} of {ident}");
@@ -137,18 +137,7 @@ pub(crate) async fn commit_metadata(
         .write_to(base.file_io(), &location)
         .await
         .map_err(err("writing new metadata"))?;
-    let location = location.to_string();
-    if !pointer.swap(&ident, &expected, &location).await? {
-        return Ok(None);
-    }
-    let table = Table::builder()
-        .identifier(ident.clone())
-        .metadata(metadata)
-        .metadata_location(location)
-        .file_io(base.file_io().clone())
-        .build()
-        .map_err(err("opening the committed version"))?;
-    Ok(Some(table))
+    pointer.swap(&ident, &expected, &location.to_string()).await
 }
 
 /// A catalog that shows `base` as the current version of its table and commits onto exactly

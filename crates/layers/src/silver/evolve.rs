@@ -231,5 +231,9 @@ async fn widen(
     .and_then(|b| b.build())
     .map_err(iceberg_err(format!("widening columns of {name}")))?
     .metadata;
-    commit_metadata(catalog.pointer(), table, metadata).await
+    if commit_metadata(catalog.pointer(), table, metadata).await? {
+        catalog.load(&name).await.map(Some)
+    } else {
+        Ok(None)
+    }
 }
