@@ -60,3 +60,35 @@ def test_pyiceberg_reads_the_quarantine_table(lake):
     q = catalog.load_table("silver.iot_events_quarantine").scan().to_arrow()
     assert q.num_rows == expected["quarantined"]
     assert set(q.column("_step").to_pylist()) <= {"parse_json", "cast", "expect", "output"}
+
+
+def out_rows(stdout):
+    """Rows out of a `strata batch` run, from its summary line."""
+    line = next(l for l in stdout.splitlines() if l.startswith("done in"))
+    return int(line.split(" in, ")[1].split(" out")[0])
+
+
+def test_a_column_widened_by_strata_reads_promoted_in_pyiceberg(tmp_path):
+    d = tmp_path
+    v1 = (ROOT / "pipelines" / "iot.yaml").read_text()
+    assert v1.count("battery: int32") == 2
+    (d / "v1.yaml").write_text(v1)
+    (d / "v2.yaml").write_text(v1.replace("battery: int32", "battery: int64"))
+    run("generate", "iot", "--events", "3000", "--out", "a.ndjson", cwd=d)
+    run("generate", "iot", "--events", "3000", "--seed", "7", "--start-ms", "1763732712000",
+        "--out", "b.ndjson", cwd=d)
+    run("bronze", "put", "--lake", "lake", "--source", "iot", "--date", "2025-11-20",
+        "--input", "a.ndjson", cwd=d)
+    first = out_rows(run("batch", "--lake", "lake", "--source", "iot", "--pipeline", "v1.yaml", cwd=d))
+    run("bronze", "put", "--lake", "lake", "--source", "iot", "--date", "2025-11-21",
+        "--input", "b.ndjson", cwd=d)
+    # The evolved pipeline widens `battery`; its dedup state carries over (that step is unchanged).
+    second = out_rows(run("batch", "--lake", "lake", "--source", "iot", "--pipeline", "v2.yaml", cwd=d))
+    cat_dir = d / "lake" / "catalog"
+    catalog = SqlCatalog("strata", uri=f"sqlite:///{cat_dir}/catalog.db", warehouse=f"file://{cat_dir}/warehouse")
+    table = catalog.load_table("silver.iot_events")
+    assert str(table.schema().find_field("battery").field_type) == "long"
+    data = table.scan().to_arrow()
+    assert data.num_rows == first + second
+    assert str(data.schema.field("battery").type) == "int64"
+    assert data.column("battery").null_count < data.num_rows

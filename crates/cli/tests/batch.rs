@@ -317,10 +317,14 @@ fn s3_lake_two_concurrent_writers_then_rerun_give_every_row_exactly_once() {
     };
     // Two writers at once on the same table: each bronze file is committed by one of them; a
     // writer that loses a file stops with an error saying so.
-    let (a, b) = (
-        batch().spawn().expect("spawn a"),
-        batch().spawn().expect("spawn b"),
-    );
+    let spawn = || {
+        batch()
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("spawn")
+    };
+    let (a, b) = (spawn(), spawn());
     let outs = [
         a.wait_with_output().expect("a"),
         b.wait_with_output().expect("b"),

@@ -8,7 +8,9 @@ use futures::TryStreamExt;
 use strata_core::lineage::{file_batch, file_input_schema};
 use strata_core::sample::{IotFaults, iot_events};
 use strata_core::{BuildContext, Pipeline, PipelineSpec};
-use strata_layers::silver::{SilverCatalog, append, committed_coverage};
+use strata_layers::silver::{
+    SilverAppend, SilverCatalog, WriteOptions, append, committed_coverage,
+};
 
 fn iot_output(
     n: usize,
@@ -357,4 +359,47 @@ async fn schema_evolution_adds_optional_columns_and_refuses_the_rest() {
         .await
         .expect_err("narrowing");
     assert!(e.to_string().contains("column `small`"), "{e}");
+}
+
+#[tokio::test]
+async fn a_small_memory_budget_flushes_files_early_and_loses_nothing() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let catalog = SilverCatalog::open_local(dir.path())
+        .await
+        .expect("catalog");
+    let (schema, batches) = iot_output(4000, 3);
+    let rows: usize = batches.iter().map(|b| b.num_rows()).sum();
+    let table = catalog
+        .ensure_table("iot_events", &schema, Some("ts"))
+        .await
+        .expect("table");
+    let slices: Vec<_> = batches
+        .iter()
+        .flat_map(|b| {
+            (0..b.num_rows())
+                .step_by(500)
+                .map(move |o| b.slice(o, 500.min(b.num_rows() - o)))
+        })
+        .collect();
+    // A budget below one batch: every write closes the open files.
+    let options = WriteOptions {
+        flush_bytes: 1,
+        ..WriteOptions::default()
+    };
+    let mut w = SilverAppend::start(&table, &options).await.expect("start");
+    for s in &slices {
+        w.write(s).await.expect("write");
+    }
+    assert_eq!(w.rows() as usize, rows);
+    let done = w
+        .commit(&catalog, &["bronze/one-big-file".to_string()], &[])
+        .await
+        .expect("commit");
+    assert!(
+        done.report.data_files >= slices.len(),
+        "{} files for {} writes",
+        done.report.data_files,
+        slices.len()
+    );
+    assert_eq!(count_rows(&done.table).await, rows);
 }

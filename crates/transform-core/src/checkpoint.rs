@@ -1,19 +1,23 @@
-//! The checkpoint envelope: the state of every stateful step, tagged with a fingerprint of the
-//! pipeline spec so a checkpoint is never restored into a different pipeline.
+//! The checkpoint envelope: the state of every stateful step, each tagged with a fingerprint of
+//! that step's spec, so a state is only ever restored into the step configuration that wrote it —
+//! while the rest of the pipeline may evolve (a new column, a widened type) without losing the
+//! dedup keys seen so far.
 //!
-//! Layout (little endian): magic `STRATACK`, u32 version, 64-byte hex fingerprint, u32 entry
-//! count, then per entry: u32 name length, name, u64 state length, state bytes.
+//! Layout (little endian): magic `STRATACK`, u32 version, 64-byte hex pipeline fingerprint
+//! (diagnostics), u32 entry count, then per entry: u32 name length, name, 64-byte hex step
+//! fingerprint, u64 state length, state bytes.
 
 use crate::error::{CoreError, Result};
 
 const MAGIC: &[u8; 8] = b"STRATACK";
-const VERSION: u32 = 1;
+const VERSION: u32 = 2;
 
 /// Step states of one pipeline.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Envelope {
     pub fingerprint: String,
-    pub entries: Vec<(String, Vec<u8>)>,
+    /// (step name, step fingerprint, state).
+    pub entries: Vec<(String, String, Vec<u8>)>,
 }
 
 impl Envelope {
@@ -23,9 +27,10 @@ impl Envelope {
         out.extend_from_slice(&VERSION.to_le_bytes());
         out.extend_from_slice(self.fingerprint.as_bytes());
         out.extend_from_slice(&(self.entries.len() as u32).to_le_bytes());
-        for (name, state) in &self.entries {
+        for (name, step_fingerprint, state) in &self.entries {
             out.extend_from_slice(&(name.len() as u32).to_le_bytes());
             out.extend_from_slice(name.as_bytes());
+            out.extend_from_slice(step_fingerprint.as_bytes());
             out.extend_from_slice(&(state.len() as u64).to_le_bytes());
             out.extend_from_slice(state);
         }
@@ -51,8 +56,10 @@ impl Envelope {
             let len = u32::from_le_bytes(r.array()?) as usize;
             let name =
                 String::from_utf8(r.take(len)?.to_vec()).map_err(|_| bad("corrupt step name"))?;
+            let step_fingerprint = String::from_utf8(r.take(64)?.to_vec())
+                .map_err(|_| bad("corrupt step fingerprint"))?;
             let len = u64::from_le_bytes(r.array()?) as usize;
-            entries.push((name, r.take(len)?.to_vec()));
+            entries.push((name, step_fingerprint, r.take(len)?.to_vec()));
         }
         if r.pos != bytes.len() {
             return Err(bad("trailing bytes after the last entry"));
@@ -102,7 +109,7 @@ mod tests {
 
     proptest! {
         #[test]
-        fn round_trip(entries in proptest::collection::vec(("[a-z_]{1,12}", proptest::collection::vec(any::<u8>(), 0..64)), 0..5)) {
+        fn round_trip(entries in proptest::collection::vec(("[a-z_]{1,12}", "[0-9a-f]{64}", proptest::collection::vec(any::<u8>(), 0..64)), 0..5)) {
             let e = Envelope { fingerprint: "f".repeat(64), entries };
             prop_assert_eq!(Envelope::decode(&e.encode()).unwrap(), e);
         }

@@ -79,6 +79,8 @@ impl Output {
 pub struct Pipeline {
     spec: PipelineSpec,
     fingerprint: String,
+    /// Per step: sha256 of its spec — a state is restored only into the config that wrote it.
+    step_fingerprints: Vec<String>,
     input_schema: SchemaRef,
     raw_index: Option<usize>,
     step_input: Vec<usize>,
@@ -321,9 +323,19 @@ impl Pipeline {
         let fingerprint = hex::encode(Sha256::digest(
             serde_json::to_vec(spec).map_err(|e| CoreError::Internal(e.to_string()))?,
         ));
+        let step_fingerprints = spec
+            .steps
+            .iter()
+            .map(|step| {
+                serde_json::to_vec(step)
+                    .map(|json| hex::encode(Sha256::digest(json)))
+                    .map_err(|e| CoreError::Internal(e.to_string()))
+            })
+            .collect::<Result<Vec<_>>>()?;
         Ok(Pipeline {
             spec: spec.clone(),
             fingerprint,
+            step_fingerprints,
             input_schema,
             raw_index,
             step_input,
@@ -427,9 +439,9 @@ impl Pipeline {
     /// Serialises the state of every stateful step.
     pub fn checkpoint(&self) -> Result<Vec<u8>> {
         let mut entries = Vec::new();
-        for step in &self.steps {
+        for (step, fingerprint) in self.steps.iter().zip(&self.step_fingerprints) {
             if let Some(state) = step.checkpoint()? {
-                entries.push((step.name().to_string(), state));
+                entries.push((step.name().to_string(), fingerprint.clone(), state));
             }
         }
         Ok(Envelope {
@@ -439,26 +451,30 @@ impl Pipeline {
         .encode())
     }
 
-    /// Restores state written by [`Pipeline::checkpoint`] of a pipeline built from the same spec.
+    /// Restores state written by [`Pipeline::checkpoint`]. Each stateful step gets the state
+    /// its own, unchanged configuration wrote, so the rest of the pipeline may have evolved; a
+    /// step whose configuration changed is refused (its state would mean something else), and
+    /// the state of a step that no longer exists is dropped.
     pub fn restore(&mut self, state: &[u8]) -> Result<()> {
         let env = Envelope::decode(state)?;
-        if env.fingerprint != self.fingerprint {
-            return Err(CoreError::Checkpoint {
-                problem: format!(
-                    "it was written by a different version of pipeline `{}` (spec fingerprint differs)",
-                    self.spec.name
-                ),
-            });
+        let mut restored = Vec::new();
+        for (name, fingerprint, bytes) in &env.entries {
+            let Some(i) = self.steps.iter().position(|s| s.name() == name) else {
+                continue;
+            };
+            if &self.step_fingerprints[i] != fingerprint {
+                return Err(CoreError::Checkpoint {
+                    problem: format!(
+                        "step `{name}` of pipeline `{}` changed since its state was saved, so the state cannot be carried over (hint: rebuild with --full-refresh, or rename the step to start it empty)",
+                        self.spec.name
+                    ),
+                });
+            }
+            restored.push((i, bytes));
         }
-        for (name, bytes) in &env.entries {
-            let step = self
-                .steps
-                .iter_mut()
-                .find(|s| s.name() == name)
-                .ok_or_else(|| CoreError::Checkpoint {
-                    problem: format!("no step named `{name}`"),
-                })?;
-            step.restore(bytes)?;
+        // Validate everything before changing anything.
+        for (i, bytes) in restored {
+            self.steps[i].restore(bytes)?;
         }
         Ok(())
     }

@@ -265,8 +265,8 @@ pub async fn run_with_spec(args: &Args, spec: strata_core::PipelineSpec) -> Resu
     let written = writer
         .await
         .map_err(|e| Failure::runtime(anyhow::anyhow!("writer task failed: {e}")))?;
-    piped?;
     written?;
+    piped?;
     progress.finish();
     let m = pipeline.metrics();
     println!(
