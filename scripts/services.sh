@@ -6,12 +6,38 @@
 #   scripts/services.sh down   # stop what `up` started, by PID
 #   source "$(scripts/services.sh env)"   # the variables tests read
 #
-# Servers: moto (S3 API, atomic conditional puts — see ../shared/SERVERS.md).
+# Servers: moto (S3 API, atomic conditional puts — see ../shared/SERVERS.md) and a private
+# PostgreSQL (trust auth on 127.0.0.1, fsync off: a test instance, never the machine's own).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 DIR="${STRATA_SERVICES_DIR:-${TMPDIR:-/tmp}/strata-services}"
 MOTO_PORT="${STRATA_MOTO_PORT:-15000}"
 BUCKET="strata-test"
+PG_PORT="${STRATA_PG_PORT:-55432}"
+
+pg_bin() { ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -1; }
+pg_ready() { [ -n "$(pg_bin)" ] && "$(pg_bin)/pg_isready" -q -h 127.0.0.1 -p "$PG_PORT"; }
+
+pg_up() {
+  if [ -z "$(pg_bin)" ]; then
+    echo "installing PostgreSQL (apt)"
+    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql) >"$DIR/apt-pg.log" 2>&1 \
+      || { echo "apt-get install postgresql failed; see $DIR/apt-pg.log" >&2; exit 1; }
+  fi
+  pg_ready && return 0
+  local B; B="$(pg_bin)"
+  # initdb and the server refuse to run as root: the instance belongs to the postgres user.
+  mkdir -p "$DIR/pgsock"
+  chown postgres "$DIR/pgsock"
+  if [ ! -f "$DIR/pg/PG_VERSION" ]; then
+    rm -rf "$DIR/pg" && mkdir -p "$DIR/pg" && chown postgres "$DIR/pg"
+    su postgres -c "$B/initdb -D $DIR/pg -U postgres --auth=trust -E UTF8 --locale=C.UTF-8 --no-sync" >"$DIR/pg-init.log" 2>&1 \
+      || { echo "initdb failed; see $DIR/pg-init.log" >&2; exit 1; }
+  fi
+  touch "$DIR/pg.log" && chown postgres "$DIR/pg.log"
+  su postgres -c "$B/pg_ctl -D $DIR/pg -l $DIR/pg.log -o \"-p $PG_PORT -k $DIR/pgsock -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=200\" -w start" >/dev/null \
+    || { echo "PostgreSQL did not start; see $DIR/pg.log" >&2; exit 1; }
+}
 
 ready() { curl -sf "http://127.0.0.1:$MOTO_PORT/moto-api/" >/dev/null 2>&1; }
 
@@ -26,13 +52,18 @@ case "${1:-}" in
       ready || { echo "moto did not start; see $DIR/moto.log" >&2; exit 1; }
     fi
     curl -sf -X PUT "http://127.0.0.1:$MOTO_PORT/$BUCKET" >/dev/null || true
+    pg_up
     cat >"$DIR/env" <<ENV
 export STRATA_TEST_S3_ENDPOINT=http://127.0.0.1:$MOTO_PORT
 export STRATA_TEST_S3_BUCKET=$BUCKET
+export STRATA_TEST_PG_URL=postgres://postgres@127.0.0.1:$PG_PORT/postgres
 ENV
-    echo "services up: moto on 127.0.0.1:$MOTO_PORT (bucket $BUCKET); env in $DIR/env"
+    echo "services up: moto on 127.0.0.1:$MOTO_PORT (bucket $BUCKET), PostgreSQL on 127.0.0.1:$PG_PORT; env in $DIR/env"
     ;;
   down)
+    if [ -f "$DIR/pg/postmaster.pid" ] && [ -n "$(pg_bin)" ]; then
+      su postgres -c "$(pg_bin)/pg_ctl -D $DIR/pg -m fast -w stop" >/dev/null 2>&1 || true
+    fi
     for pidfile in "$DIR"/*.pid; do
       [ -f "$pidfile" ] || continue
       kill "$(cat "$pidfile")" 2>/dev/null || true

@@ -1,12 +1,13 @@
 //! Two writers committing to one silver table at once, through two independent catalog handles
-//! (own connection pools, like two processes), on the local warehouse and on a real
-//! S3-compatible server (moto, started by `scripts/services.sh up`).
+//! (own connection pools, like two processes): on the embedded SQLite catalog with a local
+//! warehouse, with an S3 warehouse on a real S3-compatible server (moto), and with the catalog
+//! in a real PostgreSQL (both started by `scripts/services.sh up`).
 //!
 //! Both writers load the table, check coverage and write their data files before either commits,
 //! so every round is a real race at the compare-and-swap: for the same bronze file exactly one
 //! wins and the other reports the lost race (its files are never referenced); for different files
 //! the loser re-checks on the new version and commits on top. Outside CI, without the S3 server,
-//! the S3 test says so loudly and passes; with `CI` set it fails.
+//! the server tests say so loudly and pass; with `CI` set they fail.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -44,10 +45,10 @@ async fn staged(base: &iceberg::table::Table, cover: &str, writer: &str) -> Silv
     w
 }
 
-async fn race(config: CatalogConfig) {
+async fn race(config: CatalogConfig, table: &str) {
     let a = SilverCatalog::open(&config).await.expect("catalog a");
     let b = SilverCatalog::open(&config).await.expect("catalog b");
-    a.ensure_table("race", &schema(), None)
+    a.ensure_table(table, &schema(), None)
         .await
         .expect("create");
     let mut winners: BTreeMap<String, String> = BTreeMap::new();
@@ -55,8 +56,8 @@ async fn race(config: CatalogConfig) {
         // Same file from both writers.
         let cover = format!("bronze/same-{round}");
         let (base_a, base_b) = (
-            a.load("race").await.expect("load"),
-            b.load("race").await.expect("load"),
+            a.load(table).await.expect("load"),
+            b.load(table).await.expect("load"),
         );
         let (wa, wb) = (
             staged(&base_a, &cover, "a").await,
@@ -76,8 +77,8 @@ async fn race(config: CatalogConfig) {
 
         // Different files: the loser retries on the new version and both land.
         let (base_a, base_b) = (
-            a.load("race").await.expect("load"),
-            b.load("race").await.expect("load"),
+            a.load(table).await.expect("load"),
+            b.load(table).await.expect("load"),
         );
         let (ca, cb) = (format!("bronze/a-{round}"), format!("bronze/b-{round}"));
         let (wa, wb) = (
@@ -95,7 +96,7 @@ async fn race(config: CatalogConfig) {
     }
     // Every file exactly once, written by its winner only.
     let mut seen: BTreeMap<String, (usize, String)> = BTreeMap::new();
-    for batch in a.read_table("race").await.expect("read") {
+    for batch in a.read_table(table).await.expect("read") {
         let covers = batch.column(1).as_string::<i32>();
         let writers = batch.column(2).as_string::<i32>();
         for i in 0..batch.num_rows() {
@@ -116,7 +117,7 @@ async fn race(config: CatalogConfig) {
 async fn concurrent_writers_commit_each_file_once_locally() {
     let dir = tempfile::tempdir().expect("tempdir");
     let config = CatalogConfig::for_lake(&dir.path().display().to_string(), None).expect("config");
-    race(config).await;
+    race(config, "race").await;
 }
 
 #[tokio::test]
@@ -150,5 +151,44 @@ async fn concurrent_writers_commit_each_file_once_on_s3() {
         ("aws_secret_access_key".into(), "test".into()),
     ];
     assert!(config.warehouse.starts_with("s3://"), "{config:?}");
-    race(config).await;
+    race(config, "race").await;
+}
+
+#[tokio::test]
+async fn concurrent_writers_commit_each_file_once_with_a_postgres_catalog() {
+    let Ok(url) = std::env::var("STRATA_TEST_PG_URL") else {
+        if std::env::var_os("CI").is_some() {
+            panic!("CI is set but STRATA_TEST_PG_URL is not: run `scripts/services.sh up`");
+        }
+        eprintln!(
+            "SKIPPED concurrent_writers_commit_each_file_once_with_a_postgres_catalog: no PostgreSQL"
+        );
+        return;
+    };
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config =
+        CatalogConfig::for_lake(&dir.path().display().to_string(), Some(&url)).expect("config");
+    // The catalog database outlives the test: a fresh table name per run.
+    let unique = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or_default();
+    race(config, &format!("race_{unique}")).await;
+}
+
+#[tokio::test]
+async fn an_unreachable_catalog_database_is_a_clear_error() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = CatalogConfig::for_lake(
+        &dir.path().display().to_string(),
+        Some("postgres://strata:secret@127.0.0.1:9/nowhere"),
+    )
+    .expect("config");
+    let e = SilverCatalog::open(&config).await.expect_err("unreachable");
+    let text = e.to_string();
+    assert!(
+        text.contains("127.0.0.1:9") && text.contains("hint"),
+        "{text}"
+    );
+    assert!(!text.contains("secret"), "the password is redacted: {text}");
 }

@@ -44,6 +44,8 @@ impl CatalogPointer {
         install_default_drivers();
         let pool = AnyPoolOptions::new()
             .max_connections(2)
+            // sqlx retries a refused connection until this runs out: fail in seconds, not 30.
+            .acquire_timeout(std::time::Duration::from_secs(5))
             .connect(uri)
             .await
             .map_err(|e| LayersError::Catalog {
