@@ -40,10 +40,19 @@ def main():
     lake = os.path.join(work, "lake")
     subprocess.run([STRATA, "bronze", "put", "--lake", lake, "--source", "iot", "--date", "2025-11-20",
                     "--input", data, "--lines-per-file", "250000"], check=True, cwd=ROOT, capture_output=True)
+    # The same events as ONE bronze object: memory must not follow the size of a file.
+    big = os.path.join(work, "lake-one-file")
+    subprocess.run([STRATA, "bronze", "put", "--lake", big, "--source", "iot", "--date", "2025-11-20",
+                    "--input", data, "--lines-per-file", str(events)], check=True, cwd=ROOT, capture_output=True)
     runs = {
         "strata (transform + writer thread)": [STRATA, "transform", "--input", data, "--out", os.path.join(work, "strata")],
         "strata batch (bronze → silver Iceberg)": [STRATA, "batch", "--lake", lake, "--source", "iot",
                                                    "--pipeline", "pipelines/iot.yaml"],
+        "strata batch, one bronze file, --memory-mb 1024": [STRATA, "batch", "--lake", big, "--source", "iot",
+                                                            "--pipeline", "pipelines/iot.yaml"],
+        "strata batch, one bronze file, --memory-mb 256": [STRATA, "batch", "--lake", big, "--source", "iot",
+                                                           "--pipeline", "pipelines/iot.yaml", "--full-refresh",
+                                                           "--memory-mb", "256"],
         "duckdb threads=1": [sys.executable, "bench/duckdb_iot.py", data, os.path.join(work, "duck1"), "1"],
         "duckdb threads=2": [sys.executable, "bench/duckdb_iot.py", data, os.path.join(work, "duck2"), "2"],
     }
