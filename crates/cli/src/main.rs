@@ -35,6 +35,28 @@ enum Command {
     Sql(cmd::sql::Args),
     /// Generate every source into a local bronze, run the batch path to silver, query gold.
     Demo(cmd::demo::Args),
+    /// Load an external source into bronze (`ingest postgres`: a consistent full load).
+    #[command(subcommand)]
+    Ingest(cmd::ingest::IngestCommand),
+    /// Confluent-compatible Schema Registry (embedded server).
+    #[command(subcommand)]
+    Registry(cmd::registry::RegistryCommand),
+    /// Avro in the Confluent wire format: encode pipeline output, decode messages.
+    #[command(subcommand)]
+    Avro(cmd::registry::AvroCommand),
+    /// Streaming drivers: Kafka JSON topic → pipeline → Avro topic, bronze, or silver.
+    #[command(subcommand)]
+    Stream(StreamCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum StreamCommand {
+    /// Kafka JSON topic → pipeline → Kafka Avro topic (+ dead-letter topic).
+    Avro(Box<cmd::stream::Args>),
+    /// Kafka JSON topic → pipeline → silver Iceberg table, exactly once (offsets in the table).
+    Silver(Box<cmd::stream_silver::Args>),
+    /// Kafka topic → bronze NDJSON files named by partition and offset range, nothing lost.
+    Bronze(Box<cmd::stream_bronze::Args>),
 }
 
 #[derive(Debug, Subcommand)]
@@ -98,6 +120,12 @@ fn main() -> ExitCode {
         Command::Batch(a) => block_on(cmd::batch::run(&a)),
         Command::Sql(a) => block_on(cmd::sql::run(&a)),
         Command::Demo(a) => block_on(cmd::demo::run(&a)),
+        Command::Ingest(c) => block_on(cmd::ingest::run(&c)),
+        Command::Registry(c) => block_on(cmd::registry::run_registry(&c)),
+        Command::Avro(c) => cmd::registry::run_avro(&c),
+        Command::Stream(StreamCommand::Avro(a)) => block_on(cmd::stream::run(&a)),
+        Command::Stream(StreamCommand::Silver(a)) => block_on(cmd::stream_silver::run(&a)),
+        Command::Stream(StreamCommand::Bronze(a)) => block_on(cmd::stream_bronze::run(&a)),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -34,6 +34,23 @@ pub enum ConnectorError {
         message: String,
     },
 
+    /// A Kafka operation failed.
+    #[error("kafka `{brokers}`, topic `{topic}`: {message} (hint: {hint})")]
+    Kafka {
+        /// Bootstrap servers.
+        brokers: String,
+        /// Topic, or empty for cluster-level operations.
+        topic: String,
+        /// librdkafka's message.
+        message: String,
+        /// What to check.
+        hint: &'static str,
+    },
+
+    /// A bug in strata-connectors.
+    #[error("internal error (a bug in strata-connectors, please report it): {0}")]
+    Internal(String),
+
     /// Building a batch for the core failed.
     #[error("building a batch for `{file}` at line {line}: {source}")]
     Batch {
@@ -45,9 +62,247 @@ pub enum ConnectorError {
         #[source]
         source: Box<strata_core::CoreError>,
     },
+
+    /// An Arrow schema cannot be written as Avro (a config problem: fix the pipeline's output).
+    #[error("column `{column}` cannot be mapped to Avro: {reason} (hint: {hint})")]
+    AvroSchema {
+        /// Dotted path of the column (`location.lat`), or the record name.
+        column: String,
+        /// What is wrong.
+        reason: String,
+        /// What to change.
+        hint: &'static str,
+    },
+
+    /// A row could not be encoded as Avro (data that does not fit the declared schema).
+    #[error("encoding row {row} as Avro failed at `{column}`: {reason}")]
+    AvroEncode {
+        /// Dotted path of the column.
+        column: String,
+        /// Row index within the batch.
+        row: usize,
+        /// What went wrong.
+        reason: String,
+    },
+
+    /// A message is not a valid Confluent-framed Avro datum of its writer schema.
+    #[error("cannot decode Avro message {message}: {reason} (hint: {hint})")]
+    AvroDecode {
+        /// Which message (index in the input, or the schema id).
+        message: String,
+        /// What went wrong.
+        reason: String,
+        /// What to check.
+        hint: &'static str,
+    },
+
+    /// The schema registry could not be reached (network, TLS, timeout): retryable.
+    #[error("schema registry `{url}` unreachable during {operation}: {source} (hint: {hint})")]
+    RegistryUnreachable {
+        /// Request URL.
+        url: String,
+        /// What the client was doing (`register`, `get schema by id`, …).
+        operation: String,
+        /// The HTTP client's error.
+        #[source]
+        source: reqwest::Error,
+        /// What to check.
+        hint: &'static str,
+    },
+
+    /// The schema registry answered with an error status.
+    #[error(
+        "schema registry refused {operation}: HTTP {status}, error_code {error_code}: {message} (hint: {hint})"
+    )]
+    Registry {
+        /// What the client was doing, with the subject / id.
+        operation: String,
+        /// HTTP status.
+        status: u16,
+        /// The registry's `error_code` (40401 subject not found, 40403 schema not found, …).
+        error_code: i64,
+        /// The registry's `message`.
+        message: String,
+        /// What to do.
+        hint: &'static str,
+    },
+
+    /// A new schema breaks the subject's compatibility rule: registering it was refused.
+    #[error(
+        "schema for subject `{subject}` is not {level} compatible with the registered versions: {reasons} (hint: make the change compatible, e.g. give new fields a default, or change the subject's compatibility level on purpose)"
+    )]
+    SchemaIncompatible {
+        /// Subject (`topic-value`).
+        subject: String,
+        /// The subject's compatibility level.
+        level: String,
+        /// Why, as reported by the compatibility check.
+        reasons: String,
+    },
+
+    /// The registry server's state file is unreadable, corrupt or cannot be written.
+    #[error("registry state file `{file}`: {reason} (hint: {hint})")]
+    RegistryState {
+        /// Path of the JSON state file.
+        file: String,
+        /// What went wrong.
+        reason: String,
+        /// What to do.
+        hint: &'static str,
+    },
+
+    /// The registry server cannot listen on its address.
+    #[error("cannot listen on `{addr}`: {source} (hint: pick a free port, or 127.0.0.1:0 for any)")]
+    Listen {
+        /// Requested address.
+        addr: String,
+        /// The OS error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The PostgreSQL source config is invalid: every problem, each with its YAML path.
+    #[error("invalid PostgreSQL source config:\n  - {}", problems.join("\n  - "))]
+    PgConfig {
+        /// `path: problem` lines.
+        problems: Vec<String>,
+    },
+
+    /// Connecting or authenticating to PostgreSQL failed.
+    #[error(
+        "cannot connect to PostgreSQL as `{user}` at {host}, database `{database}`: {message} (hint: {hint})"
+    )]
+    PgConnect {
+        /// `host:port`.
+        host: String,
+        /// Database.
+        database: String,
+        /// Role.
+        user: String,
+        /// The server's or the client's message.
+        message: String,
+        /// What to check.
+        hint: String,
+        /// True for network failures and full servers.
+        retryable: bool,
+    },
+
+    /// A configured table does not exist.
+    #[error("PostgreSQL table `{table}` does not exist in database `{database}` (hint: {hint})")]
+    PgTableNotFound {
+        /// Database.
+        database: String,
+        /// `schema.table`.
+        table: String,
+        /// What to check.
+        hint: String,
+    },
+
+    /// A configured column is missing, or the relation cannot be read as a table.
+    #[error("PostgreSQL `{table}` column `{column}` {problem} (hint: {hint})")]
+    PgColumn {
+        /// `schema.table`.
+        table: String,
+        /// Column (empty when about the relation).
+        column: String,
+        /// What is wrong.
+        problem: String,
+        /// What to change.
+        hint: &'static str,
+    },
+
+    /// The role lacks a privilege on a table.
+    #[error(
+        "permission denied: role `{user}` lacks the {privilege} privilege on PostgreSQL table `{table}`: {message} (hint: {hint})"
+    )]
+    PgPermission {
+        /// `schema.table`.
+        table: String,
+        /// Role.
+        user: String,
+        /// The privilege needed.
+        privilege: &'static str,
+        /// The server's message.
+        message: String,
+        /// The GRANT to ask for.
+        hint: String,
+    },
+
+    /// A statement on a table failed.
+    #[error(
+        "PostgreSQL query on `{table}` ({chunk}) failed [SQLSTATE {code}]: {message} (hint: {hint})"
+    )]
+    PgQuery {
+        /// `schema.table`.
+        table: String,
+        /// Chunk label or `planning`.
+        chunk: String,
+        /// SQLSTATE (empty for I/O errors).
+        code: String,
+        /// The server's or the client's message.
+        message: String,
+        /// What to do.
+        hint: String,
+        /// True for lost connections, shutdowns, serialization failures.
+        retryable: bool,
+    },
+
+    /// A binary COPY value cannot be decoded or has no faithful Arrow value.
+    #[error(
+        "decoding PostgreSQL `{table}` column `{column}` at row {row} of its chunk: {problem} (hint: {hint})"
+    )]
+    PgDecode {
+        /// `schema.table`.
+        table: String,
+        /// Column (empty for stream-level problems).
+        column: String,
+        /// Row number within the chunk (1-based).
+        row: u64,
+        /// What is wrong.
+        problem: String,
+        /// What to do.
+        hint: &'static str,
+    },
+
+    /// Exporting or importing the shared snapshot failed.
+    #[error("PostgreSQL snapshot: {message} (hint: {hint})")]
+    PgSnapshot {
+        /// The server's message.
+        message: String,
+        /// What to do.
+        hint: String,
+    },
+
+    /// The incremental watermark state file cannot be read or written.
+    #[error("watermark state file `{file}`: {message} (hint: {hint})")]
+    PgState {
+        /// Path.
+        file: String,
+        /// What went wrong.
+        message: String,
+        /// What to do.
+        hint: &'static str,
+    },
+
+    /// The consumer of a loaded part (e.g. the bronze writer) failed.
+    #[error("writing `{table}` chunk {chunk} part {part} failed: {message}")]
+    Sink {
+        /// `schema.table`.
+        table: String,
+        /// Chunk label.
+        chunk: String,
+        /// Part number.
+        part: u32,
+        /// The consumer's error.
+        message: String,
+    },
 }
 
 impl ConnectorError {
+    /// True when the error is about the Kafka cluster being unreachable (retry later).
+    pub fn is_unreachable(&self) -> bool {
+        matches!(self, ConnectorError::Kafka { hint, .. } if hint.starts_with("is the broker reachable"))
+    }
+
     /// True when retrying the same operation may succeed (transient I/O).
     pub fn is_retryable(&self) -> bool {
         match self {
@@ -57,6 +312,10 @@ impl ConnectorError {
                     | std::io::ErrorKind::TimedOut
                     | std::io::ErrorKind::WouldBlock
             ),
+            ConnectorError::RegistryUnreachable { .. } => true,
+            ConnectorError::Registry { status, .. } => *status >= 500,
+            ConnectorError::PgConnect { retryable, .. }
+            | ConnectorError::PgQuery { retryable, .. } => *retryable,
             _ => false,
         }
     }

@@ -5,8 +5,18 @@
 //!
 //! * [`file::NdjsonReader`] — streams newline-delimited records from local files (plain, gzip
 //!   or zstd) in bounded batches, each record tagged with its file and line.
+//! * [`kafka`] — consumer micro-batches with topic / partition / offset lineage and manual
+//!   offsets; an idempotent, optionally transactional producer.
+//! * [`postgres`] — full load (and incremental load by a watermark) of PostgreSQL tables from one
+//!   exported snapshot with parallel readers, binary COPY decoded into Arrow batches.
+//! * [`avro`] — pipeline output as Avro in the Confluent wire format, and back.
+//! * [`registry`] — Confluent Schema Registry client, compatibility rules and a small server.
 
+pub mod avro;
 pub mod error;
 pub mod file;
+pub mod kafka;
+pub mod postgres;
+pub mod registry;
 
 pub use error::{ConnectorError, Result};

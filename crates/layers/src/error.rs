@@ -154,6 +154,19 @@ pub enum LayersError {
         attempts: usize,
     },
 
+    /// A newer writer took over the table (a higher writer epoch): this one must stop.
+    #[error(
+        "silver table `{table}`: fenced by a newer writer (epoch {current} > ours {ours}); this writer stops (hint: one streaming writer per table — the newer one continues)"
+    )]
+    Fenced {
+        /// Table.
+        table: String,
+        /// Our epoch.
+        ours: i64,
+        /// The table's epoch.
+        current: i64,
+    },
+
     /// The catalog database cannot be opened.
     #[error("catalog `{uri}`: {message} (hint: {hint})")]
     Catalog {

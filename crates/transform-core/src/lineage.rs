@@ -24,6 +24,10 @@ pub const KAFKA_TOPIC: &str = "_kafka_topic";
 pub const KAFKA_PARTITION: &str = "_kafka_partition";
 /// Kafka offset.
 pub const KAFKA_OFFSET: &str = "_kafka_offset";
+/// Kafka record timestamp (create or log-append time).
+pub const KAFKA_TIMESTAMP: &str = "_kafka_timestamp";
+/// Kafka record key (bytes as received).
+pub const KAFKA_KEY: &str = "_kafka_key";
 
 fn ts() -> DataType {
     DataType::Timestamp(TimeUnit::Microsecond, Some(Arc::from("UTC")))
@@ -40,7 +44,8 @@ pub fn file_input_schema() -> SchemaRef {
     ]))
 }
 
-/// Input schema of records consumed from Kafka: raw value plus topic, partition and offset.
+/// Input schema of records consumed from Kafka: raw value plus topic, partition, offset, record
+/// timestamp and key.
 pub fn kafka_input_schema() -> SchemaRef {
     Arc::new(Schema::new(vec![
         Field::new(RAW, DataType::Binary, true),
@@ -49,6 +54,8 @@ pub fn kafka_input_schema() -> SchemaRef {
         Field::new(KAFKA_TOPIC, DataType::Utf8, false),
         Field::new(KAFKA_PARTITION, DataType::Int32, false),
         Field::new(KAFKA_OFFSET, DataType::Int64, false),
+        Field::new(KAFKA_TIMESTAMP, ts(), true),
+        Field::new(KAFKA_KEY, DataType::Binary, true),
     ]))
 }
 

@@ -4,7 +4,13 @@ pub mod batch;
 pub mod bronze;
 pub mod demo;
 pub mod generate;
+pub mod ingest;
+pub mod registry;
 pub mod sql;
+pub mod stream;
+pub mod stream_bronze;
+pub mod stream_silver;
+pub mod stream_state;
 pub mod transform;
 pub mod validate;
 

@@ -295,25 +295,40 @@ impl SilverAppend {
     /// again: if it now covers `covered`, this append is dropped (reported as skipped; its files
     /// are unreferenced), otherwise it is committed onto the new version.
     pub async fn commit(
-        mut self,
+        self,
         catalog: &SilverCatalog,
         covered: &[String],
         extra: &[(String, String)],
     ) -> Result<Committed> {
-        self.flush().await?;
-        let name = self.name.clone();
         let mut summary: HashMap<String, String> = extra.iter().cloned().collect();
         summary.insert(
             COVERED_KEY.to_string(),
             serde_json::to_string(covered).map_err(|e| LayersError::Internal(e.to_string()))?,
         );
+        self.commit_checked(catalog, summary, |base| coverage_state(base, covered))
+            .await
+    }
+
+    /// Commits everything written in one snapshot with `summary`, after `check` accepted the
+    /// exact table version the commit is based on: [`Coverage::Done`] drops the append,
+    /// [`Coverage::New`] commits it, an error stops. After losing a race the table is reloaded
+    /// and checked again, so the check always holds for the version that is committed onto
+    /// (streaming drivers check their committed offsets and writer epoch this way).
+    pub async fn commit_checked(
+        mut self,
+        catalog: &SilverCatalog,
+        summary: HashMap<String, String>,
+        check: impl Fn(&Table) -> Result<Coverage>,
+    ) -> Result<Committed> {
+        self.flush().await?;
+        let name = self.name.clone();
         let n_files = self.files.len();
         let mut base = self.table.clone();
         for attempt in 0..COMMIT_ATTEMPTS {
             if attempt > 0 {
                 base = catalog.load(base.identifier().name()).await?;
             }
-            if coverage_state(&base, covered)? == Coverage::Done {
+            if check(&base)? == Coverage::Done {
                 return Ok(Committed {
                     report: AppendReport {
                         lost_race: attempt > 0,
@@ -361,9 +376,12 @@ impl SilverAppend {
 /// How many times a commit is retried after another writer committed first.
 const COMMIT_ATTEMPTS: usize = 8;
 
-#[derive(Debug, PartialEq, Eq)]
-enum Coverage {
+/// What a commit check decided about a table version.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Coverage {
+    /// Not committed yet: commit.
     New,
+    /// Already committed: drop this append.
     Done,
 }
 

@@ -1,0 +1,235 @@
+//! `strata ingest postgres`: a consistent full (or incremental) load of PostgreSQL tables into
+//! bronze, one Parquet object per chunk part.
+//!
+//! Objects land under `bronze/source=postgres.<db>.<table>/date=<load date>/` (schema other than
+//! `public`: `postgres.<db>.<schema>.<table>`), named
+//! `<mode>-<snapshot stamp>-c<chunk>-<range>-p<part>.parquet`, each carrying the snapshot time in
+//! its key-value metadata (`strata.snapshot_time`). Puts are create-only: a chunk retried inside
+//! the load re-creates the same bytes under the same name and is recognised ("already present");
+//! a new run is a new snapshot and writes beside the old one, never over it. The load date is
+//! the snapshot's UTC date unless `--date` says otherwise. Memory is bounded by `part_rows` per
+//! reader (a larger chunk becomes several objects).
+
+use std::io::IsTerminal;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use indicatif::{ProgressBar, ProgressStyle};
+use strata_connectors::ConnectorError;
+use strata_connectors::postgres::{BoxError, PgLoader, PgSourceConfig, Progress};
+use strata_layers::bronze::{BronzeDate, BronzeWriter, PutOutcome};
+use strata_layers::lake::Lake;
+
+use crate::Failure;
+
+/// Sources `strata ingest` reads.
+#[derive(Debug, clap::Subcommand)]
+pub enum IngestCommand {
+    /// Full (or incremental) load of PostgreSQL tables from one snapshot into Parquet bronze.
+    Postgres(PostgresArgs),
+}
+
+/// Flags of `ingest postgres`.
+#[derive(Debug, clap::Args)]
+pub struct PostgresArgs {
+    /// The source config (YAML): connection, tables, parallelism (see docs/sources.md).
+    #[arg(long, env = "STRATA_INGEST_CONFIG")]
+    pub config: PathBuf,
+    /// Lake root (local path, file:// or s3://bucket/prefix).
+    #[arg(long, env = "STRATA_LAKE", default_value = "lake")]
+    pub lake: String,
+    /// Bronze date partition YYYY-MM-DD (default: the snapshot's UTC date).
+    #[arg(long)]
+    pub date: Option<String>,
+    /// Parallel readers (overrides the config's `parallelism`).
+    #[arg(long, env = "STRATA_PG_PARALLELISM")]
+    pub parallelism: Option<usize>,
+    /// Watermark state file of incremental tables (overrides the config's `state_file`).
+    #[arg(long, env = "STRATA_PG_STATE_FILE")]
+    pub state_file: Option<PathBuf>,
+    /// Read and decode everything, write nothing (no bronze object, no watermark): checks access,
+    /// types and read speed.
+    #[arg(long)]
+    pub dry_run: bool,
+}
+
+/// Runs an ingest command.
+pub async fn run(command: &IngestCommand) -> Result<(), Failure> {
+    match command {
+        IngestCommand::Postgres(args) => postgres(args).await,
+    }
+}
+
+/// Bad config, refused credentials / unknown database, unknown tables / columns and missing
+/// privileges are for the user to fix (exit 2); everything else — an unreachable server included
+/// — is a runtime failure (exit 1).
+fn failure(e: ConnectorError) -> Failure {
+    match e {
+        ConnectorError::PgConfig { .. }
+        | ConnectorError::PgConnect {
+            retryable: false, ..
+        }
+        | ConnectorError::PgTableNotFound { .. }
+        | ConnectorError::PgColumn { .. }
+        | ConnectorError::PgPermission { .. } => Failure::config(e),
+        _ => Failure::runtime(e),
+    }
+}
+
+async fn postgres(args: &PostgresArgs) -> Result<(), Failure> {
+    let text = std::fs::read_to_string(&args.config).map_err(|e| {
+        Failure::config(anyhow::anyhow!(
+            "cannot read config `{}`: {e}",
+            args.config.display()
+        ))
+    })?;
+    let mut config = PgSourceConfig::from_yaml(&text)
+        .map_err(|e| Failure::config(anyhow::anyhow!("{}: {e}", args.config.display())))?;
+    if let Some(p) = args.parallelism {
+        config.parallelism = p;
+    }
+    if let Some(s) = &args.state_file {
+        config.state_file = Some(s.clone());
+    }
+    let date = args
+        .date
+        .as_deref()
+        .map(BronzeDate::parse)
+        .transpose()
+        .map_err(Failure::config)?;
+    let loader = PgLoader::new(config)
+        .map_err(failure)?
+        .with_dry_run(args.dry_run);
+    let dry_run = args.dry_run;
+    let lake = Lake::open(&args.lake).map_err(Failure::config)?;
+    let writer = BronzeWriter::new(lake);
+
+    let bar = std::io::stderr().is_terminal().then(|| {
+        let bar = ProgressBar::new_spinner();
+        bar.set_style(
+            ProgressStyle::with_template("{spinner} {elapsed} {msg}")
+                .unwrap_or_else(|_| ProgressStyle::default_spinner()),
+        );
+        bar.enable_steady_tick(Duration::from_millis(200));
+        bar
+    });
+    let last_line = Mutex::new(Instant::now());
+    let progress = |p: &Progress| {
+        let line = format!(
+            "{} rows · {:.0} rows/s · chunks {}/{}{}",
+            p.rows,
+            p.rows_per_sec,
+            p.chunks_done,
+            p.chunks_total,
+            if p.retries > 0 {
+                format!(" · {} retries", p.retries)
+            } else {
+                String::new()
+            }
+        );
+        match &bar {
+            Some(bar) => bar.set_message(line),
+            None => {
+                // Plain lines every 5 s (and the final one) when not on a terminal.
+                if let Ok(mut last) = last_line.lock()
+                    && (last.elapsed() >= Duration::from_secs(5) || p.chunks_done == p.chunks_total)
+                {
+                    *last = Instant::now();
+                    eprintln!("progress: {line}");
+                }
+            }
+        }
+    };
+
+    let created = Arc::new(AtomicUsize::new(0));
+    let present = Arc::new(AtomicUsize::new(0));
+    let bytes = Arc::new(AtomicU64::new(0));
+    let sources = Arc::new(Mutex::new(std::collections::BTreeSet::new()));
+    let on_part = |part: strata_connectors::postgres::LoadedPart| {
+        let (writer, created, present, bytes, sources) = (
+            writer.clone(),
+            created.clone(),
+            present.clone(),
+            bytes.clone(),
+            sources.clone(),
+        );
+        async move {
+            if dry_run {
+                return Ok(());
+            }
+            let date = match date {
+                Some(d) => d,
+                None => BronzeDate::parse(&part.snapshot.date)?,
+            };
+            let source = part.source_name();
+            let metadata = part.metadata();
+            let kv: Vec<(&str, &str)> = metadata
+                .iter()
+                .map(|(k, v)| (k.as_str(), v.as_str()))
+                .collect();
+            let outcome = writer
+                .put_parquet(&source, date, &part.object_stem(), &part.batches, &kv)
+                .await?;
+            match outcome {
+                PutOutcome::Created { bytes: n, .. } => {
+                    created.fetch_add(1, Ordering::Relaxed);
+                    bytes.fetch_add(n, Ordering::Relaxed);
+                }
+                PutOutcome::AlreadyPresent { .. } => {
+                    present.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+            if let Ok(mut s) = sources.lock() {
+                s.insert(format!("bronze/source={source}/date={date}"));
+            }
+            Ok::<(), BoxError>(())
+        }
+    };
+    let result = loader.run(on_part, &progress).await;
+    if let Some(bar) = &bar {
+        bar.finish_and_clear();
+    }
+    let report = result.map_err(failure)?;
+    println!(
+        "snapshot {} (database `{}`, role `{}`)",
+        report.snapshot.time, report.snapshot.database, report.snapshot.user
+    );
+    for t in &report.tables {
+        let watermark = match &t.watermark {
+            Some((from, to)) => format!(
+                ", watermark {} → {to}",
+                from.as_deref().unwrap_or("(first run)")
+            ),
+            None => String::new(),
+        };
+        println!(
+            "  {}: {} rows in {} chunks, {} parts{watermark}",
+            t.table, t.rows, t.chunks, t.parts
+        );
+    }
+    if let Ok(s) = sources.lock() {
+        for s in s.iter() {
+            println!("  → {s}/");
+        }
+    }
+    let secs = report.elapsed.as_secs_f64().max(1e-9);
+    println!(
+        "ingest postgres: {} rows in {:.2} s ({:.0} rows/s), {} objects created ({} bytes), {} already present, {} chunk retries",
+        report.rows,
+        secs,
+        report.rows as f64 / secs,
+        created.load(Ordering::Relaxed),
+        bytes.load(Ordering::Relaxed),
+        present.load(Ordering::Relaxed),
+        report.retries
+    );
+    if dry_run {
+        println!("dry run: nothing was written (no bronze object, no watermark)");
+    }
+    if let Some(state) = &report.state_file {
+        println!("watermarks stored in {}", state.display());
+    }
+    Ok(())
+}

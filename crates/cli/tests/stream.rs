@@ -1,0 +1,565 @@
+//! `strata stream avro` against the real broker (tansu, started by `scripts/services.sh up`) and
+//! Strata's Schema Registry: JSON events with malformed and duplicated ones in, Avro out that
+//! decodes back to the same values, every bad record in the dead-letter topic with its reason;
+//! SIGKILL at random moments in exactly-once mode; two instances with explicit partitions.
+//!
+//! Outside CI, without the broker, the tests say so loudly and pass; with `CI` set they fail.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::consumer::{Consumer, StreamConsumer};
+use rdkafka::message::{Headers, Message};
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::{ClientConfig, Offset, TopicPartitionList};
+use strata_connectors::avro::AvroDecoder;
+use strata_connectors::registry::server::RunningRegistry;
+use strata_connectors::registry::{RegistryClient, RegistryServer};
+
+const PIPELINE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../pipelines/iot.yaml");
+
+fn broker(test: &str) -> Option<String> {
+    match std::env::var("STRATA_TEST_KAFKA") {
+        Ok(b) => Some(b),
+        Err(_) if std::env::var_os("CI").is_some() => {
+            panic!("CI is set but STRATA_TEST_KAFKA is not: run `scripts/services.sh up`")
+        }
+        Err(_) => {
+            eprintln!("SKIPPED {test}: no Kafka broker (run `scripts/services.sh up`)");
+            None
+        }
+    }
+}
+
+fn unique(prefix: &str) -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or_default();
+    format!("{prefix}-{nanos}")
+}
+
+async fn create_topics(brokers: &str, topics: &[(&str, i32)]) {
+    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .create()
+        .expect("admin");
+    let new: Vec<NewTopic> = topics
+        .iter()
+        .map(|(t, p)| NewTopic::new(t, *p, TopicReplication::Fixed(1)))
+        .collect();
+    for r in admin
+        .create_topics(&new, &AdminOptions::new())
+        .await
+        .expect("create topics")
+    {
+        r.expect("topic created");
+    }
+}
+
+/// Generated IoT events (with malformed lines, bad values and duplicates) and what
+/// `strata transform` makes of them: (lines, rows out, quarantined).
+fn events(dir: &Path, n: usize) -> (Vec<String>, usize, usize) {
+    let bin = env!("CARGO_BIN_EXE_strata");
+    let ok = |args: &[&str]| {
+        let out = Command::new(bin)
+            .args(args)
+            .current_dir(dir)
+            .output()
+            .expect("strata");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).to_string()
+    };
+    ok(&[
+        "generate",
+        "iot",
+        "--events",
+        &n.to_string(),
+        "--malformed",
+        "0.01",
+        "--invalid",
+        "0.01",
+        "--duplicates",
+        "0.03",
+        "--out",
+        "in.ndjson",
+    ]);
+    let summary = ok(&[
+        "transform",
+        "--json",
+        "--input",
+        "in.ndjson",
+        "--out",
+        "t",
+        "--pipeline",
+        PIPELINE,
+    ]);
+    let v: serde_json::Value = serde_json::from_str(&summary).expect("json");
+    let lines = std::fs::read_to_string(dir.join("in.ndjson"))
+        .expect("read")
+        .lines()
+        .map(str::to_string)
+        .collect();
+    let count = |k: &str| v["metrics"][k].as_u64().unwrap_or(0) as usize;
+    (lines, count("rows_out"), count("quarantined"))
+}
+
+/// Produces `lines` keyed by their device id (so a device stays in one partition).
+async fn produce(brokers: &str, topic: &str, lines: &[String]) {
+    let producer: FutureProducer = ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .set("enable.idempotence", "true")
+        .set("acks", "all")
+        .create()
+        .expect("producer");
+    let mut pending = Vec::new();
+    for line in lines {
+        let key = serde_json::from_str::<serde_json::Value>(line)
+            .ok()
+            .and_then(|v| v["device_id"].as_str().map(str::to_string))
+            .unwrap_or_default();
+        let record = FutureRecord::to(topic)
+            .payload(line.as_str())
+            .key(key.as_str());
+        pending.push(producer.send_result(record).expect("queue"));
+    }
+    for p in pending {
+        p.await.expect("delivered").expect("acked");
+    }
+}
+
+/// Everything in `topic` (all partitions), read until nothing new arrives for a while — the
+/// broker's reported end of a partition can't be trusted (see ../shared/SERVERS.md).
+async fn read_all(brokers: &str, topic: &str, partitions: i32) -> Vec<Consumed> {
+    let consumer: StreamConsumer = ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .set("group.id", unique("reader"))
+        .set("enable.auto.commit", "false")
+        .set("isolation.level", "read_committed")
+        .create()
+        .expect("consumer");
+    let mut tpl = TopicPartitionList::new();
+    for p in 0..partitions {
+        tpl.add_partition_offset(topic, p, Offset::Beginning)
+            .expect("tpl");
+    }
+    consumer.assign(&tpl).expect("assign");
+    let mut out = Vec::new();
+    loop {
+        match tokio::time::timeout(Duration::from_secs(6), consumer.recv()).await {
+            Err(_) => break,
+            Ok(m) => {
+                let m = m.expect("message");
+                let headers = m
+                    .headers()
+                    .map(|h| {
+                        h.iter()
+                            .map(|h| {
+                                (
+                                    h.key.to_string(),
+                                    String::from_utf8_lossy(h.value.unwrap_or_default())
+                                        .to_string(),
+                                )
+                            })
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                out.push((m.payload().map(<[u8]>::to_vec), headers));
+            }
+        }
+    }
+    out
+}
+
+async fn registry(dir: &Path) -> RunningRegistry {
+    RegistryServer::bind("127.0.0.1:0", dir.join("registry.json"))
+        .await
+        .expect("registry")
+        .spawn()
+}
+
+struct Topics {
+    input: String,
+    output: String,
+    dlq: String,
+}
+
+fn stream_cmd(dir: &Path, brokers: &str, registry: &str, t: &Topics, extra: &[&str]) -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_strata"));
+    // A group per test topic: a group shared across tests would see other members.
+    c.current_dir(dir)
+        .args(["stream", "avro", "--group", &format!("{}-group", t.input)]);
+    c.args([
+        "--brokers",
+        brokers,
+        "--input-topic",
+        &t.input,
+        "--output-topic",
+        &t.output,
+        "--dlq-topic",
+        &t.dlq,
+        "--pipeline",
+        PIPELINE,
+        "--registry",
+        registry,
+        "--key-column",
+        "device_id",
+        "--max-rows",
+        "2000",
+        "--max-wait-ms",
+        "100",
+    ]);
+    c.args(extra);
+    c
+}
+
+async fn finish(mut c: Command) -> String {
+    let out = tokio::task::spawn_blocking(move || c.output().expect("run"))
+        .await
+        .expect("join");
+    assert!(
+        out.status.success(),
+        "{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).to_string()
+}
+
+/// Decodes Avro values and returns (device_id, seq) → times seen.
+/// A consumed record: value and headers.
+type Consumed = (Option<Vec<u8>>, HashMap<String, String>);
+
+async fn keys_of(registry: &str, values: &[Consumed]) -> BTreeMap<(String, i64), usize> {
+    let decoder = AvroDecoder::new(std::sync::Arc::new(
+        RegistryClient::from_url(registry).expect("client"),
+    ));
+    let mut keys = BTreeMap::new();
+    for (v, _) in values {
+        let json = decoder
+            .decode_json(v.as_deref().expect("value"))
+            .await
+            .expect("decodes");
+        let id = json["device_id"].as_str().expect("device_id").to_string();
+        let seq = json["seq"].as_i64().expect("seq");
+        *keys.entry((id, seq)).or_insert(0) += 1;
+    }
+    keys
+}
+
+fn topics(prefix: &str) -> Topics {
+    let base = unique(prefix);
+    Topics {
+        input: format!("{base}-json"),
+        output: format!("{base}-avro"),
+        dlq: format!("{base}-dlq"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn json_to_avro_with_dead_letters_matches_the_batch_result() {
+    let Some(brokers) = broker("json_to_avro_with_dead_letters") else {
+        return;
+    };
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (lines, want_rows, want_quarantined) = events(dir.path(), 6000);
+    let t = topics("avro");
+    create_topics(&brokers, &[(&t.input, 1), (&t.output, 1), (&t.dlq, 1)]).await;
+    produce(&brokers, &t.input, &lines).await;
+    let reg = registry(dir.path()).await;
+    // Consumer-group mode (one member: the local broker can't rebalance more); joining the
+    // group takes about half the session timeout, hence the long idle bound.
+    finish(stream_cmd(
+        dir.path(),
+        &brokers,
+        reg.url(),
+        &t,
+        &["--stop-when-idle-ms", "8000"],
+    ))
+    .await;
+
+    let avro = read_all(&brokers, &t.output, 1).await;
+    assert_eq!(avro.len(), want_rows, "valid, deduplicated count");
+    let keys = keys_of(reg.url(), &avro).await;
+    assert_eq!(keys.len(), want_rows, "no key twice");
+    // The Avro values decode to what the input said (spot check: the first valid line).
+    let decoder = AvroDecoder::new(std::sync::Arc::new(
+        RegistryClient::from_url(reg.url()).expect("client"),
+    ));
+    let first = decoder
+        .decode_json(avro[0].0.as_deref().expect("value"))
+        .await
+        .expect("decode");
+    let source = lines
+        .iter()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .find(|v| v["device_id"] == first["device_id"] && v["seq"] == first["seq"])
+        .expect("the source event");
+    assert_eq!(source["device_id"], first["device_id"]);
+
+    let dead = read_all(&brokers, &t.dlq, 1).await;
+    assert_eq!(dead.len(), want_quarantined, "every bad record in the DLQ");
+    for (value, headers) in &dead {
+        assert!(value.is_some(), "raw value kept");
+        assert!(
+            headers.get("strata.reason").is_some_and(|r| !r.is_empty()),
+            "{headers:?}"
+        );
+        assert!(
+            headers.contains_key("strata.step") && headers.contains_key("strata.source.offset"),
+            "{headers:?}"
+        );
+    }
+
+    // Running again consumes nothing new and produces nothing.
+    finish(stream_cmd(
+        dir.path(),
+        &brokers,
+        reg.url(),
+        &t,
+        &["--stop-when-idle-ms", "6000"],
+    ))
+    .await;
+    assert_eq!(read_all(&brokers, &t.output, 1).await.len(), want_rows);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn exactly_once_mode_survives_kill_9_at_five_moments() {
+    let Some(brokers) = broker("exactly_once_mode_survives_kill_9") else {
+        return;
+    };
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (lines, want_rows, _) = events(dir.path(), 30000);
+    let t = topics("eos");
+    create_topics(&brokers, &[(&t.input, 1), (&t.output, 1), (&t.dlq, 1)]).await;
+    produce(&brokers, &t.input, &lines).await;
+    let reg = registry(dir.path()).await;
+    let mut rng = 0x2545_f491_u64;
+    for round in 0..5 {
+        rng ^= rng << 13;
+        rng ^= rng >> 7;
+        rng ^= rng << 17;
+        let after = Duration::from_millis(300 + rng % 1500);
+        let mut child = stream_cmd(
+            dir.path(),
+            &brokers,
+            reg.url(),
+            &t,
+            &["--exactly-once", "--partitions", "0"],
+        )
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn");
+        let started = Instant::now();
+        tokio::time::sleep(after).await;
+        child.kill().expect("SIGKILL");
+        let _ = child.wait();
+        eprintln!("round {round}: killed after {:?}", started.elapsed());
+    }
+    finish(stream_cmd(
+        dir.path(),
+        &brokers,
+        reg.url(),
+        &t,
+        &[
+            "--exactly-once",
+            "--partitions",
+            "0",
+            "--stop-when-idle-ms",
+            "5000",
+        ],
+    ))
+    .await;
+    let avro = read_all(&brokers, &t.output, 1).await;
+    let keys = keys_of(reg.url(), &avro).await;
+    let twice: Vec<_> = keys.iter().filter(|(_, n)| **n > 1).take(3).collect();
+    assert!(
+        twice.is_empty(),
+        "exactly once for read_committed readers: {twice:?}"
+    );
+    assert_eq!(keys.len(), want_rows);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_instances_with_explicit_partitions_deliver_every_event_once() {
+    let Some(brokers) = broker("two_instances_with_explicit_partitions") else {
+        return;
+    };
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (lines, want_rows, _) = events(dir.path(), 8000);
+    let t = topics("inst");
+    create_topics(&brokers, &[(&t.input, 4), (&t.output, 2), (&t.dlq, 1)]).await;
+    produce(&brokers, &t.input, &lines).await;
+    let reg = registry(dir.path()).await;
+    let a = stream_cmd(
+        dir.path(),
+        &brokers,
+        reg.url(),
+        &t,
+        &["--instance", "0/2", "--stop-when-idle-ms", "5000"],
+    );
+    let b = stream_cmd(
+        dir.path(),
+        &brokers,
+        reg.url(),
+        &t,
+        &["--instance", "1/2", "--stop-when-idle-ms", "5000"],
+    );
+    let (ra, rb) = tokio::join!(finish(a), finish(b));
+    assert!(
+        ra.contains("partitions [0, 2]") && rb.contains("partitions [1, 3]"),
+        "{ra}\n{rb}"
+    );
+    let avro = read_all(&brokers, &t.output, 2).await;
+    let keys = keys_of(reg.url(), &avro).await;
+    assert!(keys.values().all(|n| *n == 1), "no event twice");
+    assert_eq!(keys.len(), want_rows, "every valid event once");
+}
+
+fn silver_cmd(dir: &Path, brokers: &str, input: &str, extra: &[&str]) -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_strata"));
+    c.current_dir(dir).args([
+        "stream",
+        "silver",
+        "--brokers",
+        brokers,
+        "--input-topic",
+        input,
+        "--pipeline",
+        PIPELINE,
+        "--lake",
+        "lake",
+        "--max-rows",
+        "2000",
+        "--max-wait-ms",
+        "100",
+    ]);
+    c.args(extra);
+    c
+}
+
+/// (device_id, seq) → times seen in a silver table.
+async fn silver_keys(dir: &Path, table: &str) -> (BTreeMap<(String, i64), usize>, usize) {
+    use arrow::array::AsArray;
+    let catalog = strata_layers::silver::SilverCatalog::open_local(&dir.join("lake/catalog"))
+        .await
+        .expect("catalog");
+    let batches = catalog.read_table(table).await.expect("read");
+    let mut keys = BTreeMap::new();
+    let mut rows = 0;
+    for b in &batches {
+        rows += b.num_rows();
+        if let (Some(ids), Some(seqs)) = (b.column_by_name("device_id"), b.column_by_name("seq")) {
+            let ids = ids.as_string::<i32>();
+            let seqs = seqs.as_primitive::<arrow::datatypes::Int64Type>();
+            for i in 0..b.num_rows() {
+                *keys
+                    .entry((ids.value(i).to_string(), seqs.value(i)))
+                    .or_insert(0) += 1;
+            }
+        }
+    }
+    (keys, rows)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn silver_holds_every_event_exactly_once_across_kill_9() {
+    let Some(brokers) = broker("silver_holds_every_event_exactly_once_across_kill_9") else {
+        return;
+    };
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (lines, want_rows, want_quarantined) = events(dir.path(), 40000);
+    let t = topics("silver");
+    create_topics(&brokers, &[(&t.input, 2)]).await;
+    produce(&brokers, &t.input, &lines).await;
+    let mut rng = 0x9e37_79b9_u64;
+    for round in 0..5 {
+        rng ^= rng << 13;
+        rng ^= rng >> 7;
+        rng ^= rng << 17;
+        let after = Duration::from_millis(400 + rng % 1600);
+        let mut child = silver_cmd(
+            dir.path(),
+            &brokers,
+            &t.input,
+            &["--commit-interval-ms", "300"],
+        )
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn");
+        tokio::time::sleep(after).await;
+        child.kill().expect("SIGKILL");
+        let _ = child.wait();
+        eprintln!("round {round}: killed after {after:?}");
+    }
+    finish(silver_cmd(
+        dir.path(),
+        &brokers,
+        &t.input,
+        &["--commit-interval-ms", "300", "--stop-when-idle-ms", "5000"],
+    ))
+    .await;
+    let (keys, rows) = silver_keys(dir.path(), "iot_events").await;
+    assert!(keys.values().all(|n| *n == 1), "no event twice in silver");
+    assert_eq!((keys.len(), rows), (want_rows, want_rows));
+    let (_, quarantined) = silver_keys(dir.path(), "iot_events_quarantine").await;
+    assert_eq!(
+        quarantined, want_quarantined,
+        "every bad record once in the quarantine table"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_zombie_writer_is_fenced_by_the_newer_epoch() {
+    let Some(brokers) = broker("a_zombie_writer_is_fenced") else {
+        return;
+    };
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (lines, want_rows, _) = events(dir.path(), 6000);
+    let t = topics("zombie");
+    create_topics(&brokers, &[(&t.input, 1)]).await;
+    produce(&brokers, &t.input, &lines).await;
+    // The old writer buffers a long chunk; meanwhile a new writer takes over and finishes.
+    let old = silver_cmd(
+        dir.path(),
+        &brokers,
+        &t.input,
+        &["--commit-interval-ms", "8000"],
+    )
+    .stdout(Stdio::piped())
+    .stderr(Stdio::piped())
+    .spawn()
+    .expect("spawn old");
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    finish(silver_cmd(
+        dir.path(),
+        &brokers,
+        &t.input,
+        &["--commit-interval-ms", "500", "--stop-when-idle-ms", "2000"],
+    ))
+    .await;
+    let out = tokio::task::spawn_blocking(move || old.wait_with_output().expect("old"))
+        .await
+        .expect("join");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && err.contains("fenced by a newer writer"),
+        "{err}"
+    );
+    let (keys, rows) = silver_keys(dir.path(), "iot_events").await;
+    assert_eq!(
+        (keys.len(), rows),
+        (want_rows, want_rows),
+        "the zombie's chunk never landed"
+    );
+}

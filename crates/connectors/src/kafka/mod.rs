@@ -1,0 +1,16 @@
+//! Kafka: a consumer that hands the pipeline batches with lineage columns and manual offsets, and
+//! an idempotent (optionally transactional) producer that returns only once the broker has
+//! acknowledged every record.
+//!
+//! Built on rdkafka with its bundled librdkafka. Every librdkafka property can be passed through
+//! ([`KafkaConfig::properties`]: TLS, SASL, timeouts), so the same code runs against a managed
+//! cluster; Strata only fixes what correctness needs (no auto commit, no auto offset store,
+//! `enable.idempotence`, `acks=all`, `isolation.level=read_committed`).
+
+mod config;
+mod sink;
+mod source;
+
+pub use config::{KafkaConfig, partitions_of};
+pub use sink::{KafkaSink, OutRecord};
+pub use source::{Assignment, KafkaSource, Positions};

@@ -1,0 +1,286 @@
+//! The consumer side: micro-batches of raw records with their lineage
+//! (`strata_core::lineage::kafka_input_schema`), bounded by rows, bytes and time, and the
+//! positions (next offset per partition) they advance to. Offsets are never committed
+//! automatically: the driver commits them once the batch's output is durable.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use arrow::array::{
+    ArrayRef, BinaryBuilder, Int32Builder, Int64Builder, RecordBatch, StringArray,
+    TimestampMicrosecondArray, TimestampMicrosecondBuilder,
+};
+use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
+use rdkafka::message::Message;
+use rdkafka::{Offset, TopicPartitionList};
+
+use super::config::{KafkaConfig, partitions_of};
+use crate::error::{ConnectorError, Result};
+
+/// Next offset to read, per partition.
+pub type Positions = BTreeMap<i32, i64>;
+
+/// Which partitions this consumer reads.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Assignment {
+    /// Subscribe as a member of the consumer group (the broker assigns partitions and the
+    /// group's committed offsets are the start).
+    Group,
+    /// Exactly these partitions, no group coordination.
+    Partitions(Vec<i32>),
+    /// Instance `index` of `count`: the partitions `p` with `p % count == index`.
+    Instance {
+        /// 0-based.
+        index: u32,
+        /// How many instances share the topic.
+        count: u32,
+    },
+}
+
+/// A Kafka topic as a source of pipeline batches.
+pub struct KafkaSource {
+    consumer: StreamConsumer,
+    config: KafkaConfig,
+    topic: String,
+    source: String,
+    partitions: Vec<i32>,
+    positions: Positions,
+}
+
+impl std::fmt::Debug for KafkaSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KafkaSource")
+            .field("topic", &self.topic)
+            .field("positions", &self.positions)
+            .finish()
+    }
+}
+
+impl KafkaSource {
+    /// Connects and assigns partitions. `group` names the consumer group offsets are committed
+    /// to (in every mode). With explicit partitions, reading starts at `start` where given, else
+    /// at the group's committed offset, else at the beginning.
+    pub fn open(
+        config: &KafkaConfig,
+        topic: &str,
+        group: &str,
+        assignment: &Assignment,
+        start: &Positions,
+    ) -> Result<Self> {
+        let all = partitions_of(config, topic)?;
+        let mut client = config.client_config();
+        client
+            .set("group.id", group)
+            .set("enable.auto.commit", "false")
+            .set("enable.auto.offset.store", "false")
+            .set("auto.offset.reset", "earliest")
+            .set("isolation.level", "read_committed")
+            .set("session.timeout.ms", "6000");
+        for (k, v) in &config.properties {
+            client.set(k, v);
+        }
+        let consumer: StreamConsumer = client.create().map_err(|e| config.kafka_error(topic, e))?;
+        let partitions: Vec<i32> = match assignment {
+            Assignment::Group => all.clone(),
+            Assignment::Partitions(p) => {
+                if let Some(bad) = p.iter().find(|p| !all.contains(p)) {
+                    return Err(ConnectorError::Kafka {
+                        brokers: config.brokers.clone(),
+                        topic: topic.to_string(),
+                        message: format!("partition {bad} does not exist (the topic has {all:?})"),
+                        hint: "pass partitions the topic has",
+                    });
+                }
+                p.clone()
+            }
+            Assignment::Instance { index, count } => {
+                if *count == 0 || index >= count {
+                    return Err(ConnectorError::Kafka {
+                        brokers: config.brokers.clone(),
+                        topic: topic.to_string(),
+                        message: format!("instance {index}/{count} is not valid"),
+                        hint: "use --instance i/N with 0 <= i < N",
+                    });
+                }
+                all.iter()
+                    .copied()
+                    .filter(|p| (*p as u32) % count == *index)
+                    .collect()
+            }
+        };
+        let mut positions = Positions::new();
+        if *assignment == Assignment::Group {
+            consumer
+                .subscribe(&[topic])
+                .map_err(|e| config.kafka_error(topic, e))?;
+            positions.extend(start.iter().map(|(p, o)| (*p, *o)));
+        } else {
+            let committed = committed(&consumer, config, topic, &partitions)?;
+            let mut tpl = TopicPartitionList::new();
+            for p in &partitions {
+                let offset = start.get(p).or_else(|| committed.get(p)).copied();
+                let at = match offset {
+                    Some(o) => Offset::Offset(o),
+                    None => Offset::Beginning,
+                };
+                tpl.add_partition_offset(topic, *p, at)
+                    .map_err(|e| config.kafka_error(topic, e))?;
+                if let Some(o) = offset {
+                    positions.insert(*p, o);
+                }
+            }
+            consumer
+                .assign(&tpl)
+                .map_err(|e| config.kafka_error(topic, e))?;
+        }
+        Ok(KafkaSource {
+            consumer,
+            config: config.clone(),
+            topic: topic.to_string(),
+            source: topic.to_string(),
+            partitions,
+            positions,
+        })
+    }
+
+    /// Names the records' `_source` (default: the topic).
+    pub fn with_source_name(mut self, name: impl Into<String>) -> Self {
+        self.source = name.into();
+        self
+    }
+
+    /// The partitions this source reads (in group mode: all of the topic's).
+    pub fn partitions(&self) -> &[i32] {
+        &self.partitions
+    }
+
+    /// Next offset per partition after everything returned so far.
+    pub fn positions(&self) -> &Positions {
+        &self.positions
+    }
+
+    /// The group's committed offsets for this source's partitions.
+    pub fn committed(&self) -> Result<Positions> {
+        committed(&self.consumer, &self.config, &self.topic, &self.partitions)
+    }
+
+    /// The underlying consumer (transactions need its group metadata).
+    pub fn consumer(&self) -> &StreamConsumer {
+        &self.consumer
+    }
+
+    /// Commits `positions` to the consumer group (synchronously).
+    pub fn commit(&self, positions: &Positions) -> Result<()> {
+        let tpl = self.offsets_list(positions)?;
+        if tpl.count() == 0 {
+            return Ok(());
+        }
+        self.consumer
+            .commit(&tpl, CommitMode::Sync)
+            .map_err(|e| self.config.kafka_error(&self.topic, e))
+    }
+
+    /// `positions` as a librdkafka partition list.
+    pub fn offsets_list(&self, positions: &Positions) -> Result<TopicPartitionList> {
+        let mut tpl = TopicPartitionList::new();
+        for (p, o) in positions {
+            tpl.add_partition_offset(&self.topic, *p, Offset::Offset(*o))
+                .map_err(|e| self.config.kafka_error(&self.topic, e))?;
+        }
+        Ok(tpl)
+    }
+
+    /// The next micro-batch: up to `max_rows` records or `max_bytes` of values, returned once
+    /// full or when `max_wait` has passed since the first record arrived; `None` when nothing
+    /// arrived within `max_wait`.
+    pub async fn next_batch(
+        &mut self,
+        max_rows: usize,
+        max_bytes: usize,
+        max_wait: Duration,
+    ) -> Result<Option<RecordBatch>> {
+        let mut raw = BinaryBuilder::new();
+        let mut keys = BinaryBuilder::new();
+        let mut partitions = Int32Builder::new();
+        let mut offsets = Int64Builder::new();
+        let mut stamps = TimestampMicrosecondBuilder::new();
+        let (mut rows, mut bytes) = (0usize, 0usize);
+        let mut deadline = Instant::now() + max_wait;
+        while rows < max_rows.max(1) && bytes < max_bytes {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                break;
+            }
+            let message = match tokio::time::timeout(left, self.consumer.recv()).await {
+                Err(_) => break,
+                Ok(Err(e)) => return Err(self.config.kafka_error(&self.topic, e)),
+                Ok(Ok(m)) => m,
+            };
+            if rows == 0 {
+                // The wait bounds latency from the first record, not idle time before it.
+                deadline = Instant::now() + max_wait;
+            }
+            match message.payload() {
+                Some(v) => {
+                    bytes += v.len();
+                    raw.append_value(v);
+                }
+                None => raw.append_null(),
+            }
+            match message.key() {
+                Some(k) => keys.append_value(k),
+                None => keys.append_null(),
+            }
+            partitions.append_value(message.partition());
+            offsets.append_value(message.offset());
+            stamps.append_option(message.timestamp().to_millis().map(|ms| ms * 1000));
+            self.positions
+                .insert(message.partition(), message.offset() + 1);
+            rows += 1;
+        }
+        if rows == 0 {
+            return Ok(None);
+        }
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_micros() as i64)
+            .unwrap_or_default();
+        let columns: Vec<ArrayRef> = vec![
+            Arc::new(raw.finish()),
+            Arc::new(StringArray::from(vec![self.source.as_str(); rows])),
+            Arc::new(TimestampMicrosecondArray::from(vec![now; rows]).with_timezone("UTC")),
+            Arc::new(StringArray::from(vec![self.topic.as_str(); rows])),
+            Arc::new(partitions.finish()),
+            Arc::new(offsets.finish()),
+            Arc::new(stamps.finish().with_timezone("UTC")),
+            Arc::new(keys.finish()),
+        ];
+        RecordBatch::try_new(strata_core::lineage::kafka_input_schema(), columns)
+            .map(Some)
+            .map_err(|e| ConnectorError::Internal(format!("building a Kafka batch: {e}")))
+    }
+}
+
+fn committed(
+    consumer: &StreamConsumer,
+    config: &KafkaConfig,
+    topic: &str,
+    partitions: &[i32],
+) -> Result<Positions> {
+    let mut tpl = TopicPartitionList::new();
+    for p in partitions {
+        tpl.add_partition(topic, *p);
+    }
+    let got = consumer
+        .committed_offsets(tpl, config.metadata_timeout)
+        .map_err(|e| config.kafka_error(topic, e))?;
+    Ok(got
+        .elements()
+        .iter()
+        .filter_map(|e| match e.offset() {
+            Offset::Offset(o) => Some((e.partition(), o)),
+            _ => None,
+        })
+        .collect())
+}
