@@ -563,3 +563,338 @@ async fn a_zombie_writer_is_fenced_by_the_newer_epoch() {
         "the zombie's chunk never landed"
     );
 }
+
+/// A private broker whose log lives in S3 (moto), so it can be stopped and started again.
+struct DurableBroker {
+    child: std::process::Child,
+    port: u16,
+    bucket: String,
+}
+
+impl DurableBroker {
+    fn start(port: u16, bucket: &str) -> Self {
+        let bin =
+            std::env::var("STRATA_TANSU_BIN").expect("STRATA_TANSU_BIN (scripts/services.sh env)");
+        let endpoint = std::env::var("STRATA_TEST_S3_ENDPOINT").expect("STRATA_TEST_S3_ENDPOINT");
+        let url = format!("tcp://127.0.0.1:{port}");
+        let child = Command::new(bin)
+            .args([
+                "broker",
+                "--listener-url",
+                &url,
+                "--advertised-listener-url",
+                &url,
+            ])
+            .args(["--storage-engine", &format!("s3://{bucket}/")])
+            .envs([
+                ("AWS_ENDPOINT", endpoint.as_str()),
+                ("AWS_ALLOW_HTTP", "true"),
+                ("AWS_ACCESS_KEY_ID", "test"),
+                ("AWS_SECRET_ACCESS_KEY", "test"),
+                ("AWS_REGION", "us-east-1"),
+            ])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start tansu");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(Instant::now() < deadline, "tansu did not listen on {port}");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        DurableBroker {
+            child,
+            port,
+            bucket: bucket.to_string(),
+        }
+    }
+
+    fn restart(&mut self, down_for: Duration) {
+        self.child.kill().expect("stop tansu");
+        let _ = self.child.wait();
+        std::thread::sleep(down_for);
+        let again = Self::start(self.port, &self.bucket);
+        *self = again;
+    }
+}
+
+impl Drop for DurableBroker {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_broker_restart_mid_run_loses_nothing() {
+    if broker("a_broker_restart_mid_run_loses_nothing").is_none() {
+        return;
+    }
+    let endpoint = std::env::var("STRATA_TEST_S3_ENDPOINT").expect("S3 for the broker's log");
+    let bucket = unique("tansu");
+    let created = Command::new("curl")
+        .args(["-sf", "-X", "PUT", &format!("{endpoint}/{bucket}")])
+        .status()
+        .expect("curl");
+    assert!(created.success(), "bucket for the broker's log");
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("free port");
+    let mut kafka = DurableBroker::start(port, &bucket);
+    let brokers = format!("127.0.0.1:{port}");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (lines, want_rows, _) = events(dir.path(), 20000);
+    let t = topics("restart");
+    create_topics(&brokers, &[(&t.input, 1)]).await;
+    produce(&brokers, &t.input, &lines).await;
+    let run = silver_cmd(
+        dir.path(),
+        &brokers,
+        &t.input,
+        &["--commit-interval-ms", "300", "--stop-when-idle-ms", "8000"],
+    );
+    let driver = tokio::spawn(finish(run));
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let restarted = tokio::task::spawn_blocking(move || {
+        kafka.restart(Duration::from_secs(2));
+        kafka
+    });
+    driver.await.expect("driver");
+    let _kafka = restarted.await.expect("restarted broker");
+    let (keys, rows) = silver_keys(dir.path(), "iot_events").await;
+    assert!(keys.values().all(|n| *n == 1), "no event twice");
+    assert_eq!(
+        (keys.len(), rows),
+        (want_rows, want_rows),
+        "nothing lost across the restart"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bronze_copy_holds_every_record_once_across_kill_9() {
+    let Some(brokers) = broker("bronze_copy_holds_every_record_once") else {
+        return;
+    };
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (lines, _, _) = events(dir.path(), 12000);
+    let t = topics("bronze");
+    create_topics(&brokers, &[(&t.input, 2)]).await;
+    produce(&brokers, &t.input, &lines).await;
+    let bronze = |extra: &[&str]| {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_strata"));
+        c.current_dir(dir.path()).args([
+            "stream",
+            "bronze",
+            "--brokers",
+            &brokers,
+            "--input-topic",
+            &t.input,
+            "--lake",
+            "lake",
+            "--source",
+            "iot.raw",
+            "--file-records",
+            "700",
+            "--max-rows",
+            "300",
+        ]);
+        c.args(extra);
+        c
+    };
+    for after in [700u64, 1300] {
+        let mut child = bronze(&[])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn");
+        tokio::time::sleep(Duration::from_millis(after)).await;
+        child.kill().expect("SIGKILL");
+        let _ = child.wait();
+    }
+    finish(bronze(&["--stop-when-idle-ms", "4000"])).await;
+
+    // Every (partition, offset) exactly once, and the values are the produced records.
+    let mut seen: BTreeMap<(i64, i64), serde_json::Value> = BTreeMap::new();
+    let root = dir.path().join("lake/bronze/source=iot.raw");
+    for date in std::fs::read_dir(&root).expect("bronze source") {
+        for file in std::fs::read_dir(date.expect("date").path()).expect("files") {
+            let path = file.expect("file").path();
+            let text = zstd::decode_all(std::fs::File::open(&path).expect("open")).expect("zstd");
+            for line in String::from_utf8(text).expect("utf8").lines() {
+                let v: serde_json::Value = serde_json::from_str(line).expect("envelope is JSON");
+                let at = (
+                    v["partition"].as_i64().expect("p"),
+                    v["offset"].as_i64().expect("o"),
+                );
+                assert!(seen.insert(at, v).is_none(), "{at:?} copied twice");
+            }
+        }
+    }
+    assert_eq!(seen.len(), lines.len(), "every record copied");
+    // Canonical JSON (sorted keys) of every produced record, and the raw text of the rest.
+    let canonical = |text: &str| {
+        serde_json::from_str::<serde_json::Value>(text)
+            .ok()
+            .map(|v| v.to_string())
+    };
+    let produced: std::collections::HashSet<String> = lines
+        .iter()
+        .map(|l| canonical(l).unwrap_or_else(|| l.clone()))
+        .collect();
+    for v in seen.values() {
+        let original = match (&v["value"], &v["value_text"]) {
+            (serde_json::Value::Null, serde_json::Value::String(text)) => {
+                canonical(text).unwrap_or_else(|| text.clone())
+            }
+            (value, _) => value.to_string(),
+        };
+        assert!(produced.contains(&original));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_finishes_the_batch_commits_and_exits_0() {
+    let Some(brokers) = broker("sigterm_finishes_the_batch") else {
+        return;
+    };
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (lines, want_rows, _) = events(dir.path(), 5000);
+    let t = topics("term");
+    create_topics(&brokers, &[(&t.input, 1), (&t.output, 1), (&t.dlq, 1)]).await;
+    produce(&brokers, &t.input, &lines).await;
+    let reg = registry(dir.path()).await;
+    let child = stream_cmd(dir.path(), &brokers, reg.url(), &t, &["--partitions", "0"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    // Wait until everything is in the output topic, then ask it to stop.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while read_all(&brokers, &t.output, 1).await.len() < want_rows {
+        assert!(Instant::now() < deadline, "the driver did not catch up");
+    }
+    let term = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .expect("kill -TERM");
+    assert!(term.success());
+    let out = tokio::task::spawn_blocking(move || child.wait_with_output().expect("wait"))
+        .await
+        .expect("join");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("stopped:"));
+    // Its offsets were committed: a new run has nothing to do.
+    finish(stream_cmd(
+        dir.path(),
+        &brokers,
+        reg.url(),
+        &t,
+        &["--partitions", "0", "--stop-when-idle-ms", "3000"],
+    ))
+    .await;
+    assert_eq!(read_all(&brokers, &t.output, 1).await.len(), want_rows);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_incompatible_output_schema_is_refused_before_anything_is_produced() {
+    let Some(brokers) = broker("an_incompatible_output_schema_is_refused") else {
+        return;
+    };
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (lines, _, _) = events(dir.path(), 500);
+    let t = topics("compat");
+    create_topics(&brokers, &[(&t.input, 1), (&t.output, 1), (&t.dlq, 1)]).await;
+    produce(&brokers, &t.input, &lines).await;
+    let reg = registry(dir.path()).await;
+    finish(stream_cmd(
+        dir.path(),
+        &brokers,
+        reg.url(),
+        &t,
+        &["--partitions", "0", "--stop-when-idle-ms", "3000"],
+    ))
+    .await;
+    let before = read_all(&brokers, &t.output, 1).await.len();
+    // The same pipeline with `seq` turned into a string: not BACKWARD compatible.
+    let v1 = std::fs::read_to_string(PIPELINE).expect("pipeline");
+    assert!(v1.contains("    seq: int64 not null"));
+    let v2 = v1.replace("    seq: int64 not null", "    seq: string not null");
+    let v2_path = dir.path().join("v2.yaml");
+    std::fs::write(&v2_path, v2).expect("write");
+    let c = stream_cmd(
+        dir.path(),
+        &brokers,
+        reg.url(),
+        &t,
+        &["--partitions", "0", "--stop-when-idle-ms", "2000"],
+    );
+    let args: Vec<String> = c
+        .get_args()
+        .map(|a| a.to_string_lossy().to_string())
+        .collect();
+    let mut c2 = Command::new(env!("CARGO_BIN_EXE_strata"));
+    c2.current_dir(dir.path());
+    let mut skip = false;
+    for a in &args {
+        if skip {
+            c2.arg(v2_path.as_os_str());
+            skip = false;
+            continue;
+        }
+        skip = a == "--pipeline";
+        c2.arg(a);
+    }
+    let out = c2.output().expect("run");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "refused");
+    assert!(
+        err.contains(&format!("{}-value", t.output)) && err.to_lowercase().contains("compatib"),
+        "{err}"
+    );
+    assert_eq!(
+        read_all(&brokers, &t.output, 1).await.len(),
+        before,
+        "nothing produced"
+    );
+}
+
+#[test]
+fn an_unreachable_broker_and_a_missing_topic_are_clear_errors() {
+    let run = |brokers: &str, topic: &str| {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let out = Command::new(env!("CARGO_BIN_EXE_strata"))
+            .current_dir(dir.path())
+            .args([
+                "stream",
+                "avro",
+                "--brokers",
+                brokers,
+                "--input-topic",
+                topic,
+                "--output-topic",
+                "out",
+                "--pipeline",
+                PIPELINE,
+                "--registry",
+                "http://127.0.0.1:9",
+            ])
+            .output()
+            .expect("run");
+        assert!(!out.status.success());
+        String::from_utf8_lossy(&out.stderr).to_string()
+    };
+    let err = run("127.0.0.1:9", "anything");
+    assert!(
+        err.contains("127.0.0.1:9") && err.contains("reachable"),
+        "{err}"
+    );
+    if let Ok(brokers) = std::env::var("STRATA_TEST_KAFKA") {
+        let err = run(&brokers, &unique("missing"));
+        assert!(err.contains("create the topic first"), "{err}");
+    }
+}

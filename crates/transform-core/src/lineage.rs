@@ -28,6 +28,8 @@ pub const KAFKA_OFFSET: &str = "_kafka_offset";
 pub const KAFKA_TIMESTAMP: &str = "_kafka_timestamp";
 /// Kafka record key (bytes as received).
 pub const KAFKA_KEY: &str = "_kafka_key";
+/// Kafka record headers as a JSON object (`{"name": "value"}`, values as UTF-8 text), or null.
+pub const KAFKA_HEADERS: &str = "_kafka_headers";
 
 fn ts() -> DataType {
     DataType::Timestamp(TimeUnit::Microsecond, Some(Arc::from("UTC")))
@@ -56,6 +58,7 @@ pub fn kafka_input_schema() -> SchemaRef {
         Field::new(KAFKA_OFFSET, DataType::Int64, false),
         Field::new(KAFKA_TIMESTAMP, ts(), true),
         Field::new(KAFKA_KEY, DataType::Binary, true),
+        Field::new(KAFKA_HEADERS, DataType::Utf8, true),
     ]))
 }
 

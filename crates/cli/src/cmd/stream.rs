@@ -301,7 +301,7 @@ pub async fn run(args: &Args) -> Result<(), Failure> {
         } else {
             sink.send_all(&records).await.map_err(Failure::runtime)?;
             store.save(&state)?;
-            source.commit(&positions).map_err(Failure::runtime)?;
+            commit_with_retry(&source, &positions).await?;
         }
         if last_report.elapsed() >= Duration::from_secs(5) {
             last_report = Instant::now();
@@ -320,6 +320,26 @@ pub async fn run(args: &Args) -> Result<(), Failure> {
         source.positions()
     );
     Ok(())
+}
+
+/// Commits input offsets, waiting out a broker that is briefly unreachable (a restart): the
+/// output is already acknowledged, so giving up here would only cause a replay.
+async fn commit_with_retry(
+    source: &KafkaSource,
+    positions: &strata_connectors::kafka::Positions,
+) -> Result<(), Failure> {
+    let mut attempt = 0;
+    loop {
+        match source.commit(positions) {
+            Ok(()) => return Ok(()),
+            Err(e) if e.is_unreachable() && attempt < 60 => {
+                attempt += 1;
+                eprintln!("warning: committing offsets: {e}; retrying");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+            Err(e) => return Err(Failure::runtime(e)),
+        }
+    }
 }
 
 fn report(c: &Counts, elapsed: Duration) {

@@ -127,6 +127,14 @@ fn envelope(batch: &RecordBatch, i: usize) -> Vec<u8> {
             _ => out.extend_from_slice(format!(",\"{name}\":null").as_bytes()),
         };
     bytes_field(&mut out, "key", col("_kafka_key"));
+    match col("_kafka_headers") {
+        // Already a JSON object, built by the Kafka source.
+        Some(c) if c.is_valid(i) => {
+            out.extend_from_slice(b",\"headers\":");
+            out.extend_from_slice(c.as_string::<i32>().value(i).as_bytes());
+        }
+        _ => out.extend_from_slice(b",\"headers\":null"),
+    }
     bytes_field(&mut out, "value", col("_raw"));
     out.push(b'}');
     out

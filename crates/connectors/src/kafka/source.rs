@@ -8,11 +8,12 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use arrow::array::{
-    ArrayRef, BinaryBuilder, Int32Builder, Int64Builder, RecordBatch, StringArray,
+    ArrayRef, BinaryBuilder, Int32Builder, Int64Builder, RecordBatch, StringArray, StringBuilder,
     TimestampMicrosecondArray, TimestampMicrosecondBuilder,
 };
 use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
-use rdkafka::message::Message;
+use rdkafka::error::KafkaError;
+use rdkafka::message::{Headers, Message};
 use rdkafka::{Offset, TopicPartitionList};
 
 use super::config::{KafkaConfig, partitions_of};
@@ -46,6 +47,28 @@ pub struct KafkaSource {
     source: String,
     partitions: Vec<i32>,
     positions: Positions,
+    last_warning: Option<Instant>,
+}
+
+/// Errors librdkafka recovers from by itself (the consumer keeps its position).
+fn is_transient(e: &KafkaError) -> bool {
+    use rdkafka::types::RDKafkaErrorCode as C;
+    matches!(
+        e.rdkafka_error_code(),
+        Some(
+            C::BrokerTransportFailure
+                | C::AllBrokersDown
+                | C::OperationTimedOut
+                | C::NetworkException
+                | C::RequestTimedOut
+                | C::NotCoordinator
+                | C::CoordinatorNotAvailable
+                | C::CoordinatorLoadInProgress
+                | C::LeaderNotAvailable
+                | C::NotLeaderForPartition
+                | C::Resolve
+        )
+    )
 }
 
 impl std::fmt::Debug for KafkaSource {
@@ -141,6 +164,7 @@ impl KafkaSource {
             source: topic.to_string(),
             partitions,
             positions,
+            last_warning: None,
         })
     }
 
@@ -205,6 +229,7 @@ impl KafkaSource {
         let mut partitions = Int32Builder::new();
         let mut offsets = Int64Builder::new();
         let mut stamps = TimestampMicrosecondBuilder::new();
+        let mut headers = StringBuilder::new();
         let (mut rows, mut bytes) = (0usize, 0usize);
         let mut deadline = Instant::now() + max_wait;
         while rows < max_rows.max(1) && bytes < max_bytes {
@@ -214,6 +239,19 @@ impl KafkaSource {
             }
             let message = match tokio::time::timeout(left, self.consumer.recv()).await {
                 Err(_) => break,
+                // A broker restart or a network blip: librdkafka reconnects by itself and
+                // fetching resumes at the same position, so wait instead of failing the run.
+                Ok(Err(e)) if is_transient(&e) => {
+                    if self
+                        .last_warning
+                        .is_none_or(|t| t.elapsed() >= Duration::from_secs(5))
+                    {
+                        eprintln!("warning: kafka `{}`: {e}; retrying", self.config.brokers);
+                        self.last_warning = Some(Instant::now());
+                    }
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
+                }
                 Ok(Err(e)) => return Err(self.config.kafka_error(&self.topic, e)),
                 Ok(Ok(m)) => m,
             };
@@ -235,6 +273,22 @@ impl KafkaSource {
             partitions.append_value(message.partition());
             offsets.append_value(message.offset());
             stamps.append_option(message.timestamp().to_millis().map(|ms| ms * 1000));
+            match message.headers() {
+                Some(h) if h.count() > 0 => {
+                    let map: serde_json::Map<String, serde_json::Value> = h
+                        .iter()
+                        .map(|h| {
+                            let v = h.value.map(|v| String::from_utf8_lossy(v).into_owned());
+                            (
+                                h.key.to_string(),
+                                v.map_or(serde_json::Value::Null, serde_json::Value::String),
+                            )
+                        })
+                        .collect();
+                    headers.append_value(serde_json::Value::Object(map).to_string());
+                }
+                _ => headers.append_null(),
+            }
             self.positions
                 .insert(message.partition(), message.offset() + 1);
             rows += 1;
@@ -255,6 +309,7 @@ impl KafkaSource {
             Arc::new(offsets.finish()),
             Arc::new(stamps.finish().with_timezone("UTC")),
             Arc::new(keys.finish()),
+            Arc::new(headers.finish()),
         ];
         RecordBatch::try_new(strata_core::lineage::kafka_input_schema(), columns)
             .map(Some)
