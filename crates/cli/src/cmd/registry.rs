@@ -157,33 +157,11 @@ async fn serve(args: &ServeArgs) -> Result<(), Failure> {
     );
     std::io::stdout().flush().map_err(Failure::runtime)?;
     server
-        .serve(shutdown_signal())
+        .serve(super::stream::shutdown_signal())
         .await
         .map_err(Failure::runtime)?;
     eprintln!("schema registry stopped");
     Ok(())
-}
-
-/// Completes on Ctrl-C or SIGTERM.
-async fn shutdown_signal() {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
-    #[cfg(unix)]
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
-        }
-    };
-    #[cfg(not(unix))]
-    let term = std::future::pending::<()>();
-    tokio::select! {
-        _ = ctrl_c => {},
-        _ = term => {},
-    }
 }
 
 fn runtime() -> Result<tokio::runtime::Runtime, Failure> {

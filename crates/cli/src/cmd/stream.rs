@@ -140,6 +140,10 @@ pub struct Args {
     /// Folder of the driver state (one subfolder per pipeline instance).
     #[arg(long, default_value = "state")]
     pub state_dir: PathBuf,
+    /// Commit point interval (milliseconds): the state file and the input offsets (or the
+    /// transaction) are committed this often; output is produced and acknowledged per batch.
+    #[arg(long, default_value_t = 1_000)]
+    pub commit_interval_ms: u64,
     /// Start with empty pipeline state when no saved state matches the committed offsets.
     #[arg(long)]
     pub reset_state: bool,
@@ -246,6 +250,11 @@ pub async fn run(args: &Args) -> Result<(), Failure> {
     let started = Instant::now();
     let mut last_data = Instant::now();
     let mut last_report = Instant::now();
+    let mut last_commit = Instant::now();
+    let commit_every = Duration::from_millis(args.commit_interval_ms);
+    // Output produced (and acknowledged) since the last commit point; in exactly-once mode, a
+    // transaction is open.
+    let mut open = false;
     let max_wait = Duration::from_millis(args.kafka.max_wait_ms);
     loop {
         let next = tokio::select! {
@@ -253,6 +262,10 @@ pub async fn run(args: &Args) -> Result<(), Failure> {
             next = source.next_batch(args.kafka.max_rows, args.kafka.max_bytes, max_wait) => next,
         };
         let Some(batch) = next.map_err(Failure::runtime)? else {
+            if open && last_commit.elapsed() >= commit_every {
+                commit_point(args.exactly_once, &sink, &source, &mut store, &pipeline).await?;
+                (open, last_commit) = (false, Instant::now());
+            }
             if args
                 .kafka
                 .stop_when_idle_ms
@@ -283,30 +296,27 @@ pub async fn run(args: &Args) -> Result<(), Failure> {
         counts.rows_out += (records.len()) as u64;
         counts.dead_letters += dead.len() as u64;
         records.extend(dead);
-        let positions = source.positions().clone();
-        let state = StreamState {
-            positions: positions.clone(),
-            pipeline: pipeline.checkpoint()?,
-        };
-        if args.exactly_once {
+        if args.exactly_once && !open {
             sink.begin().map_err(Failure::runtime)?;
-            if let Err(e) = sink.send_all(&records).await {
+        }
+        if let Err(e) = sink.send_all(&records).await {
+            if args.exactly_once {
                 let _ = sink.abort();
-                return Err(Failure::runtime(e));
             }
-            store.save(&state)?;
-            let offsets = source.offsets_list(&positions).map_err(Failure::runtime)?;
-            sink.commit_with_offsets(source.consumer(), &offsets)
-                .map_err(Failure::runtime)?;
-        } else {
-            sink.send_all(&records).await.map_err(Failure::runtime)?;
-            store.save(&state)?;
-            commit_with_retry(&source, &positions).await?;
+            return Err(Failure::runtime(e));
+        }
+        open = true;
+        if last_commit.elapsed() >= commit_every {
+            commit_point(args.exactly_once, &sink, &source, &mut store, &pipeline).await?;
+            (open, last_commit) = (false, Instant::now());
         }
         if last_report.elapsed() >= Duration::from_secs(5) {
             last_report = Instant::now();
             report(&counts, started.elapsed());
         }
+    }
+    if open {
+        commit_point(args.exactly_once, &sink, &source, &mut store, &pipeline).await?;
     }
     sink.flush().map_err(Failure::runtime)?;
     report(&counts, started.elapsed());
@@ -320,6 +330,30 @@ pub async fn run(args: &Args) -> Result<(), Failure> {
         source.positions()
     );
     Ok(())
+}
+
+/// Makes everything produced so far durable with the input positions: the state file for the
+/// current positions, then the offsets — inside the open transaction (exactly once) or to the
+/// group after the acknowledgements (at least once).
+async fn commit_point(
+    exactly_once: bool,
+    sink: &KafkaSink,
+    source: &KafkaSource,
+    store: &mut StateStore,
+    pipeline: &Pipeline,
+) -> Result<(), Failure> {
+    let positions = source.positions().clone();
+    store.save(&StreamState {
+        positions: positions.clone(),
+        pipeline: pipeline.checkpoint()?,
+    })?;
+    if exactly_once {
+        let offsets = source.offsets_list(&positions).map_err(Failure::runtime)?;
+        sink.commit_with_offsets(source.consumer(), &offsets)
+            .map_err(Failure::runtime)
+    } else {
+        commit_with_retry(source, &positions).await
+    }
 }
 
 /// Commits input offsets, waiting out a broker that is briefly unreachable (a restart): the
