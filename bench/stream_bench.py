@@ -107,16 +107,20 @@ def run_driver(work, url, t_in, t_out, t_dlq, idle_ms, sample_rss=None):
 
     reader = threading.Thread(target=read)
     reader.start()
-    if sample_rss is not None:
-        while proc.poll() is None:
-            try:
-                with open(f"/proc/{proc.pid}/status") as s:
-                    rss = next(int(l.split()[1]) for l in s if l.startswith("VmRSS"))
-                samples.append((time.perf_counter() - start, rss / 1024))
-            except (FileNotFoundError, StopIteration):
-                pass
-            time.sleep(0.25)
-    _, status, usage = os.wait4(proc.pid, 0)
+    while sample_rss is not None:
+        # wait4 with WNOHANG, not Popen.poll(): poll would reap the child and lose its rusage.
+        pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
+        if pid:
+            break
+        try:
+            with open(f"/proc/{proc.pid}/status") as s:
+                rss = next(int(l.split()[1]) for l in s if l.startswith("VmRSS"))
+            samples.append((time.perf_counter() - start, rss / 1024))
+        except (FileNotFoundError, StopIteration):
+            pass
+        time.sleep(0.25)
+    else:
+        _, status, usage = os.wait4(proc.pid, 0)
     reader.join()
     if status != 0:
         sys.exit(f"driver failed: {lines[-5:]}")
