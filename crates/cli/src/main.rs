@@ -47,6 +47,9 @@ enum Command {
     /// Streaming drivers: Kafka JSON topic → pipeline → Avro topic, bronze, or silver.
     #[command(subcommand)]
     Stream(StreamCommand),
+    /// Change data capture (`cdc mysql`: MySQL / MariaDB binlog → Kafka, Debezium JSON).
+    #[command(subcommand)]
+    Cdc(cmd::mysql_cdc::CdcCommand),
 }
 
 #[derive(Debug, Subcommand)]
@@ -126,6 +129,7 @@ fn main() -> ExitCode {
         Command::Stream(StreamCommand::Avro(a)) => block_on(cmd::stream::run(&a)),
         Command::Stream(StreamCommand::Silver(a)) => block_on(cmd::stream_silver::run(&a)),
         Command::Stream(StreamCommand::Bronze(a)) => block_on(cmd::stream_bronze::run(&a)),
+        Command::Cdc(c) => block_on(cmd::mysql_cdc::run(&c)),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -295,6 +295,102 @@ pub enum ConnectorError {
         /// The consumer's error.
         message: String,
     },
+
+    /// The MySQL CDC config is invalid: every problem, each with its YAML path.
+    #[error("invalid MySQL CDC config:\n  - {}", problems.join("\n  - "))]
+    MysqlConfig {
+        /// `path: problem` lines.
+        problems: Vec<String>,
+    },
+
+    /// Connecting or authenticating to MySQL / MariaDB failed.
+    #[error("cannot connect to MySQL at {host} as `{user}`: {message} (hint: {hint})")]
+    MysqlConnect {
+        /// `host:port`.
+        host: String,
+        /// User.
+        user: String,
+        /// The server's or the client's message.
+        message: String,
+        /// What to check.
+        hint: String,
+        /// True for network failures.
+        retryable: bool,
+    },
+
+    /// A server setting makes row-based CDC impossible (fix the server config).
+    #[error("MySQL server setting `{variable}` is `{actual}`, CDC needs {expected} (hint: {hint})")]
+    MysqlSetting {
+        /// Variable name (`binlog_format`, …).
+        variable: String,
+        /// Its current value.
+        actual: String,
+        /// What it must be.
+        expected: String,
+        /// What to change.
+        hint: String,
+    },
+
+    /// The CDC user lacks a privilege.
+    #[error("MySQL user `{user}` lacks the {privilege} privilege: {message} (hint: {hint})")]
+    MysqlPrivilege {
+        /// User.
+        user: String,
+        /// Privilege needed.
+        privilege: String,
+        /// The server's message or what was seen.
+        message: String,
+        /// The GRANT to ask for.
+        hint: String,
+    },
+
+    /// A configured table does not exist.
+    #[error("MySQL table `{table}` does not exist (hint: {hint})")]
+    MysqlTableNotFound {
+        /// `db.table`.
+        table: String,
+        /// What to check.
+        hint: String,
+    },
+
+    /// A query or the binlog stream failed.
+    #[error("MySQL {operation} failed: {message} (hint: {hint})")]
+    MysqlQuery {
+        /// What was being done (`snapshot of shop.orders`, `binlog stream`, …).
+        operation: String,
+        /// The server's or the client's message.
+        message: String,
+        /// What to do.
+        hint: String,
+        /// True for lost connections.
+        retryable: bool,
+    },
+
+    /// A binlog or snapshot value cannot be decoded faithfully.
+    #[error("decoding MySQL `{table}` column `{column}` at {position}: {problem} (hint: {hint})")]
+    MysqlDecode {
+        /// `db.table`.
+        table: String,
+        /// Column (empty for event-level problems).
+        column: String,
+        /// `file:pos` or `snapshot`.
+        position: String,
+        /// What is wrong.
+        problem: String,
+        /// What to do.
+        hint: &'static str,
+    },
+
+    /// The CDC position state file cannot be read or written.
+    #[error("MySQL CDC state file `{file}`: {message} (hint: {hint})")]
+    MysqlState {
+        /// Path.
+        file: String,
+        /// What went wrong.
+        message: String,
+        /// What to do.
+        hint: &'static str,
+    },
 }
 
 impl ConnectorError {
@@ -315,7 +411,9 @@ impl ConnectorError {
             ConnectorError::RegistryUnreachable { .. } => true,
             ConnectorError::Registry { status, .. } => *status >= 500,
             ConnectorError::PgConnect { retryable, .. }
-            | ConnectorError::PgQuery { retryable, .. } => *retryable,
+            | ConnectorError::PgQuery { retryable, .. }
+            | ConnectorError::MysqlConnect { retryable, .. }
+            | ConnectorError::MysqlQuery { retryable, .. } => *retryable,
             _ => false,
         }
     }

@@ -9,6 +9,8 @@
 //!   offsets; an idempotent, optionally transactional producer.
 //! * [`postgres`] — full load (and incremental load by a watermark) of PostgreSQL tables from one
 //!   exported snapshot with parallel readers, binary COPY decoded into Arrow batches.
+//! * [`mysql_cdc`] — MySQL / MariaDB binlog CDC: consistent snapshot then committed
+//!   transactions as Debezium-compatible change events (JSON / Arrow), position in a state file.
 //! * [`avro`] — pipeline output as Avro in the Confluent wire format, and back.
 //! * [`registry`] — Confluent Schema Registry client, compatibility rules and a small server.
 
@@ -16,6 +18,7 @@ pub mod avro;
 pub mod error;
 pub mod file;
 pub mod kafka;
+pub mod mysql_cdc;
 pub mod postgres;
 pub mod registry;
 

@@ -5,6 +5,7 @@ pub mod bronze;
 pub mod demo;
 pub mod generate;
 pub mod ingest;
+pub mod mysql_cdc;
 pub mod registry;
 pub mod sql;
 pub mod stream;

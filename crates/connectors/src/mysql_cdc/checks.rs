@@ -1,0 +1,302 @@
+//! Start-up checks: connection, privileges and the binlog settings row-based CDC needs.
+//!
+//! [`check_settings`] is a pure function of the server's variables, so every refusal is
+//! testable without reconfiguring a server; [`connect_and_check`] reads them and applies it.
+//! Each failure names the variable or privilege and the line to put in `my.cnf` / the GRANT.
+
+use std::collections::BTreeMap;
+
+use mysql_async::prelude::Queryable;
+use mysql_async::{Conn, Opts, OptsBuilder};
+
+use super::config::{MysqlCdcConfig, redact};
+use crate::error::{ConnectorError, Result};
+
+/// What the checks found that is allowed but worth a warning.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ServerInfo {
+    /// `binlog_row_metadata=FULL`: column names come with every TABLE_MAP event.
+    pub full_metadata: bool,
+    /// MariaDB (GTID events are MariaDB's `domain-server-seq`).
+    pub mariadb: bool,
+    /// Warnings to log.
+    pub warnings: Vec<String>,
+}
+
+/// Maps a client error to a [`ConnectorError::MysqlQuery`].
+pub fn query_error(operation: &str, e: mysql_async::Error) -> ConnectorError {
+    let retryable = match &e {
+        mysql_async::Error::Io(_) => true,
+        mysql_async::Error::Server(s) => s.code == 4052,
+        _ => false,
+    };
+    let hint = match &e {
+        mysql_async::Error::Server(s) if s.code == 1227 || s.code == 1045 || s.code == 1142 => {
+            "grant the CDC user SELECT on the tables and REPLICATION SLAVE, REPLICATION CLIENT \
+             ON *.*"
+        }
+        mysql_async::Error::Server(s)
+            if s.code == 4052 || s.code == 1236 && s.message.contains("server_id") =>
+        {
+            "another replica with the same server_id is connected (or the previous run's \
+             connection is not closed yet): retry, or give this reader a unique `server_id`"
+        }
+        mysql_async::Error::Io(_) => "the connection was lost: the reader can be restarted",
+        _ => "see the server's message",
+    };
+    ConnectorError::MysqlQuery {
+        operation: operation.to_string(),
+        message: e.to_string(),
+        hint: hint.into(),
+        retryable,
+    }
+}
+
+/// The client options of a config (URL + optional password).
+pub fn opts(config: &MysqlCdcConfig) -> Result<Opts> {
+    let url = config.url.replacen("mariadb://", "mysql://", 1);
+    let opts = Opts::from_url(&url).map_err(|e| ConnectorError::MysqlConfig {
+        problems: vec![format!("url: `{}`: {e}", redact(&config.url))],
+    })?;
+    let mut b = OptsBuilder::from_opts(opts);
+    if let Some(p) = &config.password {
+        b = b.pass(Some(p.clone()));
+    }
+    Ok(Opts::from(b))
+}
+
+/// Opens a connection, with errors naming what to fix.
+pub async fn connect(opts: &Opts) -> Result<Conn> {
+    let host = format!("{}:{}", opts.ip_or_hostname(), opts.tcp_port());
+    let user = opts.user().unwrap_or("").to_string();
+    Conn::new(opts.clone()).await.map_err(|e| {
+        let (hint, retryable) = match &e {
+            mysql_async::Error::Server(s) if s.code == 1045 => (
+                "wrong user or password: check the URL's credentials (or `password`)".to_string(),
+                false,
+            ),
+            mysql_async::Error::Server(s) if s.code == 1044 || s.code == 1049 => (
+                "the user may not use that database: drop it from the URL".to_string(),
+                false,
+            ),
+            mysql_async::Error::Io(_) | mysql_async::Error::Driver(_) => (
+                format!(
+                    "is the server running and reachable at {host}? check host, port and firewall"
+                ),
+                true,
+            ),
+            _ => ("see the server's message".to_string(), false),
+        };
+        ConnectorError::MysqlConnect {
+            host: host.clone(),
+            user: user.clone(),
+            message: e.to_string(),
+            hint,
+            retryable,
+        }
+    })
+}
+
+fn setting(variable: &str, actual: &str, expected: &str, line: &str) -> ConnectorError {
+    ConnectorError::MysqlSetting {
+        variable: variable.into(),
+        actual: actual.into(),
+        expected: expected.into(),
+        hint: format!("set `{line}` in the server's config (my.cnf, [mysqld]) and restart it"),
+    }
+}
+
+/// Checks the server variables (lower-case names → values) for row-based CDC.
+pub fn check_settings(vars: &BTreeMap<String, String>) -> Result<ServerInfo> {
+    let get = |k: &str| vars.get(k).map(|v| v.to_ascii_uppercase());
+    let log_bin = get("log_bin").unwrap_or_else(|| "OFF".into());
+    if log_bin != "ON" && log_bin != "1" {
+        return Err(setting("log_bin", &log_bin, "ON", "log-bin=mysql-bin"));
+    }
+    let format = get("binlog_format").unwrap_or_default();
+    if format != "ROW" {
+        return Err(setting(
+            "binlog_format",
+            &format,
+            "ROW",
+            "binlog_format=ROW",
+        ));
+    }
+    let image = get("binlog_row_image").unwrap_or_else(|| "FULL".into());
+    if image != "FULL" {
+        return Err(setting(
+            "binlog_row_image",
+            &image,
+            "FULL",
+            "binlog_row_image=FULL",
+        ));
+    }
+    for (var, line) in [
+        ("log_bin_compress", "log_bin_compress=OFF"),
+        (
+            "binlog_transaction_compression",
+            "binlog_transaction_compression=OFF",
+        ),
+    ] {
+        if let Some(v) = get(var)
+            && (v == "ON" || v == "1")
+        {
+            return Err(setting(
+                var,
+                &v,
+                "OFF (compressed binlog events are not decoded)",
+                line,
+            ));
+        }
+    }
+    for (var, line) in [
+        ("encrypt_binlog", "encrypt_binlog=OFF"),
+        ("binlog_encryption", "binlog_encryption=OFF"),
+    ] {
+        if let Some(v) = get(var)
+            && (v == "ON" || v == "1")
+        {
+            return Err(setting(var, &v, "OFF (encrypted binlog)", line));
+        }
+    }
+    let mut info = ServerInfo {
+        mariadb: vars
+            .get("version")
+            .is_some_and(|v| v.to_ascii_lowercase().contains("mariadb")),
+        ..ServerInfo::default()
+    };
+    match get("binlog_row_metadata").as_deref() {
+        Some("FULL") => info.full_metadata = true,
+        other => info.warnings.push(format!(
+            "binlog_row_metadata is {}: column names are read from information_schema (the \
+             current schema), so events written before an ALTER TABLE may be mislabelled; set \
+             binlog_row_metadata=FULL",
+            other.unwrap_or("not supported")
+        )),
+    }
+    Ok(info)
+}
+
+/// Reads the variables [`check_settings`] looks at.
+pub async fn read_settings(conn: &mut Conn) -> Result<BTreeMap<String, String>> {
+    let rows: Vec<(String, String)> = conn
+        .query(
+            "SHOW GLOBAL VARIABLES WHERE Variable_name IN ('log_bin', 'binlog_format', \
+             'binlog_row_image', 'binlog_row_metadata', 'log_bin_compress', \
+             'binlog_transaction_compression', 'encrypt_binlog', 'binlog_encryption', 'version')",
+        )
+        .await
+        .map_err(|e| query_error("reading the binlog settings", e))?;
+    Ok(rows
+        .into_iter()
+        .map(|(k, v)| (k.to_ascii_lowercase(), v))
+        .collect())
+}
+
+/// Checks that the grants include replication (binlog dump) rights.
+pub fn check_grants(user: &str, grants: &[String]) -> Result<()> {
+    let ok = grants.iter().any(|g| {
+        let g = g.to_ascii_uppercase();
+        g.contains(" ON *.*") && (g.contains("ALL PRIVILEGES") || g.contains("REPLICATION SLAVE"))
+    });
+    if ok {
+        Ok(())
+    } else {
+        Err(ConnectorError::MysqlPrivilege {
+            user: user.to_string(),
+            privilege: "REPLICATION SLAVE".into(),
+            message: format!("grants are: {}", grants.join("; ")),
+            hint: format!(
+                "GRANT REPLICATION SLAVE, REPLICATION CLIENT, SELECT ON *.* TO '{user}'@'%'"
+            ),
+        })
+    }
+}
+
+/// Connects, checks privileges and binlog settings.
+pub async fn connect_and_check(config: &MysqlCdcConfig) -> Result<(Conn, ServerInfo)> {
+    config.validate()?;
+    let opts = opts(config)?;
+    let mut conn = connect(&opts).await?;
+    let grants: Vec<String> = conn
+        .query("SHOW GRANTS FOR CURRENT_USER()")
+        .await
+        .map_err(|e| query_error("reading the user's grants", e))?;
+    check_grants(opts.user().unwrap_or(""), &grants)?;
+    let vars = read_settings(&mut conn).await?;
+    let info = check_settings(&vars)?;
+    Ok((conn, info))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn vars(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn refuses_what_cannot_work() {
+        let ok = [
+            ("log_bin", "ON"),
+            ("binlog_format", "ROW"),
+            ("binlog_row_image", "FULL"),
+            ("binlog_row_metadata", "FULL"),
+        ];
+        assert!(check_settings(&vars(&ok)).unwrap().full_metadata);
+        let mut v = vars(&ok);
+        v.insert("binlog_format".into(), "MIXED".into());
+        let e = check_settings(&v).unwrap_err().to_string();
+        assert!(
+            e.contains("binlog_format") && e.contains("binlog_format=ROW"),
+            "{e}"
+        );
+        let mut v = vars(&ok);
+        v.insert("log_bin".into(), "OFF".into());
+        assert!(
+            check_settings(&v)
+                .unwrap_err()
+                .to_string()
+                .contains("log_bin")
+        );
+        let mut v = vars(&ok);
+        v.insert("binlog_row_image".into(), "MINIMAL".into());
+        assert!(
+            check_settings(&v)
+                .unwrap_err()
+                .to_string()
+                .contains("binlog_row_image")
+        );
+        let mut v = vars(&ok);
+        v.insert("log_bin_compress".into(), "ON".into());
+        assert!(
+            check_settings(&v)
+                .unwrap_err()
+                .to_string()
+                .contains("compressed")
+        );
+        let mut v = vars(&ok);
+        v.insert("encrypt_binlog".into(), "ON".into());
+        assert!(
+            check_settings(&v)
+                .unwrap_err()
+                .to_string()
+                .contains("encrypt")
+        );
+        let mut v = vars(&ok);
+        v.insert("binlog_row_metadata".into(), "MINIMAL".into());
+        let info = check_settings(&v).unwrap();
+        assert!(!info.full_metadata && info.warnings[0].contains("information_schema"));
+    }
+
+    #[test]
+    fn grants() {
+        assert!(check_grants("u", &["GRANT ALL PRIVILEGES ON *.* TO `root`@`%`".into()]).is_ok());
+        let e = check_grants("u", &["GRANT USAGE ON *.* TO `u`@`%`".into()]).unwrap_err();
+        assert!(e.to_string().contains("GRANT REPLICATION SLAVE"));
+    }
+}
