@@ -16,6 +16,7 @@
 //! without a mapping) are reported before any row is written, naming the column.
 
 pub mod decode;
+mod direct;
 pub mod encode;
 pub mod schema;
 
