@@ -29,6 +29,8 @@ use crate::Failure;
 pub enum IngestCommand {
     /// Full (or incremental) load of PostgreSQL tables from one snapshot into Parquet bronze.
     Postgres(PostgresArgs),
+    /// MySQL / MariaDB binlog CDC → Kafka, Debezium-compatible JSON (same as `strata cdc mysql`).
+    MysqlCdc(super::mysql_cdc::Args),
 }
 
 /// Flags of `ingest postgres`.
@@ -59,6 +61,7 @@ pub struct PostgresArgs {
 pub async fn run(command: &IngestCommand) -> Result<(), Failure> {
     match command {
         IngestCommand::Postgres(args) => postgres(args).await,
+        IngestCommand::MysqlCdc(args) => super::mysql_cdc::run_mysql(args).await,
     }
 }
 

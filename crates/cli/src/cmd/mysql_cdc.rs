@@ -46,6 +46,11 @@ fn failure(e: ConnectorError) -> Failure {
 /// Runs the command.
 pub async fn run(cmd: &CdcCommand) -> Result<(), Failure> {
     let CdcCommand::Mysql(args) = cmd;
+    run_mysql(args).await
+}
+
+/// Runs `cdc mysql` (also reachable as `ingest mysql-cdc`).
+pub async fn run_mysql(args: &Args) -> Result<(), Failure> {
     let text = std::fs::read_to_string(&args.config).map_err(|e| {
         Failure::config(anyhow::anyhow!(
             "cannot read `{}`: {e}",
