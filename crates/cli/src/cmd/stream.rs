@@ -107,6 +107,24 @@ impl KafkaArgs {
         }
         Ok((Assignment::Group, "group".to_string()))
     }
+
+    /// Like [`KafkaArgs::assignment`], but without `--partitions` / `--instance` every partition
+    /// of the input topic is assigned explicitly: for drivers whose positions live in their
+    /// output (silver table, bronze files), where a group rebalance must never move a partition.
+    pub fn explicit_assignment(
+        &self,
+        config: &KafkaConfig,
+    ) -> Result<(Assignment, String), Failure> {
+        let (assignment, instance) = self.assignment()?;
+        let assignment = match assignment {
+            Assignment::Group => Assignment::Partitions(
+                strata_connectors::kafka::partitions_of(config, &self.input_topic)
+                    .map_err(Failure::runtime)?,
+            ),
+            explicit => explicit,
+        };
+        Ok((assignment, instance))
+    }
 }
 
 /// Flags of `stream` (JSON → Avro).

@@ -16,7 +16,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use arrow::array::{Array, AsArray, RecordBatch};
 use arrow::datatypes::{Int32Type, Int64Type, TimestampMicrosecondType};
-use strata_connectors::kafka::{Assignment, KafkaSource, Positions};
+use strata_connectors::kafka::{KafkaSource, Positions};
 use strata_layers::bronze::{BronzeDate, BronzeReader, BronzeWriter};
 use strata_layers::lake::Lake;
 
@@ -167,16 +167,9 @@ pub async fn run(args: &Args) -> Result<(), Failure> {
         }
     }
     let config = args.kafka.config()?;
-    let (assignment, instance) = args.kafka.assignment()?;
     // The bronze files are the positions: read every partition explicitly (no group
     // rebalancing could hand a partition to another copier mid-file).
-    let assignment = match assignment {
-        Assignment::Group => Assignment::Partitions(
-            strata_connectors::kafka::partitions_of(&config, &args.kafka.input_topic)
-                .map_err(Failure::runtime)?,
-        ),
-        explicit => explicit,
-    };
+    let (assignment, instance) = args.kafka.explicit_assignment(&config)?;
     let group = args
         .kafka
         .group

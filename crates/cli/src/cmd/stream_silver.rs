@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 
 use arrow::array::{AsArray, BooleanArray, RecordBatch};
 use arrow::datatypes::{Int32Type, Int64Type};
-use strata_connectors::kafka::{Assignment, KafkaSource, Positions};
+use strata_connectors::kafka::{KafkaSource, Positions};
 use strata_core::lineage::{KAFKA_OFFSET, KAFKA_PARTITION, kafka_input_schema};
 use strata_core::{BuildContext, Pipeline};
 use strata_layers::error::LayersError;
@@ -222,16 +222,9 @@ pub async fn run(args: &Args) -> Result<(), Failure> {
         pipeline.restore(&state)?;
     }
     let kafka = args.kafka.config()?;
-    let (assignment, instance) = args.kafka.assignment()?;
     // The table holds the positions, so partitions are assigned explicitly and reading starts
     // exactly there; without --partitions / --instance this writer reads them all.
-    let assignment = match assignment {
-        Assignment::Group => Assignment::Partitions(
-            strata_connectors::kafka::partitions_of(&kafka, &args.kafka.input_topic)
-                .map_err(Failure::runtime)?,
-        ),
-        explicit => explicit,
-    };
+    let (assignment, instance) = args.kafka.explicit_assignment(&kafka)?;
     let group = args
         .kafka
         .group
