@@ -23,3 +23,9 @@ pub mod postgres;
 pub mod registry;
 
 pub use error::{ConnectorError, Result};
+
+/// Standard base64 with padding: how JSON renderings (Debezium events, decoded Avro) carry bytes.
+pub(crate) fn base64(bytes: &[u8]) -> String {
+    use base64::Engine;
+    base64::engine::general_purpose::STANDARD.encode(bytes)
+}

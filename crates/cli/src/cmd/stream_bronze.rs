@@ -119,7 +119,7 @@ fn envelope(batch: &RecordBatch, i: usize) -> Vec<u8> {
                     }
                     Err(_) => {
                         out.extend_from_slice(format!(",\"{name}_hex\":\"").as_bytes());
-                        out.extend_from_slice(hex_encode(v).as_bytes());
+                        out.extend_from_slice(hex::encode(v).as_bytes());
                         out.push(b'"');
                     }
                 }
@@ -138,10 +138,6 @@ fn envelope(batch: &RecordBatch, i: usize) -> Vec<u8> {
     bytes_field(&mut out, "value", col("_raw"));
     out.push(b'}');
     out
-}
-
-fn hex_encode(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// Runs until idle (`--stop-when-idle-ms`), SIGTERM or Ctrl-C; open files are written first.

@@ -639,7 +639,7 @@ fn scalar_json(v: &Value) -> Json {
         Value::Float(f) => float_json(f64::from(*f)),
         Value::Double(f) => float_json(*f),
         Value::String(s) | Value::Enum(_, s) => Json::String(s.clone()),
-        Value::Bytes(b) | Value::Fixed(_, b) => Json::String(base64(b)),
+        Value::Bytes(b) | Value::Fixed(_, b) => Json::String(crate::base64(b)),
         Value::Date(d) => Json::String(date_text(i64::from(*d))),
         Value::TimeMillis(t) => Json::String(time_text(i64::from(*t), 1_000)),
         Value::TimeMicros(t) => Json::String(time_text(*t, 1_000_000)),
@@ -755,32 +755,6 @@ pub fn timestamp_text(t: i64, per_sec: i64, utc: bool) -> String {
     )
 }
 
-fn base64(bytes: &[u8]) -> String {
-    const A: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
-    for chunk in bytes.chunks(3) {
-        let b = [
-            chunk[0],
-            chunk.get(1).copied().unwrap_or(0),
-            chunk.get(2).copied().unwrap_or(0),
-        ];
-        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
-        out.push(A[(n >> 18) as usize & 63] as char);
-        out.push(A[(n >> 12) as usize & 63] as char);
-        out.push(if chunk.len() > 1 {
-            A[(n >> 6) as usize & 63] as char
-        } else {
-            '='
-        });
-        out.push(if chunk.len() > 2 {
-            A[n as usize & 63] as char
-        } else {
-            '='
-        });
-    }
-    out
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -799,9 +773,6 @@ mod tests {
             "2025-11-20T13:46:00.123456Z"
         );
         assert_eq!(timestamp_text(-1, 1_000, false), "1969-12-31T23:59:59.999");
-        assert_eq!(base64(b"hello"), "aGVsbG8=");
-        assert_eq!(base64(b"hi!"), "aGkh");
-        assert_eq!(base64(b""), "");
     }
 
     #[test]
