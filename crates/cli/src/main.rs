@@ -35,7 +35,7 @@ enum Command {
     Sql(cmd::sql::Args),
     /// Generate every source into a local bronze, run the batch path to silver, query gold.
     Demo(cmd::demo::Args),
-    /// Load an external source into bronze (`ingest postgres`: a consistent full load).
+    /// Load an external source: `ingest postgres` (full load → bronze), `ingest mysql-cdc`, `ingest http` (API poller → Kafka).
     #[command(subcommand)]
     Ingest(cmd::ingest::IngestCommand),
     /// Confluent-compatible Schema Registry (embedded server).
@@ -50,6 +50,9 @@ enum Command {
     /// Change data capture (`cdc mysql`: MySQL / MariaDB binlog → Kafka, Debezium JSON).
     #[command(subcommand)]
     Cdc(cmd::mysql_cdc::CdcCommand),
+    /// Long-running receivers (`serve webhooks`: HTTP webhooks → Kafka).
+    #[command(subcommand)]
+    Serve(cmd::webhooks::ServeCommand),
 }
 
 #[derive(Debug, Subcommand)]
@@ -112,8 +115,23 @@ fn block_on(f: impl std::future::Future<Output = Result<(), Failure>>) -> Result
     rt.block_on(f)
 }
 
+/// Logs go to stderr; `STRATA_LOG` takes an env-filter (default: Strata's own info lines and
+/// other crates' warnings).
+fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("STRATA_LOG").unwrap_or_else(|_| {
+        tracing_subscriber::EnvFilter::new(
+            "warn,strata=info,strata_cli=info,strata_connectors=info",
+        )
+    });
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    init_logging();
     let result = match cli.command {
         Command::Validate(a) => cmd::validate::run(&a, false),
         Command::Plan(a) => cmd::validate::run(&a, true),
@@ -130,6 +148,7 @@ fn main() -> ExitCode {
         Command::Stream(StreamCommand::Silver(a)) => block_on(cmd::stream_silver::run(&a)),
         Command::Stream(StreamCommand::Bronze(a)) => block_on(cmd::stream_bronze::run(&a)),
         Command::Cdc(c) => block_on(cmd::mysql_cdc::run(&c)),
+        Command::Serve(c) => block_on(cmd::webhooks::run(&c)),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -391,6 +391,44 @@ pub enum ConnectorError {
         /// What to do.
         hint: &'static str,
     },
+
+    /// An HTTP poller or webhook config is invalid: every problem, each with its YAML path.
+    #[error("invalid {what} config `{file}`:\n  - {}", problems.join("\n  - "))]
+    ApiConfig {
+        /// `HTTP poller` or `webhook receiver`.
+        what: &'static str,
+        /// The config file.
+        file: String,
+        /// One line per problem.
+        problems: Vec<String>,
+    },
+
+    /// An HTTP request of the poller failed for good (after retries, or a 4xx that retrying
+    /// cannot fix). The URL never carries secrets (they are redacted before it is rendered).
+    #[error("{source_name}: {request} → {status_text}: {message} (hint: {hint})", status_text = status.map(|s| s.to_string()).unwrap_or_else(|| "no response".into()))]
+    Http {
+        /// The poller's name.
+        source_name: String,
+        /// Method and URL (`GET https://…`), secrets redacted.
+        request: String,
+        /// The response status, when there was a response.
+        status: Option<u16>,
+        /// What happened (the response body's start, or the transport error).
+        message: String,
+        /// What to do.
+        hint: &'static str,
+    },
+
+    /// A cursor / state file of an API source cannot be read or written.
+    #[error("state file `{file}`: {message} (hint: {hint})")]
+    StateFile {
+        /// Path.
+        file: String,
+        /// What went wrong.
+        message: String,
+        /// What to do.
+        hint: &'static str,
+    },
 }
 
 impl ConnectorError {

@@ -12,15 +12,22 @@
 //! * [`mysql_cdc`] — MySQL / MariaDB binlog CDC: consistent snapshot then committed
 //!   transactions as Debezium-compatible change events (JSON / Arrow), position in a state file.
 //! * [`avro`] — pipeline output as Avro in the Confluent wire format, and back.
+//! * [`http`] — the active API source: an HTTP poller (pages, cursor, rate limits) into Kafka.
+//! * [`webhook`] — the passive API source: a webhook receiver that answers 2xx only once the
+//!   event is in Kafka.
 //! * [`registry`] — Confluent Schema Registry client, compatibility rules and a small server.
 
 pub mod avro;
 pub mod error;
 pub mod file;
+pub mod http;
+pub mod json_path;
 pub mod kafka;
 pub mod mysql_cdc;
 pub mod postgres;
 pub mod registry;
+pub mod state_file;
+pub mod webhook;
 
 pub use error::{ConnectorError, Result};
 

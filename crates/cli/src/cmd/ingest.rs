@@ -31,6 +31,8 @@ pub enum IngestCommand {
     Postgres(PostgresArgs),
     /// MySQL / MariaDB binlog CDC → Kafka, Debezium-compatible JSON (same as `strata cdc mysql`).
     MysqlCdc(super::mysql_cdc::Args),
+    /// An HTTP API (X recent search preset, or any JSON API) polled into Kafka with a cursor.
+    Http(super::http_poll::Args),
 }
 
 /// Flags of `ingest postgres`.
@@ -62,6 +64,7 @@ pub async fn run(command: &IngestCommand) -> Result<(), Failure> {
     match command {
         IngestCommand::Postgres(args) => postgres(args).await,
         IngestCommand::MysqlCdc(args) => super::mysql_cdc::run_mysql(args).await,
+        IngestCommand::Http(args) => super::http_poll::run(args).await,
     }
 }
 

@@ -4,6 +4,7 @@ pub mod batch;
 pub mod bronze;
 pub mod demo;
 pub mod generate;
+pub mod http_poll;
 pub mod ingest;
 pub mod mysql_cdc;
 pub mod registry;
@@ -14,6 +15,7 @@ pub mod stream_silver;
 pub mod stream_state;
 pub mod transform;
 pub mod validate;
+pub mod webhooks;
 
 use std::path::Path;
 

@@ -34,6 +34,9 @@ pub struct KafkaSink {
     config: KafkaConfig,
     transactional: bool,
     timeout: Duration,
+    /// Set when a delivery failed with an error that poisons this producer's idempotence
+    /// state (fenced epoch, sequence gap): every later send would fail the same way.
+    poisoned: std::sync::atomic::AtomicBool,
 }
 
 impl std::fmt::Debug for KafkaSink {
@@ -74,6 +77,7 @@ impl KafkaSink {
             config: config.clone(),
             transactional: transactional_id.is_some(),
             timeout,
+            poisoned: std::sync::atomic::AtomicBool::new(false),
         })
     }
 
@@ -118,6 +122,18 @@ impl KafkaSink {
         })?;
         for (result, r) in results.into_iter().zip(records) {
             if let Err((e, _)) = result {
+                if matches!(
+                    e.rdkafka_error_code(),
+                    Some(
+                        RDKafkaErrorCode::ProducerFenced
+                            | RDKafkaErrorCode::InvalidProducerEpoch
+                            | RDKafkaErrorCode::OutOfOrderSequenceNumber
+                            | RDKafkaErrorCode::UnknownProducerId
+                    )
+                ) {
+                    self.poisoned
+                        .store(true, std::sync::atomic::Ordering::SeqCst);
+                }
                 return Err(self.config.kafka_error(&r.topic, e));
             }
         }
@@ -154,6 +170,29 @@ impl KafkaSink {
         self.producer
             .abort_transaction(self.timeout)
             .map_err(|e| self.config.kafka_error("", e))
+    }
+
+    /// True when the cluster answers a metadata request within `timeout` (readiness probes).
+    /// Blocking: call it from `spawn_blocking`.
+    pub fn reachable(&self, timeout: Duration) -> bool {
+        self.producer
+            .client()
+            .fetch_metadata(None, timeout)
+            .is_ok_and(|m| !m.brokers().is_empty())
+    }
+
+    /// Why this producer cannot produce any more, if it can't: librdkafka's fatal error, or a
+    /// delivery that failed with a fenced epoch / sequence error (seen when a broker restarts
+    /// and loses its producer state — librdkafka does not flag those as fatal for a
+    /// non-transactional producer, yet every later send fails the same way). A long-running
+    /// driver replaces such a producer with a new one.
+    pub fn fatal_error(&self) -> Option<String> {
+        if let Some((code, reason)) = self.producer.client().fatal_error() {
+            return Some(format!("{code:?}: {reason}"));
+        }
+        self.poisoned
+            .load(std::sync::atomic::Ordering::SeqCst)
+            .then(|| "the producer's idempotence epoch was fenced".to_string())
     }
 
     /// Waits until everything queued is delivered (shutdown).

@@ -1,0 +1,218 @@
+//! Credentials of the poller: read from environment variables, held in [`Secret`] (whose
+//! `Debug` / `Display` print `***`, so no log line or error can carry one), and turned into an
+//! `Authorization` header per request. OAuth2 client-credential tokens are fetched lazily,
+//! refreshed 30 s before they expire and once more when the API answers 401.
+
+use std::time::{Duration, Instant};
+
+use serde::Deserialize;
+
+use super::config::AuthConfig;
+
+/// A secret value. Only [`Secret::expose`] gives it out, at the one place it is sent.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    /// Wraps a value.
+    pub fn new(value: impl Into<String>) -> Self {
+        Secret(value.into())
+    }
+
+    /// The value, for the request that needs it.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("***")
+    }
+}
+
+impl std::fmt::Display for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("***")
+    }
+}
+
+/// A config value: literal, or `${env:NAME}` (a secret read from the environment).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ConfigValue {
+    /// Written in the config: recorded as is.
+    Plain(String),
+    /// From the environment: sent, never recorded.
+    Secret(Secret),
+}
+
+impl ConfigValue {
+    /// Resolves `${env:NAME}`; the error names the missing variable.
+    pub fn resolve(raw: &str) -> Result<Self, String> {
+        match raw.strip_prefix("${env:").and_then(|r| r.strip_suffix('}')) {
+            Some(name) => env_secret(name).map(ConfigValue::Secret),
+            None => Ok(ConfigValue::Plain(raw.to_string())),
+        }
+    }
+
+    /// What is sent.
+    pub fn expose(&self) -> &str {
+        match self {
+            ConfigValue::Plain(s) => s,
+            ConfigValue::Secret(s) => s.expose(),
+        }
+    }
+
+    /// What records and logs show.
+    pub fn shown(&self) -> &str {
+        match self {
+            ConfigValue::Plain(s) => s,
+            ConfigValue::Secret(_) => "***",
+        }
+    }
+}
+
+/// A secret from the environment; the error names the variable (never a value).
+pub fn env_secret(name: &str) -> Result<Secret, String> {
+    match std::env::var(name) {
+        Ok(v) if !v.is_empty() => Ok(Secret(v)),
+        Ok(_) => Err(format!("environment variable {name} is empty")),
+        Err(_) => Err(format!("environment variable {name} is not set")),
+    }
+}
+
+/// Resolved credentials.
+#[derive(Debug)]
+pub enum Credentials {
+    /// Nothing to send.
+    None,
+    /// A static bearer token.
+    Bearer(Secret),
+    /// Client credentials and the current token.
+    Oauth2 {
+        /// Token endpoint.
+        token_url: String,
+        /// Client id.
+        client_id: Secret,
+        /// Client secret.
+        client_secret: Secret,
+        /// Scope.
+        scope: Option<String>,
+        /// The token and when to refresh it.
+        token: Option<(Secret, Instant)>,
+    },
+}
+
+#[derive(Deserialize)]
+struct TokenResponse {
+    access_token: String,
+    #[serde(default)]
+    expires_in: Option<u64>,
+}
+
+impl Credentials {
+    /// Reads the variables the config names.
+    pub fn from_config(auth: &AuthConfig) -> Result<Self, String> {
+        Ok(match auth {
+            AuthConfig::None => Credentials::None,
+            AuthConfig::Bearer { token_env } => Credentials::Bearer(env_secret(token_env)?),
+            AuthConfig::Oauth2ClientCredentials {
+                token_url,
+                client_id_env,
+                client_secret_env,
+                scope,
+            } => Credentials::Oauth2 {
+                token_url: token_url.clone(),
+                client_id: env_secret(client_id_env)?,
+                client_secret: env_secret(client_secret_env)?,
+                scope: scope.clone(),
+                token: None,
+            },
+        })
+    }
+
+    /// True when a 401 may be cured by fetching a new token.
+    pub fn can_refresh(&self) -> bool {
+        matches!(self, Credentials::Oauth2 { .. })
+    }
+
+    /// Drops a cached OAuth2 token (after a 401).
+    pub fn invalidate(&mut self) {
+        if let Credentials::Oauth2 { token, .. } = self {
+            *token = None;
+        }
+    }
+
+    /// The `Authorization` header value, fetching a token first when needed.
+    pub async fn header(&mut self, http: &reqwest::Client) -> Result<Option<Secret>, String> {
+        match self {
+            Credentials::None => Ok(None),
+            Credentials::Bearer(t) => Ok(Some(Secret(format!("Bearer {}", t.expose())))),
+            Credentials::Oauth2 {
+                token_url,
+                client_id,
+                client_secret,
+                scope,
+                token,
+            } => {
+                if let Some((t, refresh_at)) = token.as_ref()
+                    && Instant::now() < *refresh_at
+                {
+                    return Ok(Some(Secret(format!("Bearer {}", t.expose()))));
+                }
+                let mut form = vec![("grant_type", "client_credentials".to_string())];
+                if let Some(s) = scope {
+                    form.push(("scope", s.clone()));
+                }
+                let response = http
+                    .post(token_url.as_str())
+                    .basic_auth(client_id.expose(), Some(client_secret.expose()))
+                    .form(&form)
+                    .send()
+                    .await
+                    .map_err(|e| format!("token request to {token_url} failed: {e}"))?;
+                let status = response.status();
+                if !status.is_success() {
+                    return Err(format!(
+                        "token endpoint {token_url} answered {status}: check the client id / \
+                         secret variables and the scope"
+                    ));
+                }
+                let parsed: TokenResponse = response
+                    .json()
+                    .await
+                    .map_err(|e| format!("token endpoint {token_url}: unreadable answer: {e}"))?;
+                let lifetime = Duration::from_secs(parsed.expires_in.unwrap_or(3600));
+                let refresh_at = Instant::now() + lifetime.saturating_sub(Duration::from_secs(30));
+                let value = Secret(format!("Bearer {}", parsed.access_token));
+                *token = Some((Secret(parsed.access_token), refresh_at));
+                Ok(Some(value))
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn secrets_never_print() {
+        let s = Secret::new("hunter2");
+        assert_eq!(format!("{s} {s:?}"), "*** ***");
+        let v = ConfigValue::Secret(s);
+        assert_eq!(v.shown(), "***");
+        assert!(!format!("{v:?}").contains("hunter2"));
+        assert_eq!(v.expose(), "hunter2");
+    }
+
+    #[test]
+    fn a_missing_variable_is_named() {
+        let err = ConfigValue::resolve("${env:STRATA_SURELY_UNSET_VAR}").expect_err("unset");
+        assert!(err.contains("STRATA_SURELY_UNSET_VAR"), "{err}");
+        assert_eq!(
+            ConfigValue::resolve("plain").expect("plain"),
+            ConfigValue::Plain("plain".into())
+        );
+    }
+}

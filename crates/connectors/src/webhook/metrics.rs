@@ -1,0 +1,149 @@
+//! Prometheus metrics of the receiver (`GET /metrics`, OpenMetrics text) with the
+//! `prometheus-client` crate: requests by source and status, events stored, dead letters by
+//! reason, rejections by check, and the time from a request's arrival to the broker's
+//! acknowledgement.
+
+use prometheus_client::encoding::text::encode;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+
+type Labels = Vec<(String, String)>;
+
+/// Every metric of the receiver.
+#[derive(Debug)]
+pub struct WebhookMetrics {
+    registry: Registry,
+    requests: Family<Labels, Counter>,
+    stored: Family<Labels, Counter>,
+    dead_letters: Family<Labels, Counter>,
+    rejected: Family<Labels, Counter>,
+    ack_seconds: Histogram,
+    in_flight: Gauge,
+}
+
+impl Default for WebhookMetrics {
+    fn default() -> Self {
+        let mut registry = Registry::with_prefix("strata_webhook");
+        let requests = Family::<Labels, Counter>::default();
+        let stored = Family::<Labels, Counter>::default();
+        let dead_letters = Family::<Labels, Counter>::default();
+        let rejected = Family::<Labels, Counter>::default();
+        let ack_seconds = Histogram::new(exponential_buckets(0.0005, 2.0, 16));
+        let in_flight = Gauge::default();
+        registry.register(
+            "requests",
+            "Requests by source and HTTP status",
+            requests.clone(),
+        );
+        registry.register(
+            "events",
+            "Events acknowledged by Kafka, by source",
+            stored.clone(),
+        );
+        registry.register(
+            "dead_letters",
+            "Authentic requests stored in the dead-letter topic, by reason",
+            dead_letters.clone(),
+        );
+        registry.register(
+            "rejected",
+            "Requests refused by an authenticity check, by check",
+            rejected.clone(),
+        );
+        registry.register(
+            "ack_seconds",
+            "From the request's arrival to Kafka's acknowledgement",
+            ack_seconds.clone(),
+        );
+        registry.register("in_flight", "Requests waiting on Kafka", in_flight.clone());
+        WebhookMetrics {
+            registry,
+            requests,
+            stored,
+            dead_letters,
+            rejected,
+            ack_seconds,
+            in_flight,
+        }
+    }
+}
+
+fn labels(pairs: &[(&str, &str)]) -> Labels {
+    pairs
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+}
+
+impl WebhookMetrics {
+    /// One answered request.
+    pub fn request(&self, source: &str, status: u16) {
+        self.requests
+            .get_or_create(&labels(&[
+                ("source", source),
+                ("status", &status.to_string()),
+            ]))
+            .inc();
+    }
+
+    /// One event acknowledged, after `seconds`.
+    pub fn stored(&self, source: &str, seconds: f64) {
+        self.stored
+            .get_or_create(&labels(&[("source", source)]))
+            .inc();
+        self.ack_seconds.observe(seconds);
+    }
+
+    /// One dead letter.
+    pub fn dead_letter(&self, source: &str, reason: &str) {
+        self.dead_letters
+            .get_or_create(&labels(&[("source", source), ("reason", reason)]))
+            .inc();
+    }
+
+    /// One rejection.
+    pub fn rejected(&self, source: &str, check: &str) {
+        self.rejected
+            .get_or_create(&labels(&[("source", source), ("check", check)]))
+            .inc();
+    }
+
+    /// The in-flight gauge.
+    pub fn in_flight(&self) -> &Gauge {
+        &self.in_flight
+    }
+
+    /// The OpenMetrics text.
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        // Writing into a String cannot fail.
+        let _ = encode(&mut out, &self.registry);
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn renders_counters_with_labels() {
+        let m = WebhookMetrics::default();
+        m.request("pipefy", 200);
+        m.request("pipefy", 200);
+        m.dead_letter("pipefy", "malformed_json");
+        m.stored("pipefy", 0.003);
+        let text = m.render();
+        assert!(
+            text.contains(r#"strata_webhook_requests_total{source="pipefy",status="200"} 2"#),
+            "{text}"
+        );
+        assert!(text.contains(
+            r#"strata_webhook_dead_letters_total{source="pipefy",reason="malformed_json"} 1"#
+        ));
+        assert!(text.contains("strata_webhook_ack_seconds_count 1"));
+    }
+}

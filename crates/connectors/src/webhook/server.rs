@@ -1,0 +1,454 @@
+//! The receiver: `POST /webhooks/{source}`, `GET /health`, `GET /ready`, `GET /metrics`.
+//!
+//! A request is answered 2xx only after Kafka acknowledged its event (`acks=all`, idempotent
+//! producer), so the sender's retry covers every failure before that point: the broker down or
+//! slow → 503 with `Retry-After`; more requests waiting on Kafka than `max_in_flight` → 503 at
+//! once. The order of checks makes the answer tell the sender what to fix: unknown source 404,
+//! content type 415, size 413, authenticity 401 (nothing stored), then parsing — an authentic
+//! but malformed body is kept in the dead-letter topic with the reason and answered 400.
+//! Duplicates (a sender retrying after a lost answer) are expected; every event carries an
+//! idempotency key (the sender's header, or SHA-256 of the body) for downstream `dedup`.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant, SystemTime};
+
+use axum::Router;
+use axum::body::Body;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use serde_json::{Value, json};
+use sha2::{Digest, Sha256};
+use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
+
+use super::config::{Source, WebhookConfig};
+use super::metrics::WebhookMetrics;
+use super::verify;
+use crate::error::{ConnectorError, Result};
+use crate::json_path;
+use crate::kafka::{KafkaConfig, KafkaSink, OutRecord};
+
+struct App {
+    sources: HashMap<String, Source>,
+    /// The producer in use; replaced when it hits a fatal error (see [`App::replace_if_fatal`]).
+    sink: RwLock<Arc<KafkaSink>>,
+    kafka: KafkaConfig,
+    dead_letter_topic: String,
+    ack_timeout: Duration,
+    retry_after: HeaderValue,
+    permits: Semaphore,
+    metrics: WebhookMetrics,
+    draining: AtomicBool,
+}
+
+/// A bound, not yet serving receiver.
+pub struct WebhookServer {
+    listener: TcpListener,
+    app: Arc<App>,
+}
+
+impl std::fmt::Debug for WebhookServer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WebhookServer")
+            .field("addr", &self.listener.local_addr().ok())
+            .finish()
+    }
+}
+
+impl WebhookServer {
+    /// Resolves the config (presets, secrets), checks that every topic exists, connects the
+    /// producer and binds the listener.
+    pub async fn bind(config: &WebhookConfig, file: &str) -> Result<Self> {
+        let sources = config.resolve(file)?;
+        let mut kafka = KafkaConfig::new(&config.kafka.brokers);
+        // A message Kafka has not acknowledged when the request gives up is not worth keeping
+        // queued: the sender was told 503 and will retry.
+        kafka.properties.insert(
+            "message.timeout.ms".into(),
+            config.ack_timeout().as_millis().to_string(),
+        );
+        kafka.properties.extend(config.kafka.properties.clone());
+        let mut topics: Vec<&str> = sources.iter().map(|s| s.topic.as_str()).collect();
+        topics.push(&config.dead_letter_topic);
+        for topic in topics {
+            let (k, t) = (kafka.clone(), topic.to_string());
+            tokio::task::spawn_blocking(move || crate::kafka::partitions_of(&k, &t))
+                .await
+                .map_err(|e| ConnectorError::Internal(e.to_string()))??;
+        }
+        let sink = RwLock::new(Arc::new(KafkaSink::open(&kafka, None)?));
+        let listener =
+            TcpListener::bind(&config.listen)
+                .await
+                .map_err(|e| ConnectorError::Listen {
+                    addr: config.listen.clone(),
+                    source: e,
+                })?;
+        let retry_after = HeaderValue::from(config.retry_after_secs.unwrap_or(5));
+        let app = App {
+            sources: sources.into_iter().map(|s| (s.name.clone(), s)).collect(),
+            sink,
+            kafka,
+            dead_letter_topic: config.dead_letter_topic.clone(),
+            ack_timeout: config.ack_timeout(),
+            retry_after,
+            permits: Semaphore::new(config.max_in_flight.unwrap_or(4096)),
+            metrics: WebhookMetrics::default(),
+            draining: AtomicBool::new(false),
+        };
+        Ok(WebhookServer {
+            listener,
+            app: Arc::new(app),
+        })
+    }
+
+    /// The bound address (port 0 in the config picks a free one).
+    pub fn local_addr(&self) -> Result<SocketAddr> {
+        self.listener
+            .local_addr()
+            .map_err(|e| ConnectorError::Internal(e.to_string()))
+    }
+
+    /// Serves until `shutdown` resolves, then stops accepting, finishes the requests in flight
+    /// (each still waits for its acknowledgement) and flushes the producer.
+    pub async fn serve(
+        self,
+        shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+    ) -> Result<()> {
+        let app = self.app.clone();
+        let draining = self.app.clone();
+        let router = Router::new()
+            .route("/webhooks/{source}", post(receive))
+            .route("/health", get(|| async { "ok" }))
+            .route("/ready", get(ready))
+            .route("/metrics", get(metrics))
+            .with_state(app);
+        let addr = self.listener.local_addr().ok();
+        axum::serve(self.listener, router)
+            .with_graceful_shutdown(async move {
+                shutdown.await;
+                draining.draining.store(true, Ordering::SeqCst);
+                tracing::info!("shutting down: finishing requests in flight");
+            })
+            .await
+            .map_err(|e| ConnectorError::Listen {
+                addr: addr.map(|a| a.to_string()).unwrap_or_default(),
+                source: e,
+            })?;
+        let sink = self.app.sink();
+        tokio::task::spawn_blocking(move || sink.flush())
+            .await
+            .map_err(|e| ConnectorError::Internal(e.to_string()))?
+    }
+}
+
+impl App {
+    fn sink(&self) -> Arc<KafkaSink> {
+        self.sink
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
+
+    /// An idempotent producer whose epoch was fenced (seen when a broker restarts and loses
+    /// its producer state) fails every later send: a receiver that runs for months must not
+    /// answer 503 forever, so the first request to notice swaps in a new producer. Records the
+    /// old one still held were answered 503 and will be re-sent by their senders.
+    fn replace_if_fatal(&self, used: &Arc<KafkaSink>) {
+        let Some(why) = used.fatal_error() else {
+            return;
+        };
+        let mut current = self
+            .sink
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if !Arc::ptr_eq(&current, used) {
+            return; // another request already replaced it
+        }
+        match KafkaSink::open(&self.kafka, None) {
+            Ok(fresh) => {
+                tracing::warn!("the Kafka producer hit a fatal error ({why}); replaced it");
+                *current = Arc::new(fresh);
+            }
+            Err(e) => tracing::warn!(
+                "the Kafka producer hit a fatal error ({why}); a new one failed: {e}"
+            ),
+        }
+    }
+}
+
+fn answer(status: StatusCode, body: Value) -> Response {
+    (status, axum::Json(body)).into_response()
+}
+
+async fn ready(State(app): State<Arc<App>>) -> Response {
+    if app.draining.load(Ordering::SeqCst) {
+        return answer(
+            StatusCode::SERVICE_UNAVAILABLE,
+            json!({"ready": false, "reason": "shutting down"}),
+        );
+    }
+    let probe = app.clone();
+    let ok = tokio::task::spawn_blocking(move || probe.sink().reachable(Duration::from_secs(2)))
+        .await
+        .unwrap_or(false);
+    if ok {
+        answer(StatusCode::OK, json!({"ready": true}))
+    } else {
+        answer(
+            StatusCode::SERVICE_UNAVAILABLE,
+            json!({"ready": false, "reason": "Kafka is not reachable"}),
+        )
+    }
+}
+
+async fn metrics(State(app): State<Arc<App>>) -> Response {
+    (
+        [(
+            header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        app.metrics.render(),
+    )
+        .into_response()
+}
+
+fn unavailable(app: &App, reason: &str) -> Response {
+    let mut r = answer(
+        StatusCode::SERVICE_UNAVAILABLE,
+        json!({"status": "unavailable", "reason": reason}),
+    );
+    r.headers_mut()
+        .insert(header::RETRY_AFTER, app.retry_after.clone());
+    r
+}
+
+fn content_type_ok(source: &Source, headers: &HeaderMap) -> bool {
+    let Some(ct) = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+    else {
+        return false;
+    };
+    let media = ct
+        .split(';')
+        .next()
+        .unwrap_or_default()
+        .trim()
+        .to_ascii_lowercase();
+    source.content_types.contains(&media)
+}
+
+async fn receive(
+    State(app): State<Arc<App>>,
+    Path(name): Path<String>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    let arrived = Instant::now();
+    let Some(source) = app.sources.get(&name) else {
+        app.metrics.request("unknown", 404);
+        return answer(
+            StatusCode::NOT_FOUND,
+            json!({"status": "unknown source", "source": name}),
+        );
+    };
+    let response = handle(&app, source, &headers, body, arrived).await;
+    app.metrics
+        .request(&source.name, response.status().as_u16());
+    response
+}
+
+async fn handle(
+    app: &App,
+    source: &Source,
+    headers: &HeaderMap,
+    body: Body,
+    arrived: Instant,
+) -> Response {
+    if !content_type_ok(source, headers) {
+        return answer(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            json!({"status": "rejected", "reason": format!("content type must be one of {:?}", source.content_types)}),
+        );
+    }
+    let too_large = || {
+        answer(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            json!({"status": "rejected", "reason": format!("body larger than {} bytes", source.max_body_bytes)}),
+        )
+    };
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<usize>().ok());
+    if declared.is_some_and(|n| n > source.max_body_bytes) {
+        return too_large();
+    }
+    let Ok(bytes) = axum::body::to_bytes(body, source.max_body_bytes).await else {
+        return too_large();
+    };
+    if let Err(why) = verify::check(source, headers, &bytes, SystemTime::now()) {
+        app.metrics.rejected(&source.name, why.label());
+        tracing::warn!(source = %source.name, check = why.label(), "refused: {why}");
+        return answer(
+            StatusCode::UNAUTHORIZED,
+            json!({"status": "rejected", "reason": "not authentic"}),
+        );
+    }
+    let Ok(_permit) = app.permits.try_acquire() else {
+        return unavailable(app, "too many requests waiting on Kafka");
+    };
+    app.metrics.in_flight().inc();
+    let response = store(app, source, headers, &bytes, arrived).await;
+    app.metrics.in_flight().dec();
+    response
+}
+
+fn idempotency_key(source: &Source, headers: &HeaderMap, body: &[u8]) -> String {
+    source
+        .idempotency_header
+        .as_deref()
+        .and_then(|h| headers.get(h))
+        .and_then(|v| v.to_str().ok())
+        .filter(|v| !v.is_empty())
+        .map(str::to_string)
+        .unwrap_or_else(|| hex::encode(Sha256::digest(body)))
+}
+
+async fn produce(app: &App, record: OutRecord) -> std::result::Result<(), String> {
+    let sink = app.sink();
+    let result = match tokio::time::timeout(app.ack_timeout, sink.send_all(&[record])).await {
+        Ok(Ok(_)) => return Ok(()),
+        Ok(Err(e)) => Err(e.to_string()),
+        Err(_) => Err(format!("no acknowledgement within {:?}", app.ack_timeout)),
+    };
+    app.replace_if_fatal(&sink);
+    result
+}
+
+async fn store(
+    app: &App,
+    source: &Source,
+    headers: &HeaderMap,
+    bytes: &[u8],
+    arrived: Instant,
+) -> Response {
+    let received_at = strata_core::sample::iso_millis(
+        SystemTime::now()
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .map(|d| d.as_millis() as i64)
+            .unwrap_or_default(),
+    );
+    let key = idempotency_key(source, headers, bytes);
+    let common = vec![
+        (
+            "strata.source".to_string(),
+            source.name.clone().into_bytes(),
+        ),
+        (
+            "strata.idempotency_key".to_string(),
+            key.clone().into_bytes(),
+        ),
+        (
+            "strata.received_at".to_string(),
+            received_at.clone().into_bytes(),
+        ),
+    ];
+    let dead_letter = |reason: String, label: &'static str| {
+        let mut h = common.clone();
+        h.push(("strata.reason".into(), reason.into_bytes()));
+        h.push(("strata.reason_code".into(), label.as_bytes().to_vec()));
+        OutRecord {
+            topic: app.dead_letter_topic.clone(),
+            key: Some(key.clone().into_bytes()),
+            value: Some(bytes.to_vec()),
+            headers: h,
+        }
+    };
+    let event: Value = match serde_json::from_slice(bytes) {
+        Ok(v) => v,
+        Err(e) => {
+            let reason = format!("malformed JSON: {e}");
+            return match produce(app, dead_letter(reason.clone(), "malformed_json")).await {
+                Ok(()) => {
+                    app.metrics.dead_letter(&source.name, "malformed_json");
+                    answer(
+                        StatusCode::BAD_REQUEST,
+                        json!({"status": "dead_lettered", "reason": reason}),
+                    )
+                }
+                Err(why) => {
+                    tracing::warn!(source = %source.name, "dead letter not stored: {why}");
+                    unavailable(app, "Kafka unavailable")
+                }
+            };
+        }
+    };
+    let event_type = source
+        .event_type
+        .as_deref()
+        .and_then(|p| json_path::lookup_scalar(&event, p));
+    if !source.accepted_events.is_empty()
+        && !event_type
+            .as_ref()
+            .is_some_and(|t| source.accepted_events.contains(t))
+    {
+        let reason = format!(
+            "event type {} is not among the accepted {:?}",
+            event_type.as_deref().unwrap_or("(missing)"),
+            source.accepted_events
+        );
+        return match produce(app, dead_letter(reason.clone(), "event_not_accepted")).await {
+            Ok(()) => {
+                app.metrics.dead_letter(&source.name, "event_not_accepted");
+                answer(
+                    StatusCode::ACCEPTED,
+                    json!({"status": "dead_lettered", "reason": reason}),
+                )
+            }
+            Err(_) => unavailable(app, "Kafka unavailable"),
+        };
+    }
+    let message_key = source
+        .key
+        .as_deref()
+        .and_then(|p| json_path::lookup_scalar(&event, p))
+        .unwrap_or_else(|| key.clone());
+    let mut h = common.clone();
+    if let Some(t) = &event_type {
+        h.push(("strata.event_type".into(), t.clone().into_bytes()));
+    }
+    let envelope = json!({
+        "source": source.name,
+        "received_at": received_at,
+        "idempotency_key": key,
+        "event_type": event_type,
+        "event": event,
+    });
+    let record = OutRecord {
+        topic: source.topic.clone(),
+        key: Some(message_key.into_bytes()),
+        value: Some(envelope.to_string().into_bytes()),
+        headers: h,
+    };
+    match produce(app, record).await {
+        Ok(()) => {
+            app.metrics
+                .stored(&source.name, arrived.elapsed().as_secs_f64());
+            answer(
+                StatusCode::OK,
+                json!({"status": "stored", "idempotency_key": key}),
+            )
+        }
+        Err(why) => {
+            tracing::warn!(source = %source.name, "event not acknowledged: {why}");
+            unavailable(app, "Kafka unavailable")
+        }
+    }
+}
