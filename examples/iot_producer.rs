@@ -1,9 +1,9 @@
 //! Stage: IoT devices push JSON straight to Kafka, at a chosen rate, with real-world faults.
 //!
 //! ```text
-//! cargo run -p strata-examples --example iot_producer -- <brokers> <topic> [events] [events/s]
+//! cargo run -p strata-examples --example iot_producer -- <brokers> <topic> [events] [events/s] [devices]
 //! ```
-//! Defaults: 100,000 events at 10,000 events/s. Events come from `strata_core::sample::iot_events`
+//! Defaults: 100,000 events at 10,000 events/s from 200 devices. Events come from `strata_core::sample::iot_events`
 //! (late events, numbers as strings, duplicates — a device retrying — and some malformed lines).
 //! The producer is configured as a device gateway should be: idempotence on, `acks=all`, lz4
 //! compression, small linger, keyed by device id so a device's events stay in order on one
@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use strata_connectors::kafka::{KafkaConfig, KafkaSink, OutRecord};
-use strata_core::sample::{IotFaults, iot_events};
+use strata_core::sample::{IotFaults, iot_events_of_devices};
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
@@ -30,6 +30,7 @@ async fn main() -> anyhow::Result<()> {
         .map(|s| s.parse())
         .transpose()?
         .unwrap_or(10_000.0);
+    let devices: usize = args.next().map(|s| s.parse()).transpose()?.unwrap_or(200);
     let config = KafkaConfig::new(&brokers);
     strata_connectors::kafka::partitions_of(&config, &topic)
         .with_context(|| format!("topic {topic}"))?;
@@ -37,7 +38,7 @@ async fn main() -> anyhow::Result<()> {
     let now_ms = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)?
         .as_millis() as i64;
-    let lines = iot_events(events, 42, IotFaults::default(), now_ms);
+    let lines = iot_events_of_devices(events, devices, 42, IotFaults::default(), now_ms);
     let started = Instant::now();
     // Send in ticks of 10 ms, each with the events the rate allows by then.
     let per_tick = (rate / 100.0).max(1.0) as usize;

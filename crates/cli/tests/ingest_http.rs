@@ -33,6 +33,8 @@ struct Api {
     answered_429: u32,
     answered_503: u32,
     answered_401: u32,
+    /// Request numbers answered only after a pause (a slow page to kill the poller in).
+    slow_at: BTreeSet<u32>,
 }
 
 type Shared = Arc<Mutex<Api>>;
@@ -49,9 +51,15 @@ async fn recent(
     headers: HeaderMap,
     Query(q): Query<std::collections::HashMap<String, String>>,
 ) -> Response {
+    let (n, slow) = {
+        let mut api = api.lock().expect("lock");
+        api.requests += 1;
+        (api.requests, api.slow_at.contains(&api.requests))
+    };
+    if slow {
+        tokio::time::sleep(Duration::from_secs(3)).await;
+    }
     let mut api = api.lock().expect("lock");
-    api.requests += 1;
-    let n = api.requests;
     let auth = headers
         .get("authorization")
         .and_then(|v| v.to_str().ok())
@@ -291,6 +299,67 @@ async fn polls_every_post_once_in_order_across_restarts_and_faults() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_kill_mid_pagination_resumes_at_the_next_page_without_repeats() {
+    let Some(brokers) = broker("a_kill_mid_pagination_resumes_at_the_next_page_without_repeats")
+    else {
+        return;
+    };
+    let topic = unique("x-kill");
+    create_topics(&brokers, &[(&topic, 1)]).await;
+    let token = "tok-kill".to_string();
+    let api: Shared = Arc::new(Mutex::new(Api {
+        posts: (5_000..5_035).collect(),
+        token: token.clone(),
+        slow_at: [3].into(),
+        ..Api::default()
+    }));
+    let url = serve(api.clone()).await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = write_config(dir.path(), &url, &brokers, &topic);
+    let mut child = Command::new(env!("CARGO_BIN_EXE_strata"))
+        .args(["ingest", "http", "--once", "--config"])
+        .arg(&config)
+        .env("X_BEARER_TOKEN", &token)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("start");
+    // Kill it while it waits for page 3 (pages 1 and 2 are acknowledged by then).
+    while api.lock().expect("lock").requests < 3 {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    child.kill().expect("SIGKILL");
+    let _ = child.wait();
+    let state: Value = serde_json::from_str(
+        &std::fs::read_to_string(dir.path().join("state/x_iot.json")).expect("state"),
+    )
+    .expect("json");
+    assert_eq!(state["in_progress"]["next_token"], "tok20", "{state}");
+    assert_eq!(state["in_progress"]["new_cursor"], "5034");
+    let (code, out, err) = run_once(&config, &token).await;
+    assert_eq!(code, Some(0), "{out}\n{err}");
+    let report: Value = serde_json::from_str(out.lines().last().expect("summary")).expect("json");
+    assert_eq!(report["cycle"]["records"], 15, "pages 3 and 4 only: {out}");
+    assert_eq!(report["cycle"]["cursor"], "5034");
+    let ids: Vec<u64> = read_all(&brokers, &topic, 1, Duration::from_secs(4))
+        .await
+        .iter()
+        .map(|r| {
+            r.json()["item"]["id"]
+                .as_str()
+                .expect("id")
+                .parse()
+                .expect("num")
+        })
+        .collect();
+    assert_eq!(
+        ids,
+        (5_000..5_035).rev().collect::<Vec<_>>(),
+        "each post once, in order"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_missing_token_variable_and_a_bad_config_are_named() {
     let dir = tempfile::tempdir().expect("tempdir");
     let path = dir.path().join("bad.yaml");
@@ -322,4 +391,204 @@ async fn a_missing_token_variable_and_a_bad_config_are_named() {
         err.contains("auth: environment variable STRATA_NO_SUCH_TOKEN is not set"),
         "{err}"
     );
+}
+
+/// A generic oldest-first JSON API behind OAuth2 client credentials, with an API key in the
+/// query: `GET /items?updated_since=&page_token=&api_key=` → `{items, next, max_updated}`.
+#[derive(Default)]
+struct Generic {
+    items: Vec<u64>,
+    api_key: String,
+    tokens_issued: u32,
+    /// Only the newest token is valid (the server rotates on every issue).
+    valid_token: String,
+    /// Tokens are revoked after this many API requests (forcing a refresh on a 401).
+    revoke_after: u32,
+    api_requests: u32,
+    answered_401: u32,
+    bad_client: u32,
+}
+
+type SharedGeneric = Arc<Mutex<Generic>>;
+
+async fn token(State(api): State<SharedGeneric>, headers: HeaderMap, body: String) -> Response {
+    use base64::Engine;
+    let mut api = api.lock().expect("lock");
+    let want = format!(
+        "Basic {}",
+        base64::engine::general_purpose::STANDARD.encode("client-1:client-secret-1")
+    );
+    let auth = headers.get("authorization").and_then(|v| v.to_str().ok());
+    if auth != Some(want.as_str()) || !body.contains("grant_type=client_credentials") {
+        api.bad_client += 1;
+        return (StatusCode::UNAUTHORIZED, "invalid_client").into_response();
+    }
+    api.tokens_issued += 1;
+    api.valid_token = format!("access-{}", api.tokens_issued);
+    axum::Json(json!({"access_token": api.valid_token, "token_type": "bearer", "expires_in": 3600}))
+        .into_response()
+}
+
+async fn items(
+    State(api): State<SharedGeneric>,
+    headers: HeaderMap,
+    Query(q): Query<std::collections::HashMap<String, String>>,
+) -> Response {
+    let mut api = api.lock().expect("lock");
+    api.api_requests += 1;
+    if api.api_requests == api.revoke_after {
+        api.valid_token = "revoked".into();
+    }
+    let auth = headers.get("authorization").and_then(|v| v.to_str().ok());
+    if auth != Some(format!("Bearer {}", api.valid_token).as_str())
+        || q.get("api_key") != Some(&api.api_key)
+    {
+        api.answered_401 += 1;
+        return (StatusCode::UNAUTHORIZED, "token expired").into_response();
+    }
+    let since: u64 = q
+        .get("updated_since")
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    let offset: usize = q
+        .get("page_token")
+        .map(|t| t.trim_start_matches('p').parse().expect("ours"))
+        .unwrap_or(0);
+    let matching: Vec<u64> = api.items.iter().copied().filter(|i| *i > since).collect();
+    let page: Vec<u64> = matching.iter().skip(offset).take(10).copied().collect();
+    let mut body = json!({"items": page.iter().map(|i| json!({"id": i, "name": format!("item {i}")})).collect::<Vec<_>>()});
+    if let Some(max) = page.last() {
+        body["max_updated"] = json!(max);
+    }
+    if offset + 10 < matching.len() {
+        body["next"] = json!(format!("p{}", offset + 10));
+    }
+    // One request left in a window ending 1–2 s from now: the poller slows down.
+    let reset = (epoch() + 2).to_string();
+    (
+        [
+            ("x-rate-limit-remaining", "1".to_string()),
+            ("x-rate-limit-reset", reset),
+        ],
+        axum::Json(body),
+    )
+        .into_response()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn oauth2_refresh_secret_query_parameters_and_proactive_slowdown() {
+    let Some(brokers) = broker("oauth2_refresh_secret_query_parameters_and_proactive_slowdown")
+    else {
+        return;
+    };
+    let topic = unique("generic-items");
+    create_topics(&brokers, &[(&topic, 1)]).await;
+    let api_key = format!("key-SECRET-{}", unique("k"));
+    let api: SharedGeneric = Arc::new(Mutex::new(Generic {
+        items: (1..=25).collect(),
+        api_key: api_key.clone(),
+        revoke_after: 2,
+        ..Generic::default()
+    }));
+    let app = axum::Router::new()
+        .route("/oauth2/token", axum::routing::post(token))
+        .route("/items", axum::routing::get(items))
+        .with_state(api.clone());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let base = format!("http://{}", listener.local_addr().expect("addr"));
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = dir.path().join("generic.yaml");
+    std::fs::write(
+        &config,
+        format!(
+            "name: items\nrequest:\n  url: {base}/items\n  query: {{api_key: '${{env:TEST_API_KEY}}'}}\n\
+             auth: {{type: oauth2_client_credentials, token_url: '{base}/oauth2/token', \
+             client_id_env: TEST_CLIENT_ID, client_secret_env: TEST_CLIENT_SECRET}}\n\
+             pagination: {{next_field: next, param: page_token}}\n\
+             cursor: {{from: max_updated, param: updated_since, pick: last}}\n\
+             records: items\nkafka: {{brokers: '{brokers}', topic: {topic}, key: id}}\n\
+             state_file: {}\n",
+            dir.path().join("items.json").display()
+        ),
+    )
+    .expect("config");
+    let run = |config: std::path::PathBuf| async move {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_strata"));
+        c.args(["ingest", "http", "--once", "--config"])
+            .arg(config)
+            .env("TEST_API_KEY", "")
+            .env("TEST_CLIENT_ID", "client-1")
+            .env("TEST_CLIENT_SECRET", "client-secret-1")
+            .env("STRATA_LOG", "debug");
+        tokio::task::spawn_blocking(move || c.output().expect("run"))
+            .await
+            .expect("join")
+    };
+    // An empty secret variable is a config error naming it.
+    let out = run(config.clone()).await;
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("TEST_API_KEY is empty"));
+
+    let mut c = Command::new(env!("CARGO_BIN_EXE_strata"));
+    c.args(["ingest", "http", "--once", "--config"])
+        .arg(&config)
+        .env("TEST_API_KEY", &api_key)
+        .env("TEST_CLIENT_ID", "client-1")
+        .env("TEST_CLIENT_SECRET", "client-secret-1")
+        .env("STRATA_LOG", "debug");
+    let out = tokio::task::spawn_blocking(move || c.output().expect("run"))
+        .await
+        .expect("join");
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    );
+    assert!(out.status.success(), "{stdout}\n{stderr}");
+    let report: Value =
+        serde_json::from_str(stdout.lines().last().expect("summary")).expect("json");
+    assert_eq!(report["cycle"]["records"], 25, "{stdout}");
+    assert_eq!(
+        report["cycle"]["cursor"], "25",
+        "the last page's max_updated"
+    );
+    assert!(
+        report["cycle"]["slowdowns"]
+            .as_u64()
+            .is_some_and(|n| n >= 2),
+        "{stdout}"
+    );
+    assert!(stderr.contains("slowing down"), "{stderr}");
+    {
+        let a = api.lock().expect("lock");
+        assert_eq!(
+            a.tokens_issued, 2,
+            "one token, then one refresh after the 401"
+        );
+        assert_eq!((a.answered_401, a.bad_client), (1, 0));
+    }
+    let records = read_all(&brokers, &topic, 1, Duration::from_secs(4)).await;
+    let ids: Vec<u64> = records
+        .iter()
+        .map(|r| r.json()["item"]["id"].as_u64().expect("id"))
+        .collect();
+    assert_eq!(ids, (1..=25).collect::<Vec<_>>());
+    let first = records[0].json();
+    assert_eq!(
+        first["request"]["params"]["api_key"], "***",
+        "secret parameter redacted"
+    );
+    let everything: String = records
+        .iter()
+        .map(|r| String::from_utf8_lossy(r.value.as_deref().unwrap_or_default()).into_owned())
+        .collect();
+    for secret in [api_key.as_str(), "client-secret-1", "access-1", "access-2"] {
+        assert!(!everything.contains(secret), "{secret} in a record");
+        assert!(
+            !stderr.contains(secret) && !stdout.contains(secret),
+            "{secret} in the logs"
+        );
+    }
 }

@@ -63,9 +63,21 @@ const TAGS: [&str; 5] = ["line-1", "line-2", "line-3", "cold-room", "dock"];
 /// Events start at `start_epoch_ms` and advance ~10 ms each across 200 devices; about 3% send
 /// temperature as a string (valid: devices do that) and 2% arrive late (up to 10 minutes).
 pub fn iot_events(n: usize, seed: u64, faults: IotFaults, start_epoch_ms: i64) -> Vec<String> {
+    iot_events_of_devices(n, 200, seed, faults, start_epoch_ms)
+}
+
+/// [`iot_events`] across `devices` devices (at least one).
+pub fn iot_events_of_devices(
+    n: usize,
+    devices: usize,
+    seed: u64,
+    faults: IotFaults,
+    start_epoch_ms: i64,
+) -> Vec<String> {
+    let devices = devices.max(1);
     let mut rng = Rng::new(seed);
     let mut out: Vec<String> = Vec::with_capacity(n);
-    let mut seqs = [0u64; 200];
+    let mut seqs = vec![0u64; devices];
     for i in 0..n {
         let roll = rng.unit();
         if roll < faults.duplicates && !out.is_empty() {
@@ -83,7 +95,7 @@ pub fn iot_events(n: usize, seed: u64, faults: IotFaults, start_epoch_ms: i64) -
             });
             continue;
         }
-        let device = rng.below(200) as usize;
+        let device = rng.below(devices as u64) as usize;
         seqs[device] += 1;
         let mut ts_ms = start_epoch_ms + i as i64 * 10;
         if rng.unit() < 0.02 {
