@@ -11,56 +11,18 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
-use rdkafka::client::DefaultClientContext;
 use rdkafka::consumer::{Consumer, StreamConsumer};
 use rdkafka::message::{Headers, Message};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::{ClientConfig, Offset, TopicPartitionList};
+mod support;
+
 use strata_connectors::avro::AvroDecoder;
 use strata_connectors::registry::server::RunningRegistry;
 use strata_connectors::registry::{RegistryClient, RegistryServer};
+use support::{DurableBroker, broker, create_topics, unique};
 
 const PIPELINE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../pipelines/iot.yaml");
-
-fn broker(test: &str) -> Option<String> {
-    match std::env::var("STRATA_TEST_KAFKA") {
-        Ok(b) => Some(b),
-        Err(_) if std::env::var_os("CI").is_some() => {
-            panic!("CI is set but STRATA_TEST_KAFKA is not: run `scripts/services.sh up`")
-        }
-        Err(_) => {
-            eprintln!("SKIPPED {test}: no Kafka broker (run `scripts/services.sh up`)");
-            None
-        }
-    }
-}
-
-fn unique(prefix: &str) -> String {
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_nanos())
-        .unwrap_or_default();
-    format!("{prefix}-{nanos}")
-}
-
-async fn create_topics(brokers: &str, topics: &[(&str, i32)]) {
-    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
-        .set("bootstrap.servers", brokers)
-        .create()
-        .expect("admin");
-    let new: Vec<NewTopic> = topics
-        .iter()
-        .map(|(t, p)| NewTopic::new(t, *p, TopicReplication::Fixed(1)))
-        .collect();
-    for r in admin
-        .create_topics(&new, &AdminOptions::new())
-        .await
-        .expect("create topics")
-    {
-        r.expect("topic created");
-    }
-}
 
 /// Generated IoT events (with malformed lines, bad values and duplicates) and what
 /// `strata transform` makes of them: (lines, rows out, quarantined).
@@ -568,85 +530,13 @@ async fn a_zombie_writer_is_fenced_by_the_newer_epoch() {
     );
 }
 
-/// A private broker whose log lives in S3 (moto), so it can be stopped and started again.
-struct DurableBroker {
-    child: std::process::Child,
-    port: u16,
-    bucket: String,
-}
-
-impl DurableBroker {
-    fn start(port: u16, bucket: &str) -> Self {
-        let bin =
-            std::env::var("STRATA_TANSU_BIN").expect("STRATA_TANSU_BIN (scripts/services.sh env)");
-        let endpoint = std::env::var("STRATA_TEST_S3_ENDPOINT").expect("STRATA_TEST_S3_ENDPOINT");
-        let url = format!("tcp://127.0.0.1:{port}");
-        let child = Command::new(bin)
-            .args([
-                "broker",
-                "--listener-url",
-                &url,
-                "--advertised-listener-url",
-                &url,
-            ])
-            .args(["--storage-engine", &format!("s3://{bucket}/")])
-            .envs([
-                ("AWS_ENDPOINT", endpoint.as_str()),
-                ("AWS_ALLOW_HTTP", "true"),
-                ("AWS_ACCESS_KEY_ID", "test"),
-                ("AWS_SECRET_ACCESS_KEY", "test"),
-                ("AWS_REGION", "us-east-1"),
-            ])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start tansu");
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(Instant::now() < deadline, "tansu did not listen on {port}");
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        DurableBroker {
-            child,
-            port,
-            bucket: bucket.to_string(),
-        }
-    }
-
-    fn restart(&mut self, down_for: Duration) {
-        self.child.kill().expect("stop tansu");
-        let _ = self.child.wait();
-        std::thread::sleep(down_for);
-        let again = Self::start(self.port, &self.bucket);
-        *self = again;
-    }
-}
-
-impl Drop for DurableBroker {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_broker_restart_mid_run_loses_nothing() {
     if broker("a_broker_restart_mid_run_loses_nothing").is_none() {
         return;
     }
-    let endpoint = std::env::var("STRATA_TEST_S3_ENDPOINT").expect("S3 for the broker's log");
-    let bucket = unique("tansu");
-    let created = Command::new("curl")
-        .args(["-sf", "-X", "PUT", &format!("{endpoint}/{bucket}")])
-        .status()
-        .expect("curl");
-    assert!(created.success(), "bucket for the broker's log");
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("free port");
-    let mut kafka = DurableBroker::start(port, &bucket);
-    let brokers = format!("127.0.0.1:{port}");
+    let mut kafka = DurableBroker::create();
+    let brokers = kafka.brokers();
     let dir = tempfile::tempdir().expect("tempdir");
     let (lines, want_rows, _) = events(dir.path(), 20000);
     let t = topics("restart");
