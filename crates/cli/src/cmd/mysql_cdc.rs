@@ -1,6 +1,8 @@
 //! `strata cdc mysql --config <yaml>`: MySQL / MariaDB binlog CDC → Kafka JSON topics
 //! `<topic_prefix>.<db>.<table>` (Debezium envelope, keyed by primary key, tombstones after
 //! deletes), the position saved in the config's `state_file` after every acknowledged batch.
+//! Before streaming, the output topics are read back so that events a killed run delivered but
+//! could not record are not sent again (exactly-once across a crash; `mysql_cdc::resume`).
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -8,7 +10,7 @@ use std::time::Duration;
 use clap::{Args as ClapArgs, Subcommand};
 use strata_connectors::ConnectorError;
 use strata_connectors::kafka::{KafkaConfig, KafkaSink};
-use strata_connectors::mysql_cdc::{MysqlCdcConfig, MysqlCdcSource, sink};
+use strata_connectors::mysql_cdc::{MysqlCdcConfig, MysqlCdcSource, resume, sink};
 
 use crate::Failure;
 
@@ -72,23 +74,38 @@ pub async fn run_mysql(args: &Args) -> Result<(), Failure> {
     for w in &source.server_info().warnings {
         eprintln!("warning: {w}");
     }
-    let sink = KafkaSink::open(&KafkaConfig::new(brokers), None).map_err(failure)?;
+    let kafka = KafkaConfig::new(brokers);
+    let sink = KafkaSink::open(&kafka, None).map_err(failure)?;
+    let delivered = resume::scan(&kafka, &source, &prefix)
+        .await
+        .map_err(failure)?;
+    if !delivered.is_empty() {
+        eprintln!(
+            "resume: {} events after the saved position are already in Kafka (read back {} \
+             records from {} partitions); they will be skipped",
+            delivered.len(),
+            delivered.records_read,
+            delivered.partitions
+        );
+    }
     let started = std::time::Instant::now();
-    let stats = sink::run_to_kafka(
+    let stats = sink::run_to_kafka_resumed(
         &mut source,
         &sink,
         &prefix,
         args.stop_when_idle_ms.map(Duration::from_millis),
+        delivered,
     )
     .await
     .map_err(failure)?;
     let secs = started.elapsed().as_secs_f64().max(1e-9);
     println!(
-        "cdc mysql: {} events ({} records with tombstones) in {:.1}s ({:.0} events/s), {} positions saved to {}",
+        "cdc mysql: {} events ({} records with tombstones) in {:.1}s ({:.0} events/s), {} already in Kafka skipped, {} positions saved to {}",
         stats.events,
         stats.records,
         secs,
         stats.events as f64 / secs,
+        stats.skipped,
         stats.commits,
         source.state_file().path().display()
     );

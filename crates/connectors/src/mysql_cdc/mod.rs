@@ -9,7 +9,8 @@
 //! ([`position`]). [`MysqlCdcSource::next_batch`] then yields, in order: the initial snapshot
 //! (`op=r`, [`snapshot`]) unless the mode or the state says otherwise, then committed
 //! transactions from the binlog ([`stream`]), each batch with the state to save **after** the
-//! batch was delivered ([`MysqlCdcSource::commit`]). [`sink`] is the Kafka driver.
+//! batch was delivered ([`MysqlCdcSource::commit`]). [`sink`] is the Kafka driver; [`resume`]
+//! makes it exactly-once across a crash between the broker's acknowledgement and the save.
 //!
 //! Invariants: a batch never ends inside a transaction; the saved position is always the end
 //! of a transaction whose events were all delivered, so a restart re-reads from there — no loss,
@@ -25,6 +26,7 @@ pub mod config;
 pub mod debezium;
 pub mod decode;
 pub mod position;
+pub mod resume;
 pub mod schema;
 pub mod sink;
 pub mod snapshot;
@@ -135,6 +137,23 @@ impl MysqlCdcSource {
     /// The state file.
     pub fn state_file(&self) -> &StateFile {
         &self.state_file
+    }
+
+    /// The captured tables as `(db, table)`.
+    pub fn tables(&self) -> Vec<(String, String)> {
+        self.config.table_pairs()
+    }
+
+    /// Where the events this source hands out next come from: the snapshot's position, or the
+    /// binlog position streaming (re)starts at; `None` when there is nothing more to read.
+    /// Events at or after it may already have been delivered by a run that crashed before
+    /// saving its state ([`resume`]).
+    pub fn start_position(&self) -> Option<&Position> {
+        match &self.phase {
+            Phase::Snapshot { position, .. } | Phase::StartStream(position) => Some(position),
+            Phase::Stream(reader) => Some(reader.start_position()),
+            Phase::Done => None,
+        }
     }
 
     /// The next batch: snapshot rows first, then committed transactions, waiting up to `wait`

@@ -1,37 +1,79 @@
 //! The Kafka driver: change events as JSON to `<prefix>.<db>.<table>`, keyed by the primary
 //! key, a tombstone after each delete (so log compaction can drop the key); the position is
 //! saved only after [`KafkaSink::send_all`] returned, i.e. after the broker acknowledged every
-//! record of the batch.
+//! record of the batch. [`run_to_kafka_resumed`] with what [`super::resume::scan`] found in Kafka
+//! skips the events an earlier run delivered but could not record (exactly-once across a crash);
+//! [`run_to_kafka`] alone is at-least-once across a crash.
 
 use std::time::{Duration, Instant};
 
 use super::MysqlCdcSource;
 use super::debezium::{ChangeEvent, Op};
+use super::resume::Delivered;
 use crate::error::Result;
 use crate::kafka::{KafkaSink, OutRecord};
+
+/// The topic of an event.
+pub fn topic_of(e: &ChangeEvent, prefix: &str) -> String {
+    format!("{prefix}.{}.{}", e.source.db, e.source.table)
+}
+
+fn tombstone(topic: String, key: Option<Vec<u8>>) -> OutRecord {
+    OutRecord {
+        topic,
+        key,
+        value: None,
+        headers: Vec::new(),
+    }
+}
 
 /// The records of some events.
 pub fn to_records(events: &[ChangeEvent], prefix: &str) -> Vec<OutRecord> {
     let mut out = Vec::with_capacity(events.len());
     for e in events {
-        let topic = format!("{prefix}.{}.{}", e.source.db, e.source.table);
-        let key = e.key().map(|k| k.to_string().into_bytes());
-        out.push(OutRecord {
-            topic: topic.clone(),
-            key: key.clone(),
-            value: Some(e.to_json().to_string().into_bytes()),
-            headers: Vec::new(),
-        });
-        if e.op == Op::Delete {
-            out.push(OutRecord {
-                topic,
-                key,
-                value: None,
-                headers: Vec::new(),
-            });
-        }
+        push_records(e, topic_of(e, prefix), &mut out);
     }
     out
+}
+
+fn push_records(e: &ChangeEvent, topic: String, out: &mut Vec<OutRecord>) {
+    let key = e.key().map(|k| k.to_string().into_bytes());
+    out.push(OutRecord {
+        topic: topic.clone(),
+        key: key.clone(),
+        value: Some(e.to_json().to_string().into_bytes()),
+        headers: Vec::new(),
+    });
+    if e.op == Op::Delete {
+        out.push(tombstone(topic, key));
+    }
+}
+
+/// The records of the events not yet in Kafka (a missing tombstone is sent alone), and how
+/// many events were skipped.
+pub fn records_to_send(
+    events: &[ChangeEvent],
+    prefix: &str,
+    delivered: &mut Delivered,
+) -> (Vec<OutRecord>, u64) {
+    let mut out = Vec::with_capacity(events.len());
+    let mut skipped = 0;
+    for e in events {
+        let topic = topic_of(e, prefix);
+        match delivered.take(&topic, e) {
+            None => push_records(e, topic, &mut out),
+            Some(found) => {
+                skipped += 1;
+                if found.tombstone_missing {
+                    out.push(tombstone(
+                        topic,
+                        e.key().map(|k| k.to_string().into_bytes()),
+                    ));
+                }
+            }
+        }
+    }
+    (out, skipped)
 }
 
 /// What a run did.
@@ -43,24 +85,47 @@ pub struct RunStats {
     pub records: u64,
     /// State saves.
     pub commits: u64,
+    /// Events skipped because an earlier run had already delivered them (crash between the
+    /// acknowledgement and the state save).
+    pub skipped: u64,
 }
 
 /// Runs the source into Kafka until it finishes, or — with `stop_when_idle` — until no event
-/// arrived for that long.
+/// arrived for that long. Without a resume check: a crash between an acknowledgement and the
+/// state save re-sends those events on restart (see [`run_to_kafka_resumed`]).
 pub async fn run_to_kafka(
     source: &mut MysqlCdcSource,
     sink: &KafkaSink,
     prefix: &str,
     stop_when_idle: Option<Duration>,
 ) -> Result<RunStats> {
+    run_to_kafka_resumed(source, sink, prefix, stop_when_idle, Delivered::none()).await
+}
+
+/// [`run_to_kafka`], skipping the events `delivered` holds (from [`super::resume::scan`] of the
+/// same source, before its first batch): exactly-once across a crash.
+pub async fn run_to_kafka_resumed(
+    source: &mut MysqlCdcSource,
+    sink: &KafkaSink,
+    prefix: &str,
+    stop_when_idle: Option<Duration>,
+    mut delivered: Delivered,
+) -> Result<RunStats> {
     let mut stats = RunStats::default();
     let mut last_event = Instant::now();
     let wait = Duration::from_millis(500);
     while let Some(batch) = source.next_batch(wait).await? {
         if !batch.events.is_empty() {
-            let records = to_records(&batch.events, prefix);
-            sink.send_all(&records).await?;
-            stats.events += batch.events.len() as u64;
+            let (records, skipped) = if delivered.is_empty() {
+                (to_records(&batch.events, prefix), 0)
+            } else {
+                records_to_send(&batch.events, prefix, &mut delivered)
+            };
+            if !records.is_empty() {
+                sink.send_all(&records).await?;
+            }
+            stats.events += batch.events.len() as u64 - skipped;
+            stats.skipped += skipped;
             stats.records += records.len() as u64;
             last_event = Instant::now();
         }
@@ -87,12 +152,11 @@ mod tests {
     use super::*;
     use crate::mysql_cdc::debezium::Source;
 
-    #[test]
-    fn deletes_are_followed_by_a_tombstone_with_the_same_key() {
+    fn event(op: Op, pos: u64) -> ChangeEvent {
         let mut row = Map::new();
         row.insert("id".into(), json!(7));
         row.insert("v".into(), json!("x"));
-        let e = |op: Op| ChangeEvent {
+        ChangeEvent {
             op,
             before: (op == Op::Delete).then(|| row.clone()),
             after: (op != Op::Delete).then(|| row.clone()),
@@ -105,12 +169,17 @@ mod tests {
                 server_id: 1,
                 gtid: None,
                 file: "binlog.000001".into(),
-                pos: 4,
+                pos,
                 row: 0,
             },
             key_columns: Arc::new(vec!["id".into()]),
             ts_ms: 0,
-        };
+        }
+    }
+
+    #[test]
+    fn deletes_are_followed_by_a_tombstone_with_the_same_key() {
+        let e = |op: Op| event(op, 4);
         let records = to_records(&[e(Op::Create), e(Op::Delete)], "cdc");
         assert_eq!(records.len(), 3);
         assert!(records.iter().all(|r| r.topic == "cdc.shop.orders"));
@@ -120,5 +189,34 @@ mod tests {
                 .all(|r| r.key.as_deref() == Some(&b"{\"id\":7}"[..]))
         );
         assert!(records[1].value.is_some() && records[2].value.is_none());
+    }
+
+    #[test]
+    fn events_already_in_kafka_are_skipped_and_a_missing_tombstone_is_sent_alone() {
+        let events = [
+            event(Op::Create, 100),
+            event(Op::Delete, 200),
+            event(Op::Create, 300),
+        ];
+        let mut delivered = Delivered::none();
+        delivered.remember("cdc.shop.orders", "binlog.000001", 100, 0, false);
+        delivered.remember("cdc.shop.orders", "binlog.000001", 200, 0, true);
+        delivered.remember("other.shop.orders", "binlog.000001", 300, 0, false);
+        let (records, skipped) = records_to_send(&events, "cdc", &mut delivered);
+        assert_eq!(skipped, 2);
+        assert_eq!(records.len(), 2, "{records:?}");
+        assert!(records[0].value.is_none(), "the delete's tombstone alone");
+        let sent: serde_json::Value =
+            serde_json::from_slice(records[1].value.as_deref().unwrap()).unwrap();
+        assert_eq!(
+            sent["source"]["pos"],
+            json!(300),
+            "another topic's event does not count"
+        );
+        assert_eq!(delivered.len(), 1);
+        assert!(
+            records_to_send(&events, "cdc", &mut delivered).1 == 0,
+            "skipped once only"
+        );
     }
 }
