@@ -12,6 +12,8 @@
 //!
 //! Outside CI, without the servers, the test says so loudly and passes; with `CI` set it fails.
 
+mod support;
+
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fs::File;
 use std::io::Write;
@@ -21,8 +23,6 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
-use rdkafka::client::DefaultClientContext;
 use rdkafka::consumer::{Consumer, StreamConsumer};
 use rdkafka::message::Message;
 use rdkafka::{ClientConfig, Offset, TopicPartitionList};
@@ -414,24 +414,6 @@ fn resumed_events(stderr: &str) -> u64 {
         .sum()
 }
 
-async fn create_topics(brokers: &str, topics: &[(String, i32)]) {
-    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
-        .set("bootstrap.servers", brokers)
-        .create()
-        .expect("admin");
-    let new: Vec<NewTopic> = topics
-        .iter()
-        .map(|(t, p)| NewTopic::new(t, *p, TopicReplication::Fixed(1)))
-        .collect();
-    for r in admin
-        .create_topics(&new, &AdminOptions::new())
-        .await
-        .expect("create topics")
-    {
-        r.expect("topic created");
-    }
-}
-
 /// A record read back.
 struct Rec {
     partition: i32,
@@ -642,7 +624,8 @@ async fn sigkill_mid_stream_is_exactly_once() {
         (format!("{prefix}.{db}.t1"), 3),
         (format!("{prefix}.{db}.t2"), 2),
     ];
-    create_topics(&brokers, &topics).await;
+    let names: Vec<(&str, i32)> = topics.iter().map(|(t, p)| (t.as_str(), *p)).collect();
+    support::create_topics(&brokers, &names).await;
     let dir = tempfile::tempdir().expect("tempdir");
     let state = dir.path().join("state.json");
     let config = dir.path().join("cdc.yaml");
