@@ -450,13 +450,33 @@ async fn a_broker_outage_answers_503_and_loses_no_acknowledged_event() {
         all
     });
     tokio::time::sleep(Duration::from_millis(1500)).await;
-    let kafka = tokio::task::spawn_blocking(move || {
-        kafka.restart(Duration::from_secs(4));
+    let mut kafka = tokio::task::spawn_blocking(move || {
+        kafka.stop();
         kafka
     })
     .await
-    .expect("restart");
+    .expect("stop");
+    let probe = reqwest::Client::new();
+    let ready = format!("{}/ready", receiver.base);
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let down = probe.get(&ready).send().await.expect("ready").status();
+    assert_eq!(down, 503, "not ready while the broker is down");
+    let health = probe
+        .get(format!("{}/health", receiver.base))
+        .send()
+        .await
+        .expect("health");
+    assert_eq!(health.status(), 200, "alive all the same");
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let kafka = tokio::task::spawn_blocking(move || {
+        kafka.start_again();
+        kafka
+    })
+    .await
+    .expect("start again");
     let answers = run.await.expect("load");
+    let up = probe.get(&ready).send().await.expect("ready").status();
+    assert_eq!(up, 200, "ready again after the restart");
     let by_status: BTreeMap<u16, usize> = answers.iter().fold(BTreeMap::new(), |mut m, a| {
         *m.entry(a.1).or_default() += 1;
         m
