@@ -521,3 +521,44 @@ async fn a_broker_outage_answers_503_and_loses_no_acknowledged_event() {
     );
     drop(kafka);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_mid_load_answers_what_it_accepted_and_loses_nothing() {
+    let Some(brokers) = broker("sigterm_mid_load_answers_what_it_accepted_and_loses_nothing")
+    else {
+        return;
+    };
+    let t = topics("whterm");
+    create_topics(&brokers, &[(&t.pipefy, 1), (&t.generic, 1), (&t.dlq, 1)]).await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let receiver = Receiver::start(&write_config(dir.path(), &brokers, &t, 5000));
+    let base = receiver.base.clone();
+    let run = tokio::spawn(async move { load(&base, 6000, 50, "term").await });
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    let status = tokio::task::spawn_blocking(move || receiver.terminate())
+        .await
+        .expect("terminate");
+    assert!(status.success(), "SIGTERM under load exits 0");
+    let answers = run.await.expect("load");
+    let by_status: BTreeMap<u16, usize> = answers.iter().fold(BTreeMap::new(), |mut m, a| {
+        *m.entry(a.1).or_default() += 1;
+        m
+    });
+    eprintln!("SIGTERM mid-load: {by_status:?} (0 = connection refused after the listener closed)");
+    assert!(by_status.get(&200).is_some_and(|n| *n > 0), "{by_status:?}");
+    assert!(
+        by_status.keys().all(|s| *s == 200 || *s == 0),
+        "an accepted request is answered 200, never dropped with a 5xx: {by_status:?}"
+    );
+    let stored: BTreeSet<String> = read_all(&brokers, &t.pipefy, 1, Duration::from_secs(4))
+        .await
+        .iter()
+        .map(|r| r.headers["strata.idempotency_key"].clone())
+        .collect();
+    let acknowledged: BTreeSet<String> = answers
+        .iter()
+        .filter(|a| a.1 == 200)
+        .map(|a| a.0.clone())
+        .collect();
+    assert!(acknowledged.is_subset(&stored), "every 200 is in Kafka");
+}
