@@ -533,8 +533,9 @@ async fn sigterm_mid_load_answers_what_it_accepted_and_loses_nothing() {
     let dir = tempfile::tempdir().expect("tempdir");
     let receiver = Receiver::start(&write_config(dir.path(), &brokers, &t, 5000));
     let base = receiver.base.clone();
-    let run = tokio::spawn(async move { load(&base, 6000, 50, "term").await });
-    tokio::time::sleep(Duration::from_millis(800)).await;
+    let run = tokio::spawn(async move { load(&base, 20_000, 50, "term").await });
+    // Into the steady state (the first produce waits for the producer's id), then SIGTERM.
+    tokio::time::sleep(Duration::from_millis(2500)).await;
     let status = tokio::task::spawn_blocking(move || receiver.terminate())
         .await
         .expect("terminate");
