@@ -407,6 +407,8 @@ struct Generic {
     api_requests: u32,
     answered_401: u32,
     bad_client: u32,
+    /// The token endpoint answers 503 this many times first.
+    token_outages: u32,
 }
 
 type SharedGeneric = Arc<Mutex<Generic>>;
@@ -414,6 +416,10 @@ type SharedGeneric = Arc<Mutex<Generic>>;
 async fn token(State(api): State<SharedGeneric>, headers: HeaderMap, body: String) -> Response {
     use base64::Engine;
     let mut api = api.lock().expect("lock");
+    if api.token_outages > 0 {
+        api.token_outages -= 1;
+        return (StatusCode::SERVICE_UNAVAILABLE, "try later").into_response();
+    }
     let want = format!(
         "Basic {}",
         base64::engine::general_purpose::STANDARD.encode("client-1:client-secret-1")
@@ -488,6 +494,7 @@ async fn oauth2_refresh_secret_query_parameters_and_proactive_slowdown() {
         items: (1..=25).collect(),
         api_key: api_key.clone(),
         revoke_after: 2,
+        token_outages: 1,
         ..Generic::default()
     }));
     let app = axum::Router::new()
@@ -561,13 +568,17 @@ async fn oauth2_refresh_secret_query_parameters_and_proactive_slowdown() {
         "{stdout}"
     );
     assert!(stderr.contains("slowing down"), "{stderr}");
+    assert!(
+        stderr.contains("token endpoint") && stderr.contains("503"),
+        "the token endpoint's 503 was retried: {stderr}"
+    );
     {
         let a = api.lock().expect("lock");
         assert_eq!(
             a.tokens_issued, 2,
             "one token, then one refresh after the 401"
         );
-        assert_eq!((a.answered_401, a.bad_client), (1, 0));
+        assert_eq!((a.answered_401, a.bad_client, a.token_outages), (1, 0, 0));
     }
     let records = read_all(&brokers, &topic, 1, Duration::from_secs(4)).await;
     let ids: Vec<u64> = records

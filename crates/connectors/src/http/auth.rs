@@ -81,6 +81,15 @@ pub fn env_secret(name: &str) -> Result<Secret, String> {
     }
 }
 
+/// Why no token could be had.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TokenError {
+    /// True for transport errors and 5xx / 429 answers.
+    pub retryable: bool,
+    /// What happened (never a secret).
+    pub message: String,
+}
+
 /// Resolved credentials.
 #[derive(Debug)]
 pub enum Credentials {
@@ -143,8 +152,10 @@ impl Credentials {
         }
     }
 
-    /// The `Authorization` header value, fetching a token first when needed.
-    pub async fn header(&mut self, http: &reqwest::Client) -> Result<Option<Secret>, String> {
+    /// The `Authorization` header value, fetching a token first when needed. The error says
+    /// whether retrying can help (a transport error or a 5xx of the token endpoint) or not
+    /// (credentials refused).
+    pub async fn header(&mut self, http: &reqwest::Client) -> Result<Option<Secret>, TokenError> {
         match self {
             Credentials::None => Ok(None),
             Credentials::Bearer(t) => Ok(Some(Secret(format!("Bearer {}", t.expose())))),
@@ -170,18 +181,31 @@ impl Credentials {
                     .form(&form)
                     .send()
                     .await
-                    .map_err(|e| format!("token request to {token_url} failed: {e}"))?;
+                    .map_err(|e| TokenError {
+                        retryable: true,
+                        message: format!(
+                            "token request to {token_url} failed ({})",
+                            if e.is_timeout() {
+                                "timed out"
+                            } else {
+                                "transport error"
+                            }
+                        ),
+                    })?;
                 let status = response.status();
                 if !status.is_success() {
-                    return Err(format!(
-                        "token endpoint {token_url} answered {status}: check the client id / \
-                         secret variables and the scope"
-                    ));
+                    return Err(TokenError {
+                        retryable: status.is_server_error() || status.as_u16() == 429,
+                        message: format!(
+                            "token endpoint {token_url} answered {status}: check the client id / \
+                             secret variables and the scope"
+                        ),
+                    });
                 }
-                let parsed: TokenResponse = response
-                    .json()
-                    .await
-                    .map_err(|e| format!("token endpoint {token_url}: unreadable answer: {e}"))?;
+                let parsed: TokenResponse = response.json().await.map_err(|e| TokenError {
+                    retryable: false,
+                    message: format!("token endpoint {token_url}: unreadable answer: {e}"),
+                })?;
                 let lifetime = Duration::from_secs(parsed.expires_in.unwrap_or(3600));
                 let refresh_at = Instant::now() + lifetime.saturating_sub(Duration::from_secs(30));
                 let value = Secret(format!("Bearer {}", parsed.access_token));

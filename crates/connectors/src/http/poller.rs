@@ -349,11 +349,17 @@ impl HttpPoller {
         let mut rate_waits = 0u32;
         let mut refreshed = false;
         loop {
-            let auth = self
-                .credentials
-                .header(&self.http)
-                .await
-                .map_err(|e| self.http_error(None, e, "check the OAuth2 settings"))?;
+            let auth = match self.credentials.header(&self.http).await {
+                Ok(a) => a,
+                Err(e) if e.retryable => {
+                    self.transient(&mut failures, report, None, &e.message)
+                        .await?;
+                    continue;
+                }
+                Err(e) => {
+                    return Err(self.http_error(None, e.message, "check the OAuth2 settings"));
+                }
+            };
             let requested_at = epoch_ms();
             report.requests += 1;
             let sent = self
