@@ -9,7 +9,8 @@ use mysql_async::{Conn, Opts};
 use serde_json::{Value as Json, json};
 use strata_connectors::ConnectorError;
 use strata_connectors::mysql_cdc::{
-    ChangeEvent, MysqlCdcConfig, MysqlCdcSource, Op, SnapshotMode, checks, to_batch,
+    ChangeEvent, MysqlCdcConfig, MysqlCdcSource, Op, SnapshotLocking, SnapshotMethod, SnapshotMode,
+    checks, to_batch,
 };
 
 fn url() -> Option<String> {
@@ -295,6 +296,37 @@ async fn types_transactions_ddl_and_restart_exactly_once() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn snapshot_during_writes_has_no_gap_and_no_overlap() {
     let Some(url) = url() else { return };
+    snapshot_during_writes(&url, SnapshotLocking::Auto, SnapshotMethod::ServerStatus).await;
+}
+
+/// The path Oracle MySQL takes (no `binlog_snapshot_*` status), forced on MariaDB.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn snapshot_during_writes_with_global_read_lock() {
+    let Some(url) = url() else { return };
+    snapshot_during_writes(
+        &url,
+        SnapshotLocking::GlobalReadLock,
+        SnapshotMethod::GlobalReadLock,
+    )
+    .await;
+}
+
+/// The path taken without `RELOAD` on a server without snapshot status, forced on MariaDB.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn snapshot_during_writes_with_table_locks() {
+    let Some(url) = url() else { return };
+    snapshot_during_writes(
+        &url,
+        SnapshotLocking::TableLocks,
+        SnapshotMethod::TableLocks,
+    )
+    .await;
+}
+
+/// A snapshot taken while a writer inserts, updates and deletes: applying every event to a
+/// model must rebuild the table exactly, with every row inserted exactly once.
+async fn snapshot_during_writes(url: &str, locking: SnapshotLocking, expected: SnapshotMethod) {
+    let url = url.to_string();
     let mut c = root(&url).await;
     let db = fresh_db(&mut c, "cdc_snap").await;
     c.query_drop(format!(
@@ -339,11 +371,14 @@ async fn snapshot_during_writes_has_no_gap_and_no_overlap() {
     let dir = tempfile::tempdir().unwrap();
     let mut config = MysqlCdcConfig::new(&url, vec![format!("{db}.t")], dir.path().join("s.json"));
     config.server_id = server_id();
+    config.snapshot_locking = locking;
     let mut src = MysqlCdcSource::open(config).await.unwrap();
+    assert_eq!(src.snapshot_method(), Some(expected));
     writer.await.unwrap();
     // Apply every event to a model of the table.
     let mut model: BTreeMap<u64, Json> = BTreeMap::new();
     let mut seen_insert: BTreeMap<u64, usize> = BTreeMap::new();
+    let mut snapshot_rows = 0usize;
     let mut idle_since = Instant::now();
     let deadline = Instant::now() + Duration::from_secs(60);
     while idle_since.elapsed() < Duration::from_millis(1500) {
@@ -360,6 +395,7 @@ async fn snapshot_during_writes_has_no_gap_and_no_overlap() {
             let id = id_of(e);
             match e.op {
                 Op::Read | Op::Create => {
+                    snapshot_rows += usize::from(e.op == Op::Read);
                     *seen_insert.entry(id).or_default() += 1;
                     model.insert(id, e.after.clone().map(Json::Object).unwrap());
                 }
@@ -383,6 +419,15 @@ async fn snapshot_during_writes_has_no_gap_and_no_overlap() {
         seen_insert.values().all(|n| *n == 1),
         "an id was inserted twice: overlap"
     );
+    eprintln!(
+        "{locking:?}: {} rows from the snapshot, {} inserts streamed",
+        snapshot_rows,
+        seen_insert.len() - snapshot_rows
+    );
+    assert!(
+        seen_insert.len() > snapshot_rows,
+        "the snapshot was taken after the writer finished: nothing tested"
+    );
     let rows: Vec<(i64, i32)> = c
         .query(format!("SELECT id, v FROM `{db}`.t ORDER BY id"))
         .await
@@ -393,6 +438,324 @@ async fn snapshot_during_writes_has_no_gap_and_no_overlap() {
         .collect();
     assert_eq!(model, expected);
     drop(src);
+    c.query_drop(format!("DROP DATABASE `{db}`")).await.unwrap();
+}
+
+/// Without `RELOAD` the global read lock is refused: the snapshot falls back to table locks, and
+/// without `LOCK TABLES` either it fails saying what to grant.
+#[tokio::test]
+async fn global_read_lock_falls_back_to_table_locks_without_reload() {
+    let Some(url) = url() else { return };
+    let mut c = root(&url).await;
+    let db = fresh_db(&mut c, "cdc_lock").await;
+    c.query_drop(format!("CREATE TABLE `{db}`.t (id INT PRIMARY KEY, v INT)"))
+        .await
+        .unwrap();
+    c.query_drop(format!("INSERT INTO `{db}`.t VALUES (1, 1), (2, 2)"))
+        .await
+        .unwrap();
+    let host = url.rsplit('@').next().unwrap().to_string();
+    let user = unique("cdc_l");
+    c.query_drop(format!("CREATE USER '{user}'@'%' IDENTIFIED BY 'pw'"))
+        .await
+        .unwrap();
+    c.query_drop(format!(
+        "GRANT REPLICATION SLAVE, REPLICATION CLIENT ON *.* TO '{user}'@'%'"
+    ))
+    .await
+    .unwrap();
+    c.query_drop(format!("GRANT SELECT ON `{db}`.* TO '{user}'@'%'"))
+        .await
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = MysqlCdcConfig::new(
+        format!("mysql://{user}:pw@{host}"),
+        vec![format!("{db}.t")],
+        dir.path().join("s.json"),
+    );
+    config.server_id = server_id();
+    config.snapshot_mode = SnapshotMode::InitialOnly;
+    config.snapshot_locking = SnapshotLocking::GlobalReadLock;
+
+    // No RELOAD, no LOCK TABLES: refused, naming the grant.
+    let e = MysqlCdcSource::open(config.clone()).await.unwrap_err();
+    assert!(!e.is_retryable(), "{e}");
+    assert!(e.to_string().contains("GRANT RELOAD"), "{e}");
+
+    // LOCK TABLES granted: table locks.
+    c.query_drop(format!("GRANT LOCK TABLES ON `{db}`.* TO '{user}'@'%'"))
+        .await
+        .unwrap();
+    let mut src = MysqlCdcSource::open(config).await.unwrap();
+    assert_eq!(src.snapshot_method(), Some(SnapshotMethod::TableLocks));
+    let b = src
+        .next_batch(Duration::from_millis(100))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(summary(&b.events), vec![("r".into(), 1), ("r".into(), 2)]);
+    // The locks were released: writing works at once.
+    tokio::time::timeout(
+        Duration::from_secs(5),
+        c.query_drop(format!("INSERT INTO `{db}`.t VALUES (3, 3)")),
+    )
+    .await
+    .expect("the table is still locked")
+    .unwrap();
+    drop(src);
+    c.query_drop(format!("DROP USER '{user}'@'%'"))
+        .await
+        .unwrap();
+    c.query_drop(format!("DROP DATABASE `{db}`")).await.unwrap();
+}
+
+/// The binlog dump connection is killed from another session again and again while a writer
+/// runs transactions (one of them large, so a kill lands inside it): the source reconnects from
+/// the last transaction end it handed out, and every change arrives exactly once, in order.
+#[tokio::test(flavor = "multi_thread", worker_threads = 3)]
+async fn reconnects_after_the_dump_thread_is_killed_exactly_once() {
+    let Some(url) = url() else { return };
+    let mut c = root(&url).await;
+    let db = fresh_db(&mut c, "cdc_kill").await;
+    c.query_drop(format!(
+        "CREATE TABLE `{db}`.t (id INT PRIMARY KEY, v INT NOT NULL, \
+         pad VARCHAR(1000) NOT NULL DEFAULT '')"
+    ))
+    .await
+    .unwrap();
+    // A user of its own, so that its dump thread is the one killed (other tests run too).
+    let host = url.rsplit('@').next().unwrap().to_string();
+    let user = unique("cdc_k");
+    c.query_drop(format!("CREATE USER '{user}'@'%' IDENTIFIED BY 'pw'"))
+        .await
+        .unwrap();
+    c.query_drop(format!(
+        "GRANT SELECT, REPLICATION SLAVE, REPLICATION CLIENT ON *.* TO '{user}'@'%'"
+    ))
+    .await
+    .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = MysqlCdcConfig::new(
+        format!("mysql://{user}:pw@{host}"),
+        vec![format!("{db}.t")],
+        dir.path().join("s.json"),
+    );
+    config.server_id = server_id();
+    config.snapshot_mode = SnapshotMode::Never;
+    config.reconnect_timeout_secs = 30;
+    config.max_batch_events = 500;
+    let mut src = MysqlCdcSource::open(config).await.unwrap();
+
+    // Writer: 150 small transactions (3 inserts + 1 update each), then one of 20 000 rows,
+    // then 50 more small ones. Expected events, in binlog order:
+    let big = 20_000u32;
+    let mut expected: Vec<(String, u64)> = Vec::new();
+    let small = |k: u32, expected: &mut Vec<(String, u64)>| {
+        for i in 0..3 {
+            expected.push(("c".into(), (k * 3 + i) as u64));
+        }
+        expected.push(("u".into(), (k * 3) as u64));
+    };
+    for k in 0..150 {
+        small(k, &mut expected);
+    }
+    for i in 0..big {
+        expected.push(("c".into(), (1_000_000 + i) as u64));
+    }
+    for k in 150..200 {
+        small(k, &mut expected);
+    }
+    let (writer_url, writer_db) = (url.clone(), db.clone());
+    let writing = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let writer_writing = writing.clone();
+    let writer = tokio::spawn(async move {
+        let mut w = root(&writer_url).await;
+        let txn = |k: u32| {
+            format!(
+                "BEGIN; INSERT INTO `{writer_db}`.t (id, v) VALUES ({a}, 0); \
+                 INSERT INTO `{writer_db}`.t (id, v) VALUES ({b}, 0); \
+                 INSERT INTO `{writer_db}`.t (id, v) VALUES ({c}, 0); \
+                 UPDATE `{writer_db}`.t SET v = 1 WHERE id = {a}; COMMIT",
+                a = k * 3,
+                b = k * 3 + 1,
+                c = k * 3 + 2
+            )
+        };
+        for k in 0..150 {
+            w.query_drop(txn(k)).await.unwrap();
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        // ~20 MB of row events: the stream is slower than the kills, so some land inside.
+        w.query_drop(format!(
+            "SET SESSION max_recursive_iterations = 1000000; \
+             INSERT INTO `{writer_db}`.t (id, v, pad) WITH RECURSIVE s(n) AS \
+             (SELECT 0 UNION ALL SELECT n + 1 FROM s WHERE n < {}) \
+             SELECT 1000000 + n, n, REPEAT('x', 1000) FROM s",
+            big - 1
+        ))
+        .await
+        .unwrap();
+        for k in 150..200 {
+            w.query_drop(txn(k)).await.unwrap();
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        writer_writing.store(false, std::sync::atomic::Ordering::SeqCst);
+    });
+    // Killer: the user's `Binlog Dump` thread, every 150 ms while the writer runs and a little
+    // longer (the stream is then still busy with the large transaction).
+    let (killer_url, killer_user) = (url.clone(), user.clone());
+    let killer = tokio::spawn(async move {
+        let mut k = root(&killer_url).await;
+        let mut kills = 0u32;
+        let mut until = Instant::now() + Duration::from_secs(3600);
+        while Instant::now() < until {
+            if writing.load(std::sync::atomic::Ordering::SeqCst) {
+                until = Instant::now() + Duration::from_millis(300);
+            }
+            let ids: Vec<u64> = k
+                .query(format!(
+                    "SELECT ID FROM information_schema.PROCESSLIST WHERE USER = '{killer_user}' \
+                     AND COMMAND = 'Binlog Dump'"
+                ))
+                .await
+                .unwrap();
+            for id in ids {
+                // The thread may have ended meanwhile (unknown thread id): fine.
+                if k.query_drop(format!("KILL {id}")).await.is_ok() {
+                    kills += 1;
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(150)).await;
+        }
+        kills
+    });
+
+    let mut log: Vec<ChangeEvent> = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while log.len() < expected.len() {
+        assert!(
+            Instant::now() < deadline,
+            "only {} of {} events arrived",
+            log.len(),
+            expected.len()
+        );
+        let b = src
+            .next_batch(Duration::from_millis(200))
+            .await
+            .unwrap()
+            .unwrap();
+        log.extend(b.events);
+        if let Some(s) = b.state {
+            src.commit(&s).unwrap();
+        }
+    }
+    writer.await.unwrap();
+    let kills = killer.await.unwrap();
+    // Nothing more arrives: no duplicate after the last expected event.
+    let b = src
+        .next_batch(Duration::from_millis(800))
+        .await
+        .unwrap()
+        .unwrap();
+    log.extend(b.events);
+    eprintln!(
+        "{kills} dump threads killed, {} reconnects, {} events of partial transactions \
+         dropped and re-read, {} events",
+        src.reconnects(),
+        src.partial_events_dropped(),
+        log.len()
+    );
+    assert!(kills >= 3, "the test killed too few streams: {kills}");
+    assert!(src.reconnects() >= 3, "{} reconnects", src.reconnects());
+    assert!(
+        src.partial_events_dropped() > 0,
+        "no kill landed inside a transaction: the re-read of a partial one is untested"
+    );
+    let got = summary(&log);
+    if got != expected {
+        let first = got
+            .iter()
+            .zip(&expected)
+            .position(|(g, e)| g != e)
+            .unwrap_or(got.len().min(expected.len()));
+        panic!(
+            "{} events, {} expected; first difference at {first}: got {:?}, expected {:?}",
+            got.len(),
+            expected.len(),
+            got.get(first),
+            expected.get(first)
+        );
+    }
+    drop(src);
+    c.query_drop(format!("DROP USER '{user}'@'%'"))
+        .await
+        .unwrap();
+    c.query_drop(format!("DROP DATABASE `{db}`")).await.unwrap();
+}
+
+/// A connection that keeps dying: the source gives up after `reconnect_timeout_secs` with a
+/// retryable error carrying the cause.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gives_up_reconnecting_with_a_retryable_error() {
+    let Some(url) = url() else { return };
+    let mut c = root(&url).await;
+    let db = fresh_db(&mut c, "cdc_giveup").await;
+    c.query_drop(format!("CREATE TABLE `{db}`.t (id INT PRIMARY KEY)"))
+        .await
+        .unwrap();
+    let host = url.rsplit('@').next().unwrap().to_string();
+    let user = unique("cdc_g");
+    c.query_drop(format!("CREATE USER '{user}'@'%' IDENTIFIED BY 'pw'"))
+        .await
+        .unwrap();
+    c.query_drop(format!(
+        "GRANT SELECT, REPLICATION SLAVE, REPLICATION CLIENT ON *.* TO '{user}'@'%'"
+    ))
+    .await
+    .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = MysqlCdcConfig::new(
+        format!("mysql://{user}:pw@{host}"),
+        vec![format!("{db}.t")],
+        dir.path().join("s.json"),
+    );
+    config.server_id = server_id();
+    config.snapshot_mode = SnapshotMode::Never;
+    config.reconnect_timeout_secs = 1;
+    let mut src = MysqlCdcSource::open(config).await.unwrap();
+    let (killer_url, killer_user) = (url.clone(), user.clone());
+    let killer = tokio::spawn(async move {
+        let mut k = root(&killer_url).await;
+        let until = Instant::now() + Duration::from_secs(6);
+        while Instant::now() < until {
+            let ids: Vec<u64> = k
+                .query(format!(
+                    "SELECT ID FROM information_schema.PROCESSLIST WHERE USER = '{killer_user}' \
+                     AND COMMAND = 'Binlog Dump'"
+                ))
+                .await
+                .unwrap();
+            for id in ids {
+                let _ = k.query_drop(format!("KILL {id}")).await;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    });
+    let started = Instant::now();
+    let e = loop {
+        match src.next_batch(Duration::from_millis(500)).await {
+            Ok(_) => assert!(started.elapsed() < Duration::from_secs(5), "never gave up"),
+            Err(e) => break e,
+        }
+    };
+    assert!(e.is_retryable(), "{e}");
+    assert!(e.to_string().contains("reconnect"), "{e}");
+    assert!(src.reconnects() >= 1);
+    killer.await.unwrap();
+    drop(src);
+    c.query_drop(format!("DROP USER '{user}'@'%'"))
+        .await
+        .unwrap();
     c.query_drop(format!("DROP DATABASE `{db}`")).await.unwrap();
 }
 

@@ -27,7 +27,7 @@ pub struct ServerInfo {
 pub fn query_error(operation: &str, e: mysql_async::Error) -> ConnectorError {
     let retryable = match &e {
         mysql_async::Error::Io(_) => true,
-        mysql_async::Error::Server(s) => s.code == 4052,
+        mysql_async::Error::Server(s) => connection_lost(s.code, &s.message),
         _ => false,
     };
     let hint = match &e {
@@ -50,6 +50,17 @@ pub fn query_error(operation: &str, e: mysql_async::Error) -> ConnectorError {
         hint: hint.into(),
         retryable,
     }
+}
+
+/// Server errors that end a connection without anything being wrong with the data or the
+/// config: killed connection (1927, 1317), shutdown (1053), network timeouts (1159, 1161),
+/// aborted packets (1152-1158), too many connections (1040), and a replica with the same id
+/// still registered (MariaDB 4052; MySQL 1236 naming the server id).
+pub fn connection_lost(code: u16, message: &str) -> bool {
+    matches!(
+        code,
+        1040 | 1053 | 1152..=1161 | 1317 | 1927 | 2006 | 2013 | 4052
+    ) || code == 1236 && message.contains("server_id")
 }
 
 /// The client options of a config (URL + optional password).
@@ -159,6 +170,16 @@ pub fn check_settings(vars: &BTreeMap<String, String>) -> Result<ServerInfo> {
             return Err(setting(var, &v, "OFF (encrypted binlog)", line));
         }
     }
+    if let Some(v) = get("binlog_row_value_options")
+        && v.contains("PARTIAL_JSON")
+    {
+        return Err(setting(
+            "binlog_row_value_options",
+            &v,
+            "'' (partial JSON updates carry only the changed paths, not the document)",
+            "binlog_row_value_options=''",
+        ));
+    }
     let mut info = ServerInfo {
         mariadb: vars
             .get("version")
@@ -183,7 +204,8 @@ pub async fn read_settings(conn: &mut Conn) -> Result<BTreeMap<String, String>> 
         .query(
             "SHOW GLOBAL VARIABLES WHERE Variable_name IN ('log_bin', 'binlog_format', \
              'binlog_row_image', 'binlog_row_metadata', 'log_bin_compress', \
-             'binlog_transaction_compression', 'encrypt_binlog', 'binlog_encryption', 'version')",
+             'binlog_transaction_compression', 'encrypt_binlog', 'binlog_encryption', \
+             'binlog_row_value_options', 'version')",
         )
         .await
         .map_err(|e| query_error("reading the binlog settings", e))?;
@@ -287,6 +309,12 @@ mod tests {
                 .to_string()
                 .contains("encrypt")
         );
+        let mut v = vars(&ok);
+        v.insert("binlog_row_value_options".into(), "PARTIAL_JSON".into());
+        let e = check_settings(&v).unwrap_err().to_string();
+        assert!(e.contains("binlog_row_value_options=''"), "{e}");
+        v.insert("binlog_row_value_options".into(), "".into());
+        assert!(check_settings(&v).is_ok());
         let mut v = vars(&ok);
         v.insert("binlog_row_metadata".into(), "MINIMAL".into());
         let info = check_settings(&v).unwrap();

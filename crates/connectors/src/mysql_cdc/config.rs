@@ -21,6 +21,27 @@ pub enum SnapshotMode {
     InitialOnly,
 }
 
+/// How the initial snapshot is tied to a binlog position (Debezium's `snapshot.locking.mode`,
+/// see [`super::snapshot_lock`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum SnapshotLocking {
+    /// No lock where the server reports the snapshot's position (`binlog_snapshot_*` status:
+    /// MariaDB, Percona); elsewhere (Oracle MySQL) a brief global read lock, or table locks when
+    /// the global one is not permitted.
+    #[default]
+    Auto,
+    /// Always the brief global read lock (`FLUSH TABLES WITH READ LOCK` while the snapshot
+    /// transaction starts and the position is read), falling back to table locks when the user
+    /// lacks `RELOAD`.
+    GlobalReadLock,
+    /// Always `LOCK TABLES … READ` on the captured tables, held while they are read (writers to
+    /// those tables wait for the whole snapshot).
+    TableLocks,
+    /// Never lock: only servers with `binlog_snapshot_*` status; refused elsewhere.
+    None,
+}
+
 /// Config of a MySQL / MariaDB CDC source.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -41,6 +62,13 @@ pub struct MysqlCdcConfig {
     /// Snapshot mode.
     #[serde(default)]
     pub snapshot_mode: SnapshotMode,
+    /// How the snapshot gets its binlog position (locks or the server's snapshot status).
+    #[serde(default)]
+    pub snapshot_locking: SnapshotLocking,
+    /// How long a lost binlog connection is retried (with backoff, from the last transaction
+    /// end handed out) before the source gives up with a retryable error; 0 disables reconnect.
+    #[serde(default = "default_reconnect_timeout")]
+    pub reconnect_timeout_secs: u64,
     /// Where the position is stored (JSON, written atomically).
     pub state_file: PathBuf,
     /// Kafka topic prefix: events go to `<prefix>.<db>.<table>`.
@@ -63,6 +91,9 @@ fn default_server_id() -> u32 {
 fn default_prefix() -> String {
     "cdc".into()
 }
+fn default_reconnect_timeout() -> u64 {
+    60
+}
 fn default_batch() -> usize {
     10_000
 }
@@ -81,6 +112,8 @@ impl MysqlCdcConfig {
             server_id: default_server_id(),
             tables,
             snapshot_mode: SnapshotMode::default(),
+            snapshot_locking: SnapshotLocking::default(),
+            reconnect_timeout_secs: default_reconnect_timeout(),
             state_file: state_file.into(),
             topic_prefix: default_prefix(),
             kafka_brokers: None,
@@ -175,9 +208,11 @@ mod tests {
 
     #[test]
     fn parses_a_valid_config() {
-        let yaml = "url: mysql://root@127.0.0.1:3306\ntables: [shop.orders]\nstate_file: s.json\nsnapshot_mode: initial_only\n";
+        let yaml = "url: mysql://root@127.0.0.1:3306\ntables: [shop.orders]\nstate_file: s.json\nsnapshot_mode: initial_only\nsnapshot_locking: table_locks\n";
         let c = MysqlCdcConfig::from_yaml(yaml).unwrap();
         assert_eq!(c.snapshot_mode, SnapshotMode::InitialOnly);
+        assert_eq!(c.snapshot_locking, SnapshotLocking::TableLocks);
+        assert_eq!(c.reconnect_timeout_secs, 60);
         assert_eq!(c.table_pairs(), vec![("shop".into(), "orders".into())]);
         assert_eq!(redact("mysql://u:pw@h:1"), "mysql://u:***@h:1");
     }

@@ -5,7 +5,8 @@
 //! (unsigned BIGINT up to 2^64-1 exactly), DECIMAL as its exact string, FLOAT / DOUBLE as
 //! numbers, DATE as days since the epoch, DATETIME as epoch milliseconds (precision ≤ 3) or
 //! microseconds (4–6), TIMESTAMP as an ISO-8601 UTC string, TIME as microseconds, YEAR as a
-//! number, text / JSON / ENUM / SET as strings (SET labels joined by `,`), binary as base64.
+//! number, text / JSON / ENUM / SET as strings (SET labels joined by `,`; MySQL 8's binary
+//! JSON printed as text by [`super::json_binary`]), binary as base64.
 //! Zero dates (`0000-00-00`, month or day 0) become `null` — a policy: they are not instants.
 
 use mysql_async::Value;
@@ -178,10 +179,12 @@ pub fn from_text(col: &Column, value: &Value) -> Result<Json, DecodeProblem> {
 pub fn from_binlog(col: &Column, value: BinlogValue<'_>) -> Result<Json, DecodeProblem> {
     match value {
         BinlogValue::Value(v) => from_value(col, v),
-        BinlogValue::Jsonb(_) | BinlogValue::JsonDiff(_) => Err(
-            "MySQL 8 binary JSON (and partial JSON updates) are not decoded by this connector yet"
-                .into(),
-        ),
+        // MySQL's binary JSON: as the text MySQL prints, like MariaDB's JSON-as-text.
+        BinlogValue::Jsonb(j) => super::json_binary::to_text(j).map(Json::from),
+        BinlogValue::JsonDiff(_) => Err("a partial JSON update (MySQL \
+             binlog_row_value_options=PARTIAL_JSON) holds only the changed paths, not the \
+             document: set binlog_row_value_options='' on the server"
+            .into()),
     }
 }
 

@@ -18,18 +18,24 @@
 //! batch finishes before [`MysqlCdcSource::commit`]). An interrupted snapshot is redone.
 //!
 //! How it fails: config, privilege and server-setting problems at `open` with the fix in the
-//! message; lost connections as retryable [`ConnectorError::MysqlQuery`]; a value with no
-//! faithful mapping as [`ConnectorError::MysqlDecode`] naming table, column and position.
+//! message; a lost binlog connection is re-established from the last transaction end handed
+//! out ([`reconnect`]), and only after `reconnect_timeout_secs` becomes a retryable
+//! [`ConnectorError::MysqlQuery`]; a value with no faithful mapping is a
+//! [`ConnectorError::MysqlDecode`] naming table, column and position.
 
+pub mod binlog_status;
 pub mod checks;
 pub mod config;
 pub mod debezium;
 pub mod decode;
+pub mod json_binary;
 pub mod position;
+pub mod reconnect;
 pub mod resume;
 pub mod schema;
 pub mod sink;
 pub mod snapshot;
+pub mod snapshot_lock;
 pub mod stream;
 
 use std::collections::VecDeque;
@@ -38,12 +44,13 @@ use std::time::Duration;
 use mysql_async::Opts;
 
 pub use checks::ServerInfo;
-pub use config::{MysqlCdcConfig, SnapshotMode};
+pub use config::{MysqlCdcConfig, SnapshotLocking, SnapshotMode};
 pub use debezium::{ChangeEvent, Op, to_batch};
 pub use position::{CdcState, Position, StateFile};
+pub use snapshot_lock::SnapshotMethod;
 pub use stream::BinlogReader;
 
-use crate::error::Result;
+use crate::error::{ConnectorError, Result};
 
 /// Events to deliver, and the state to save once they are delivered.
 #[derive(Debug, Clone)]
@@ -72,7 +79,12 @@ pub struct MysqlCdcSource {
     state_file: StateFile,
     schemas: schema::Schemas,
     phase: Phase,
-    duplicate_retries: u32,
+    /// Set from a lost connection until a stream works again.
+    backoff: Option<reconnect::Backoff>,
+    reconnects: u64,
+    partial_dropped: u64,
+    rows_decoded_before: u64,
+    snapshot_method: Option<SnapshotMethod>,
 }
 
 impl std::fmt::Debug for MysqlCdcSource {
@@ -98,22 +110,28 @@ impl MysqlCdcSource {
         }
         let state_file = StateFile::new(&config.state_file);
         let saved = state_file.load()?;
+        let mut snapshot_method = None;
         let phase = match (saved, config.snapshot_mode) {
             (Some(s), SnapshotMode::InitialOnly) if s.snapshot_done => Phase::Done,
             (Some(s), _) if s.snapshot_done => Phase::StartStream(s.position),
             (_, SnapshotMode::Never) => {
-                let position = snapshot::begin(&mut conn).await?;
-                checks_close(&mut conn).await?;
-                Phase::StartStream(position)
+                Phase::StartStream(binlog_status::current(&mut conn).await?)
             }
             _ => {
-                let position = snapshot::begin(&mut conn).await?;
-                let events =
-                    snapshot::read_tables(&mut conn, &schemas, &tables, &position, &config.name)
-                        .await?;
+                let snap = snapshot::begin(&mut conn, config.snapshot_locking, &tables).await?;
+                let events = snapshot::read_tables(
+                    &mut conn,
+                    &schemas,
+                    &tables,
+                    &snap.position,
+                    &config.name,
+                )
+                .await?;
+                snapshot::end(&mut conn, &snap).await?;
+                snapshot_method = Some(snap.method);
                 Phase::Snapshot {
                     events: events.into(),
-                    position,
+                    position: snap.position,
                 }
             }
         };
@@ -125,13 +143,22 @@ impl MysqlCdcSource {
             state_file,
             schemas,
             phase,
-            duplicate_retries: 0,
+            backoff: None,
+            reconnects: 0,
+            partial_dropped: 0,
+            rows_decoded_before: 0,
+            snapshot_method,
         })
     }
 
     /// What the start-up checks found (warnings to log).
     pub fn server_info(&self) -> &ServerInfo {
         &self.info
+    }
+
+    /// How this run's snapshot got its binlog position (`None`: no snapshot was taken).
+    pub fn snapshot_method(&self) -> Option<SnapshotMethod> {
+        self.snapshot_method
     }
 
     /// The state file.
@@ -182,7 +209,10 @@ impl MysqlCdcSource {
                     }));
                 }
                 Phase::StartStream(position) => {
-                    let reader = BinlogReader::start(
+                    if let Some(backoff) = &mut self.backoff {
+                        tokio::time::sleep(backoff.next_delay()?).await;
+                    }
+                    match BinlogReader::start(
                         &self.opts,
                         self.config.server_id,
                         position,
@@ -192,25 +222,36 @@ impl MysqlCdcSource {
                         &self.config.name,
                         self.config.max_batch_events,
                     )
-                    .await?;
-                    self.phase = Phase::Stream(Box::new(reader));
+                    .await
+                    {
+                        Ok(reader) => self.phase = Phase::Stream(Box::new(reader)),
+                        Err(e) => self.lost(e)?,
+                    }
                 }
                 Phase::Stream(reader) => {
                     let txns = match reader.poll(wait).await {
                         Ok(t) => t,
-                        Err(e)
-                            if reader.refused_as_duplicate(&e) && self.duplicate_retries < 40 =>
-                        {
-                            // The previous run's dump connection is still registered: wait
-                            // for the server to drop it, then start again at the same place.
-                            self.duplicate_retries += 1;
-                            let start = reader.start_position().clone();
-                            tokio::time::sleep(Duration::from_millis(250)).await;
-                            self.phase = Phase::StartStream(start);
+                        Err(e) => {
+                            // Resume after the last transaction handed out; a transaction
+                            // received in part is dropped with the reader and read again.
+                            let from = reader.resume_position().clone();
+                            let partial = reader.partial_events();
+                            self.schemas = reader.schemas().clone();
+                            self.rows_decoded_before += reader.rows_decoded;
+                            self.phase = Phase::StartStream(from.clone());
+                            self.lost(e)?;
+                            self.reconnects += 1;
+                            self.partial_dropped += partial as u64;
+                            tracing::warn!(
+                                file = %from.file,
+                                pos = from.pos,
+                                partial_events_dropped = partial,
+                                "binlog connection lost; reconnecting"
+                            );
                             continue;
                         }
-                        Err(e) => return Err(e),
                     };
+                    self.backoff = None;
                     let state = txns.last().map(|t| CdcState {
                         position: t.position.clone(),
                         snapshot_done: true,
@@ -222,23 +263,44 @@ impl MysqlCdcSource {
         }
     }
 
+    /// Decides after a failed binlog connection: `Ok` to retry (backoff started or continued),
+    /// or the error to return (not a connection problem, reconnecting disabled).
+    fn lost(&mut self, e: ConnectorError) -> Result<()> {
+        if !reconnect::worth_retrying(&e) || self.config.reconnect_timeout_secs == 0 {
+            return Err(e);
+        }
+        match &mut self.backoff {
+            Some(b) => b.failed(&e),
+            None => {
+                let limit = Duration::from_secs(self.config.reconnect_timeout_secs);
+                self.backoff = Some(reconnect::Backoff::new(limit, &e));
+            }
+        }
+        Ok(())
+    }
+
+    /// Events of partially received transactions dropped at reconnects (read again whole).
+    pub fn partial_events_dropped(&self) -> u64 {
+        self.partial_dropped
+    }
+
+    /// Times the binlog connection was lost and a new one started (at the last transaction
+    /// end handed out).
+    pub fn reconnects(&self) -> u64 {
+        self.reconnects
+    }
+
     /// Saves the state of a delivered batch (atomically).
     pub fn commit(&self, state: &CdcState) -> Result<()> {
         self.state_file.save(state)
     }
 
-    /// Rows events decoded from the binlog so far.
+    /// Rows events decoded from the binlog so far (across reconnects).
     pub fn rows_decoded(&self) -> u64 {
-        match &self.phase {
-            Phase::Stream(r) => r.rows_decoded,
-            _ => 0,
-        }
+        self.rows_decoded_before
+            + match &self.phase {
+                Phase::Stream(r) => r.rows_decoded,
+                _ => 0,
+            }
     }
-}
-
-async fn checks_close(conn: &mut mysql_async::Conn) -> Result<()> {
-    use mysql_async::prelude::Queryable;
-    conn.query_drop("COMMIT")
-        .await
-        .map_err(|e| checks::query_error("closing the position transaction", e))
 }

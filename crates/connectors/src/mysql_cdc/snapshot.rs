@@ -1,8 +1,12 @@
-//! The initial snapshot: every row of the captured tables as `op=r`, read inside one
-//! `START TRANSACTION WITH CONSISTENT SNAPSHOT`, and the binlog position of exactly that
-//! snapshot from `SHOW STATUS LIKE 'binlog_snapshot_%'` (MariaDB: no global read lock). Streaming
-//! then starts at that position: a transaction committed before the snapshot is in the rows,
-//! one committed after it is in the binlog after the position — no gap, no overlap.
+//! The initial snapshot: every row of the captured tables as `op=r`, read at one consistent
+//! instant whose binlog position [`super::snapshot_lock`] provides (the server's snapshot
+//! status, a brief global read lock, or table locks held during the read). Streaming then
+//! starts at that position: a transaction committed before the snapshot is in the rows, one
+//! committed after it is in the binlog after the position — no gap, no overlap.
+//!
+//! How it fails: a query error ends the snapshot with [`ConnectorError::MysqlQuery`] (the
+//! connection is dropped, which releases any lock); a value without a faithful mapping with
+//! [`ConnectorError::MysqlDecode`] naming table and column.
 
 use std::sync::Arc;
 
@@ -11,50 +15,39 @@ use mysql_async::{Conn, Row, Value};
 use serde_json::Map;
 
 use super::checks::query_error;
+use super::config::SnapshotLocking;
 use super::debezium::{ChangeEvent, Op, Source};
 use super::decode;
 use super::position::Position;
 use super::schema::Schemas;
+use super::snapshot_lock::{self, SnapshotMethod};
 use crate::error::{ConnectorError, Result};
 
-/// Opens the snapshot transaction and returns its binlog position.
-pub async fn begin(conn: &mut Conn) -> Result<Position> {
-    for sql in [
-        "SET SESSION TRANSACTION ISOLATION LEVEL REPEATABLE READ",
-        "SET SESSION time_zone = '+00:00'",
-        "START TRANSACTION WITH CONSISTENT SNAPSHOT",
-    ] {
-        conn.query_drop(sql)
-            .await
-            .map_err(|e| query_error("opening the snapshot", e))?;
-    }
-    let rows: Vec<(String, String)> = conn
-        .query("SHOW STATUS LIKE 'binlog_snapshot_%'")
-        .await
-        .map_err(|e| query_error("reading the snapshot's binlog position", e))?;
-    let get = |k: &str| {
-        rows.iter()
-            .find(|(n, _)| n.eq_ignore_ascii_case(k))
-            .map(|(_, v)| v)
-    };
-    match (get("binlog_snapshot_file"), get("binlog_snapshot_position")) {
-        (Some(file), Some(pos)) if !file.is_empty() => Ok(Position {
-            file: file.clone(),
-            pos: pos.parse().unwrap_or(4),
-            gtid: None,
-        }),
-        _ => Err(ConnectorError::MysqlQuery {
-            operation: "reading the snapshot's binlog position".into(),
-            message: "the server has no binlog_snapshot_file / binlog_snapshot_position status \
-                      (MariaDB and Percona have it; Oracle MySQL does not)"
-                .into(),
-            hint: "on MySQL use snapshot_mode: never with a position, or a MariaDB replica".into(),
-            retryable: false,
-        }),
-    }
+/// An open snapshot: its position and how it was obtained.
+#[derive(Debug, Clone)]
+pub struct Snapshot {
+    /// The binlog position of the snapshot.
+    pub position: Position,
+    /// How it was tied to the position (and what [`end`] must release).
+    pub method: SnapshotMethod,
 }
 
-/// Reads every row of the tables as `op=r` events (the snapshot must be open).
+/// Opens the snapshot (see [`super::snapshot_lock`]) and returns its position.
+pub async fn begin(
+    conn: &mut Conn,
+    locking: SnapshotLocking,
+    tables: &[(String, String)],
+) -> Result<Snapshot> {
+    let (position, method) = snapshot_lock::open(conn, locking, tables).await?;
+    Ok(Snapshot { position, method })
+}
+
+/// Ends the snapshot (commit, or release the table locks).
+pub async fn end(conn: &mut Conn, snapshot: &Snapshot) -> Result<()> {
+    snapshot_lock::close(conn, snapshot.method).await
+}
+
+/// Reads every row of the tables as `op=r` events (the snapshot must be open; [`end`] it after).
 pub async fn read_tables(
     conn: &mut Conn,
     schemas: &Schemas,
@@ -128,9 +121,6 @@ pub async fn read_tables(
     if let Some(last) = out.last_mut() {
         last.source.snapshot = "last";
     }
-    conn.query_drop("COMMIT")
-        .await
-        .map_err(|e| query_error("closing the snapshot", e))?;
     Ok(out)
 }
 

@@ -8,6 +8,11 @@
 //! event (33) is read through mysql_common. Column names come from each TABLE_MAP event when
 //! `binlog_row_metadata=FULL` (so an `ALTER TABLE … ADD COLUMN` shows in the next event), else
 //! from `information_schema` by position.
+//!
+//! An error met after some transactions completed is deferred to the next [`BinlogReader::poll`],
+//! so that [`BinlogReader::resume_position`] is always the end of what was handed out: a new
+//! reader started there ([`super::reconnect`]) neither skips nor repeats a transaction, and the
+//! events of a transaction received only in part die with the old reader.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
@@ -60,7 +65,11 @@ pub struct BinlogReader {
     pending: Vec<ChangeEvent>,
     max_events: usize,
     start: Position,
-    received_any: bool,
+    /// End of the last transaction [`Self::poll`] returned: where a new reader resumes.
+    handed_out: Position,
+    /// An error met after some transactions were complete: those are returned first, the
+    /// error by the next [`Self::poll`].
+    broken: Option<ConnectorError>,
     /// Rows events decoded so far (for rates).
     pub rows_decoded: u64,
 }
@@ -144,21 +153,42 @@ impl BinlogReader {
             pending: Vec::new(),
             max_events,
             start: position.clone(),
-            received_any: false,
+            handed_out: position.clone(),
+            broken: None,
             rows_decoded: 0,
         })
     }
 
     /// Reads until `wait` has passed, or until whole transactions holding at least
     /// `max_events` events are ready; returns the completed transactions (possibly none).
+    /// Transactions completed before an error are returned first; the error comes with the next
+    /// call, and [`Self::resume_position`] is then the end of the last one returned.
     pub async fn poll(&mut self, wait: Duration) -> Result<Vec<Transaction>> {
-        let deadline = Instant::now() + wait;
+        if let Some(e) = self.broken.take() {
+            return Err(e);
+        }
         let mut done: Vec<Transaction> = Vec::new();
+        let read = self.read_into(wait, &mut done).await;
+        if let Some(last) = done.last() {
+            self.handed_out = last.position.clone();
+        }
+        match read {
+            Ok(()) => Ok(done),
+            Err(e) if done.is_empty() => Err(e),
+            Err(e) => {
+                self.broken = Some(e);
+                Ok(done)
+            }
+        }
+    }
+
+    async fn read_into(&mut self, wait: Duration, done: &mut Vec<Transaction>) -> Result<()> {
+        let deadline = Instant::now() + wait;
         let mut ready_events = 0usize;
         loop {
             let now = Instant::now();
             if now >= deadline || ready_events >= self.max_events {
-                return Ok(done);
+                return Ok(());
             }
             let budget = if done.is_empty() {
                 deadline - now
@@ -167,7 +197,7 @@ impl BinlogReader {
             };
             let event = match tokio::time::timeout(budget, self.stream.next()).await {
                 Err(_) if done.is_empty() => continue,
-                Err(_) => return Ok(done),
+                Err(_) => return Ok(()),
                 Ok(None) => {
                     return Err(ConnectorError::MysqlQuery {
                         operation: "binlog stream".into(),
@@ -179,10 +209,7 @@ impl BinlogReader {
                     });
                 }
                 Ok(Some(Err(e))) => return Err(query_error("reading the binlog stream", e)),
-                Ok(Some(Ok(event))) => {
-                    self.received_any = true;
-                    event
-                }
+                Ok(Some(Ok(event))) => event,
             };
             if let Some(t) = self.handle(&event).await? {
                 ready_events += t.events.len();
@@ -358,18 +385,25 @@ impl BinlogReader {
         }
     }
 
-    /// True when the server refused the dump before sending anything because a replica with
-    /// the same server id still looks connected (error 4052: typically the connection of a
-    /// crashed run that the server has not noticed yet). Restarting from [`Self::start_position`]
-    /// is then safe.
-    pub fn refused_as_duplicate(&self, e: &ConnectorError) -> bool {
-        !self.received_any
-            && matches!(e, ConnectorError::MysqlQuery { message, .. } if message.contains("4052"))
-    }
-
     /// Where this reader started.
     pub fn start_position(&self) -> &Position {
         &self.start
+    }
+
+    /// Where a new reader must start so that nothing this one handed out is read again and
+    /// nothing after it is missed: the end of the last transaction [`Self::poll`] returned.
+    pub fn resume_position(&self) -> &Position {
+        &self.handed_out
+    }
+
+    /// Events of a transaction received only in part (discarded if the reader is replaced).
+    pub fn partial_events(&self) -> usize {
+        self.pending.len()
+    }
+
+    /// The table schemas as this reader last (re)loaded them.
+    pub fn schemas(&self) -> &Schemas {
+        &self.schemas
     }
 
     fn commit(&mut self, log_pos: u64) -> Transaction {
