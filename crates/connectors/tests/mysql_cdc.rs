@@ -9,8 +9,8 @@ use mysql_async::{Conn, Opts};
 use serde_json::{Value as Json, json};
 use strata_connectors::ConnectorError;
 use strata_connectors::mysql_cdc::{
-    ChangeEvent, MysqlCdcConfig, MysqlCdcSource, Op, SnapshotLocking, SnapshotMethod, SnapshotMode,
-    checks, to_batch,
+    ChangeEvent, MysqlCdcConfig, MysqlCdcSource, Op, ResumeBy, SnapshotLocking, SnapshotMethod,
+    SnapshotMode, checks, to_batch,
 };
 
 fn url() -> Option<String> {
@@ -1023,5 +1023,241 @@ async fn into_kafka_with_keys_and_tombstones() {
     assert_eq!(got[1].1.as_ref().unwrap()["after"]["v"], json!("b"));
     assert!(got[3].1.is_none(), "the delete is followed by a tombstone");
     drop(src);
+    c.query_drop(format!("DROP DATABASE `{db}`")).await.unwrap();
+}
+
+fn replica_url() -> Option<String> {
+    match std::env::var("STRATA_TEST_MYSQL_REPLICA_URL") {
+        Ok(u) => Some(u),
+        Err(_) if std::env::var("CI").is_ok() => {
+            panic!("CI is set but STRATA_TEST_MYSQL_REPLICA_URL is not: run scripts/services.sh up")
+        }
+        Err(_) => {
+            eprintln!(
+                "SKIPPED: STRATA_TEST_MYSQL_REPLICA_URL is unset (source \"$(scripts/services.sh \
+                 env)\")"
+            );
+            None
+        }
+    }
+}
+
+/// Reads batches (saving each batch's state) until `log` holds at least `n` events.
+async fn read_at_least(src: &mut MysqlCdcSource, n: usize, log: &mut Vec<ChangeEvent>) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while log.len() < n {
+        assert!(
+            Instant::now() < deadline,
+            "only {} of {n} events arrived",
+            log.len()
+        );
+        let batch = src
+            .next_batch(Duration::from_millis(100))
+            .await
+            .unwrap()
+            .expect("source finished early");
+        log.extend(batch.events);
+        if let Some(s) = batch.state {
+            src.commit(&s).unwrap();
+        }
+    }
+}
+
+/// A crash: one more batch with events is read but its state never saved, then the source is
+/// dropped. Its events must come again after the restart (they are not added to the log).
+async fn crash(mut src: MysqlCdcSource) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let b = src
+            .next_batch(Duration::from_millis(100))
+            .await
+            .unwrap()
+            .unwrap();
+        if !b.events.is_empty() {
+            break;
+        }
+        assert!(Instant::now() < deadline, "no batch to lose");
+    }
+}
+
+/// Fail-over: the connector streams from the primary while a writer runs, crashes, and is
+/// restarted with the same state file against the GTID replica of `scripts/services.sh` (other
+/// binlog files and offsets). It resumes by the saved GTID list; the replica then also takes
+/// writes of its own in GTID domain 1 while the primary's keep flowing through it, the
+/// connector crashes and restarts there once more (a two-domain GTID list), and every change
+/// arrives exactly once, in order per domain.
+#[tokio::test(flavor = "multi_thread", worker_threads = 3)]
+async fn fails_over_to_a_replica_by_gtid_exactly_once() {
+    let Some(url) = url() else { return };
+    let Some(replica) = replica_url() else { return };
+    let mut c = root(&url).await;
+    let mut r = root(&replica).await;
+    let db = fresh_db(&mut c, "cdc_failover").await;
+    c.query_drop(format!(
+        "CREATE TABLE `{db}`.t (id INT PRIMARY KEY, v INT NOT NULL)"
+    ))
+    .await
+    .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("s.json");
+    let mut config = MysqlCdcConfig::new(&url, vec![format!("{db}.t")], &state);
+    config.server_id = server_id();
+    config.snapshot_mode = SnapshotMode::Never;
+    config.max_batch_events = 50;
+    let mut src = MysqlCdcSource::open(config.clone()).await.unwrap();
+
+    // Primary: 400 transactions (insert + update), 5 ms apart; replica: 100 inserts in domain 1.
+    let (primary_txns, replica_txns) = (400u32, 100u32);
+    let mut expected_primary: Vec<(String, u64)> = Vec::new();
+    for k in 0..primary_txns {
+        expected_primary.push(("c".into(), k as u64));
+        expected_primary.push(("u".into(), k as u64));
+    }
+    let expected_replica: Vec<(String, u64)> = (0..replica_txns)
+        .map(|k| ("c".into(), 100_000 + k as u64))
+        .collect();
+    let (writer_url, writer_db) = (url.clone(), db.clone());
+    let writer = tokio::spawn(async move {
+        let mut w = root(&writer_url).await;
+        for k in 0..primary_txns {
+            w.query_drop(format!(
+                "BEGIN; INSERT INTO `{writer_db}`.t VALUES ({k}, 0); \
+                 UPDATE `{writer_db}`.t SET v = 1 WHERE id = {k}; COMMIT"
+            ))
+            .await
+            .unwrap();
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    });
+
+    let mut log: Vec<ChangeEvent> = Vec::new();
+    read_at_least(&mut src, 200, &mut log).await;
+    crash(src).await;
+    let saved = strata_connectors::mysql_cdc::StateFile::new(&state)
+        .load()
+        .unwrap()
+        .unwrap();
+    assert!(saved.position.file.starts_with("binlog."), "{saved:?}");
+    assert_eq!(saved.position.server_id, Some(1), "{saved:?}");
+    let gtids = saved
+        .position
+        .gtid_set
+        .clone()
+        .expect("no GTID state saved");
+    assert!(gtids.starts_with("0-1-"), "{gtids}");
+
+    // The replica's binlog has other files: by file/position it cannot resume.
+    let mut on_replica = config.clone();
+    on_replica.url = replica.clone();
+    let mut by_pos = on_replica.clone();
+    by_pos.resume_by = Some(ResumeBy::Position);
+    let mut src = MysqlCdcSource::open(by_pos).await.unwrap();
+    let e = src
+        .next_batch(Duration::from_millis(500))
+        .await
+        .unwrap_err();
+    assert!(!e.is_retryable(), "{e}");
+    assert!(e.to_string().contains("server_id 1"), "{e}");
+    assert!(e.to_string().contains("resume_by: gtid"), "{e}");
+    drop(src);
+
+    // By GTID: once the replica has applied the saved position (it may lag a little).
+    let waited: Option<i64> = r
+        .query_first(format!("SELECT MASTER_GTID_WAIT('{gtids}', 30)"))
+        .await
+        .unwrap();
+    assert_eq!(waited, Some(0), "the replica did not catch up with {gtids}");
+    let mut src = MysqlCdcSource::open(on_replica.clone()).await.unwrap();
+    read_at_least(&mut src, log.len() + 100, &mut log).await;
+    assert!(
+        log.last()
+            .unwrap()
+            .source
+            .file
+            .starts_with("replica-binlog."),
+        "{:?}",
+        log.last().unwrap().source
+    );
+
+    // Writes on the replica itself, in a GTID domain of their own.
+    let (replica_w_url, replica_db) = (replica.clone(), db.clone());
+    let replica_writer = tokio::spawn(async move {
+        let mut w = root(&replica_w_url).await;
+        w.query_drop("SET SESSION gtid_domain_id = 1")
+            .await
+            .unwrap();
+        for k in 0..replica_txns {
+            w.query_drop(format!(
+                "INSERT INTO `{replica_db}`.t VALUES ({}, 2)",
+                100_000 + k
+            ))
+            .await
+            .unwrap();
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    });
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !log.iter().any(|e| id_of(e) >= 100_000) {
+        assert!(Instant::now() < deadline, "no replica write arrived");
+        read_at_least(&mut src, log.len() + 1, &mut log).await;
+    }
+    crash(src).await;
+    let saved = strata_connectors::mysql_cdc::StateFile::new(&state)
+        .load()
+        .unwrap()
+        .unwrap();
+    let gtids = saved.position.gtid_set.clone().unwrap();
+    assert!(
+        gtids.starts_with("0-1-") && gtids.contains(",1-2-"),
+        "a GTID list with both domains: {gtids}"
+    );
+    assert!(saved.position.file.starts_with("replica-binlog."));
+    assert_eq!(saved.position.server_id, Some(2), "{saved:?}");
+
+    let mut src = MysqlCdcSource::open(on_replica).await.unwrap();
+    let total = expected_primary.len() + expected_replica.len();
+    read_at_least(&mut src, total, &mut log).await;
+    writer.await.unwrap();
+    replica_writer.await.unwrap();
+    let b = src
+        .next_batch(Duration::from_millis(800))
+        .await
+        .unwrap()
+        .unwrap();
+    log.extend(b.events);
+    drop(src);
+
+    let (from_primary, from_replica): (Vec<ChangeEvent>, Vec<ChangeEvent>) =
+        log.into_iter().partition(|e| id_of(e) < 100_000);
+    for (name, got, expected) in [
+        ("primary", summary(&from_primary), expected_primary),
+        ("replica", summary(&from_replica), expected_replica),
+    ] {
+        if got != expected {
+            let first = got
+                .iter()
+                .zip(&expected)
+                .position(|(g, e)| g != e)
+                .unwrap_or(got.len().min(expected.len()));
+            panic!(
+                "{name}: {} events, {} expected; first difference at {first}: got {:?}, \
+                 expected {:?}",
+                got.len(),
+                expected.len(),
+                got.get(first),
+                expected.get(first)
+            );
+        }
+    }
+    assert!(
+        from_primary
+            .iter()
+            .all(|e| e.source.gtid.as_deref().unwrap().starts_with("0-1-"))
+    );
+    assert!(
+        from_replica
+            .iter()
+            .all(|e| e.source.gtid.as_deref().unwrap().starts_with("1-2-"))
+    );
     c.query_drop(format!("DROP DATABASE `{db}`")).await.unwrap();
 }

@@ -34,11 +34,10 @@ pub async fn snapshot_status(conn: &mut Conn) -> Result<Option<Position>> {
     };
     Ok(
         match (get("binlog_snapshot_file"), get("binlog_snapshot_position")) {
-            (Some(file), Some(pos)) if !file.is_empty() => Some(Position {
-                file: file.clone(),
-                pos: parse_pos("binlog_snapshot_position", pos)?,
-                gtid: None,
-            }),
+            (Some(file), Some(pos)) if !file.is_empty() => Some(Position::at(
+                file.clone(),
+                parse_pos("binlog_snapshot_position", pos)?,
+            )),
             _ => None,
         },
     )
@@ -79,6 +78,13 @@ pub async fn show(conn: &mut Conn) -> Result<Position> {
             file,
             pos: parse_pos("Position", &pos)?,
             gtid: None,
+            // MySQL: the executed GTID set at this position (consistent with it only while
+            // commits are blocked, as the position itself); left out when not understood
+            // (tagged GTIDs), so the stream resumes by file/offset.
+            gtid_set: text("Executed_Gtid_Set")
+                .map(|s| s.split_whitespace().collect::<String>())
+                .filter(|s| !s.is_empty() && super::gtid::GtidSet::parse(s).is_ok()),
+            server_id: None,
         }),
         _ => Err(ConnectorError::MysqlQuery {
             operation: "reading the binlog position".into(),
@@ -95,6 +101,32 @@ pub async fn current(conn: &mut Conn) -> Result<Position> {
     match snapshot_status(conn).await? {
         Some(p) => Ok(p),
         None => show(conn).await,
+    }
+}
+
+/// The connected server's `@@server_id`.
+pub async fn server_id(conn: &mut Conn) -> Result<u32> {
+    let id: Option<u32> = conn
+        .query_first("SELECT @@server_id")
+        .await
+        .map_err(|e| query_error("reading @@server_id", e))?;
+    Ok(id.unwrap_or(0))
+}
+
+/// MariaDB: the GTID list (one `domain-server-seq` per domain) at `file`/`pos` of this server's
+/// binlog, from `BINLOG_GTID_POS()`; `None` when the server cannot tell (the file is not in its
+/// binlog, or the function is unknown: not MariaDB).
+pub async fn mariadb_gtid_at(conn: &mut Conn, file: &str, pos: u64) -> Result<Option<String>> {
+    let r: std::result::Result<Option<Option<String>>, _> = conn
+        .exec_first("SELECT BINLOG_GTID_POS(?, ?)", (file, pos))
+        .await;
+    match r {
+        Ok(v) => Ok(v.flatten()),
+        Err(mysql_async::Error::Server(s)) if s.code == 1305 || s.code == 1064 => Ok(None),
+        Err(e) => Err(query_error(
+            "reading the GTID position (BINLOG_GTID_POS)",
+            e,
+        )),
     }
 }
 

@@ -19,6 +19,9 @@ pub struct ServerInfo {
     pub full_metadata: bool,
     /// MariaDB (GTID events are MariaDB's `domain-server-seq`).
     pub mariadb: bool,
+    /// The server writes GTIDs (MariaDB always; MySQL with `gtid_mode=ON`), so positions can be
+    /// resumed by GTID.
+    pub gtid: bool,
     /// Warnings to log.
     pub warnings: Vec<String>,
 }
@@ -40,6 +43,11 @@ pub fn query_error(operation: &str, e: mysql_async::Error) -> ConnectorError {
         {
             "another replica with the same server_id is connected (or the previous run's \
              connection is not closed yet): retry, or give this reader a unique `server_id`"
+        }
+        mysql_async::Error::Server(s) if s.code == 1236 && s.message.contains("GTID") => {
+            "the server does not have the saved GTID position in its binlog: a replica that has \
+             not caught up yet (start it again once it has), or a server that diverged or purged \
+             those binlogs (re-snapshot by deleting the state file)"
         }
         mysql_async::Error::Io(_) => "the connection was lost: the reader can be restarted",
         _ => "see the server's message",
@@ -186,6 +194,7 @@ pub fn check_settings(vars: &BTreeMap<String, String>) -> Result<ServerInfo> {
             .is_some_and(|v| v.to_ascii_lowercase().contains("mariadb")),
         ..ServerInfo::default()
     };
+    info.gtid = info.mariadb || get("gtid_mode").is_some_and(|m| m == "ON");
     match get("binlog_row_metadata").as_deref() {
         Some("FULL") => info.full_metadata = true,
         other => info.warnings.push(format!(
@@ -205,7 +214,7 @@ pub async fn read_settings(conn: &mut Conn) -> Result<BTreeMap<String, String>> 
             "SHOW GLOBAL VARIABLES WHERE Variable_name IN ('log_bin', 'binlog_format', \
              'binlog_row_image', 'binlog_row_metadata', 'log_bin_compress', \
              'binlog_transaction_compression', 'encrypt_binlog', 'binlog_encryption', \
-             'binlog_row_value_options', 'version')",
+             'binlog_row_value_options', 'version', 'gtid_mode')",
         )
         .await
         .map_err(|e| query_error("reading the binlog settings", e))?;
@@ -269,7 +278,15 @@ mod tests {
             ("binlog_row_image", "FULL"),
             ("binlog_row_metadata", "FULL"),
         ];
-        assert!(check_settings(&vars(&ok)).unwrap().full_metadata);
+        let info = check_settings(&vars(&ok)).unwrap();
+        assert!(info.full_metadata && !info.gtid);
+        let mut v = vars(&ok);
+        v.insert("gtid_mode".into(), "ON".into());
+        assert!(check_settings(&v).unwrap().gtid);
+        v.insert("gtid_mode".into(), "OFF_PERMISSIVE".into());
+        assert!(!check_settings(&v).unwrap().gtid);
+        v.insert("version".into(), "10.11.6-MariaDB".into());
+        assert!(check_settings(&v).unwrap().gtid, "MariaDB always has GTIDs");
         let mut v = vars(&ok);
         v.insert("binlog_format".into(), "MIXED".into());
         let e = check_settings(&v).unwrap_err().to_string();

@@ -42,6 +42,17 @@ pub enum SnapshotLocking {
     None,
 }
 
+/// How streaming resumes from a saved position (see [`super::position`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ResumeBy {
+    /// By the saved GTID state: any server holding those transactions can continue (fail-over
+    /// to a replica). Needs GTIDs (always on MariaDB; `gtid_mode=ON` on MySQL).
+    Gtid,
+    /// By the saved binlog file/offset: exact, but only on the server that wrote that binlog.
+    Position,
+}
+
 /// Config of a MySQL / MariaDB CDC source.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -69,6 +80,10 @@ pub struct MysqlCdcConfig {
     /// end handed out) before the source gives up with a retryable error; 0 disables reconnect.
     #[serde(default = "default_reconnect_timeout")]
     pub reconnect_timeout_secs: u64,
+    /// How to resume: `gtid` or `position`; unset = `gtid` where the server has GTIDs (MariaDB,
+    /// MySQL with `gtid_mode=ON`), else `position`.
+    #[serde(default)]
+    pub resume_by: Option<ResumeBy>,
     /// Where the position is stored (JSON, written atomically).
     pub state_file: PathBuf,
     /// Kafka topic prefix: events go to `<prefix>.<db>.<table>`.
@@ -114,6 +129,7 @@ impl MysqlCdcConfig {
             snapshot_mode: SnapshotMode::default(),
             snapshot_locking: SnapshotLocking::default(),
             reconnect_timeout_secs: default_reconnect_timeout(),
+            resume_by: None,
             state_file: state_file.into(),
             topic_prefix: default_prefix(),
             kafka_brokers: None,
@@ -208,11 +224,12 @@ mod tests {
 
     #[test]
     fn parses_a_valid_config() {
-        let yaml = "url: mysql://root@127.0.0.1:3306\ntables: [shop.orders]\nstate_file: s.json\nsnapshot_mode: initial_only\nsnapshot_locking: table_locks\n";
+        let yaml = "url: mysql://root@127.0.0.1:3306\ntables: [shop.orders]\nstate_file: s.json\nsnapshot_mode: initial_only\nsnapshot_locking: table_locks\nresume_by: position\n";
         let c = MysqlCdcConfig::from_yaml(yaml).unwrap();
         assert_eq!(c.snapshot_mode, SnapshotMode::InitialOnly);
         assert_eq!(c.snapshot_locking, SnapshotLocking::TableLocks);
         assert_eq!(c.reconnect_timeout_secs, 60);
+        assert_eq!(c.resume_by, Some(ResumeBy::Position));
         assert_eq!(c.table_pairs(), vec![("shop".into(), "orders".into())]);
         assert_eq!(redact("mysql://u:pw@h:1"), "mysql://u:***@h:1");
     }

@@ -17,6 +17,9 @@
 //! no duplicate (at-least-once becomes exactly-once per event as long as the consumer of a
 //! batch finishes before [`MysqlCdcSource::commit`]). An interrupted snapshot is redone.
 //!
+//! Resume: by the saved GTID state where the server has GTIDs (`resume_by`, [`gtid`]), so that
+//! the same state file continues on a replica after a fail-over; else by binlog file/offset.
+//!
 //! How it fails: config, privilege and server-setting problems at `open` with the fix in the
 //! message; a lost binlog connection is re-established from the last transaction end handed
 //! out ([`reconnect`]), and only after `reconnect_timeout_secs` becomes a retryable
@@ -28,6 +31,7 @@ pub mod checks;
 pub mod config;
 pub mod debezium;
 pub mod decode;
+pub mod gtid;
 pub mod json_binary;
 pub mod position;
 pub mod reconnect;
@@ -44,8 +48,9 @@ use std::time::Duration;
 use mysql_async::Opts;
 
 pub use checks::ServerInfo;
-pub use config::{MysqlCdcConfig, SnapshotLocking, SnapshotMode};
+pub use config::{MysqlCdcConfig, ResumeBy, SnapshotLocking, SnapshotMode};
 pub use debezium::{ChangeEvent, Op, to_batch};
+pub use gtid::{Gtid, GtidSet};
 pub use position::{CdcState, Position, StateFile};
 pub use snapshot_lock::SnapshotMethod;
 pub use stream::BinlogReader;
@@ -71,11 +76,53 @@ enum Phase {
     Done,
 }
 
+/// Completes `position` with its server and the GTID state at its file/offset where they are
+/// missing. A `fresh` position (the snapshot's, or the binlog's current end) belongs to the
+/// connected server. MariaDB answers `BINLOG_GTID_POS()` for its own binlog (also for a state
+/// file written before GTID states were recorded); failing that (the file is another server's),
+/// the position's last GTID stands for its domain. When resuming by GTID and the state stays
+/// unknown, the stream starts by file/offset (logged).
+async fn with_gtid_state(
+    conn: &mut mysql_async::Conn,
+    info: &ServerInfo,
+    position: &mut Position,
+    by_gtid: bool,
+    fresh: bool,
+) -> Result<()> {
+    let this_server = binlog_status::server_id(conn).await?;
+    if fresh {
+        position.server_id = Some(this_server);
+    }
+    let ours = position.server_id.is_none_or(|s| s == this_server);
+    if position.gtid_set.is_none() && info.mariadb {
+        if ours {
+            position.gtid_set =
+                binlog_status::mariadb_gtid_at(conn, &position.file, position.pos).await?;
+        }
+        if position.gtid_set.is_none()
+            && let Some(last) = &position.gtid
+            && let Ok(set) = GtidSet::parse(last)
+        {
+            position.gtid_set = Some(set.to_string());
+        }
+    }
+    if by_gtid && position.gtid_set.is_none() {
+        tracing::warn!(
+            file = %position.file,
+            pos = position.pos,
+            "the GTID state of the start position is unknown: resuming by file/position"
+        );
+    }
+    Ok(())
+}
+
 /// The CDC source.
 pub struct MysqlCdcSource {
     config: MysqlCdcConfig,
     opts: Opts,
     info: ServerInfo,
+    /// Streams (re)start by the position's GTID state when it is known.
+    by_gtid: bool,
     state_file: StateFile,
     schemas: schema::Schemas,
     phase: Phase,
@@ -101,6 +148,21 @@ impl MysqlCdcSource {
     /// end of the binlog).
     pub async fn open(config: MysqlCdcConfig) -> Result<Self> {
         let (mut conn, info) = checks::connect_and_check(&config).await?;
+        let by_gtid = match config.resume_by {
+            Some(ResumeBy::Position) => false,
+            Some(ResumeBy::Gtid) if !info.gtid => {
+                return Err(ConnectorError::MysqlSetting {
+                    variable: "gtid_mode".into(),
+                    actual: "OFF".into(),
+                    expected: "ON (for resume_by: gtid)".into(),
+                    hint: "set `gtid_mode=ON` and `enforce_gtid_consistency=ON` in the server's \
+                           config, or use `resume_by: position`"
+                        .into(),
+                });
+            }
+            Some(ResumeBy::Gtid) => true,
+            None => info.gtid,
+        };
         let opts = checks::opts(&config)?;
         let tables = config.table_pairs();
         let mut schemas = schema::Schemas::new();
@@ -111,9 +173,13 @@ impl MysqlCdcSource {
         let state_file = StateFile::new(&config.state_file);
         let saved = state_file.load()?;
         let mut snapshot_method = None;
-        let phase = match (saved, config.snapshot_mode) {
+        let mut fresh = true;
+        let mut phase = match (saved, config.snapshot_mode) {
             (Some(s), SnapshotMode::InitialOnly) if s.snapshot_done => Phase::Done,
-            (Some(s), _) if s.snapshot_done => Phase::StartStream(s.position),
+            (Some(s), _) if s.snapshot_done => {
+                fresh = false;
+                Phase::StartStream(s.position)
+            }
             (_, SnapshotMode::Never) => {
                 Phase::StartStream(binlog_status::current(&mut conn).await?)
             }
@@ -135,11 +201,15 @@ impl MysqlCdcSource {
                 }
             }
         };
+        if let Phase::Snapshot { position, .. } | Phase::StartStream(position) = &mut phase {
+            with_gtid_state(&mut conn, &info, position, by_gtid, fresh).await?;
+        }
         let _ = conn.disconnect().await;
         Ok(MysqlCdcSource {
             config,
             opts,
             info,
+            by_gtid,
             state_file,
             schemas,
             phase,
@@ -216,6 +286,8 @@ impl MysqlCdcSource {
                         &self.opts,
                         self.config.server_id,
                         position,
+                        self.by_gtid,
+                        self.info.mariadb,
                         self.schemas.clone(),
                         &self.config.table_pairs(),
                         self.info.full_metadata,

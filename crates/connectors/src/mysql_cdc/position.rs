@@ -1,10 +1,14 @@
 //! Binlog positions and the local state file.
 //!
 //! A [`Position`] is the end of a committed transaction: `file` + `pos` (the byte offset after
-//! its XID / COMMIT event) plus the GTID of that transaction where the server has one. The
-//! reader resumes by file/pos: it is exact on both MySQL and MariaDB and needs no GTID-set
-//! arithmetic; the GTID is recorded so that an operator can map the position onto another
-//! server after a fail-over.
+//! its XID / COMMIT event), the GTID of that transaction, and — where the server has GTIDs — the
+//! GTID state at that point ([`super::gtid`]: MariaDB's GTID list, one entry per domain, or
+//! MySQL's executed GTID set). The reader resumes by that GTID state when it is known and the
+//! config says `resume_by: gtid` (the default on servers with GTIDs): it names the transactions,
+//! not one server's files, so it survives a fail-over to a replica. Otherwise it resumes by
+//! file/pos, which is exact on the server that wrote them — and is also used by GTID resume when
+//! the position names the connected server (`server_id`): same point, without the server
+//! scanning a binlog file for the GTID.
 //!
 //! The state lives in a small JSON file written atomically (temp file in the same directory,
 //! `fsync`, `rename`): a crash leaves either the old or the new position, never a torn one. A
@@ -28,6 +32,27 @@ pub struct Position {
     /// GTID of the transaction (`domain-server-seq` on MariaDB), when known.
     #[serde(default)]
     pub gtid: Option<String>,
+    /// GTID state after the transaction (MariaDB GTID list `0-1-42,1-2-7`, MySQL GTID set
+    /// `uuid:1-42`), when known: what a resume by GTID starts after.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gtid_set: Option<String>,
+    /// `@@server_id` of the server whose binlog `file`/`pos` point into, when known: a stream
+    /// on another server must not use them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub server_id: Option<u32>,
+}
+
+impl Position {
+    /// A position by file/pos only (GTIDs unknown).
+    pub fn at(file: impl Into<String>, pos: u64) -> Self {
+        Position {
+            file: file.into(),
+            pos,
+            gtid: None,
+            gtid_set: None,
+            server_id: None,
+        }
+    }
 }
 
 /// What the state file holds.
@@ -123,11 +148,23 @@ mod tests {
                 file: "binlog.000001".into(),
                 pos: 42,
                 gtid: Some("0-1-7".into()),
+                gtid_set: Some("0-1-7,1-2-3".into()),
+                server_id: Some(1),
             },
             snapshot_done: true,
         };
         f.save(&s).unwrap();
         assert_eq!(f.load().unwrap(), Some(s));
+        // A state file written before `gtid_set` existed still loads.
+        std::fs::write(
+            f.path(),
+            br#"{"position":{"file":"b.000001","pos":4,"gtid":null},"snapshot_done":true}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            f.load().unwrap().unwrap().position,
+            Position::at("b.000001", 4)
+        );
         std::fs::write(f.path(), b"{").unwrap();
         assert!(
             f.load()

@@ -336,11 +336,7 @@ mod tests {
 
     #[test]
     fn collects_events_from_the_floor_and_marks_missing_tombstones() {
-        let floor = Position {
-            file: "binlog.000002".into(),
-            pos: 1000,
-            gtid: None,
-        };
+        let floor = Position::at("binlog.000002", 1000);
         let recs = vec![
             rec(0, "a", Some(("binlog.000001", 5000, 0, "c"))),
             rec(1, "a", Some(("binlog.000002", 900, 0, "u"))),

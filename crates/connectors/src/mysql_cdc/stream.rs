@@ -9,6 +9,14 @@
 //! `binlog_row_metadata=FULL` (so an `ALTER TABLE … ADD COLUMN` shows in the next event), else
 //! from `information_schema` by position.
 //!
+//! Where the dump starts: by the position's GTID state when asked to and it is known — MariaDB:
+//! `SET @slave_connect_state='<gtid list>', @slave_gtid_strict_mode=1` before a dump with an
+//! empty file name (the server finds the file itself, and refuses a GTID it does not have
+//! instead of silently skipping); MySQL: `COM_BINLOG_DUMP_GTID` with the executed set — else by
+//! file/offset. Either way the reader keeps the GTID state up to date (each transaction's GTID
+//! added at its commit; a MariaDB GTID_LIST event at the start of a binlog file fills in domains
+//! it did not know), so every handed-out [`Position`] can be resumed on another server.
+//!
 //! An error met after some transactions completed is deferred to the next [`BinlogReader::poll`],
 //! so that [`BinlogReader::resume_position`] is always the end of what was handed out: a new
 //! reader started there ([`super::reconnect`]) neither skips nor repeats a transaction, and the
@@ -28,6 +36,7 @@ use serde_json::Map;
 use super::checks::{connect, query_error};
 use super::debezium::{ChangeEvent, Op, Source};
 use super::decode;
+use super::gtid::{Gtid, GtidSet};
 use super::position::Position;
 use super::schema::{Column, Schemas, load_table};
 use crate::error::{ConnectorError, Result};
@@ -61,6 +70,12 @@ pub struct BinlogReader {
     name: String,
     file: String,
     gtid: Option<String>,
+    /// GTID of the transaction being read.
+    cur_gtid: Option<Gtid>,
+    /// GTID state after the last complete transaction (`None`: unknown, not recorded).
+    gtids: Option<GtidSet>,
+    /// `@@server_id` of the server streamed from.
+    this_server: u32,
     in_txn: bool,
     pending: Vec<ChangeEvent>,
     max_events: usize,
@@ -95,6 +110,25 @@ fn clean_binlog_name(raw: &[u8]) -> String {
     }
 }
 
+/// A MariaDB GTID_LIST event's body: count (low 28 bits; the top 4 are flags), then per entry
+/// domain u32, server u32, seq u64. `None` when malformed or flagged (not a plain state).
+fn parse_gtid_list(d: &[u8]) -> Option<GtidSet> {
+    let head = u32::from_le_bytes(d.get(0..4)?.try_into().ok()?);
+    if head >> 28 != 0 {
+        return None;
+    }
+    let mut set = GtidSet::default();
+    for i in 0..(head & 0x0fff_ffff) as usize {
+        let e = d.get(4 + i * 16..4 + (i + 1) * 16)?;
+        set.add(&Gtid::Maria {
+            domain: u32::from_le_bytes(e[0..4].try_into().ok()?),
+            server: u32::from_le_bytes(e[4..8].try_into().ok()?),
+            seq: u64::from_le_bytes(e[8..16].try_into().ok()?),
+        });
+    }
+    Some(set)
+}
+
 fn now_ms() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -103,27 +137,81 @@ fn now_ms() -> i64 {
 }
 
 impl BinlogReader {
-    /// Starts a binlog dump at `position`.
+    /// Starts a binlog dump after `position`: by its GTID state when `by_gtid` and the state is
+    /// known (`mariadb` says which protocol), else by its file/offset.
     #[allow(clippy::too_many_arguments)]
     pub async fn start(
         opts: &Opts,
         server_id: u32,
         position: &Position,
+        by_gtid: bool,
+        mariadb: bool,
         schemas: Schemas,
         tables: &[(String, String)],
         full_metadata: bool,
         name: &str,
         max_events: usize,
     ) -> Result<Self> {
-        let meta = connect(opts).await?;
+        let mut meta = connect(opts).await?;
+        let this_server = super::binlog_status::server_id(&mut meta).await?;
         let mut conn = connect(opts).await?;
         conn.query_drop("SET @mariadb_slave_capability=4")
             .await
             .map_err(|e| query_error("preparing the binlog dump", e))?;
-        let request = BinlogStreamRequest::new(server_id)
-            .with_filename(position.file.as_bytes())
-            .with_pos(position.pos);
-        let stream = conn.get_binlog_stream(request).await.map_err(|e| {
+        let gtids = match position.gtid_set.as_deref() {
+            Some(text) => Some(GtidSet::parse(text)?),
+            None => None,
+        };
+        // File/offset are only meaningful on the server that wrote them; on the same server they
+        // are the same point as the GTID state, and cheaper (MariaDB 10.11 finds a GTID by
+        // scanning a binlog file from its start).
+        let same_server = position.server_id == Some(this_server);
+        let gtid_usable = by_gtid && gtids.is_some();
+        if position.server_id.is_some() && !same_server && !gtid_usable {
+            return Err(ConnectorError::MysqlQuery {
+                operation: "starting the binlog dump".into(),
+                message: format!(
+                    "the saved position {}:{} is in the binlog of server_id {}, this server is \
+                     server_id {this_server}",
+                    position.file,
+                    position.pos,
+                    position.server_id.unwrap_or(0)
+                ),
+                hint: "binlog files and offsets differ between servers: resume by GTID \
+                       (`resume_by: gtid`), or connect to the server that wrote the position"
+                    .into(),
+                retryable: false,
+            });
+        }
+        let dumped = match &gtids {
+            Some(set) if by_gtid && mariadb && !same_server => {
+                // Canonical text of a parsed list: digits, dashes and commas only.
+                conn.query_drop(format!(
+                    "SET @slave_connect_state = '{set}', @slave_gtid_strict_mode = 1"
+                ))
+                .await
+                .map_err(|e| query_error("preparing the binlog dump by GTID", e))?;
+                let request = BinlogStreamRequest::new(server_id)
+                    .with_filename(b"")
+                    .with_pos(4u64);
+                conn.get_binlog_stream(request).await
+            }
+            Some(set) if by_gtid && !same_server => {
+                let request = BinlogStreamRequest::new(server_id)
+                    .with_gtid()
+                    .with_gtid_set(set.mysql_sids()?)
+                    .with_filename(b"")
+                    .with_pos(4u64);
+                conn.get_binlog_stream(request).await
+            }
+            _ => {
+                let request = BinlogStreamRequest::new(server_id)
+                    .with_filename(position.file.as_bytes())
+                    .with_pos(position.pos);
+                conn.get_binlog_stream(request).await
+            }
+        };
+        let stream = dumped.map_err(|e| {
             let user = opts.user().unwrap_or("").to_string();
             match &e {
                 mysql_async::Error::Server(s) if s.code == 1227 || s.code == 1045 => {
@@ -149,6 +237,9 @@ impl BinlogReader {
             name: name.to_string(),
             file: position.file.clone(),
             gtid: position.gtid.clone(),
+            cur_gtid: None,
+            gtids,
+            this_server,
             in_txn: false,
             pending: Vec::new(),
             max_events,
@@ -233,14 +324,34 @@ impl BinlogReader {
                     let seq = u64::from_le_bytes(d[0..8].try_into().unwrap_or([0; 8]));
                     let domain = u32::from_le_bytes(d[8..12].try_into().unwrap_or([0; 4]));
                     let standalone = d[12] & 1 != 0;
-                    self.gtid = Some(format!("{domain}-{}-{seq}", header.server_id()));
+                    let gtid = Gtid::Maria {
+                        domain,
+                        server: header.server_id(),
+                        seq,
+                    };
+                    self.gtid = Some(gtid.to_string());
+                    self.cur_gtid = Some(gtid);
                     self.in_txn = !standalone;
                 }
                 return Ok(None);
             }
-            // GTID_LIST, BINLOG_CHECKPOINT, ANNOTATE_ROWS, START_ENCRYPTION and other MariaDB
-            // events that carry no rows.
-            160 | 161 | 163 | 164 => return Ok(None),
+            // MariaDB GTID_LIST at the start of a binlog file: the GTID state before its first
+            // transaction (fake ones, log_pos 0, are skipped).
+            163 => {
+                if log_pos != 0
+                    && let Some(list) = parse_gtid_list(event.data())
+                {
+                    match &mut self.gtids {
+                        Some(set) => set.merge(&list),
+                        None if !self.in_txn => self.gtids = Some(list),
+                        None => {}
+                    }
+                }
+                return Ok(None);
+            }
+            // BINLOG_CHECKPOINT, ANNOTATE_ROWS, START_ENCRYPTION and other MariaDB events that
+            // carry no rows.
+            160 | 161 | 164 => return Ok(None),
             _ => {}
         }
         let data = match event.read_data() {
@@ -264,15 +375,19 @@ impl BinlogReader {
             EventData::GtidEvent(g) => {
                 let sid = g.sid();
                 let hex: String = sid.iter().map(|b| format!("{b:02x}")).collect();
-                self.gtid = Some(format!(
-                    "{}-{}-{}-{}-{}:{}",
-                    &hex[0..8],
-                    &hex[8..12],
-                    &hex[12..16],
-                    &hex[16..20],
-                    &hex[20..32],
-                    g.gno()
-                ));
+                let gtid = Gtid::Mysql {
+                    uuid: format!(
+                        "{}-{}-{}-{}-{}",
+                        &hex[0..8],
+                        &hex[8..12],
+                        &hex[12..16],
+                        &hex[16..20],
+                        &hex[20..32]
+                    ),
+                    gno: g.gno(),
+                };
+                self.gtid = Some(gtid.to_string());
+                self.cur_gtid = Some(gtid);
                 Ok(None)
             }
             EventData::QueryEvent(q) => {
@@ -412,12 +527,17 @@ impl BinlogReader {
         for e in &mut events {
             e.source.gtid = self.gtid.clone();
         }
+        if let (Some(set), Some(g)) = (&mut self.gtids, self.cur_gtid.take()) {
+            set.add(&g);
+        }
         Transaction {
             events,
             position: Position {
                 file: self.file.clone(),
                 pos: log_pos,
                 gtid: self.gtid.clone(),
+                gtid_set: self.gtids.as_ref().map(|s| s.to_string()),
+                server_id: Some(self.this_server),
             },
         }
     }
@@ -511,5 +631,21 @@ mod tests {
             clean_binlog_name(b"binlog.000001\x01\xff\x10\x20"),
             "binlog.000001"
         );
+    }
+
+    #[test]
+    fn gtid_list_events_parse() {
+        let mut d = 2u32.to_le_bytes().to_vec();
+        for (domain, server, seq) in [(0u32, 1u32, 42u64), (3, 2, 7)] {
+            d.extend(domain.to_le_bytes());
+            d.extend(server.to_le_bytes());
+            d.extend(seq.to_le_bytes());
+        }
+        d.extend([0xaa, 0xbb, 0xcc, 0xdd]); // checksum
+        assert_eq!(parse_gtid_list(&d).unwrap().to_string(), "0-1-42,3-2-7");
+        assert!(parse_gtid_list(&d[..20]).is_none(), "truncated");
+        let mut flagged = d.clone();
+        flagged[3] = 0x10;
+        assert!(parse_gtid_list(&flagged).is_none());
     }
 }
