@@ -374,14 +374,13 @@ async fn snapshot_during_writes(url: &str, locking: SnapshotLocking, expected: S
     config.snapshot_locking = locking;
     let mut src = MysqlCdcSource::open(config).await.unwrap();
     assert_eq!(src.snapshot_method(), Some(expected));
-    writer.await.unwrap();
-    // Apply every event to a model of the table.
+    // Read while the writer runs: with table locks its writes wait until the snapshot is read.
     let mut model: BTreeMap<u64, Json> = BTreeMap::new();
     let mut seen_insert: BTreeMap<u64, usize> = BTreeMap::new();
     let mut snapshot_rows = 0usize;
     let mut idle_since = Instant::now();
     let deadline = Instant::now() + Duration::from_secs(60);
-    while idle_since.elapsed() < Duration::from_millis(1500) {
+    while !writer.is_finished() || idle_since.elapsed() < Duration::from_millis(1500) {
         assert!(Instant::now() < deadline);
         let b = src
             .next_batch(Duration::from_millis(300))
@@ -415,6 +414,7 @@ async fn snapshot_during_writes(url: &str, locking: SnapshotLocking, expected: S
             src.commit(&s).unwrap();
         }
     }
+    writer.await.unwrap();
     assert!(
         seen_insert.values().all(|n| *n == 1),
         "an id was inserted twice: overlap"
@@ -438,6 +438,154 @@ async fn snapshot_during_writes(url: &str, locking: SnapshotLocking, expected: S
         .collect();
     assert_eq!(model, expected);
     drop(src);
+    c.query_drop(format!("DROP DATABASE `{db}`")).await.unwrap();
+}
+
+/// A snapshot larger than a batch is streamed: 200 000 + 2 500 rows in two tables with
+/// `snapshot_batch_rows: 1000` — every row exactly once, no batch above the limit, the rows read
+/// from the server only as batches are taken (the source never holds more than the limit plus
+/// the one row read ahead), `last` on the very last row only. Then a snapshot under table locks
+/// is abandoned after one batch: its query is killed, so the locks go at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn large_snapshot_is_streamed_in_bounded_batches() {
+    let Some(url) = url() else { return };
+    const BIG: u64 = 200_000;
+    const SMALL: u64 = 2_500;
+    const LIMIT: usize = 1_000;
+    let mut c = root(&url).await;
+    let db = fresh_db(&mut c, "cdc_big").await;
+    for (t, n) in [("big", BIG), ("small", SMALL)] {
+        c.query_drop(format!(
+            "CREATE TABLE `{db}`.{t} (id BIGINT PRIMARY KEY, v VARCHAR(20) NOT NULL, n INT)"
+        ))
+        .await
+        .unwrap();
+        c.query_drop(format!(
+            "INSERT INTO `{db}`.{t} SELECT seq, CONCAT('v', seq), seq % 97 FROM `{db}`.seq_1_to_{n}"
+        ))
+        .await
+        .unwrap();
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let tables = vec![format!("{db}.big"), format!("{db}.small")];
+    let mut config = MysqlCdcConfig::new(&url, tables, dir.path().join("s.json"));
+    config.server_id = server_id();
+    config.snapshot_mode = SnapshotMode::InitialOnly;
+    config.snapshot_batch_rows = LIMIT;
+    let mut src = MysqlCdcSource::open(config.clone()).await.unwrap();
+    assert_eq!(
+        src.snapshot_progress().unwrap().rows_read(),
+        0,
+        "nothing read before asked"
+    );
+
+    let first = src
+        .next_batch(Duration::from_millis(100))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(first.events.len(), LIMIT);
+    assert!(first.state.is_none(), "no state to save mid-snapshot");
+    let read = src.snapshot_progress().unwrap().rows_read();
+    assert!(
+        read <= LIMIT as u64 + 1,
+        "{read} rows read from the server for the first batch of {LIMIT}"
+    );
+
+    let mut seen: BTreeMap<(String, u64), u32> = BTreeMap::new();
+    let mut batches = 0usize;
+    let mut total = 0usize;
+    let mut lasts = 0usize;
+    let mut last_seen = false;
+    let mut next_row: BTreeMap<String, u32> = BTreeMap::new();
+    let mut batch = first;
+    loop {
+        batches += 1;
+        assert!(
+            batch.events.len() <= LIMIT,
+            "a batch of {}",
+            batch.events.len()
+        );
+        for e in &batch.events {
+            assert_eq!(e.op, Op::Read);
+            assert!(!last_seen, "an event after the `last` one");
+            match e.source.snapshot {
+                "last" => {
+                    lasts += 1;
+                    last_seen = true;
+                }
+                s => assert_eq!(s, "true"),
+            }
+            let row = next_row.entry(e.source.table.clone()).or_default();
+            assert_eq!(e.source.row, *row, "rows are numbered per table, in order");
+            *row += 1;
+            let id = id_of(e);
+            assert_eq!(e.row().unwrap()["v"], json!(format!("v{id}")));
+            *seen.entry((e.source.table.clone(), id)).or_default() += 1;
+            total += 1;
+        }
+        if let Some(state) = &batch.state {
+            assert!(state.snapshot_done);
+            src.commit(state).unwrap();
+            break;
+        }
+        batch = src
+            .next_batch(Duration::from_millis(100))
+            .await
+            .unwrap()
+            .unwrap();
+    }
+    assert!(
+        src.next_batch(Duration::from_millis(100))
+            .await
+            .unwrap()
+            .is_none()
+    );
+    let progress = src.snapshot_progress().unwrap();
+    assert_eq!(total as u64, BIG + SMALL);
+    assert_eq!(progress.rows_read(), BIG + SMALL);
+    assert!(seen.values().all(|n| *n == 1), "a row came twice");
+    for (t, n) in [("big", BIG), ("small", SMALL)] {
+        let ids: Vec<u64> = seen.keys().filter(|(tt, _)| tt == t).map(|k| k.1).collect();
+        assert_eq!(ids, (1..=n).collect::<Vec<_>>(), "{t}: every row once");
+    }
+    assert_eq!(lasts, 1);
+    assert!(last_seen);
+    assert!(
+        batches >= (BIG + SMALL) as usize / LIMIT,
+        "{batches} batches"
+    );
+    assert!(
+        progress.rows_held_max() <= LIMIT + 1,
+        "the source held {} rows at once",
+        progress.rows_held_max()
+    );
+    eprintln!(
+        "{total} rows in {batches} batches, at most {} rows held",
+        progress.rows_held_max()
+    );
+    drop(src);
+
+    // Abandoned after one batch under table locks: the query is killed, the locks released.
+    config.state_file = dir.path().join("abandoned.json");
+    config.server_id = server_id();
+    config.snapshot_locking = SnapshotLocking::TableLocks;
+    let mut src = MysqlCdcSource::open(config).await.unwrap();
+    assert_eq!(src.snapshot_method(), Some(SnapshotMethod::TableLocks));
+    let b = src
+        .next_batch(Duration::from_millis(100))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(b.events.len(), LIMIT);
+    drop(src);
+    tokio::time::timeout(
+        Duration::from_secs(10),
+        c.query_drop(format!("UPDATE `{db}`.big SET n = 0 WHERE id = 1")),
+    )
+    .await
+    .expect("the abandoned snapshot still holds its table locks")
+    .unwrap();
     c.query_drop(format!("DROP DATABASE `{db}`")).await.unwrap();
 }
 

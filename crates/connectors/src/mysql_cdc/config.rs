@@ -92,9 +92,14 @@ pub struct MysqlCdcConfig {
     /// Kafka bootstrap servers (only for the Kafka driver).
     #[serde(default)]
     pub kafka_brokers: Option<String>,
-    /// Rows per snapshot batch / most events handed out per poll.
+    /// Most events handed out per poll of the binlog (whole transactions: a larger transaction
+    /// is handed out whole).
     #[serde(default = "default_batch")]
     pub max_batch_events: usize,
+    /// Most rows per snapshot batch. The snapshot is streamed from the server as batches are
+    /// taken, so the source holds at most this many snapshot rows plus one read ahead.
+    #[serde(default = "default_batch")]
+    pub snapshot_batch_rows: usize,
 }
 
 fn default_name() -> String {
@@ -134,6 +139,7 @@ impl MysqlCdcConfig {
             topic_prefix: default_prefix(),
             kafka_brokers: None,
             max_batch_events: default_batch(),
+            snapshot_batch_rows: default_batch(),
         }
     }
 
@@ -172,6 +178,9 @@ impl MysqlCdcConfig {
         }
         if self.max_batch_events == 0 {
             problems.push("max_batch_events: must be > 0".into());
+        }
+        if self.snapshot_batch_rows == 0 {
+            problems.push("snapshot_batch_rows: must be > 0".into());
         }
         if problems.is_empty() {
             Ok(())
@@ -215,11 +224,12 @@ mod tests {
 
     #[test]
     fn every_problem_is_reported_with_its_path() {
-        let yaml = "url: postgres://x\nserver_id: 0\ntables: [nodot]\nstate_file: s.json\n";
+        let yaml = "url: postgres://x\nserver_id: 0\ntables: [nodot]\nstate_file: s.json\nsnapshot_batch_rows: 0\n";
         let err = MysqlCdcConfig::from_yaml(yaml).unwrap_err().to_string();
         assert!(err.contains("url:"), "{err}");
         assert!(err.contains("server_id:"), "{err}");
         assert!(err.contains("tables[0]"), "{err}");
+        assert!(err.contains("snapshot_batch_rows:"), "{err}");
     }
 
     #[test]
@@ -230,6 +240,7 @@ mod tests {
         assert_eq!(c.snapshot_locking, SnapshotLocking::TableLocks);
         assert_eq!(c.reconnect_timeout_secs, 60);
         assert_eq!(c.resume_by, Some(ResumeBy::Position));
+        assert_eq!(c.snapshot_batch_rows, 10_000);
         assert_eq!(c.table_pairs(), vec![("shop".into(), "orders".into())]);
         assert_eq!(redact("mysql://u:pw@h:1"), "mysql://u:***@h:1");
     }

@@ -7,9 +7,10 @@
 //! Flow: [`MysqlCdcSource::open`] validates the config, connects, checks privileges and binlog
 //! settings ([`checks`]), loads the tables' schemas ([`schema`]) and reads the state file
 //! ([`position`]). [`MysqlCdcSource::next_batch`] then yields, in order: the initial snapshot
-//! (`op=r`, [`snapshot`]) unless the mode or the state says otherwise, then committed
-//! transactions from the binlog ([`stream`]), each batch with the state to save **after** the
-//! batch was delivered ([`MysqlCdcSource::commit`]). [`sink`] is the Kafka driver; [`resume`]
+//! (`op=r`, [`snapshot`]; streamed from the server in batches of at most `snapshot_batch_rows`,
+//! so its memory is bounded whatever the table size) unless the mode or the state says
+//! otherwise, then committed transactions from the binlog ([`stream`]), each batch with the
+//! state to save **after** the batch was delivered ([`MysqlCdcSource::commit`]). [`sink`] is the Kafka driver; [`resume`]
 //! makes it exactly-once across a crash between the broker's acknowledgement and the save.
 //!
 //! Invariants: a batch never ends inside a transaction; the saved position is always the end
@@ -42,7 +43,6 @@ pub mod snapshot;
 pub mod snapshot_lock;
 pub mod stream;
 
-use std::collections::VecDeque;
 use std::time::Duration;
 
 use mysql_async::Opts;
@@ -68,7 +68,7 @@ pub struct CdcBatch {
 
 enum Phase {
     Snapshot {
-        events: VecDeque<ChangeEvent>,
+        reader: Box<snapshot::SnapshotReader>,
         position: Position,
     },
     Stream(Box<BinlogReader>),
@@ -132,6 +132,8 @@ pub struct MysqlCdcSource {
     partial_dropped: u64,
     rows_decoded_before: u64,
     snapshot_method: Option<SnapshotMethod>,
+    /// Counters of this run's snapshot (kept after it ended).
+    snapshot_progress: Option<std::sync::Arc<snapshot::SnapshotProgress>>,
 }
 
 impl std::fmt::Debug for MysqlCdcSource {
@@ -173,38 +175,49 @@ impl MysqlCdcSource {
         let state_file = StateFile::new(&config.state_file);
         let saved = state_file.load()?;
         let mut snapshot_method = None;
-        let mut fresh = true;
-        let mut phase = match (saved, config.snapshot_mode) {
+        let mut snapshot_progress = None;
+        let phase = match (saved, config.snapshot_mode) {
             (Some(s), SnapshotMode::InitialOnly) if s.snapshot_done => Phase::Done,
-            (Some(s), _) if s.snapshot_done => {
-                fresh = false;
-                Phase::StartStream(s.position)
-            }
-            (_, SnapshotMode::Never) => {
-                Phase::StartStream(binlog_status::current(&mut conn).await?)
+            (saved, mode)
+                if saved.as_ref().is_some_and(|s| s.snapshot_done)
+                    || mode == SnapshotMode::Never =>
+            {
+                let (mut position, fresh) = match saved {
+                    Some(s) if s.snapshot_done => (s.position, false),
+                    _ => (binlog_status::current(&mut conn).await?, true),
+                };
+                with_gtid_state(&mut conn, &info, &mut position, by_gtid, fresh).await?;
+                let _ = conn.disconnect().await;
+                Phase::StartStream(position)
             }
             _ => {
-                let snap = snapshot::begin(&mut conn, config.snapshot_locking, &tables).await?;
-                let events = snapshot::read_tables(
-                    &mut conn,
+                let mut snap = snapshot::begin(&mut conn, config.snapshot_locking, &tables).await?;
+                // Still inside the snapshot (these statements touch no table, so they also
+                // work under table locks); the connection then belongs to the reader.
+                let completed =
+                    with_gtid_state(&mut conn, &info, &mut snap.position, by_gtid, true).await;
+                if let Err(e) = completed {
+                    let _ = snapshot::end(&mut conn, &snap).await;
+                    return Err(e);
+                }
+                snapshot_method = Some(snap.method);
+                let position = snap.position.clone();
+                let reader = snapshot::SnapshotReader::start(
+                    conn,
+                    opts.clone(),
+                    snap,
                     &schemas,
                     &tables,
-                    &snap.position,
                     &config.name,
-                )
-                .await?;
-                snapshot::end(&mut conn, &snap).await?;
-                snapshot_method = Some(snap.method);
+                    config.snapshot_batch_rows,
+                )?;
+                snapshot_progress = Some(reader.progress_handle());
                 Phase::Snapshot {
-                    events: events.into(),
-                    position: snap.position,
+                    reader: Box::new(reader),
+                    position,
                 }
             }
         };
-        if let Phase::Snapshot { position, .. } | Phase::StartStream(position) = &mut phase {
-            with_gtid_state(&mut conn, &info, position, by_gtid, fresh).await?;
-        }
-        let _ = conn.disconnect().await;
         Ok(MysqlCdcSource {
             config,
             opts,
@@ -218,6 +231,7 @@ impl MysqlCdcSource {
             partial_dropped: 0,
             rows_decoded_before: 0,
             snapshot_method,
+            snapshot_progress,
         })
     }
 
@@ -259,14 +273,13 @@ impl MysqlCdcSource {
         loop {
             match &mut self.phase {
                 Phase::Done => return Ok(None),
-                Phase::Snapshot { events, position } => {
-                    let n = events.len().min(self.config.max_batch_events);
-                    let batch: Vec<ChangeEvent> = events.drain(..n).collect();
-                    let state = events.is_empty().then(|| CdcState {
+                Phase::Snapshot { reader, position } => {
+                    let batch = reader.next().await?;
+                    let state = batch.done.then(|| CdcState {
                         position: position.clone(),
                         snapshot_done: true,
                     });
-                    if events.is_empty() {
+                    if batch.done {
                         self.phase = if self.config.snapshot_mode == SnapshotMode::InitialOnly {
                             Phase::Done
                         } else {
@@ -274,7 +287,7 @@ impl MysqlCdcSource {
                         };
                     }
                     return Ok(Some(CdcBatch {
-                        events: batch,
+                        events: batch.events,
                         state,
                     }));
                 }
@@ -365,6 +378,12 @@ impl MysqlCdcSource {
     /// Saves the state of a delivered batch (atomically).
     pub fn commit(&self, state: &CdcState) -> Result<()> {
         self.state_file.save(state)
+    }
+
+    /// Counters of this run's snapshot: rows read from the server, and the most rows the
+    /// source held at once (`None`: no snapshot was taken).
+    pub fn snapshot_progress(&self) -> Option<&snapshot::SnapshotProgress> {
+        self.snapshot_progress.as_deref()
     }
 
     /// Rows events decoded from the binlog so far (across reconnects).

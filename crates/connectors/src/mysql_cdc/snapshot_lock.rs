@@ -15,7 +15,9 @@
 //! - **Table locks** (when `RELOAD` is not granted, e.g. managed servers): `LOCK TABLES … READ` on
 //!   the captured tables, the position, then the rows are read **while the locks are held** —
 //!   starting a transaction would release them, and without a lock commits between the
-//!   snapshot and the position would be lost. Writers to those tables wait for the whole read.
+//!   snapshot and the position would be lost. Writers to those tables wait for the whole read,
+//!   which — the snapshot being streamed batch by batch ([`super::snapshot`]) — lasts until all
+//!   but the last batch were taken.
 //!   Needs `LOCK TABLES` and `SELECT`.
 //!
 //! How it fails: a lock not obtained within [`LOCK_WAIT_SECS`] (a long statement holds the
