@@ -38,6 +38,7 @@ async fn main() -> anyhow::Result<()> {
         pagination: None,
         cursor: None,
         records: None,
+        response_fields: Vec::new(),
         rate_limit: RateLimitConfig::default(),
         retry: RetryConfig::default(),
         kafka: KafkaTarget {

@@ -126,6 +126,8 @@ async fn recent(
     let mut body = json!({"meta": meta});
     if !data.is_empty() {
         body["data"] = json!(data);
+        body["includes"] = json!({"users": [{"id": "42", "name": "Fábrica Norte",
+            "username": "fabrica_norte"}]});
     }
     let reset = (epoch() + 900).to_string();
     (
@@ -286,6 +288,11 @@ async fn polls_every_post_once_in_order_across_restarts_and_faults() {
         "tok30"
     );
     assert_eq!(records[40].json()["request"]["params"]["since_id"], "1034");
+    assert_eq!(
+        records[0].json()["response"]["includes"]["users"][0]["username"],
+        "fabrica_norte",
+        "the page's expansions travel with its posts"
+    );
     let everything: String = records
         .iter()
         .map(|r| String::from_utf8_lossy(r.value.as_deref().unwrap_or_default()).into_owned())

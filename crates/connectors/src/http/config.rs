@@ -52,6 +52,11 @@ pub struct PollerConfig {
     /// Path of the record array in a response (`data`); empty: the response is one record.
     #[serde(default)]
     pub records: Option<String>,
+    /// Response fields copied into every record of the page under `response` (X: `includes`,
+    /// the expanded authors and media the posts refer to; `meta`), so nothing the API returned
+    /// beside the records is lost.
+    #[serde(default)]
+    pub response_fields: Vec<String>,
     /// Rate-limit headers and slowdown.
     #[serde(default)]
     pub rate_limit: RateLimitConfig,
@@ -293,6 +298,9 @@ impl PollerConfig {
             initial: None,
         });
         self.records.get_or_insert_with(|| "data".into());
+        if self.response_fields.is_empty() {
+            self.response_fields = vec!["includes".into()];
+        }
         if self.kafka.key.is_none() {
             self.kafka.key = Some("id".into());
         }
@@ -333,6 +341,9 @@ impl PollerConfig {
         }
         if let Some(k) = &self.kafka.key {
             paths.push(("kafka.key", k.as_str()));
+        }
+        for f in &self.response_fields {
+            paths.push(("response_fields", f.as_str()));
         }
         for (field, path) in paths {
             if !json_path::is_valid(path) {

@@ -496,6 +496,12 @@ impl HttpPoller {
             "status": status,
             "requested_at": strata_core::sample::iso_millis(requested_at),
         });
+        let response: Map<String, Value> = self
+            .config
+            .response_fields
+            .iter()
+            .filter_map(|f| Some((f.clone(), json_path::lookup(doc, f)?.clone())))
+            .collect();
         items
             .into_iter()
             .map(|item| {
@@ -506,7 +512,11 @@ impl HttpPoller {
                     .as_deref()
                     .and_then(|k| json_path::lookup_scalar(item, k))
                     .map(String::into_bytes);
-                let value = json!({ "item": item, "request": request });
+                let value = if response.is_empty() {
+                    json!({ "item": item, "request": request })
+                } else {
+                    json!({ "item": item, "request": request, "response": response })
+                };
                 OutRecord {
                     topic: self.config.kafka.topic.clone(),
                     key,
