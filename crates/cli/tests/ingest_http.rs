@@ -610,3 +610,73 @@ async fn oauth2_refresh_secret_query_parameters_and_proactive_slowdown() {
         );
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_scheduled_poller_picks_up_new_posts_each_cycle_and_stops_on_sigterm() {
+    let Some(brokers) = broker("a_scheduled_poller_picks_up_new_posts_each_cycle") else {
+        return;
+    };
+    let topic = unique("x-sched");
+    create_topics(&brokers, &[(&topic, 1)]).await;
+    let token = "tok-sched".to_string();
+    let api: Shared = Arc::new(Mutex::new(Api {
+        posts: (7_000..7_015).collect(),
+        token: token.clone(),
+        ..Api::default()
+    }));
+    let url = serve(api.clone()).await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = write_config(dir.path(), &url, &brokers, &topic);
+    let mut yaml = std::fs::read_to_string(&config).expect("config");
+    yaml.push_str("schedule: {interval_secs: 1}\n");
+    std::fs::write(&config, yaml).expect("config");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_strata"))
+        .args(["ingest", "http", "--config"])
+        .arg(&config)
+        .env("X_BEARER_TOKEN", &token)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("start");
+    // New posts appear while it runs; each cycle asks only for what is newer than the cursor.
+    for batch in 0..3u64 {
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        let start = 7_015 + batch * 5;
+        api.lock().expect("lock").posts.extend(start..start + 5);
+    }
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    let pid = child.id().to_string();
+    Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .expect("kill");
+    let out = tokio::task::spawn_blocking(move || child.wait_with_output().expect("wait"))
+        .await
+        .expect("join");
+    assert!(
+        out.status.success(),
+        "SIGTERM stops a scheduled poller with exit 0"
+    );
+    let cycles = String::from_utf8_lossy(&out.stdout).lines().count();
+    assert!(cycles >= 4, "several cycles ran: {cycles}");
+    let ids: Vec<u64> = read_all(&brokers, &topic, 1, Duration::from_secs(4))
+        .await
+        .iter()
+        .map(|r| {
+            r.json()["item"]["id"]
+                .as_str()
+                .expect("id")
+                .parse()
+                .expect("num")
+        })
+        .collect();
+    let mut sorted = ids.clone();
+    sorted.sort_unstable();
+    assert_eq!(
+        sorted,
+        (7_000..7_030).collect::<Vec<_>>(),
+        "every post once"
+    );
+    let state = std::fs::read_to_string(dir.path().join("state/x_iot.json")).expect("state");
+    assert!(state.contains("7029"), "{state}");
+}
