@@ -630,7 +630,7 @@ async fn a_scheduled_poller_picks_up_new_posts_each_cycle_and_stops_on_sigterm()
     let mut yaml = std::fs::read_to_string(&config).expect("config");
     yaml.push_str("schedule: {interval_secs: 1}\n");
     std::fs::write(&config, yaml).expect("config");
-    let mut child = Command::new(env!("CARGO_BIN_EXE_strata"))
+    let child = Command::new(env!("CARGO_BIN_EXE_strata"))
         .args(["ingest", "http", "--config"])
         .arg(&config)
         .env("X_BEARER_TOKEN", &token)
