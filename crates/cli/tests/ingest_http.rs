@@ -168,6 +168,21 @@ fn write_config(dir: &Path, url: &str, brokers: &str, topic: &str) -> std::path:
     path
 }
 
+/// The X post ids in `topic`, in topic order.
+async fn post_ids(brokers: &str, topic: &str) -> Vec<u64> {
+    read_all(brokers, topic, 1, Duration::from_secs(4))
+        .await
+        .iter()
+        .map(|r| {
+            r.json()["item"]["id"]
+                .as_str()
+                .expect("id")
+                .parse()
+                .expect("num")
+        })
+        .collect()
+}
+
 /// Runs one cycle as its own process; returns (success, stdout, stderr).
 async fn run_once(config: &Path, token: &str) -> (Option<i32>, String, String) {
     let mut c = Command::new(env!("CARGO_BIN_EXE_strata"));
@@ -348,17 +363,7 @@ async fn a_kill_mid_pagination_resumes_at_the_next_page_without_repeats() {
     let report: Value = serde_json::from_str(out.lines().last().expect("summary")).expect("json");
     assert_eq!(report["cycle"]["records"], 15, "pages 3 and 4 only: {out}");
     assert_eq!(report["cycle"]["cursor"], "5034");
-    let ids: Vec<u64> = read_all(&brokers, &topic, 1, Duration::from_secs(4))
-        .await
-        .iter()
-        .map(|r| {
-            r.json()["item"]["id"]
-                .as_str()
-                .expect("id")
-                .parse()
-                .expect("num")
-        })
-        .collect();
+    let ids: Vec<u64> = post_ids(&brokers, &topic).await;
     assert_eq!(
         ids,
         (5_000..5_035).rev().collect::<Vec<_>>(),
@@ -659,17 +664,7 @@ async fn a_scheduled_poller_picks_up_new_posts_each_cycle_and_stops_on_sigterm()
     );
     let cycles = String::from_utf8_lossy(&out.stdout).lines().count();
     assert!(cycles >= 4, "several cycles ran: {cycles}");
-    let ids: Vec<u64> = read_all(&brokers, &topic, 1, Duration::from_secs(4))
-        .await
-        .iter()
-        .map(|r| {
-            r.json()["item"]["id"]
-                .as_str()
-                .expect("id")
-                .parse()
-                .expect("num")
-        })
-        .collect();
+    let ids: Vec<u64> = post_ids(&brokers, &topic).await;
     let mut sorted = ids.clone();
     sorted.sort_unstable();
     assert_eq!(
