@@ -11,10 +11,8 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use rdkafka::consumer::{Consumer, StreamConsumer};
-use rdkafka::message::{Headers, Message};
+use rdkafka::ClientConfig;
 use rdkafka::producer::{FutureProducer, FutureRecord};
-use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 mod support;
 
 use strata_connectors::avro::AvroDecoder;
@@ -99,47 +97,13 @@ async fn produce(brokers: &str, topic: &str, lines: &[String]) {
     }
 }
 
-/// Everything in `topic` (all partitions), read until nothing new arrives for a while — the
-/// broker's reported end of a partition can't be trusted (see ../shared/SERVERS.md).
+/// Everything in `topic` (all partitions): values and headers.
 async fn read_all(brokers: &str, topic: &str, partitions: i32) -> Vec<Consumed> {
-    let consumer: StreamConsumer = ClientConfig::new()
-        .set("bootstrap.servers", brokers)
-        .set("group.id", unique("reader"))
-        .set("enable.auto.commit", "false")
-        .set("isolation.level", "read_committed")
-        .create()
-        .expect("consumer");
-    let mut tpl = TopicPartitionList::new();
-    for p in 0..partitions {
-        tpl.add_partition_offset(topic, p, Offset::Beginning)
-            .expect("tpl");
-    }
-    consumer.assign(&tpl).expect("assign");
-    let mut out = Vec::new();
-    loop {
-        match tokio::time::timeout(Duration::from_secs(6), consumer.recv()).await {
-            Err(_) => break,
-            Ok(m) => {
-                let m = m.expect("message");
-                let headers = m
-                    .headers()
-                    .map(|h| {
-                        h.iter()
-                            .map(|h| {
-                                (
-                                    h.key.to_string(),
-                                    String::from_utf8_lossy(h.value.unwrap_or_default())
-                                        .to_string(),
-                                )
-                            })
-                            .collect()
-                    })
-                    .unwrap_or_default();
-                out.push((m.payload().map(<[u8]>::to_vec), headers));
-            }
-        }
-    }
-    out
+    support::read_all(brokers, topic, partitions, Duration::from_secs(6))
+        .await
+        .into_iter()
+        .map(|r| (r.value, r.headers))
+        .collect()
 }
 
 async fn registry(dir: &Path) -> RunningRegistry {

@@ -13,4 +13,5 @@ mod source;
 
 pub use config::{KafkaConfig, partitions_of};
 pub use sink::{KafkaSink, OutRecord};
+pub(crate) use source::is_transient;
 pub use source::{Assignment, KafkaSource, Positions};

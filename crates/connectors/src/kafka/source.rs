@@ -50,8 +50,9 @@ pub struct KafkaSource {
     last_warning: Option<Instant>,
 }
 
-/// Errors librdkafka recovers from by itself (the consumer keeps its position).
-fn is_transient(e: &KafkaError) -> bool {
+/// Errors librdkafka recovers from by itself (the consumer keeps its position); shared by every
+/// reader of topics in this crate.
+pub(crate) fn is_transient(e: &KafkaError) -> bool {
     use rdkafka::types::RDKafkaErrorCode as C;
     matches!(
         e.rdkafka_error_code(),

@@ -39,7 +39,7 @@ use super::MysqlCdcSource;
 use super::debezium::ChangeEvent;
 use super::position::Position;
 use crate::error::{ConnectorError, Result};
-use crate::kafka::KafkaConfig;
+use crate::kafka::{KafkaConfig, is_transient};
 
 /// Longest wait for the next record or the end of a partition while reading back.
 pub const READ_TIMEOUT: Duration = Duration::from_secs(30);
@@ -295,23 +295,6 @@ fn parse(value: &[u8]) -> Option<(String, u64, u32, String)> {
         u32::try_from(s.get("row")?.as_u64()?).ok()?,
         v.get("op")?.as_str()?.to_string(),
     ))
-}
-
-fn is_transient(e: &KafkaError) -> bool {
-    use rdkafka::types::RDKafkaErrorCode as C;
-    matches!(
-        e.rdkafka_error_code(),
-        Some(
-            C::BrokerTransportFailure
-                | C::AllBrokersDown
-                | C::OperationTimedOut
-                | C::NetworkException
-                | C::RequestTimedOut
-                | C::LeaderNotAvailable
-                | C::NotLeaderForPartition
-                | C::Resolve
-        )
-    )
 }
 
 #[cfg(test)]
