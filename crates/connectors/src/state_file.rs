@@ -38,34 +38,41 @@ pub fn read<T: DeserializeOwned>(path: &Path) -> Result<Option<T>> {
 
 /// Replaces the state atomically and durably.
 pub fn write<T: Serialize>(path: &Path, state: &T) -> Result<()> {
+    let hint = "check that the state directory exists and is writable";
+    let bytes = serde_json::to_vec_pretty(state).map_err(|e| state_error(path, e, hint))?;
+    write_atomic(path, &bytes).map_err(|e| state_error(path, e, hint))
+}
+
+/// Replaces `path` with `bytes` so that a crash leaves the old or the new content: the parent
+/// directory is created, the bytes go to a temp file beside it (fsynced), which is renamed over
+/// `path`, and the directory is fsynced so the rename itself is durable. Every state file of the
+/// crate (API cursors, CDC positions, PostgreSQL watermarks) is written through here; callers
+/// map the I/O error to their own variant.
+pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     let dir = match path.parent() {
         Some(d) if !d.as_os_str().is_empty() => d,
         _ => Path::new("."),
     };
-    let hint = "check that the state directory exists and is writable";
-    std::fs::create_dir_all(dir).map_err(|e| state_error(path, e, hint))?;
-    let bytes = serde_json::to_vec_pretty(state).map_err(|e| state_error(path, e, hint))?;
-    let mut tmp = tempfile_in(dir, path).map_err(|e| state_error(path, e, hint))?;
-    tmp.1
-        .write_all(&bytes)
-        .and_then(|()| tmp.1.sync_all())
-        .map_err(|e| state_error(path, e, hint))?;
-    std::fs::rename(&tmp.0, path).map_err(|e| state_error(path, e, hint))?;
-    // The rename is durable only once the directory entry is.
-    if let Ok(d) = std::fs::File::open(dir) {
-        let _ = d.sync_all();
-    }
-    Ok(())
-}
-
-fn tempfile_in(dir: &Path, path: &Path) -> std::io::Result<(std::path::PathBuf, std::fs::File)> {
+    std::fs::create_dir_all(dir)?;
     let name = path
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_else(|| "state".into());
     let tmp = dir.join(format!(".{name}.{}.tmp", std::process::id()));
-    let file = std::fs::File::create(&tmp)?;
-    Ok((tmp, file))
+    let written = (|| {
+        let mut file = std::fs::File::create(&tmp)?;
+        file.write_all(bytes)?;
+        file.sync_all()?;
+        std::fs::rename(&tmp, path)
+    })();
+    if written.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    written?;
+    if let Ok(d) = std::fs::File::open(dir) {
+        let _ = d.sync_all();
+    }
+    Ok(())
 }
 
 #[cfg(test)]

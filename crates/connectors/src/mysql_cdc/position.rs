@@ -107,30 +107,9 @@ impl StateFile {
     pub fn save(&self, state: &CdcState) -> Result<()> {
         let bytes = serde_json::to_vec_pretty(state)
             .map_err(|e| ConnectorError::Internal(format!("serialising the CDC state: {e}")))?;
-        let dir = match self.path.parent() {
-            Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
-            _ => PathBuf::from("."),
-        };
         let hint = "check that the state file's directory exists and is writable";
-        std::fs::create_dir_all(&dir).map_err(|e| self.err(e.to_string(), hint))?;
-        let name = self
-            .path
-            .file_name()
-            .map(|n| n.to_string_lossy().to_string())
-            .unwrap_or_else(|| "state".into());
-        let tmp = dir.join(format!(".{name}.tmp"));
-        {
-            use std::io::Write;
-            let mut f = std::fs::File::create(&tmp).map_err(|e| self.err(e.to_string(), hint))?;
-            f.write_all(&bytes)
-                .and_then(|_| f.sync_all())
-                .map_err(|e| self.err(e.to_string(), hint))?;
-        }
-        std::fs::rename(&tmp, &self.path).map_err(|e| self.err(e.to_string(), hint))?;
-        if let Ok(d) = std::fs::File::open(&dir) {
-            let _ = d.sync_all();
-        }
-        Ok(())
+        crate::state_file::write_atomic(&self.path, &bytes)
+            .map_err(|e| self.err(e.to_string(), hint))
     }
 }
 

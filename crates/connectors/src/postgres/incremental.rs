@@ -12,8 +12,7 @@
 //! only by the first (full) run. A periodic full load reconciles.
 
 use std::collections::BTreeMap;
-use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
@@ -88,34 +87,11 @@ impl WatermarkState {
     /// Writes the state durably: temporary file, fsync, rename, fsync of the directory.
     pub fn store(&self, path: &Path) -> Result<()> {
         let hint = "check that the directory exists and is writable";
-        let dir = match path.parent() {
-            Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
-            _ => PathBuf::from("."),
-        };
-        std::fs::create_dir_all(&dir).map_err(|e| state_error(path, e.to_string(), hint))?;
-        let name = path
-            .file_name()
-            .map(|n| n.to_string_lossy().to_string())
-            .unwrap_or_else(|| "state.json".into());
-        let tmp = dir.join(format!(".{name}.tmp-{}", std::process::id()));
-        let text =
+        let mut text =
             serde_json::to_vec_pretty(self).map_err(|e| state_error(path, e.to_string(), hint))?;
-        let write = || -> std::io::Result<()> {
-            let mut f = std::fs::File::create(&tmp)?;
-            f.write_all(&text)?;
-            f.write_all(b"\n")?;
-            f.sync_all()?;
-            std::fs::rename(&tmp, path)?;
-            // The rename itself is durable once the directory is flushed.
-            if let Ok(d) = std::fs::File::open(&dir) {
-                let _ = d.sync_all();
-            }
-            Ok(())
-        };
-        write().map_err(|e| {
-            let _ = std::fs::remove_file(&tmp);
-            state_error(path, e.to_string(), hint)
-        })
+        text.push(b'\n');
+        crate::state_file::write_atomic(path, &text)
+            .map_err(|e| state_error(path, e.to_string(), hint))
     }
 }
 
