@@ -85,10 +85,16 @@ pub enum LayersError {
     },
 
     /// A bronze file that is not NDJSON was opened as lines.
-    #[error("`{path}` is not an NDJSON file (.ndjson, .ndjson.gz, .ndjson.zst)")]
+    #[error(
+        "`{path}` is not an NDJSON file: {found}; bronze reads NDJSON (plain, gzip or zstd, \
+         named .ndjson, .json, .jsonl or anything whose content is JSON lines) and Parquet \
+         (named .parquet)"
+    )]
     NotLineFormat {
         /// Path below the lake root.
         path: String,
+        /// What the first bytes look like.
+        found: String,
     },
 
     /// A compressed object is corrupt or truncated; the records up to `line` were delivered.
@@ -132,6 +138,13 @@ pub enum LayersError {
         column: String,
         /// The change and why it is refused.
         change: String,
+    },
+
+    /// A pipeline's output cannot be stored as a silver table (found by validation).
+    #[error("the output cannot be stored in silver: {problems}")]
+    UnsupportedSchema {
+        /// Every problem, each naming its column.
+        problems: String,
     },
 
     /// A SQL query failed to plan or run.

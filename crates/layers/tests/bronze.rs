@@ -284,3 +284,65 @@ fn unsupported_lake_urls_are_clear_errors() {
     let e = Lake::open("s3://").expect_err("no bucket");
     assert!(e.to_string().contains("no bucket"), "{e}");
 }
+
+/// Reads every `_raw` value of one bronze file.
+async fn raw_values(
+    reader: &BronzeReader,
+    file: &strata_layers::bronze::BronzeFile,
+) -> Vec<Vec<u8>> {
+    let mut f = reader.open(file, 2, usize::MAX, 0).await.expect("open");
+    let mut out = Vec::new();
+    while let Some(b) = f.next_batch().await.expect("read") {
+        let raw = b.column(0).as_binary::<i32>();
+        out.extend(raw.iter().map(|v| v.unwrap_or_default().to_vec()));
+    }
+    out
+}
+
+#[tokio::test]
+async fn content_decides_the_format_and_crlf_is_one_line_ending() {
+    let (_dir, lake) = lake();
+    let text = b"{\"a\":1}\r\n{\"a\":2}\r\n\r\n{\"a\":\"x\ry\"}";
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    std::io::Write::write_all(&mut gz, text).expect("gzip");
+    let gz = gz.finish().expect("gzip");
+    let zst = zstd::encode_all(&text[..], 1).expect("zstd");
+    let prefix = "bronze/source=kc/date=2026-11-20";
+    for (name, bytes) in [
+        ("a.json", text.to_vec()),
+        ("b.jsonl", text.to_vec()),
+        ("c.json.gz", gz.clone()),
+        ("d-no-extension", zst),
+        ("e.ndjson", gz),
+    ] {
+        lake.put_new(&format!("{prefix}/{name}"), bytes.into())
+            .await
+            .expect("put");
+    }
+    let r = BronzeReader::new(lake.clone());
+    let files = r.list("kc", None, None).await.expect("list");
+    assert_eq!(files.len(), 5);
+    let want: Vec<Vec<u8>> = vec![
+        b"{\"a\":1}".to_vec(),
+        b"{\"a\":2}".to_vec(),
+        b"".to_vec(),
+        b"{\"a\":\"x\ry\"}".to_vec(),
+    ];
+    for f in &files {
+        assert_eq!(raw_values(&r, f).await, want, "{}", f.relative);
+    }
+    // A binary object with a name that does not say NDJSON is refused, naming it.
+    lake.put_new(&format!("{prefix}/f.bin"), vec![0u8, 1, 2, 3].into())
+        .await
+        .expect("put");
+    let files = r.list("kc", None, None).await.expect("list");
+    let bin = files
+        .iter()
+        .find(|f| f.relative.ends_with("f.bin"))
+        .expect("f.bin");
+    let err = r.open(bin, 10, usize::MAX, 0).await.expect_err("binary");
+    assert!(
+        matches!(&err, LayersError::NotLineFormat { path, .. } if path.ends_with("f.bin")),
+        "{err}"
+    );
+}

@@ -40,6 +40,7 @@
 mod checkpoint;
 pub mod error;
 mod expr;
+pub mod line_format;
 pub mod lineage;
 pub mod metrics;
 pub mod pipeline;

@@ -161,9 +161,10 @@ fn civil_from_days(z: i64) -> (i64, u32, u32) {
     (if m <= 2 { y + 1 } else { y }, m, d)
 }
 
-/// Pipefy webhook events as the webhook receiver stores them: the body under `data` (actions
-/// `card.create`, `card.move`, `card.field_update`, `card.done`, `card.delete`), plus the receive
-/// time and an idempotency key. About 1% are retried deliveries (same key) and 0.5% malformed.
+/// Pipefy webhook events exactly as `strata serve webhooks` stores them: the envelope
+/// `{source, received_at, idempotency_key, event_type, event}` around the body Pipefy POSTed
+/// (the event under `data`; actions `card.create`, `card.move`, `card.field_update`,
+/// `card.done`, `card.delete`). About 1% are retried deliveries (same key) and 0.5% malformed.
 pub fn pipefy_events(n: usize, seed: u64, start_epoch_ms: i64) -> Vec<String> {
     const PHASES: [(i64, &str); 4] = [
         (318_220_070, "Caixa de entrada"),
@@ -181,7 +182,9 @@ pub fn pipefy_events(n: usize, seed: u64, start_epoch_ms: i64) -> Vec<String> {
             continue;
         }
         if roll < 0.015 {
-            out.push("{\"data\":{\"action\":\"card.move\"".to_string());
+            out.push(
+                "{\"source\":\"pipefy\",\"event\":{\"data\":{\"action\":\"card.move\"".to_string(),
+            );
             continue;
         }
         let card = 904_512_000 + rng.below(500) as i64;
@@ -205,18 +208,23 @@ pub fn pipefy_events(n: usize, seed: u64, start_epoch_ms: i64) -> Vec<String> {
             "card.create" => format!(
                 ",\"created_by\":{{\"id\":{user},\"name\":\"User {user}\",\"email\":\"user{user}@example.com\"}}"
             ),
+            "card.field_update" => format!(
+                ",\"field\":{{\"id\":\"valor_do_pedido\",\"label\":\"Valor do pedido\"}},\"new_value\":\"{}.{:02}\",\"updated_by\":{{\"id\":{user},\"email\":\"user{user}@example.com\"}}",
+                100 + rng.below(5000),
+                rng.below(100)
+            ),
             _ => String::new(),
         };
         out.push(format!(
-            "{{\"received_at\":\"{at}\",\"idempotency_key\":\"pf-{seed}-{i}\",\"data\":{{\"action\":\"{action}\",\"card\":{{\"id\":{card},\"title\":\"Pedido {card} - Cliente {c}\",\"pipe_id\":\"302554109\"}}{extra}}}}}",
+            "{{\"source\":\"pipefy\",\"received_at\":\"{at}\",\"idempotency_key\":\"pf-{seed}-{i}\",\"event_type\":\"{action}\",\"event\":{{\"data\":{{\"action\":\"{action}\",\"card\":{{\"id\":{card},\"title\":\"Pedido {card} - Cliente {c}\",\"pipe_id\":\"302554109\"}}{extra}}}}}}}",
             c = card % 97
         ));
     }
     out
 }
 
-/// X API v2 recent-search results as the poller stores them: one post per record with the
-/// request that produced it. Pages overlap a little, so ~2% of posts arrive twice.
+/// X API v2 recent-search results exactly as `strata ingest http` (preset `x_recent_search`)
+/// stores them: one post per record under `item`, with the `request` that produced it. Pages overlap a little, so ~2% of posts arrive twice.
 pub fn x_posts(n: usize, seed: u64, start_epoch_ms: i64) -> Vec<String> {
     let mut rng = Rng::new(seed);
     let mut out: Vec<String> = Vec::with_capacity(n);
@@ -236,7 +244,7 @@ pub fn x_posts(n: usize, seed: u64, start_epoch_ms: i64) -> Vec<String> {
             "Relatório semanal disponível",
         ][rng.below(4) as usize];
         out.push(format!(
-            "{{\"item\":{{\"id\":\"{id}\",\"text\":\"{text}\",\"author_id\":\"{author}\",\"created_at\":\"{at}\",\"lang\":\"pt\",\"public_metrics\":{{\"retweet_count\":{},\"reply_count\":{},\"like_count\":{},\"quote_count\":0}}}},\"request\":{{\"url\":\"https://api.x.com/2/tweets/search/recent\",\"query\":\"#iot\",\"page\":{},\"status\":200,\"time\":\"{at}\"}}}}",
+            "{{\"item\":{{\"id\":\"{id}\",\"text\":\"{text}\",\"author_id\":\"{author}\",\"created_at\":\"{at}\",\"lang\":\"pt\",\"public_metrics\":{{\"retweet_count\":{},\"reply_count\":{},\"like_count\":{},\"quote_count\":0}}}},\"request\":{{\"source\":\"x\",\"method\":\"GET\",\"url\":\"https://api.x.com/2/tweets/search/recent\",\"params\":{{\"query\":\"#iot\",\"max_results\":\"100\"}},\"page\":{},\"status\":200,\"requested_at\":\"{at}\"}}}}",
             rng.below(20),
             rng.below(5),
             rng.below(200),

@@ -19,10 +19,43 @@ pub struct PipelineSpec {
     /// Free text for humans.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub description: Option<String>,
+    /// What the pipeline reads: raw records (the default) or typed columns.
+    #[serde(default, skip_serializing_if = "InputSpec::is_default")]
+    pub input: InputSpec,
     /// Steps, applied in order.
     pub steps: Vec<StepSpec>,
     /// The declared output: the silver contract.
     pub output: OutputSpec,
+}
+
+/// What a pipeline reads, so it can be validated before any data flows.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct InputSpec {
+    /// `raw` (records as bytes in `_raw`: NDJSON files, NDJSON bronze, Kafka JSON) or `typed`
+    /// (the source's own columns: a Parquet bronze of a PostgreSQL full load).
+    #[serde(default)]
+    pub format: InputFormat,
+    /// For `typed`: the `column: type` map the source provides (lineage columns are added).
+    #[serde(default, skip_serializing_if = "IndexMap::is_empty")]
+    pub schema: IndexMap<String, String>,
+}
+
+impl InputSpec {
+    fn is_default(&self) -> bool {
+        self == &InputSpec::default()
+    }
+}
+
+/// The shape of a pipeline's input.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum InputFormat {
+    /// Raw records in `_raw` (bytes) plus lineage: what `parse_json` starts from.
+    #[default]
+    Raw,
+    /// Typed columns declared in `input.schema`, plus file lineage (no `_raw`).
+    Typed,
 }
 
 /// The declared output of a pipeline.
@@ -335,12 +368,64 @@ impl PipelineSpec {
             .map_err(|e| CoreError::Internal(format!("spec to YAML: {e}")))
     }
 
+    /// The input schema the spec declares (see [`InputSpec`]), for validating it before any data
+    /// flows: `_raw` + file lineage for `raw`, the declared columns + file lineage for `typed`.
+    /// Drivers build against the schema their source really has; this is what `validate` uses.
+    pub fn input_schema(&self) -> Result<arrow::datatypes::SchemaRef> {
+        use arrow::datatypes::{Field, Schema};
+        let lineage = crate::lineage::file_input_schema();
+        match self.input.format {
+            InputFormat::Raw => {
+                if !self.input.schema.is_empty() {
+                    return Err(CoreError::spec(
+                        "input",
+                        "schema",
+                        "a `raw` input has no column schema (declare the fields in parse_json)",
+                    )
+                    .with_hint("set `format: typed` for a source with its own columns"));
+                }
+                Ok(lineage)
+            }
+            InputFormat::Typed => {
+                if self.input.schema.is_empty() {
+                    return Err(CoreError::spec(
+                        "input",
+                        "schema",
+                        "a `typed` input needs the columns its source provides",
+                    ));
+                }
+                let mut fields = Vec::with_capacity(self.input.schema.len() + 4);
+                for (name, text) in &self.input.schema {
+                    if crate::lineage::is_reserved(name) {
+                        return Err(CoreError::spec(
+                            "input",
+                            format!("schema.{name}"),
+                            "names starting with `_` are reserved for lineage",
+                        ));
+                    }
+                    let t = crate::types::parse_column_type(text)
+                        .map_err(|e| CoreError::spec("input", format!("schema.{name}"), e))?;
+                    fields.push(Field::new(name, t.data_type, t.nullable));
+                }
+                fields.extend(
+                    lineage
+                        .fields()
+                        .iter()
+                        .filter(|f| f.name() != crate::lineage::RAW)
+                        .map(|f| f.as_ref().clone()),
+                );
+                Ok(std::sync::Arc::new(Schema::new(fields)))
+            }
+        }
+    }
+
     /// Starts a Rust builder for a pipeline called `name`.
     pub fn builder(name: impl Into<String>) -> PipelineBuilder {
         PipelineBuilder {
             spec: PipelineSpec {
                 name: name.into(),
                 description: None,
+                input: InputSpec::default(),
                 steps: Vec::new(),
                 output: OutputSpec {
                     schema: IndexMap::new(),

@@ -216,3 +216,5 @@ impl Drop for DurableBroker {
         let _ = self.child.wait();
     }
 }
+
+pub mod contract;

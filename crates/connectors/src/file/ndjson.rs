@@ -15,35 +15,8 @@ use arrow::array::RecordBatch;
 
 use crate::error::{ConnectorError, Result};
 
-/// How the file is compressed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Compression {
-    /// Plain text.
-    None,
-    /// gzip (`.gz`), multi-member streams included.
-    Gzip,
-    /// Zstandard (`.zst`).
-    Zstd,
-}
-
-impl Compression {
-    /// Detects compression from the first bytes (magic numbers), so a misnamed file still reads.
-    pub fn sniff(head: &[u8]) -> Compression {
-        match head {
-            [0x1f, 0x8b, ..] => Compression::Gzip,
-            [0x28, 0xb5, 0x2f, 0xfd, ..] => Compression::Zstd,
-            _ => Compression::None,
-        }
-    }
-
-    fn name(self) -> &'static str {
-        match self {
-            Compression::None => "plain",
-            Compression::Gzip => "gzip",
-            Compression::Zstd => "zstd",
-        }
-    }
-}
+pub use strata_core::line_format::Compression;
+use strata_core::line_format::LineBatcher;
 
 /// Batch bounds and lineage values.
 #[derive(Debug, Clone)]
@@ -75,16 +48,15 @@ pub struct NdjsonReader {
     file: String,
     compression: Compression,
     options: ReaderOptions,
-    next_line: u64,
     done: bool,
-    records: Vec<Vec<u8>>,
+    lines: LineBatcher,
 }
 
 impl std::fmt::Debug for NdjsonReader {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("NdjsonReader")
             .field("file", &self.file)
-            .field("next_line", &self.next_line)
+            .field("next_line", &self.lines.next_line())
             .finish()
     }
 }
@@ -126,26 +98,19 @@ impl NdjsonReader {
             reader,
             file: name,
             compression,
+            lines: LineBatcher::new(options.batch_rows, options.batch_bytes),
             options,
-            next_line: 1,
             done: false,
-            records: Vec::new(),
         }
     }
 
     /// Lines delivered so far.
     pub fn lines_read(&self) -> u64 {
-        self.next_line - 1 - self.records.len() as u64
+        self.lines.lines_delivered()
     }
 
     fn read_batch(&mut self) -> Result<Option<RecordBatch>> {
-        let first_line = self.next_line;
-        let mut bytes = 0usize;
-        self.records.clear();
-        while !self.done
-            && self.records.len() < self.options.batch_rows
-            && bytes < self.options.batch_bytes
-        {
+        while !self.done && !self.lines.is_full() {
             let mut line = Vec::new();
             let n = self
                 .reader
@@ -155,33 +120,20 @@ impl NdjsonReader {
                 self.done = true;
                 break;
             }
-            if line.last() == Some(&b'\n') {
-                line.pop();
-                if line.last() == Some(&b'\r') {
-                    line.pop();
-                }
-            }
-            bytes += line.len();
-            self.records.push(line);
-            self.next_line += 1;
+            self.lines.push(line);
         }
-        if self.records.is_empty() {
-            return Ok(None);
-        }
-        let batch = strata_core::lineage::file_batch(
-            &self.records,
-            &self.options.source,
-            &self.file,
-            first_line,
-            self.options.ingested_at_micros,
-        )
-        .map_err(|source| ConnectorError::Batch {
-            file: self.file.clone(),
-            line: first_line,
-            source: Box::new(source),
-        })?;
-        self.records.clear();
-        Ok(Some(batch))
+        let first_line = self.lines.lines_delivered() + 1;
+        self.lines
+            .take(
+                &self.options.source,
+                &self.file,
+                self.options.ingested_at_micros,
+            )
+            .map_err(|source| ConnectorError::Batch {
+                file: self.file.clone(),
+                line: first_line,
+                source: Box::new(source),
+            })
     }
 
     fn read_error(&mut self, e: std::io::Error) -> ConnectorError {
@@ -194,7 +146,7 @@ impl NdjsonReader {
             },
             c => ConnectorError::Corrupt {
                 file: self.file.clone(),
-                line: self.next_line - 1,
+                line: self.lines.next_line() - 1,
                 compression: c.name(),
                 message: e.to_string(),
             },

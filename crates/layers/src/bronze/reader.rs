@@ -16,6 +16,7 @@ use object_store::buffered::BufReader as StoreReader;
 use object_store::path::Path;
 use parquet::arrow::ParquetRecordBatchStreamBuilder;
 use parquet::arrow::async_reader::{ParquetObjectReader, ParquetRecordBatchStream};
+use strata_core::line_format::{Compression, LineBatcher, is_parquet_magic};
 use tokio::io::{AsyncBufRead, AsyncBufReadExt, BufReader};
 
 use super::names::{BronzeDate, validate_source};
@@ -169,8 +170,7 @@ impl BronzeReader {
                 },
                 compression: "parquet",
                 file: file.clone(),
-                batch_rows: batch_rows.max(1),
-                batch_bytes: batch_bytes.max(1),
+                lines: LineBatcher::new(batch_rows, batch_bytes),
                 ingested_at_micros,
                 next_line: 1,
                 done: false,
@@ -185,35 +185,80 @@ impl BronzeReader {
                     path: file.relative.clone(),
                     source,
                 })?;
-        let raw = BufReader::with_capacity(
+        let mut raw = BufReader::with_capacity(
             1 << 20,
             StoreReader::with_capacity(self.lake.store().clone(), &meta, 4 << 20),
         );
-        let name = file.relative.as_str();
-        let (lines, compression): (Pin<Box<dyn AsyncBufRead + Send>>, &'static str) =
-            if name.ends_with(".ndjson.zst") {
-                (Box::pin(BufReader::new(ZstdDecoder::new(raw))), "zstd")
-            } else if name.ends_with(".ndjson.gz") {
+        // The content decides, not the name: Kafka Connect's S3 sink writes `.json`, Firehose
+        // writes no extension, and a gzip stream may be named anything.
+        let head = raw
+            .fill_buf()
+            .await
+            .map_err(|e| LayersError::Corrupt {
+                path: file.relative.clone(),
+                line: 0,
+                compression: "plain",
+                message: e.to_string(),
+            })?
+            .to_vec();
+        let compression = Compression::sniff(&head);
+        let mut lines: Pin<Box<dyn AsyncBufRead + Send>> = match compression {
+            Compression::Zstd => Box::pin(BufReader::new(ZstdDecoder::new(raw))),
+            Compression::Gzip => {
                 let mut d = GzipDecoder::new(raw);
                 d.multiple_members(true);
-                (Box::pin(BufReader::new(d)), "gzip")
-            } else if name.ends_with(".ndjson") {
-                (Box::pin(raw), "plain")
-            } else {
-                return Err(LayersError::NotLineFormat {
-                    path: file.relative.clone(),
-                });
-            };
+                Box::pin(BufReader::new(d))
+            }
+            Compression::None => Box::pin(raw),
+        };
+        let first = lines.fill_buf().await.map_err(|e| LayersError::Corrupt {
+            path: file.relative.clone(),
+            line: 0,
+            compression: compression.name(),
+            message: e.to_string(),
+        })?;
+        if let Some(found) = not_json_lines(&file.relative, first) {
+            return Err(LayersError::NotLineFormat {
+                path: file.relative.clone(),
+                found,
+            });
+        }
         Ok(BronzeFileReader {
             body: Body::Lines(lines),
-            compression,
+            compression: compression.name(),
             file: file.clone(),
-            batch_rows: batch_rows.max(1),
-            batch_bytes: batch_bytes.max(1),
+            lines: LineBatcher::new(batch_rows, batch_bytes),
             ingested_at_micros,
             next_line: 1,
             done: false,
         })
+    }
+}
+
+/// Why the first (decompressed) bytes of `name` are not JSON lines, or `None` when they are.
+/// A name that says NDJSON is always read as lines (bad lines are quarantined one by one); any
+/// other name must start with a JSON value, so a stray binary object is refused, not quarantined
+/// line by line.
+fn not_json_lines(name: &str, first: &[u8]) -> Option<String> {
+    if is_parquet_magic(first) {
+        return Some("it is Parquet; name it .parquet".into());
+    }
+    let base = name
+        .trim_end_matches(".gz")
+        .trim_end_matches(".gzip")
+        .trim_end_matches(".zst");
+    if [".ndjson", ".jsonl", ".json", ".ldjson"]
+        .iter()
+        .any(|ext| base.ends_with(ext))
+    {
+        return None;
+    }
+    let start = first.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(first);
+    match start.iter().find(|b| !b.is_ascii_whitespace()) {
+        None | Some(b'{') | Some(b'[') => None,
+        Some(b) => Some(format!(
+            "its content starts with byte 0x{b:02x}, not a JSON value"
+        )),
     }
 }
 
@@ -244,8 +289,7 @@ pub struct BronzeFileReader {
     body: Body,
     compression: &'static str,
     file: BronzeFile,
-    batch_rows: usize,
-    batch_bytes: usize,
+    lines: LineBatcher,
     ingested_at_micros: i64,
     next_line: u64,
     done: bool,
@@ -277,10 +321,7 @@ impl BronzeFileReader {
                 return self.with_lineage(batch, schema).map(Some);
             }
         };
-        let first_line = self.next_line;
-        let mut records: Vec<Vec<u8>> = Vec::with_capacity(self.batch_rows.min(65_536));
-        let mut bytes = 0usize;
-        while !self.done && records.len() < self.batch_rows && bytes < self.batch_bytes {
+        while !self.done && !self.lines.is_full() {
             let mut line = Vec::new();
             let n = match lines.read_until(b'\n', &mut line).await {
                 Ok(n) => n,
@@ -288,7 +329,7 @@ impl BronzeFileReader {
                     self.done = true;
                     return Err(LayersError::Corrupt {
                         path: self.file.relative.clone(),
-                        line: self.next_line - 1,
+                        line: self.lines.next_line() - 1,
                         compression: self.compression,
                         message: e.to_string(),
                     });
@@ -298,25 +339,15 @@ impl BronzeFileReader {
                 self.done = true;
                 break;
             }
-            if line.last() == Some(&b'\n') {
-                line.pop();
-            }
-            bytes += line.len();
-            records.push(line);
-            self.next_line += 1;
+            self.lines.push(line);
         }
-        if records.is_empty() {
-            return Ok(None);
-        }
-        let batch = strata_core::lineage::file_batch(
-            &records,
-            &self.file.source,
-            &self.file.relative,
-            first_line,
-            self.ingested_at_micros,
-        )
-        .map_err(|e| LayersError::Internal(e.to_string()))?;
-        Ok(Some(batch))
+        self.lines
+            .take(
+                &self.file.source,
+                &self.file.relative,
+                self.ingested_at_micros,
+            )
+            .map_err(|e| LayersError::Internal(e.to_string()))
     }
 
     /// Appends the lineage columns to a typed (Parquet) batch.

@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use std::path::Path;
 use std::sync::Arc;
 
-use arrow::datatypes::{DataType, Field, Schema as ArrowSchema};
+use arrow::datatypes::{DataType, Field, Schema as ArrowSchema, TimeUnit};
 use iceberg::arrow::arrow_schema_to_schema_auto_assign_ids;
 use iceberg::io::{LocalFsStorageFactory, StorageFactory};
 use iceberg::spec::{Transform, UnboundPartitionSpec};
@@ -90,7 +90,9 @@ pub(crate) fn iceberg_err(
 }
 
 /// The Arrow schema silver stores for `schema`: unsigned integers become signed ones wide
-/// enough to hold them (Iceberg has no unsigned types); everything else is unchanged.
+/// enough to hold them (Iceberg has no unsigned types), and second / millisecond timestamps
+/// become microsecond ones (Iceberg v2 stores µs; the widening is lossless); everything else is
+/// unchanged. Rows are cast to it on write.
 pub fn silver_arrow_schema(schema: &ArrowSchema) -> ArrowSchema {
     let fields: Vec<Field> = schema
         .fields()
@@ -99,12 +101,42 @@ pub fn silver_arrow_schema(schema: &ArrowSchema) -> ArrowSchema {
             let dt = match f.data_type() {
                 DataType::UInt8 | DataType::UInt16 => DataType::Int32,
                 DataType::UInt32 | DataType::UInt64 => DataType::Int64,
+                DataType::Timestamp(TimeUnit::Second | TimeUnit::Millisecond, tz) => {
+                    DataType::Timestamp(TimeUnit::Microsecond, tz.clone())
+                }
                 other => other.clone(),
             };
             Field::new(f.name(), dt, f.is_nullable())
         })
         .collect();
     ArrowSchema::new(fields)
+}
+
+/// Checks that a pipeline's output schema can be stored as a silver table, before any data
+/// flows (`strata validate`): every problem names its column.
+pub fn check_silver_schema(schema: &ArrowSchema) -> Result<()> {
+    let mut problems = Vec::new();
+    for f in schema.fields() {
+        if let DataType::Timestamp(TimeUnit::Nanosecond, _) = f.data_type() {
+            problems.push(format!(
+                "`{}`: timestamp(ns) is finer than an Iceberg v2 table stores (microseconds); \
+                 declare `timestamp` (µs), or `timestamp(ms)`",
+                f.name()
+            ));
+        }
+    }
+    if problems.is_empty()
+        && let Err(e) = arrow_schema_to_schema_auto_assign_ids(&silver_arrow_schema(schema))
+    {
+        problems.push(e.to_string());
+    }
+    if problems.is_empty() {
+        Ok(())
+    } else {
+        Err(LayersError::UnsupportedSchema {
+            problems: problems.join("; "),
+        })
+    }
 }
 
 /// Name of the catalog in the JDBC-catalog tables (pyiceberg must be opened with the same name).

@@ -25,7 +25,9 @@ pub use append::{
     AppendReport, COVERED_KEY, Committed, Coverage, SilverAppend, WriteOptions, append,
     committed_coverage, current_summary_property,
 };
-pub use catalog::{CATALOG_NAME, CatalogConfig, SilverCatalog, silver_arrow_schema};
+pub use catalog::{
+    CATALOG_NAME, CatalogConfig, SilverCatalog, check_silver_schema, silver_arrow_schema,
+};
 pub use iceberg::table::Table as IcebergTable;
 pub use object_storage::{ObjectStorage, ObjectStorageFactory, S3_OPTION_PREFIX};
 pub use query::{session, sql};
