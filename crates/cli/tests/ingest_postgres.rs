@@ -155,6 +155,12 @@ fn ingest_postgres_into_bronze_then_batch_to_silver() {
     ids.sort();
     ids.dedup();
     assert_eq!(ids.len(), 2970, "every valid customer once");
+    // The contract: the source fills every column, so every declared column is filled.
+    for b in &rows {
+        for (field, column) in b.schema().fields().iter().zip(b.columns()) {
+            assert_eq!(column.null_count(), 0, "column `{}`", field.name());
+        }
+    }
     assert_eq!(quarantined.iter().map(|b| b.num_rows()).sum::<usize>(), 30);
 
     // A second run is a new snapshot: new objects beside the first, never over them.
