@@ -9,7 +9,7 @@
 //! Runs one cycle (all pages newer than the saved cursor) and prints its report; run it again
 //! to get only what is new. `X_API_URL` points it at another server that follows the same
 //! contract (the tests use a local one). The same config as a YAML file runs with
-//! `strata ingest http --config …` (see docs/sources.md).
+//! `strata ingest http --config …` (see docs/api-sources.md).
 
 use std::collections::BTreeMap;
 
@@ -49,6 +49,7 @@ async fn main() -> anyhow::Result<()> {
         },
         schedule: None,
         state_file: Some("out/x_example_state.json".into()),
+        file: String::new(),
     }
     .resolved("(example)")?;
     let mut poller = tokio::task::spawn_blocking(move || HttpPoller::new(config).map_err(Box::new))

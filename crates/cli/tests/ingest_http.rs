@@ -399,8 +399,9 @@ async fn a_missing_token_variable_and_a_bad_config_are_named() {
     let out = c.output().expect("run");
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains(&format!("`{}`", path.display())), "{err}");
     assert!(
-        err.contains("auth: environment variable STRATA_NO_SUCH_TOKEN is not set"),
+        err.contains("auth.token_env: environment variable STRATA_NO_SUCH_TOKEN is not set"),
         "{err}"
     );
 }

@@ -415,8 +415,8 @@ pub enum ConnectorError {
         status: Option<u16>,
         /// What happened (the response body's start, or the transport error).
         message: String,
-        /// What to do.
-        hint: &'static str,
+        /// What to do (may name the config's variables, never a secret's value).
+        hint: String,
     },
 
     /// A cursor / state file of an API source cannot be read or written.

@@ -13,7 +13,7 @@ use crate::Failure;
 /// Flags of `ingest http`.
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    /// The poller config (YAML; see docs/sources.md).
+    /// The poller config (YAML; see docs/api-sources.md).
     #[arg(long, env = "STRATA_HTTP_CONFIG")]
     pub config: PathBuf,
     /// One cycle, then exit, whatever the config's schedule says.
@@ -56,10 +56,23 @@ pub async fn run(args: &Args) -> Result<(), Failure> {
         .map_err(Failure::runtime)?
         .map_err(|e| failure(*e))?;
     tracing::info!(source = %name, cursor = ?poller.state().cursor, "starting");
-    let reports = poller
-        .run(super::stream::shutdown_signal())
-        .await
-        .map_err(failure)?;
+    let result = poller.run(super::stream::shutdown_signal()).await;
+    // Every stop (SIGTERM, the one cycle done, an error): what was produced and where the
+    // next run resumes (the state file holds the last acknowledged page's position).
+    let totals = poller.totals();
+    let state = poller.state();
+    tracing::info!(
+        source = %name,
+        cycles = result.as_ref().map_or(0, Vec::len),
+        pages = totals.pages,
+        records = totals.records,
+        requests = totals.requests,
+        cursor = ?state.cursor,
+        resume_page = ?state.in_progress.as_ref().map(|p| p.next_page),
+        state_file = %poller.state_path().display(),
+        "stopped: every produced record is acknowledged by Kafka"
+    );
+    let reports = result.map_err(failure)?;
     for r in &reports {
         println!("{}", serde_json::json!({"source": name, "cycle": r}));
     }

@@ -3,6 +3,9 @@
 //! deletes), the position saved in the config's `state_file` after every acknowledged batch.
 //! Before streaming, the output topics are read back so that events a killed run delivered but
 //! could not record are not sent again (exactly-once across a crash; `mysql_cdc::resume`).
+//! Runs until SIGTERM / Ctrl-C (stopping between batches, the last one acknowledged and its
+//! position saved), `--stop-when-idle-ms`, or the end of an `initial_only` snapshot; every stop
+//! logs what was delivered and the position reached.
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -89,12 +92,19 @@ pub async fn run_mysql(args: &Args) -> Result<(), Failure> {
         );
     }
     let started = std::time::Instant::now();
-    let stats = sink::run_to_kafka_resumed(
+    // Listening from here on (a spawned task polls at once): a SIGTERM during the run stops it
+    // between batches instead of killing it.
+    let signal = tokio::spawn(super::stream::shutdown_signal());
+    let shutdown = async move {
+        let _ = signal.await;
+    };
+    let stats = sink::run_to_kafka_until(
         &mut source,
         &sink,
         &prefix,
         args.stop_when_idle_ms.map(Duration::from_millis),
         delivered,
+        shutdown,
     )
     .await
     .map_err(failure)?;

@@ -69,12 +69,26 @@ pub struct RegistryFlags {
 
 impl RegistryFlags {
     fn client(&self) -> Result<RegistryClient, Failure> {
-        let mut config = RegistryConfig::new(&self.url);
-        if let Some(user) = &self.registry_user {
-            config =
-                config.with_basic_auth(user, self.registry_password.clone().unwrap_or_default());
-        }
-        RegistryClient::new(config).map_err(Failure::config)
+        RegistryClient::new(registry_config(
+            &self.url,
+            self.registry_user.as_deref(),
+            self.registry_password.as_deref(),
+        ))
+        .map_err(Failure::config)
+    }
+}
+
+/// The registry at `url`, with HTTP basic auth when a user is given (`--registry-user`,
+/// `--registry-password`; also used by `stream avro`).
+pub(crate) fn registry_config(
+    url: &str,
+    user: Option<&str>,
+    password: Option<&str>,
+) -> RegistryConfig {
+    let config = RegistryConfig::new(url);
+    match user {
+        Some(user) => config.with_basic_auth(user, password.unwrap_or_default()),
+        None => config,
     }
 }
 

@@ -18,7 +18,7 @@ use arrow::array::{Array, AsArray, RecordBatch};
 use arrow::datatypes::DataType;
 use strata_connectors::avro::AvroEncoder;
 use strata_connectors::kafka::{Assignment, KafkaConfig, KafkaSink, KafkaSource, OutRecord};
-use strata_connectors::registry::{RegistryClient, SubjectNameStrategy};
+use strata_connectors::registry::{RegistryClient, RegistryConfig, SubjectNameStrategy};
 use strata_core::lineage::kafka_input_schema;
 use strata_core::{BuildContext, Pipeline};
 
@@ -152,6 +152,12 @@ pub struct Args {
         default_value = "http://127.0.0.1:8081"
     )]
     pub registry: String,
+    /// Schema Registry basic-auth user (Confluent Cloud: API key).
+    #[arg(long, env = "STRATA_REGISTRY_USER")]
+    pub registry_user: Option<String>,
+    /// Schema Registry basic-auth password (Confluent Cloud: API secret).
+    #[arg(long, env = "STRATA_REGISTRY_PASSWORD", hide_env_values = true)]
+    pub registry_password: Option<String>,
     /// Produce and commit offsets in Kafka transactions (exactly once for read_committed readers).
     #[arg(long)]
     pub exactly_once: bool,
@@ -165,6 +171,17 @@ pub struct Args {
     /// Start with empty pipeline state when no saved state matches the committed offsets.
     #[arg(long)]
     pub reset_state: bool,
+}
+
+impl Args {
+    /// The registry to register the output schema in, with basic auth when a user is given.
+    fn registry_config(&self) -> RegistryConfig {
+        super::registry::registry_config(
+            &self.registry,
+            self.registry_user.as_deref(),
+            self.registry_password.as_deref(),
+        )
+    }
 }
 
 /// Counters of a run.
@@ -206,7 +223,7 @@ pub async fn run(args: &Args) -> Result<(), Failure> {
 
     // Avro schema of the output, registered (with the compatibility check) before anything is
     // produced: data the registry would reject is never written.
-    let registry = Arc::new(RegistryClient::from_url(&args.registry).map_err(Failure::config)?);
+    let registry = Arc::new(RegistryClient::new(args.registry_config()).map_err(Failure::config)?);
     let output_schema = pipeline.output_schema();
     let probe = AvroEncoder::for_arrow(output_schema.clone(), &spec.name, Some("strata"), 0)
         .map_err(Failure::config)?;
@@ -507,4 +524,41 @@ fn dead_letters(quarantined: &RecordBatch, topic: &str) -> Vec<OutRecord> {
             }
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::*;
+
+    #[derive(Debug, Parser)]
+    struct Cli {
+        #[command(flatten)]
+        args: Args,
+    }
+
+    #[test]
+    fn the_registry_credentials_reach_the_registry_client() {
+        let cli = Cli::try_parse_from([
+            "stream-avro",
+            "--input-topic",
+            "iot.events",
+            "--output-topic",
+            "iot.events.avro",
+            "--pipeline",
+            "pipelines/iot.yaml",
+            "--registry",
+            "https://psrc-xxxx.confluent.cloud",
+            "--registry-user",
+            "SR_KEY",
+            "--registry-password",
+            "SR_SECRET",
+        ])
+        .expect("the flags of docs/streaming.md parse");
+        let config = cli.args.registry_config();
+        assert_eq!(config.url, "https://psrc-xxxx.confluent.cloud");
+        assert_eq!(config.username.as_deref(), Some("SR_KEY"));
+        assert_eq!(config.password.as_deref(), Some("SR_SECRET"));
+    }
 }

@@ -19,7 +19,7 @@ pub enum ServeCommand {
 /// Flags of `serve webhooks`.
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    /// The receiver config (YAML; see docs/sources.md).
+    /// The receiver config (YAML; see docs/api-sources.md).
     #[arg(long, env = "STRATA_WEBHOOK_CONFIG")]
     pub config: PathBuf,
     /// Address to listen on (overrides `listen`).
@@ -54,10 +54,18 @@ pub async fn run(command: &ServeCommand) -> Result<(), Failure> {
     // The one line scripts wait for before sending.
     println!("listening on http://{addr}");
     tracing::info!(%addr, sources = config.sources.len(), "webhook receiver ready");
-    server
+    let totals = server
         .serve(super::stream::shutdown_signal())
         .await
         .map_err(failure)?;
-    tracing::info!("stopped; every acknowledged event is in Kafka");
+    tracing::info!(
+        %addr,
+        requests = totals.requests,
+        events = totals.events,
+        dead_letters = totals.dead_letters,
+        rejected = totals.rejected,
+        unavailable = totals.unavailable,
+        "stopped: producer flushed; every acknowledged event is in Kafka"
+    );
     Ok(())
 }

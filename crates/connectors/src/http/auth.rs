@@ -81,6 +81,36 @@ pub fn env_secret(name: &str) -> Result<Secret, String> {
     }
 }
 
+/// The secret of `auth.<field>`, or a problem naming that path and the variable.
+fn auth_secret(field: &str, name: &str, problems: &mut Vec<String>) -> Option<Secret> {
+    env_secret(name)
+        .map_err(|e| problems.push(format!("auth.{field}: {e}")))
+        .ok()
+}
+
+/// What to check when the API answered 401 (after a token refresh, for OAuth2): the variables
+/// the credentials came from, by name (never a value).
+pub fn refused_hint(auth: &AuthConfig) -> String {
+    match auth {
+        AuthConfig::None => "the API wants credentials: set `auth` in the config (or send them \
+                             with a `${env:NAME}` value in request.headers / request.query)"
+            .into(),
+        AuthConfig::Bearer { token_env } => format!(
+            "the API refused the bearer token: check the token in the environment variable \
+             {token_env} (auth.token_env)"
+        ),
+        AuthConfig::Oauth2ClientCredentials {
+            client_id_env,
+            client_secret_env,
+            ..
+        } => format!(
+            "the API refused a freshly issued OAuth2 token: check the client in the environment \
+             variables {client_id_env} / {client_secret_env} (auth.client_id_env / \
+             auth.client_secret_env) and auth.scope"
+        ),
+    }
+}
+
 /// Why no token could be had.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TokenError {
@@ -120,24 +150,39 @@ struct TokenResponse {
 }
 
 impl Credentials {
-    /// Reads the variables the config names.
-    pub fn from_config(auth: &AuthConfig) -> Result<Self, String> {
-        Ok(match auth {
-            AuthConfig::None => Credentials::None,
-            AuthConfig::Bearer { token_env } => Credentials::Bearer(env_secret(token_env)?),
+    /// Reads the variables the config names. Each problem names the field's YAML path and the
+    /// variable (`auth.token_env: environment variable X_BEARER_TOKEN is not set`).
+    pub fn from_config(auth: &AuthConfig) -> Result<Self, Vec<String>> {
+        let mut problems = Vec::new();
+        let credentials = match auth {
+            AuthConfig::None => Some(Credentials::None),
+            AuthConfig::Bearer { token_env } => {
+                auth_secret("token_env", token_env, &mut problems).map(Credentials::Bearer)
+            }
             AuthConfig::Oauth2ClientCredentials {
                 token_url,
                 client_id_env,
                 client_secret_env,
                 scope,
-            } => Credentials::Oauth2 {
-                token_url: token_url.clone(),
-                client_id: env_secret(client_id_env)?,
-                client_secret: env_secret(client_secret_env)?,
-                scope: scope.clone(),
-                token: None,
-            },
-        })
+            } => {
+                let client_id = auth_secret("client_id_env", client_id_env, &mut problems);
+                let client_secret =
+                    auth_secret("client_secret_env", client_secret_env, &mut problems);
+                client_id
+                    .zip(client_secret)
+                    .map(|(client_id, client_secret)| Credentials::Oauth2 {
+                        token_url: token_url.clone(),
+                        client_id,
+                        client_secret,
+                        scope: scope.clone(),
+                        token: None,
+                    })
+            }
+        };
+        match credentials {
+            Some(c) if problems.is_empty() => Ok(c),
+            _ => Err(problems),
+        }
     }
 
     /// True when a 401 may be cured by fetching a new token.
@@ -228,6 +273,43 @@ mod tests {
         assert_eq!(v.shown(), "***");
         assert!(!format!("{v:?}").contains("hunter2"));
         assert_eq!(v.expose(), "hunter2");
+    }
+
+    #[test]
+    fn a_missing_auth_variable_is_named_with_its_yaml_path() {
+        let problems = Credentials::from_config(&AuthConfig::Oauth2ClientCredentials {
+            token_url: "https://auth.example/token".into(),
+            client_id_env: "STRATA_SURELY_UNSET_ID".into(),
+            client_secret_env: "STRATA_SURELY_UNSET_SECRET".into(),
+            scope: None,
+        })
+        .expect_err("unset");
+        assert_eq!(
+            problems,
+            vec![
+                "auth.client_id_env: environment variable STRATA_SURELY_UNSET_ID is not set",
+                "auth.client_secret_env: environment variable STRATA_SURELY_UNSET_SECRET is not set",
+            ]
+        );
+    }
+
+    #[test]
+    fn the_401_hint_names_the_token_variable() {
+        let hint = refused_hint(&AuthConfig::Bearer {
+            token_env: "X_BEARER_TOKEN".into(),
+        });
+        assert!(hint.contains("X_BEARER_TOKEN"), "{hint}");
+        assert!(hint.contains("auth.token_env"), "{hint}");
+        let hint = refused_hint(&AuthConfig::Oauth2ClientCredentials {
+            token_url: "https://auth.example/token".into(),
+            client_id_env: "CRM_CLIENT_ID".into(),
+            client_secret_env: "CRM_CLIENT_SECRET".into(),
+            scope: None,
+        });
+        assert!(
+            hint.contains("CRM_CLIENT_ID") && hint.contains("CRM_CLIENT_SECRET"),
+            "{hint}"
+        );
     }
 
     #[test]

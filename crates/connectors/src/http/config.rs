@@ -71,6 +71,10 @@ pub struct PollerConfig {
     /// Cursor state file (default `state/http/<name>.json`).
     #[serde(default)]
     pub state_file: Option<PathBuf>,
+    /// The config file this was read from (set by [`PollerConfig::resolved`]), named by the
+    /// errors found at start-up (a secret's variable missing).
+    #[serde(skip)]
+    pub file: String,
 }
 
 /// The request of every page.
@@ -255,6 +259,7 @@ impl PollerConfig {
 
     /// The config with its preset applied, validated.
     pub fn resolved(mut self, file: &str) -> Result<Self> {
+        self.file = file.to_string();
         let mut problems = Vec::new();
         match self.preset.as_deref() {
             None => {}

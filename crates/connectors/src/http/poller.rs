@@ -16,7 +16,7 @@ use rand::rngs::StdRng;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 
-use super::auth::{ConfigValue, Credentials};
+use super::auth::{self, ConfigValue, Credentials};
 use super::config::{CursorPick, PollerConfig};
 use super::rate_limit::{self, Verdict};
 use crate::error::{ConnectorError, Result};
@@ -33,6 +33,18 @@ pub struct PollerState {
     pub in_progress: Option<CycleProgress>,
     /// Cycles completed.
     pub cycles: u64,
+}
+
+/// What this poller did since it was created, counted as it happens (so a cycle cut off by a
+/// shutdown counts too).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct PollerTotals {
+    /// Pages fetched and acknowledged by Kafka.
+    pub pages: u64,
+    /// Records produced to Kafka and acknowledged.
+    pub records: u64,
+    /// HTTP requests sent, retries included.
+    pub requests: u64,
 }
 
 /// Where an unfinished cycle resumes.
@@ -79,6 +91,7 @@ pub struct HttpPoller {
     state: PollerState,
     rng: StdRng,
     pace: Option<Duration>,
+    totals: PollerTotals,
 }
 
 impl std::fmt::Debug for HttpPoller {
@@ -96,14 +109,16 @@ type Params = Vec<(String, String, String)>;
 impl HttpPoller {
     /// Resolves secrets, connects the producer and loads the state.
     pub fn new(config: PollerConfig) -> Result<Self> {
-        let file = format!(
-            "{} (poller `{}`)",
-            config.state_path().display(),
-            config.name
-        );
+        // Start-up problems are the config file's (not the state file's): each names the
+        // field's YAML path and, for a secret, the variable.
+        let file = if config.file.is_empty() {
+            format!("(poller `{}`)", config.name)
+        } else {
+            config.file.clone()
+        };
         let mut problems = Vec::new();
         let credentials = Credentials::from_config(&config.auth).unwrap_or_else(|e| {
-            problems.push(format!("auth: {e}"));
+            problems.extend(e);
             Credentials::None
         });
         let mut resolve = |section: &str, map: &std::collections::BTreeMap<String, String>| {
@@ -148,6 +163,7 @@ impl HttpPoller {
             state,
             rng: StdRng::from_os_rng(),
             pace: None,
+            totals: PollerTotals::default(),
         })
     }
 
@@ -159,6 +175,16 @@ impl HttpPoller {
     /// The config.
     pub fn config(&self) -> &PollerConfig {
         &self.config
+    }
+
+    /// Pages, records and requests since this poller was created.
+    pub fn totals(&self) -> PollerTotals {
+        self.totals
+    }
+
+    /// The state file.
+    pub fn state_path(&self) -> &std::path::Path {
+        &self.state_path
     }
 
     /// Runs one cycle: every page from the current cursor (or the unfinished cycle's page).
@@ -187,8 +213,11 @@ impl HttpPoller {
             let params = self.params(cursor_sent.as_deref(), next_token.as_deref());
             let (status, doc, requested_at) = self.fetch(&params, page, &mut report).await?;
             let records = self.records_of(&doc, &params, page, status, requested_at);
-            report.records += self.sink.send_all(&records).await? as u64;
+            let sent = self.sink.send_all(&records).await? as u64;
+            report.records += sent;
             report.pages += 1;
+            self.totals.records += sent;
+            self.totals.pages += 1;
             if let Some(c) = &self.config.cursor
                 && let Some(seen) = json_path::lookup_scalar(&doc, &c.from)
                 && (c.pick == CursorPick::Last || new_cursor.is_none())
@@ -294,14 +323,14 @@ impl HttpPoller {
         &self,
         status: Option<u16>,
         message: String,
-        hint: &'static str,
+        hint: impl Into<String>,
     ) -> ConnectorError {
         ConnectorError::Http {
             source_name: self.config.name.clone(),
             request: format!("{} {}", self.config.method(), self.url()),
             status,
             message,
-            hint,
+            hint: hint.into(),
         }
     }
 
@@ -362,6 +391,7 @@ impl HttpPoller {
             };
             let requested_at = epoch_ms();
             report.requests += 1;
+            self.totals.requests += 1;
             let sent = self
                 .request(params, auth.as_ref().map(|a| a.expose()))
                 .send()
@@ -434,7 +464,7 @@ impl HttpPoller {
                     return Err(self.http_error(
                         Some(401),
                         snippet(&body),
-                        "the API refused the credentials: check the token variable named in auth",
+                        auth::refused_hint(&self.config.auth),
                     ));
                 }
                 Verdict::Fatal { hint } => {
@@ -549,5 +579,37 @@ fn snippet(body: &[u8]) -> String {
         "(empty body)".into()
     } else {
         s
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_missing_secret_names_the_config_file_the_field_and_the_variable() {
+        let config: PollerConfig = serde_yaml_ng::from_str(
+            "name: x\npreset: x_recent_search\n\
+             auth: {type: bearer, token_env: STRATA_SURELY_UNSET_TOKEN}\n\
+             request: {headers: {X-Key: '${env:STRATA_SURELY_UNSET_KEY}'}}\n\
+             kafka: {brokers: '127.0.0.1:1', topic: t}\nstate_file: state/x.json\n",
+        )
+        .expect("yaml");
+        let config = config.resolved("conf/x_poller.yaml").expect("valid");
+        // The secrets are resolved before Kafka is contacted: no broker is needed.
+        let err = HttpPoller::new(config).expect_err("unset variables");
+        assert!(
+            matches!(&err, ConnectorError::ApiConfig { file, .. } if file == "conf/x_poller.yaml"),
+            "{err:?}"
+        );
+        let text = err.to_string();
+        for needle in [
+            "`conf/x_poller.yaml`",
+            "auth.token_env: environment variable STRATA_SURELY_UNSET_TOKEN is not set",
+            "request.headers.X-Key: environment variable STRATA_SURELY_UNSET_KEY is not set",
+        ] {
+            assert!(text.contains(needle), "missing `{needle}` in {text}");
+        }
+        assert!(!text.contains("state/x.json"), "{text}");
     }
 }

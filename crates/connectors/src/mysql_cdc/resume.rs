@@ -20,6 +20,8 @@
 //! suffix, then pos, then row), so the first event older than the start position ends the scan.
 //! The broker's reported end (ListOffsets) only says where to start looking: reading goes on
 //! until the fetch reports the end of the partition (tansu's ListOffsets end lags behind).
+//! That end (`PartitionEOF`, which librdkafka also hands to the client's error callback) is
+//! how each read ends, so the read-back consumer logs it at DEBUG, not as an error.
 //!
 //! How it fails: an unreachable broker or a partition that never reports its end within
 //! [`READ_TIMEOUT`] → retryable [`ConnectorError::Kafka`]; a record in an output topic that is
@@ -29,9 +31,11 @@ use std::cmp::Ordering;
 use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
-use rdkafka::consumer::{Consumer, StreamConsumer};
+use rdkafka::client::{ClientContext, DefaultClientContext};
+use rdkafka::consumer::{Consumer, ConsumerContext, StreamConsumer};
 use rdkafka::error::KafkaError;
 use rdkafka::message::Message;
+use rdkafka::types::RDKafkaErrorCode;
 use rdkafka::{Offset, TopicPartitionList};
 use serde_json::Value as Json;
 
@@ -134,6 +138,30 @@ pub fn compare(a_file: &str, a_pos: u64, b_file: &str, b_pos: u64) -> Ordering {
     files.then(a_pos.cmp(&b_pos))
 }
 
+/// True for the end of a partition, however librdkafka reports it (a fetch result, or a
+/// global error event with the `PartitionEOF` code).
+fn is_partition_eof(e: &KafkaError) -> bool {
+    matches!(e, KafkaError::PartitionEOF(_))
+        || e.rdkafka_error_code() == Some(RDKafkaErrorCode::PartitionEOF)
+}
+
+/// The read-back consumer's context: the end of a partition is expected (it ends every read,
+/// and an empty topic ends at once), so it is not logged as an error; anything else is logged
+/// as librdkafka's default context does.
+struct ReadBackContext;
+
+impl ClientContext for ReadBackContext {
+    fn error(&self, error: KafkaError, reason: &str) {
+        if is_partition_eof(&error) {
+            tracing::debug!("reading back: end of partition ({reason})");
+        } else {
+            DefaultClientContext.error(error, reason);
+        }
+    }
+}
+
+impl ConsumerContext for ReadBackContext {}
+
 /// One record read back.
 struct Rec {
     offset: i64,
@@ -163,7 +191,9 @@ pub async fn scan(kafka: &KafkaConfig, source: &MysqlCdcSource, prefix: &str) ->
     for (k, v) in &kafka.properties {
         client.set(k, v);
     }
-    let consumer: StreamConsumer = client.create().map_err(|e| kafka.kafka_error("", e))?;
+    let consumer: StreamConsumer<ReadBackContext> = client
+        .create_with_context(ReadBackContext)
+        .map_err(|e| kafka.kafka_error("", e))?;
     let metadata = consumer
         .fetch_metadata(None, kafka.metadata_timeout)
         .map_err(|e| kafka.kafka_error("", e))?;
@@ -221,7 +251,7 @@ fn collect(delivered: &mut Delivered, topic: &str, recs: &[Rec], floor: &Positio
 
 /// Every record of one partition from `start` to the end reported by the fetch.
 async fn read_to_end(
-    consumer: &StreamConsumer,
+    consumer: &StreamConsumer<ReadBackContext>,
     kafka: &KafkaConfig,
     topic: &str,
     partition: i32,
@@ -249,7 +279,7 @@ async fn read_to_end(
                 });
             }
             Ok(Err(KafkaError::PartitionEOF(p))) if p == partition => break,
-            Ok(Err(KafkaError::PartitionEOF(_))) => continue,
+            Ok(Err(e)) if is_partition_eof(&e) => continue,
             Ok(Err(e)) if is_transient(&e) => {
                 tokio::time::sleep(Duration::from_millis(100)).await;
                 continue;
@@ -347,6 +377,21 @@ mod tests {
             !ids.contains_key(&(900, 0)),
             "older than the start position"
         );
+    }
+
+    #[test]
+    fn the_end_of_a_partition_is_not_an_error() {
+        assert!(is_partition_eof(&KafkaError::PartitionEOF(3)));
+        // What librdkafka's error callback receives for an empty partition.
+        assert!(is_partition_eof(&KafkaError::Global(
+            RDKafkaErrorCode::PartitionEOF
+        )));
+        assert!(!is_partition_eof(&KafkaError::Global(
+            RDKafkaErrorCode::AllBrokersDown
+        )));
+        assert!(!is_partition_eof(&KafkaError::MessageConsumption(
+            RDKafkaErrorCode::UnknownTopicOrPartition
+        )));
     }
 
     #[test]

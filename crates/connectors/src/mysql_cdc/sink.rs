@@ -3,12 +3,19 @@
 //! saved only after [`KafkaSink::send_all`] returned, i.e. after the broker acknowledged every
 //! record of the batch. [`run_to_kafka_resumed`] with what [`super::resume::scan`] found in Kafka
 //! skips the events an earlier run delivered but could not record (exactly-once across a crash);
-//! [`run_to_kafka`] alone is at-least-once across a crash.
+//! [`run_to_kafka`] alone is at-least-once across a crash. [`run_to_kafka_until`] also stops
+//! between batches when a shutdown future (SIGTERM) resolves. A run logs its progress every
+//! [`PROGRESS_EVERY`] and, however it stops, one line with what it delivered and the position
+//! saved.
 
+use std::future::Future;
 use std::time::{Duration, Instant};
+
+use futures::FutureExt;
 
 use super::MysqlCdcSource;
 use super::debezium::{ChangeEvent, Op};
+use super::position::Position;
 use super::resume::Delivered;
 use crate::error::Result;
 use crate::kafka::{KafkaSink, OutRecord};
@@ -88,6 +95,79 @@ pub struct RunStats {
     /// Events skipped because an earlier run had already delivered them (crash between the
     /// acknowledgement and the state save).
     pub skipped: u64,
+    /// The position saved last by this run (`None`: nothing saved; the state file is as it
+    /// was).
+    pub position: Option<Position>,
+}
+
+/// How often a run logs its rate and position.
+pub const PROGRESS_EVERY: Duration = Duration::from_secs(5);
+
+/// Why a run stopped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StopReason {
+    /// The source has nothing more to read (`initial_only`).
+    Finished,
+    /// No event for `stop_when_idle`.
+    Idle,
+    /// The shutdown future resolved (SIGTERM / Ctrl-C).
+    Shutdown,
+}
+
+impl StopReason {
+    fn label(self) -> &'static str {
+        match self {
+            StopReason::Finished => "finished",
+            StopReason::Idle => "idle",
+            StopReason::Shutdown => "shutdown",
+        }
+    }
+}
+
+/// `file:pos`, with the GTID state (or the transaction's GTID) when known.
+pub fn describe(p: &Position) -> String {
+    match (&p.gtid_set, &p.gtid) {
+        (Some(set), _) => format!("{}:{} (GTID {set})", p.file, p.pos),
+        (None, Some(gtid)) => format!("{}:{} (GTID {gtid})", p.file, p.pos),
+        (None, None) => format!("{}:{}", p.file, p.pos),
+    }
+}
+
+/// A timer check of the loop: `Some(events/s since the last line)` once per `every`.
+#[derive(Debug)]
+struct Progress {
+    every: Duration,
+    last: Instant,
+    events_at_last: u64,
+}
+
+impl Progress {
+    fn new(every: Duration, now: Instant) -> Self {
+        Progress {
+            every,
+            last: now,
+            events_at_last: 0,
+        }
+    }
+
+    fn due(&mut self, now: Instant, events: u64) -> Option<f64> {
+        let elapsed = now.saturating_duration_since(self.last);
+        if elapsed < self.every {
+            return None;
+        }
+        let rate = events.saturating_sub(self.events_at_last) as f64 / elapsed.as_secs_f64();
+        self.last = now;
+        self.events_at_last = events;
+        Some(rate)
+    }
+}
+
+/// Where the run is: the position saved last, else where the source started.
+fn position_text(source: &MysqlCdcSource, stats: &RunStats) -> String {
+    match stats.position.as_ref().or(source.start_position()) {
+        Some(p) => describe(p),
+        None => "(none)".into(),
+    }
 }
 
 /// Runs the source into Kafka until it finishes, or — with `stop_when_idle` — until no event
@@ -109,10 +189,72 @@ pub async fn run_to_kafka_resumed(
     sink: &KafkaSink,
     prefix: &str,
     stop_when_idle: Option<Duration>,
-    mut delivered: Delivered,
+    delivered: Delivered,
 ) -> Result<RunStats> {
+    let forever = std::future::pending::<()>();
+    run_to_kafka_until(source, sink, prefix, stop_when_idle, delivered, forever).await
+}
+
+/// [`run_to_kafka_resumed`] that also stops when `shutdown` resolves — checked between
+/// batches, after the last one was acknowledged and its position saved, so nothing delivered
+/// is left unrecorded. Every stop (finished, idle, shutdown, error) logs one INFO line with the
+/// counts, the events skipped as already in Kafka, the position saved and the state file.
+pub async fn run_to_kafka_until(
+    source: &mut MysqlCdcSource,
+    sink: &KafkaSink,
+    prefix: &str,
+    stop_when_idle: Option<Duration>,
+    delivered: Delivered,
+    shutdown: impl Future<Output = ()>,
+) -> Result<RunStats> {
+    let found = delivered.len();
     let mut stats = RunStats::default();
+    let result = drive(
+        source,
+        sink,
+        prefix,
+        stop_when_idle,
+        delivered,
+        shutdown,
+        &mut stats,
+    )
+    .await;
+    let stopped = match &result {
+        Ok(reason) => reason.label(),
+        Err(_) => "error",
+    };
+    tracing::info!(
+        stopped,
+        events = stats.events,
+        records = stats.records,
+        commits = stats.commits,
+        position = %position_text(source, &stats),
+        state_file = %source.state_file().path().display(),
+        "cdc stopped: {} events delivered; resume: {} of the {found} events found already in \
+         Kafka were skipped; {}",
+        stats.events,
+        stats.skipped,
+        if stats.position.is_some() {
+            "the position is saved in the state file"
+        } else {
+            "no new position saved (the state file is unchanged)"
+        },
+    );
+    result.map(|_| stats)
+}
+
+async fn drive(
+    source: &mut MysqlCdcSource,
+    sink: &KafkaSink,
+    prefix: &str,
+    stop_when_idle: Option<Duration>,
+    mut delivered: Delivered,
+    shutdown: impl Future<Output = ()>,
+    stats: &mut RunStats,
+) -> Result<StopReason> {
+    let mut shutdown = std::pin::pin!(shutdown);
     let mut last_event = Instant::now();
+    let mut progress = Progress::new(PROGRESS_EVERY, Instant::now());
     let wait = Duration::from_millis(500);
     while let Some(batch) = source.next_batch(wait).await? {
         if !batch.events.is_empty() {
@@ -129,18 +271,30 @@ pub async fn run_to_kafka_resumed(
             stats.records += records.len() as u64;
             last_event = Instant::now();
         }
-        if let Some(state) = &batch.state {
-            source.commit(state)?;
+        if let Some(state) = batch.state {
+            source.commit(&state)?;
             stats.commits += 1;
+            stats.position = Some(state.position);
+        }
+        if let Some(rate) = progress.due(Instant::now(), stats.events) {
+            tracing::info!(
+                events = stats.events,
+                events_per_sec = rate.round() as u64,
+                position = %position_text(source, stats),
+                "cdc streaming"
+            );
+        }
+        if shutdown.as_mut().now_or_never().is_some() {
+            return Ok(StopReason::Shutdown);
         }
         if let Some(idle) = stop_when_idle
             && batch.events.is_empty()
             && last_event.elapsed() >= idle
         {
-            break;
+            return Ok(StopReason::Idle);
         }
     }
-    Ok(stats)
+    Ok(StopReason::Finished)
 }
 
 #[cfg(test)]
@@ -175,6 +329,30 @@ mod tests {
             key_columns: Arc::new(vec!["id".into()]),
             ts_ms: 0,
         }
+    }
+
+    #[test]
+    fn progress_is_due_once_per_interval_with_the_rate_since_the_last_line() {
+        let t0 = Instant::now();
+        let mut p = Progress::new(Duration::from_secs(5), t0);
+        assert_eq!(p.due(t0 + Duration::from_secs(4), 400), None);
+        assert_eq!(p.due(t0 + Duration::from_secs(5), 500), Some(100.0));
+        assert_eq!(
+            p.due(t0 + Duration::from_secs(6), 900),
+            None,
+            "not again yet"
+        );
+        assert_eq!(p.due(t0 + Duration::from_secs(10), 1500), Some(200.0));
+    }
+
+    #[test]
+    fn positions_show_file_pos_and_the_gtid_state() {
+        let mut p = Position::at("binlog.000003", 4521);
+        assert_eq!(describe(&p), "binlog.000003:4521");
+        p.gtid = Some("0-1-42".into());
+        assert_eq!(describe(&p), "binlog.000003:4521 (GTID 0-1-42)");
+        p.gtid_set = Some("0-1-42,1-2-7".into());
+        assert_eq!(describe(&p), "binlog.000003:4521 (GTID 0-1-42,1-2-7)");
     }
 
     #[test]

@@ -415,6 +415,30 @@ mod tests {
     }
 
     #[test]
+    fn a_missing_secret_names_the_config_file_the_field_and_the_variable() {
+        let c = config(
+            "kafka: {brokers: b}\ndead_letter_topic: dlq\nsources:\n  pipefy:\n    \
+             preset: pipefy\n    topic: raw.pipefy\n    \
+             hmac: {secret_env: STRATA_SURELY_UNSET_HMAC}\n    \
+             secret_header: {name: X-Token, value_env: STRATA_SURELY_UNSET_TOKEN}\n",
+        );
+        let err = c.resolve("conf/webhooks.yaml").expect_err("unset");
+        assert!(
+            matches!(&err, ConnectorError::ApiConfig { file, .. } if file == "conf/webhooks.yaml"),
+            "{err:?}"
+        );
+        let text = err.to_string();
+        for needle in [
+            "invalid webhook receiver config `conf/webhooks.yaml`",
+            "sources.pipefy.hmac.secret_env: environment variable STRATA_SURELY_UNSET_HMAC is not set",
+            "sources.pipefy.secret_header.value_env: environment variable \
+             STRATA_SURELY_UNSET_TOKEN is not set",
+        ] {
+            assert!(text.contains(needle), "missing `{needle}` in {text}");
+        }
+    }
+
+    #[test]
     fn every_problem_is_listed() {
         let c = config(
             "listen: nowhere\nkafka: {brokers: b}\ndead_letter_topic: ''\nsources:\n  \

@@ -3,6 +3,8 @@
 //! reason, rejections by check, and the time from a request's arrival to the broker's
 //! acknowledgement.
 
+use std::sync::atomic::{AtomicU64, Ordering};
+
 use prometheus_client::encoding::text::encode;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
@@ -22,7 +24,29 @@ pub struct WebhookMetrics {
     rejected: Family<Labels, Counter>,
     ack_seconds: Histogram,
     in_flight: Gauge,
+    totals: [AtomicU64; 5],
 }
+
+/// What the receiver handled since it started, over every source (logged at shutdown).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct WebhookTotals {
+    /// Requests answered.
+    pub requests: u64,
+    /// Events acknowledged by Kafka.
+    pub events: u64,
+    /// Authentic requests stored in the dead-letter topic.
+    pub dead_letters: u64,
+    /// Requests refused by an authenticity check.
+    pub rejected: u64,
+    /// Requests answered 503 (Kafka unavailable or too many waiting).
+    pub unavailable: u64,
+}
+
+const REQUESTS: usize = 0;
+const EVENTS: usize = 1;
+const DEAD_LETTERS: usize = 2;
+const REJECTED: usize = 3;
+const UNAVAILABLE: usize = 4;
 
 impl Default for WebhookMetrics {
     fn default() -> Self {
@@ -67,6 +91,7 @@ impl Default for WebhookMetrics {
             rejected,
             ack_seconds,
             in_flight,
+            totals: Default::default(),
         }
     }
 }
@@ -87,6 +112,26 @@ impl WebhookMetrics {
                 ("status", &status.to_string()),
             ]))
             .inc();
+        self.count(REQUESTS);
+        if status == 503 {
+            self.count(UNAVAILABLE);
+        }
+    }
+
+    fn count(&self, which: usize) {
+        self.totals[which].fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// The totals over every source.
+    pub fn totals(&self) -> WebhookTotals {
+        let get = |which: usize| self.totals[which].load(Ordering::Relaxed);
+        WebhookTotals {
+            requests: get(REQUESTS),
+            events: get(EVENTS),
+            dead_letters: get(DEAD_LETTERS),
+            rejected: get(REJECTED),
+            unavailable: get(UNAVAILABLE),
+        }
     }
 
     /// One event acknowledged, after `seconds`.
@@ -95,6 +140,7 @@ impl WebhookMetrics {
             .get_or_create(&labels(&[("source", source)]))
             .inc();
         self.ack_seconds.observe(seconds);
+        self.count(EVENTS);
     }
 
     /// One dead letter.
@@ -102,6 +148,7 @@ impl WebhookMetrics {
         self.dead_letters
             .get_or_create(&labels(&[("source", source), ("reason", reason)]))
             .inc();
+        self.count(DEAD_LETTERS);
     }
 
     /// One rejection.
@@ -109,6 +156,7 @@ impl WebhookMetrics {
         self.rejected
             .get_or_create(&labels(&[("source", source), ("check", check)]))
             .inc();
+        self.count(REJECTED);
     }
 
     /// The in-flight gauge.
@@ -145,5 +193,28 @@ mod tests {
             r#"strata_webhook_dead_letters_total{source="pipefy",reason="malformed_json"} 1"#
         ));
         assert!(text.contains("strata_webhook_ack_seconds_count 1"));
+    }
+
+    #[test]
+    fn totals_add_up_every_source() {
+        let m = WebhookMetrics::default();
+        m.request("pipefy", 200);
+        m.request("generic", 401);
+        m.request("generic", 503);
+        m.request("unknown", 404);
+        m.stored("pipefy", 0.001);
+        m.rejected("generic", "bad_signature");
+        m.dead_letter("pipefy", "malformed_json");
+        m.dead_letter("generic", "event_not_accepted");
+        assert_eq!(
+            m.totals(),
+            WebhookTotals {
+                requests: 4,
+                events: 1,
+                dead_letters: 2,
+                rejected: 1,
+                unavailable: 1,
+            }
+        );
     }
 }

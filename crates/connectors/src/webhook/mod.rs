@@ -12,4 +12,5 @@ pub mod server;
 pub mod verify;
 
 pub use config::WebhookConfig;
+pub use metrics::WebhookTotals;
 pub use server::WebhookServer;

@@ -27,7 +27,7 @@ use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 
 use super::config::{Source, WebhookConfig};
-use super::metrics::WebhookMetrics;
+use super::metrics::{WebhookMetrics, WebhookTotals};
 use super::verify;
 use crate::error::{ConnectorError, Result};
 use crate::json_path;
@@ -115,11 +115,12 @@ impl WebhookServer {
     }
 
     /// Serves until `shutdown` resolves, then stops accepting, finishes the requests in flight
-    /// (each still waits for its acknowledgement) and flushes the producer.
+    /// (each still waits for its acknowledgement) and flushes the producer. Returns what this
+    /// run handled.
     pub async fn serve(
         self,
         shutdown: impl std::future::Future<Output = ()> + Send + 'static,
-    ) -> Result<()> {
+    ) -> Result<WebhookTotals> {
         let app = self.app.clone();
         let draining = self.app.clone();
         let router = Router::new()
@@ -143,7 +144,8 @@ impl WebhookServer {
         let sink = self.app.sink();
         tokio::task::spawn_blocking(move || sink.flush())
             .await
-            .map_err(|e| ConnectorError::Internal(e.to_string()))?
+            .map_err(|e| ConnectorError::Internal(e.to_string()))??;
+        Ok(self.app.metrics.totals())
     }
 }
 
