@@ -141,7 +141,7 @@ fn crlf_json_file_gives_the_same_rows_and_quarantine_under_transform_and_batch()
     assert_eq!(from_transform.0.len(), 3, "{from_transform:?}");
     assert_eq!(from_transform.1.len(), 3, "{from_transform:?}");
     assert!(
-        from_transform.1.contains(&b"not json".to_vec()),
+        from_transform.1.contains(b"not json".as_slice()),
         "no \\r kept: {from_transform:?}"
     );
     assert_eq!(from_transform, from_batch);

@@ -1472,7 +1472,7 @@ async fn cdc_events_pass_the_shipped_orders_pipeline() {
         out.quarantined.num_rows(),
         0,
         "{}",
-        arrow::util::pretty::pretty_format_batches(&[out.quarantined.clone()]).unwrap()
+        arrow::util::pretty::pretty_format_batches(std::slice::from_ref(&out.quarantined)).unwrap()
     );
     let rows = arrow::compute::concat_batches(&pipeline.output_schema(), &out.rows).unwrap();
     assert_eq!(rows.num_rows(), 6);
