@@ -107,6 +107,15 @@ impl From<strata_core::CoreError> for Failure {
 }
 
 /// Runs an async command on a multi-threaded runtime (both cores).
+impl From<strata_runtime::RuntimeError> for Failure {
+    fn from(e: strata_runtime::RuntimeError) -> Self {
+        match e.kind() {
+            strata_runtime::ErrorKind::Config => Failure::config(e),
+            _ => Failure::runtime(e),
+        }
+    }
+}
+
 fn block_on(f: impl std::future::Future<Output = Result<(), Failure>>) -> Result<(), Failure> {
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -135,7 +144,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Validate(a) => cmd::validate::run(&a, false),
         Command::Plan(a) => cmd::validate::run(&a, true),
-        Command::Transform(a) => cmd::transform::run(&a),
+        Command::Transform(a) => block_on(cmd::transform::run(&a)),
         Command::Generate(a) => cmd::generate::run(&a),
         Command::Bronze(BronzeCommand::Put(a)) => block_on(cmd::bronze::run(&a)),
         Command::Batch(a) => block_on(cmd::batch::run(&a)),

@@ -136,7 +136,7 @@ fn crash_mid_run_then_rerun_gives_every_row_exactly_once() {
         "--pipeline",
         PIPELINE,
     ]));
-    assert!(last.contains("5 already in silver, 3 to process"), "{last}");
+    assert!(last.contains("5 already committed, 3 to process"), "{last}");
 
     assert_eq!(
         each_key_once(&read(d, "iot_events")),

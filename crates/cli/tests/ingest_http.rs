@@ -257,7 +257,10 @@ async fn polls_every_post_once_in_order_across_restarts_and_faults() {
     api.lock().expect("lock").posts.push(1_047);
     let (code, out, err) = run_once(&config, "wrong-token").await;
     assert_eq!(code, Some(2), "{out}\n{err}");
-    assert!(err.contains("401") && err.contains("X_BEARER_TOKEN"), "{err}");
+    assert!(
+        err.contains("401") && err.contains("X_BEARER_TOKEN"),
+        "{err}"
+    );
     let state = std::fs::read_to_string(dir.path().join("state/x_iot.json")).expect("state");
     assert!(state.contains("1046"), "{state}");
 

@@ -1,16 +1,18 @@
 //! `strata transform`: NDJSON files → pipeline → Parquet, good rows and quarantine side by side.
 //!
-//! The local, single-process form of the batch path: files are streamed in bounded batches, so
+//! The local, single-process form of the batch path — the runtime's driver over an
+//! [`NdjsonFilesSource`] and a [`ParquetFilesSink`]: files are streamed in bounded batches, so
 //! memory does not grow with input size. Output goes to a fresh run folder (never overwriting);
 //! the summary prints rows in / out / quarantined / duplicates and every expectation's counts.
 
 use std::path::{Path, PathBuf};
-use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use strata_connectors::file::{NdjsonReader, ReaderOptions};
-use strata_core::lineage::file_input_schema;
-use strata_core::{BuildContext, Output, Pipeline, PipelineMetrics};
-use strata_layers::parquet_file::ParquetFileWriter;
+use strata_connectors::file::ReaderOptions;
+use strata_core::{BuildContext, Pipeline, PipelineMetrics};
+use strata_runtime::sinks::ParquetFilesSink;
+use strata_runtime::sources::NdjsonFilesSource;
+use strata_runtime::{CommitPolicy, Driver, DriverOptions, Source};
 
 use crate::Failure;
 
@@ -38,77 +40,58 @@ pub struct Args {
 }
 
 /// Runs the transform.
-pub fn run(args: &Args) -> Result<(), Failure> {
+pub async fn run(args: &Args) -> Result<(), Failure> {
     if args.batch_rows == 0 {
         return Err(Failure::config(anyhow::anyhow!(
             "--batch-rows must be at least 1"
         )));
     }
     let spec = super::load_spec(&args.pipeline)?;
-    let mut pipeline = Pipeline::build(&spec, file_input_schema(), &BuildContext::default())
-        .map_err(|e| Failure::config(anyhow::anyhow!("{}: {e}", args.pipeline.display())))?;
     let now = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_err(Failure::runtime)?;
-    let run_dir = args
-        .out
-        .join(&spec.name)
-        .join(format!("run-{}", now.as_millis()));
-    let rows_path = run_dir.join(format!("{}.parquet", spec.name));
-    let quarantine_path = run_dir.join(format!("{}_quarantine.parquet", spec.name));
-    let mut rows = ParquetFileWriter::create(&rows_path, pipeline.output_schema())
-        .map_err(Failure::runtime)?;
-    let mut quarantine = ParquetFileWriter::create(&quarantine_path, pipeline.quarantine_schema())
-        .map_err(Failure::runtime)?;
-
-    let started = Instant::now();
     let options = ReaderOptions {
         batch_rows: args.batch_rows,
         source: args.source.clone().unwrap_or_else(|| spec.name.clone()),
         ingested_at_micros: now.as_micros() as i64,
         ..ReaderOptions::default()
     };
-    // Two cores: this thread reads and transforms, a second one encodes Parquet. The channel is
-    // bounded, so memory stays at a few batches whatever the input size.
-    let (tx, rx) = std::sync::mpsc::sync_channel::<Output>(4);
-    let (rows, quarantine) = std::thread::scope(|scope| -> Result<_, Failure> {
-        let writer = scope.spawn(move || -> Result<_, Failure> {
-            for out in rx {
-                write(&mut rows, &mut quarantine, &out)?;
-            }
-            Ok((
-                rows.close().map_err(Failure::runtime)?,
-                quarantine.close().map_err(Failure::runtime)?,
-            ))
-        });
-        let produced = (|| -> Result<(), Failure> {
-            for input in &args.inputs {
-                let reader =
-                    NdjsonReader::open(input, options.clone()).map_err(Failure::runtime)?;
-                for batch in reader {
-                    let batch = batch.map_err(Failure::runtime)?;
-                    if tx.send(pipeline.process(&batch)?).is_err() {
-                        return Ok(()); // the writer stopped: its error is reported below
-                    }
-                }
-            }
-            let _ = tx.send(pipeline.finish()?);
-            Ok(())
-        })();
-        drop(tx);
-        let written = writer
-            .join()
-            .map_err(|_| Failure::runtime(anyhow::anyhow!("the Parquet writer thread panicked")))?;
-        produced?;
-        written
-    })?;
+    let source = NdjsonFilesSource::new(args.inputs.clone(), options);
+    let pipeline = Pipeline::build(&spec, source.schema(), &BuildContext::default())
+        .map_err(|e| Failure::config(anyhow::anyhow!("{}: {e}", args.pipeline.display())))?;
+    let run_dir = args
+        .out
+        .join(&spec.name)
+        .join(format!("run-{}", now.as_millis()));
+    let rows_path = run_dir.join(format!("{}.parquet", spec.name));
+    let quarantine_path = run_dir.join(format!("{}_quarantine.parquet", spec.name));
+    let sink = ParquetFilesSink::create(
+        &rows_path,
+        pipeline.output_schema(),
+        &quarantine_path,
+        pipeline.quarantine_schema(),
+    )?;
+    // One unit: the files become visible together when the input ends.
+    let options = DriverOptions {
+        commit: CommitPolicy {
+            max_rows: u64::MAX,
+            max_interval: Duration::MAX,
+            max_units: 0,
+        },
+        channel_depth: 4,
+        stop_when_idle: None,
+        crash_after_commits: None,
+    };
+    let started = Instant::now();
+    let report = Driver::new(source, pipeline, sink, options)
+        .run(std::future::pending())
+        .await?;
     let elapsed = started.elapsed();
-
-    let m = pipeline.metrics();
+    let m = &report.metrics;
     if args.json {
         let summary = serde_json::json!({
             "pipeline": spec.name,
-            "output": rows.path, "quarantine": quarantine.path,
+            "output": rows_path, "quarantine": quarantine_path,
             "seconds": elapsed.as_secs_f64(),
             "metrics": m,
         });
@@ -117,26 +100,10 @@ pub fn run(args: &Args) -> Result<(), Failure> {
         print_summary(
             &spec.name,
             m,
-            &rows.path,
-            &quarantine.path,
+            &rows_path,
+            &quarantine_path,
             elapsed.as_secs_f64(),
         );
-    }
-    Ok(())
-}
-
-fn write(
-    rows: &mut ParquetFileWriter,
-    quarantine: &mut ParquetFileWriter,
-    out: &Output,
-) -> Result<(), Failure> {
-    for b in &out.rows {
-        rows.write(b).map_err(Failure::runtime)?;
-    }
-    if out.quarantined.num_rows() > 0 {
-        quarantine
-            .write(&out.quarantined)
-            .map_err(Failure::runtime)?;
     }
     Ok(())
 }

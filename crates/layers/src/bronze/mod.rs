@@ -13,5 +13,5 @@ mod reader;
 mod writer;
 
 pub use names::{BronzeDate, validate_name, validate_source};
-pub use reader::{BronzeFile, BronzeReader};
+pub use reader::{BronzeFile, BronzeFileReader, BronzeReader};
 pub use writer::{BronzeWriter, PutOutcome};

@@ -1,0 +1,121 @@
+//! Silver fed from files (`strata batch`): each commit covers whole bronze files.
+//!
+//! Exactly once across crashes: a commit stores the files it covers and the path of the
+//! pipeline state after them in one atomic snapshot of the rows table. The quarantine commit
+//! comes first; if the process dies between the two, the re-run recomputes the files, finds
+//! their quarantine already covered (skipped) and commits the rows. Two writers on the same
+//! table: commits are compare-and-swaps on the version whose coverage was checked, so a file is
+//! committed once; the writer that loses a rows commit stops with an error saying so.
+
+use arrow::array::RecordBatch;
+use strata_layers::silver::{SilverAppend, committed_coverage};
+
+use super::silver_tables::SilverTables;
+use crate::contract::{CommitReport, Committed, Committer, Sink};
+use crate::error::{Result, RuntimeError};
+use crate::position::{Position, SummaryKeys};
+
+/// Stages into the silver tables; commits per set of whole files.
+pub struct SilverFilesSink {
+    tables: SilverTables,
+    rows: Option<SilverAppend>,
+    quarantine: Option<SilverAppend>,
+    state_prefix: String,
+    commits: usize,
+}
+
+impl std::fmt::Debug for SilverFilesSink {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SilverFilesSink")
+            .field("table", &self.tables.name())
+            .field("commits", &self.commits)
+            .finish()
+    }
+}
+
+impl SilverFilesSink {
+    /// A sink over `tables`; `run_id` makes this run's checkpoint names unique.
+    pub fn new(tables: SilverTables, run_id: u128) -> Self {
+        let state_prefix = format!("catalog/state/{}/{run_id}", tables.name());
+        SilverFilesSink {
+            tables,
+            rows: None,
+            quarantine: None,
+            state_prefix,
+            commits: 0,
+        }
+    }
+}
+
+#[async_trait::async_trait]
+impl Sink for SilverFilesSink {
+    async fn write(&mut self, rows: &RecordBatch) -> Result<()> {
+        if self.rows.is_none() {
+            self.rows = Some(self.tables.start_rows().await?);
+        }
+        if let Some(w) = self.rows.as_mut() {
+            w.write(rows).await?;
+        }
+        Ok(())
+    }
+
+    async fn write_quarantine(&mut self, rows: &RecordBatch) -> Result<()> {
+        if self.quarantine.is_none() {
+            self.quarantine = Some(self.tables.start_quarantine().await?);
+        }
+        if let Some(w) = self.quarantine.as_mut() {
+            w.write(rows).await?;
+        }
+        Ok(())
+    }
+}
+
+#[async_trait::async_trait]
+impl Committer for SilverFilesSink {
+    async fn committed(&mut self) -> Result<Committed> {
+        let covered = committed_coverage(&self.tables.rows)?;
+        Ok(Committed {
+            position: (!covered.is_empty()).then(|| Position::files(covered)),
+            state: self.tables.committed_state().await?,
+        })
+    }
+
+    async fn commit(&mut self, position: &Position, state: Vec<u8>) -> Result<CommitReport> {
+        let Position::Files { files } = position else {
+            return Err(RuntimeError::Protocol {
+                table: self.tables.name(),
+                problem: format!("a file-coverage table was handed {position:?}"),
+                hint: "feed it from a file source",
+            });
+        };
+        let quarantine = match self.quarantine.take() {
+            Some(w) => w,
+            None => self.tables.start_quarantine().await?,
+        };
+        let q = quarantine.commit(&self.tables.catalog, files, &[]).await?;
+        self.tables.quarantine = q.table;
+        let path = format!("{}-{:06}.ckpt", self.state_prefix, self.commits);
+        let state_path = self.tables.put_state(path, state).await?;
+        let rows = match self.rows.take() {
+            Some(w) => w,
+            None => self.tables.start_rows().await?,
+        };
+        let extra = [(SummaryKeys::STATE.to_string(), state_path)];
+        let r = rows.commit(&self.tables.catalog, files, &extra).await?;
+        self.tables.rows = r.table;
+        let covers = files.join(", ");
+        if r.report.skipped {
+            return Err(RuntimeError::Protocol {
+                table: self.tables.name(),
+                problem: format!("another writer committed {covers} first; this run stops"),
+                hint: "re-run to continue from the table's state",
+            });
+        }
+        self.commits += 1;
+        Ok(CommitReport {
+            rows: r.report.rows,
+            quarantined: q.report.rows,
+            covers: format!("{covers}: {} data files", r.report.data_files),
+        })
+    }
+}

@@ -1,0 +1,116 @@
+//! The two silver tables a pipeline writes — its rows and `<name>_quarantine` — and the
+//! pipeline checkpoints stored beside them in the lake.
+
+use arrow::datatypes::SchemaRef;
+use strata_core::Pipeline;
+use strata_layers::lake::Lake;
+use strata_layers::silver::{IcebergTable as Table, SilverAppend, SilverCatalog, WriteOptions};
+
+use crate::error::{Result, RuntimeError};
+use crate::position::SummaryKeys;
+
+/// A pipeline's silver tables, opened (created if needed) for writing.
+#[derive(Debug, Clone)]
+pub struct SilverTables {
+    /// The catalog.
+    pub catalog: SilverCatalog,
+    /// The lake (for pipeline checkpoints).
+    pub lake: Lake,
+    /// The rows table.
+    pub rows: Table,
+    /// The quarantine table.
+    pub quarantine: Table,
+    /// Parquet buffers of the rows table.
+    pub rows_options: WriteOptions,
+    /// Parquet buffers of the quarantine table.
+    pub quarantine_options: WriteOptions,
+}
+
+impl SilverTables {
+    /// Opens the tables named after the pipeline, with its output and quarantine schemas and
+    /// its event-time partitioning; `full_refresh` drops them first.
+    pub async fn open(
+        catalog: SilverCatalog,
+        lake: Lake,
+        pipeline: &Pipeline,
+        full_refresh: bool,
+        (rows_options, quarantine_options): (WriteOptions, WriteOptions),
+    ) -> Result<Self> {
+        let name = pipeline.spec().name.clone();
+        if !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+            return Err(RuntimeError::config(
+                format!("pipeline name `{name}`"),
+                "cannot name a silver table",
+                "use letters, digits and _",
+            ));
+        }
+        let qname = format!("{name}_quarantine");
+        if full_refresh {
+            for table in [&name, &qname] {
+                if catalog.drop_table_if_exists(table).await? {
+                    tracing::info!(table = %table, "full refresh: dropped silver table");
+                }
+            }
+        }
+        let event_time = pipeline.spec().output.event_time.as_deref();
+        let rows = ensure(&catalog, &name, &pipeline.output_schema(), event_time).await?;
+        let quarantine = ensure(&catalog, &qname, &pipeline.quarantine_schema(), None).await?;
+        Ok(SilverTables {
+            catalog,
+            lake,
+            rows,
+            quarantine,
+            rows_options,
+            quarantine_options,
+        })
+    }
+
+    /// The rows table's name.
+    pub fn name(&self) -> String {
+        self.rows.identifier().name().to_string()
+    }
+
+    /// The pipeline checkpoint the rows table's current snapshot names, if any.
+    pub async fn committed_state(&self) -> Result<Option<Vec<u8>>> {
+        let Some(path) =
+            strata_layers::silver::current_summary_property(&self.rows, SummaryKeys::STATE)
+        else {
+            return Ok(None);
+        };
+        let bytes = self
+            .lake
+            .get(&path)
+            .await
+            .map_err(|e| RuntimeError::Protocol {
+                table: self.name(),
+                problem: format!("reading the pipeline state {path} its last commit names: {e}"),
+                hint: "restore the file from a backup, or rebuild with a full refresh",
+            })?;
+        Ok(Some(bytes.to_vec()))
+    }
+
+    /// Writes a pipeline checkpoint (create-only) and returns its path below the lake root.
+    pub async fn put_state(&self, path: String, state: Vec<u8>) -> Result<String> {
+        self.lake.put_new(&path, bytes::Bytes::from(state)).await?;
+        Ok(path)
+    }
+
+    /// Starts staging rows.
+    pub async fn start_rows(&self) -> Result<SilverAppend> {
+        Ok(SilverAppend::start(&self.rows, &self.rows_options).await?)
+    }
+
+    /// Starts staging quarantine.
+    pub async fn start_quarantine(&self) -> Result<SilverAppend> {
+        Ok(SilverAppend::start(&self.quarantine, &self.quarantine_options).await?)
+    }
+}
+
+async fn ensure(
+    catalog: &SilverCatalog,
+    name: &str,
+    schema: &SchemaRef,
+    event_time: Option<&str>,
+) -> Result<Table> {
+    Ok(catalog.ensure_table(name, schema, event_time).await?)
+}

@@ -1,0 +1,31 @@
+//! The shipped sources: local NDJSON files, bronze files (NDJSON or Parquet), Kafka topics.
+//! Each hands out batches with the lineage columns of its input and the position a commit may
+//! cover.
+
+mod bronze;
+mod kafka;
+mod ndjson_files;
+
+pub use bronze::BronzeSource;
+pub use kafka::{KafkaBatching, KafkaTopicSource};
+pub use ndjson_files::NdjsonFilesSource;
+
+use crate::error::{Result, RuntimeError};
+use crate::position::Position;
+
+/// The files a committed position covers (empty for none); any other kind is a protocol error
+/// naming the source.
+pub(crate) fn covered_files<'a>(
+    source: &str,
+    committed: Option<&'a Position>,
+) -> Result<&'a [String]> {
+    match committed {
+        None => Ok(&[]),
+        Some(Position::Files { files }) => Ok(files),
+        Some(other) => Err(RuntimeError::Protocol {
+            table: source.to_string(),
+            problem: format!("the output's committed position is not a list of files: {other:?}"),
+            hint: "the output was written by another kind of source; use a new table",
+        }),
+    }
+}

@@ -1,0 +1,228 @@
+//! The driver's exactly-once contract as a property: a source that fails at random points, is
+//! restarted from what the committer holds (its position and pipeline state) and re-delivers
+//! from there, and a committer that fails at random commits, together give exactly the committed
+//! output of one clean run — same rows, same quarantine, same order.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+
+use arrow::array::RecordBatch;
+use arrow::datatypes::SchemaRef;
+use proptest::prelude::*;
+use strata_core::{BuildContext, Pipeline, PipelineSpec};
+use strata_runtime::{
+    CommitPolicy, CommitReport, Committed, Committer, Driver, DriverOptions, Polled, Position,
+    Result, RuntimeError, Sink, Source, StopReason,
+};
+
+fn spec() -> PipelineSpec {
+    let text = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../pipelines/iot.yaml"
+    ))
+    .expect("iot.yaml");
+    PipelineSpec::from_yaml(&text).expect("spec")
+}
+
+fn events() -> Vec<String> {
+    let faults = strata_core::sample::IotFaults {
+        malformed: 0.03,
+        invalid: 0.03,
+        duplicates: 0.05,
+    };
+    strata_core::sample::iot_events(1_500, 11, faults, 1_763_646_312_000)
+}
+
+fn failure(what: &str) -> RuntimeError {
+    RuntimeError::Stage {
+        stage: "source",
+        message: format!("scripted failure: {what}"),
+    }
+}
+
+/// A one-partition log: batches of scripted sizes, each a commit boundary at its next offset;
+/// fails once at `fail_at` (a call count) if set.
+struct ScriptedLog {
+    records: Arc<Vec<String>>,
+    next: usize,
+    sizes: Vec<usize>,
+    calls: usize,
+    fail_at: Option<usize>,
+}
+
+#[async_trait::async_trait]
+impl Source for ScriptedLog {
+    fn name(&self) -> String {
+        "scripted".into()
+    }
+
+    fn schema(&self) -> SchemaRef {
+        strata_core::lineage::file_input_schema()
+    }
+
+    async fn seek(&mut self, committed: Option<&Position>) -> Result<()> {
+        self.next = committed
+            .and_then(|p| p.kafka_offsets())
+            .and_then(|o| o.get(&0))
+            .map_or(0, |o| *o as usize);
+        Ok(())
+    }
+
+    async fn next(&mut self) -> Result<Polled> {
+        self.calls += 1;
+        if self.fail_at == Some(self.calls) {
+            return Err(failure("the source broke"));
+        }
+        if self.next >= self.records.len() {
+            return Ok(Polled::End);
+        }
+        let size = self.sizes[self.calls % self.sizes.len()].max(1);
+        let end = (self.next + size).min(self.records.len());
+        let batch = strata_core::lineage::file_batch(
+            &self.records[self.next..end],
+            "iot",
+            "log",
+            self.next as u64 + 1,
+            0,
+        )?;
+        self.next = end;
+        Ok(Polled::Batch {
+            batch,
+            position: Some(Position::kafka(BTreeMap::from([(0, end as i64)]))),
+        })
+    }
+}
+
+/// What the "table" holds: committed rows and quarantine, the position and the state.
+#[derive(Default)]
+struct Store {
+    rows: Vec<RecordBatch>,
+    quarantine: Vec<RecordBatch>,
+    position: Option<Position>,
+    state: Option<Vec<u8>>,
+}
+
+/// Stages in memory; a commit moves the staged batches into the store atomically; fails once at
+/// commit number `fail_at` (before applying it) if set.
+struct MemorySink {
+    store: Arc<Mutex<Store>>,
+    rows: Vec<RecordBatch>,
+    quarantine: Vec<RecordBatch>,
+    commits: usize,
+    fail_at: Option<usize>,
+}
+
+#[async_trait::async_trait]
+impl Sink for MemorySink {
+    async fn write(&mut self, rows: &RecordBatch) -> Result<()> {
+        self.rows.push(rows.clone());
+        Ok(())
+    }
+
+    async fn write_quarantine(&mut self, rows: &RecordBatch) -> Result<()> {
+        self.quarantine.push(rows.clone());
+        Ok(())
+    }
+}
+
+#[async_trait::async_trait]
+impl Committer for MemorySink {
+    async fn committed(&mut self) -> Result<Committed> {
+        let s = self.store.lock().map_err(|_| failure("poisoned"))?;
+        Ok(Committed {
+            position: s.position.clone(),
+            state: s.state.clone(),
+        })
+    }
+
+    async fn commit(&mut self, position: &Position, state: Vec<u8>) -> Result<CommitReport> {
+        self.commits += 1;
+        if self.fail_at == Some(self.commits) {
+            return Err(failure("the commit broke"));
+        }
+        let mut s = self.store.lock().map_err(|_| failure("poisoned"))?;
+        s.rows.append(&mut self.rows);
+        s.quarantine.append(&mut self.quarantine);
+        s.position = Some(position.clone());
+        s.state = Some(state);
+        Ok(CommitReport::default())
+    }
+}
+
+/// Runs to the end through restarts; `failures` are (source call, commit number) per attempt.
+fn run(
+    records: &Arc<Vec<String>>,
+    sizes: &[usize],
+    every_rows: u64,
+    failures: &[(Option<usize>, Option<usize>)],
+) -> (Vec<RecordBatch>, Vec<RecordBatch>, usize) {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let store = Arc::new(Mutex::new(Store::default()));
+    let mut attempts = 0;
+    loop {
+        let (source_fail, commit_fail) = failures.get(attempts).copied().unwrap_or((None, None));
+        attempts += 1;
+        let source = ScriptedLog {
+            records: records.clone(),
+            next: 0,
+            sizes: sizes.to_vec(),
+            calls: 0,
+            fail_at: source_fail,
+        };
+        let pipeline =
+            Pipeline::build(&spec(), source.schema(), &BuildContext::default()).expect("pipeline");
+        let sink = MemorySink {
+            store: store.clone(),
+            rows: Vec::new(),
+            quarantine: Vec::new(),
+            commits: 0,
+            fail_at: commit_fail,
+        };
+        let options = DriverOptions {
+            commit: CommitPolicy::every(std::time::Duration::MAX, every_rows),
+            channel_depth: 2,
+            stop_when_idle: None,
+            crash_after_commits: None,
+        };
+        let outcome =
+            rt.block_on(Driver::new(source, pipeline, sink, options).run(std::future::pending()));
+        match outcome {
+            Ok(report) => {
+                assert_eq!(report.stopped, StopReason::EndOfInput);
+                break;
+            }
+            Err(e) => assert!(e.to_string().contains("scripted failure"), "{e}"),
+        }
+        assert!(attempts < 50, "the run never finished");
+    }
+    let s = store.lock().expect("store");
+    (s.rows.clone(), s.quarantine.clone(), attempts)
+}
+
+fn concat(batches: &[RecordBatch]) -> Option<RecordBatch> {
+    let first = batches.first()?;
+    Some(arrow::compute::concat_batches(&first.schema(), batches).expect("concat"))
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(24))]
+
+    #[test]
+    fn failures_restarts_and_redelivery_commit_what_one_clean_run_commits(
+        sizes in proptest::collection::vec(1usize..400, 1..6),
+        every_rows in 1u64..900,
+        failures in proptest::collection::vec(
+            (proptest::option::of(1usize..30), proptest::option::of(1usize..6)),
+            0..5,
+        ),
+    ) {
+        let records = Arc::new(events());
+        let (clean_rows, clean_q, _) = run(&records, &[512], u64::MAX, &[]);
+        let (rows, q, _) = run(&records, &sizes, every_rows, &failures);
+        prop_assert_eq!(concat(&rows), concat(&clean_rows));
+        prop_assert_eq!(concat(&q), concat(&clean_q));
+    }
+}
