@@ -47,6 +47,34 @@ pub enum ConnectorError {
         hint: &'static str,
     },
 
+    /// A Kafka property contradicts a setting exactly-once depends on.
+    #[error(
+        "kafka property `{key}={value}` is not allowed: Strata sets `{key}={required}` because {why} (hint: remove it from -X / the config)"
+    )]
+    KafkaProperty {
+        /// The property.
+        key: String,
+        /// The user's value.
+        value: String,
+        /// What Strata sets.
+        required: &'static str,
+        /// Why.
+        why: &'static str,
+    },
+
+    /// A `${env:NAME}` reference in a Kafka setting cannot be resolved.
+    #[error(
+        "kafka property `{key}`: environment variable `{variable}` {problem} (hint: export it, or fix the `${{env:NAME}}` reference)"
+    )]
+    KafkaEnv {
+        /// The property (or `brokers`).
+        key: String,
+        /// The variable.
+        variable: String,
+        /// What is wrong.
+        problem: &'static str,
+    },
+
     /// A bug in strata-connectors.
     #[error("internal error (a bug in strata-connectors, please report it): {0}")]
     Internal(String),

@@ -14,6 +14,7 @@
 
 #![deny(missing_docs)]
 
+pub mod bronze_copy;
 pub mod contract;
 pub mod driver;
 pub mod error;

@@ -73,11 +73,12 @@ pub async fn run_mysql(args: &Args) -> Result<(), Failure> {
             ))
         })?;
     let prefix = config.topic_prefix.clone();
+    let kafka = KafkaConfig::from_profile(&brokers, config.kafka_properties.clone())
+        .map_err(Failure::config)?;
     let mut source = MysqlCdcSource::open(config).await.map_err(failure)?;
     for w in &source.server_info().warnings {
         eprintln!("warning: {w}");
     }
-    let kafka = KafkaConfig::new(brokers);
     let sink = KafkaSink::open(&kafka, None).map_err(failure)?;
     let delivered = resume::scan(&kafka, &source, &prefix)
         .await

@@ -43,7 +43,10 @@ pub struct KafkaArgs {
     /// Instance i of N (`i/N`): partitions p with p % N == i, without group coordination.
     #[arg(long)]
     pub instance: Option<String>,
-    /// librdkafka property passed through (`-X security.protocol=SASL_SSL`), repeatable.
+    /// librdkafka property passed through (`-X security.protocol=SASL_SSL`), repeatable; a value
+    /// may be `${env:NAME}` (`-X 'sasl.password=${env:KAFKA_PASSWORD}'`). Settings exactly-once
+    /// depends on (`enable.auto.commit`, `isolation.level`, `acks`, `enable.idempotence`) are
+    /// refused when contradicted.
     #[arg(short = 'X', long = "property", value_name = "KEY=VALUE")]
     pub properties: Vec<String>,
     /// Micro-batch bound: records.
@@ -63,14 +66,16 @@ pub struct KafkaArgs {
 impl KafkaArgs {
     /// The connection config.
     pub fn config(&self) -> Result<KafkaConfig, Failure> {
-        let mut config = KafkaConfig::new(&self.brokers);
+        let mut properties = Vec::with_capacity(self.properties.len());
         for p in &self.properties {
             let (k, v) = p
                 .split_once('=')
                 .ok_or_else(|| Failure::config(anyhow::anyhow!("-X {p}: expected KEY=VALUE")))?;
-            config.properties.insert(k.to_string(), v.to_string());
+            properties.push((k.to_string(), v.to_string()));
         }
-        Ok(config)
+        // `${env:NAME}` values keep secrets off the command line (and out of /proc/*/cmdline);
+        // a property that contradicts exactly-once is refused here, before anything runs.
+        KafkaConfig::from_profile(&self.brokers, properties).map_err(Failure::config)
     }
 
     /// The partition assignment and a name for this instance (state folder, transactional id).

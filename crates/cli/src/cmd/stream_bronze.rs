@@ -14,11 +14,13 @@
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use arrow::array::{Array, AsArray, RecordBatch};
-use arrow::datatypes::{Int32Type, Int64Type, TimestampMicrosecondType};
+use arrow::array::AsArray;
+use arrow::datatypes::{Int32Type, Int64Type};
 use strata_connectors::kafka::{KafkaSource, Positions};
 use strata_layers::bronze::{BronzeDate, BronzeReader, BronzeWriter};
 use strata_layers::lake::Lake;
+
+use strata_runtime::bronze_copy::{envelope, file_stem, parse_stem};
 
 use super::stream::{KafkaArgs, shutdown_signal};
 use crate::Failure;
@@ -50,94 +52,6 @@ struct Pending {
     first: Option<i64>,
     last: i64,
     since: Option<Instant>,
-}
-
-/// The bronze file name of a partition's offset range.
-fn file_stem(partition: i32, first: i64, last: i64) -> String {
-    format!("kafka-p{partition:04}-{first:020}-{last:020}")
-}
-
-/// `(partition, last offset)` of a name written by [`file_stem`].
-fn parse_stem(name: &str) -> Option<(i32, i64)> {
-    let rest = name.strip_prefix("kafka-p")?;
-    let stem = rest.split('.').next()?;
-    let mut parts = stem.split('-');
-    let p = parts.next()?.parse().ok()?;
-    let _first: i64 = parts.next()?.parse().ok()?;
-    let last = parts.next()?.parse().ok()?;
-    Some((p, last))
-}
-
-/// Appends `s` as a JSON string.
-fn json_string(out: &mut Vec<u8>, s: &str) {
-    // serde_json escapes exactly as JSON requires.
-    out.extend_from_slice(serde_json::to_string(s).unwrap_or_default().as_bytes());
-}
-
-/// The envelope line of record `i` of a Kafka input batch.
-fn envelope(batch: &RecordBatch, i: usize) -> Vec<u8> {
-    let col = |name: &str| batch.column_by_name(name);
-    let mut out = Vec::with_capacity(256);
-    let partition = col("_kafka_partition").map(|c| c.as_primitive::<Int32Type>().value(i));
-    let offset = col("_kafka_offset").map(|c| c.as_primitive::<Int64Type>().value(i));
-    out.extend_from_slice(
-        format!(
-            "{{\"partition\":{},\"offset\":{}",
-            partition.unwrap_or(-1),
-            offset.unwrap_or(-1)
-        )
-        .as_bytes(),
-    );
-    match col("_kafka_timestamp") {
-        Some(c) if c.is_valid(i) => out.extend_from_slice(
-            format!(
-                ",\"timestamp\":{}",
-                c.as_primitive::<TimestampMicrosecondType>().value(i) / 1000
-            )
-            .as_bytes(),
-        ),
-        _ => out.extend_from_slice(b",\"timestamp\":null"),
-    }
-    let bytes_field =
-        |out: &mut Vec<u8>, name: &str, column: Option<&arrow::array::ArrayRef>| match column {
-            Some(c) if c.is_valid(i) => {
-                let v = c.as_binary::<i32>().value(i);
-                match std::str::from_utf8(v) {
-                    Ok(text) => {
-                        out.extend_from_slice(format!(",\"{name}\":").as_bytes());
-                        let one_line_json = !v.contains(&b'\n')
-                            && serde_json::from_slice::<serde::de::IgnoredAny>(v).is_ok();
-                        if name == "value" && one_line_json {
-                            out.extend_from_slice(v);
-                        } else if name == "value" {
-                            out.truncate(out.len() - ",\"value\":".len());
-                            out.extend_from_slice(b",\"value_text\":");
-                            json_string(out, text);
-                        } else {
-                            json_string(out, text);
-                        }
-                    }
-                    Err(_) => {
-                        out.extend_from_slice(format!(",\"{name}_hex\":\"").as_bytes());
-                        out.extend_from_slice(hex::encode(v).as_bytes());
-                        out.push(b'"');
-                    }
-                }
-            }
-            _ => out.extend_from_slice(format!(",\"{name}\":null").as_bytes()),
-        };
-    bytes_field(&mut out, "key", col("_kafka_key"));
-    match col("_kafka_headers") {
-        // Already a JSON object, built by the Kafka source.
-        Some(c) if c.is_valid(i) => {
-            out.extend_from_slice(b",\"headers\":");
-            out.extend_from_slice(c.as_string::<i32>().value(i).as_bytes());
-        }
-        _ => out.extend_from_slice(b",\"headers\":null"),
-    }
-    bytes_field(&mut out, "value", col("_raw"));
-    out.push(b'}');
-    out
 }
 
 /// Runs until idle (`--stop-when-idle-ms`), SIGTERM or Ctrl-C; open files are written first.
@@ -262,18 +176,4 @@ pub async fn run(args: &Args) -> Result<(), Failure> {
     }
     println!("stopped: {records} records copied into {files} bronze files");
     Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn file_names_round_trip_and_sort_by_offset() {
-        let a = file_stem(3, 0, 99);
-        let b = file_stem(3, 100, 1_000);
-        assert!(a < b);
-        assert_eq!(parse_stem(&format!("{b}.ndjson.zst")), Some((3, 1_000)));
-        assert_eq!(parse_stem("in-000001-000002.ndjson.zst"), None);
-    }
 }

@@ -146,8 +146,8 @@ impl HttpPoller {
             .user_agent(concat!("strata/", env!("CARGO_PKG_VERSION")))
             .build()
             .map_err(|e| ConnectorError::Internal(format!("HTTP client: {e}")))?;
-        let mut kafka = KafkaConfig::new(&config.kafka.brokers);
-        kafka.properties = config.kafka.properties.clone();
+        let kafka =
+            KafkaConfig::from_profile(&config.kafka.brokers, config.kafka.properties.clone())?;
         crate::kafka::partitions_of(&kafka, &config.kafka.topic)?;
         let sink = KafkaSink::open(&kafka, None)?;
         let state_path = config.state_path();

@@ -33,14 +33,60 @@ impl KafkaConfig {
         }
     }
 
-    /// A librdkafka config with the brokers and the pass-through properties.
-    pub(crate) fn client_config(&self) -> ClientConfig {
+    /// Brokers and librdkafka properties whose values may be `${env:NAME}` (secrets stay out of
+    /// config files and command lines); the result is [`KafkaConfig::check`]ed.
+    pub fn from_profile(
+        brokers: &str,
+        properties: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Self> {
+        let mut config = KafkaConfig::new(expand_env("brokers", brokers)?);
+        for (key, value) in properties {
+            let value = expand_env(&key, &value)?;
+            config.properties.insert(key, value);
+        }
+        config.check()?;
+        Ok(config)
+    }
+
+    /// Refuses a user property that contradicts a setting exactly-once depends on, naming it.
+    /// Strata forces these on every client it opens, after the user's properties.
+    pub fn check(&self) -> Result<()> {
+        for (key, value) in &self.properties {
+            let Some((_, allowed, why)) = FORCED.iter().find(|(k, _, _)| k == key) else {
+                continue;
+            };
+            if !allowed.iter().any(|a| a.eq_ignore_ascii_case(value.trim())) {
+                return Err(ConnectorError::KafkaProperty {
+                    key: key.clone(),
+                    value: value.clone(),
+                    required: allowed[0],
+                    why,
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// A librdkafka config: the brokers, then `defaults` (which users may override), then the
+    /// user's properties, then the correctness settings of `role` (which they may not).
+    pub(crate) fn client_config_for(&self, role: Role, defaults: &[(&str, &str)]) -> ClientConfig {
         let mut c = ClientConfig::new();
         c.set("bootstrap.servers", &self.brokers);
+        for (k, v) in defaults {
+            c.set(*k, *v);
+        }
         for (k, v) in &self.properties {
             c.set(k, v);
         }
+        for (key, allowed, _) in FORCED.iter().filter(|(k, _, _)| role.forces(k)) {
+            c.set(*key, allowed[0]);
+        }
         c
+    }
+
+    /// A librdkafka config with the brokers and the pass-through properties (metadata clients).
+    pub(crate) fn client_config(&self) -> ClientConfig {
+        self.client_config_for(Role::Metadata, &[])
     }
 
     pub(crate) fn kafka_error(&self, topic: &str, e: KafkaError) -> ConnectorError {
@@ -51,7 +97,9 @@ impl KafkaConfig {
                 | RDKafkaErrorCode::TopicAuthorizationFailed
                 | RDKafkaErrorCode::GroupAuthorizationFailed
                 | RDKafkaErrorCode::ClusterAuthorizationFailed,
-            ) => "check the credentials / ACLs passed with -X (sasl.*, ssl.*)",
+            ) => {
+                "check the credentials / ACLs passed with -X (sasl.*, ssl.*; values may be ${env:NAME})"
+            }
             Some(RDKafkaErrorCode::UnknownTopicOrPartition | RDKafkaErrorCode::UnknownTopic) => {
                 "create the topic first (Strata does not auto-create topics)"
             }
@@ -70,6 +118,93 @@ impl KafkaConfig {
             hint,
         }
     }
+}
+
+/// What a client is for: which forced settings apply to it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Role {
+    /// Reads records; its offsets are committed by Strata, after the output.
+    Consumer,
+    /// Writes records; every write must be acknowledged by all in-sync replicas, once.
+    Producer,
+    /// Reads metadata only.
+    Metadata,
+}
+
+impl Role {
+    fn forces(self, key: &str) -> bool {
+        match self {
+            Role::Consumer => CONSUMER_FORCED.contains(&key),
+            Role::Producer => PRODUCER_FORCED.contains(&key),
+            Role::Metadata => false,
+        }
+    }
+}
+
+/// Settings exactly-once depends on: (key, accepted values — the first is what Strata sets, why).
+const FORCED: [(&str, &[&str], &str); 5] = [
+    (
+        "enable.auto.commit",
+        &["false"],
+        "offsets are committed by Strata after the output is durable; an automatic commit would skip records after a crash",
+    ),
+    (
+        "enable.auto.offset.store",
+        &["false"],
+        "offsets are stored by Strata after the output is durable",
+    ),
+    (
+        "isolation.level",
+        &["read_committed"],
+        "records of aborted transactions must not be read",
+    ),
+    (
+        "enable.idempotence",
+        &["true"],
+        "a retried send must not write a record twice",
+    ),
+    (
+        "acks",
+        &["all", "-1"],
+        "a record counts as written only once every in-sync replica has it",
+    ),
+];
+const CONSUMER_FORCED: [&str; 3] = [
+    "enable.auto.commit",
+    "enable.auto.offset.store",
+    "isolation.level",
+];
+const PRODUCER_FORCED: [&str; 2] = ["enable.idempotence", "acks"];
+
+/// Replaces `${env:NAME}` in `value` with the variable's value.
+fn expand_env(key: &str, value: &str) -> Result<String> {
+    let mut out = String::with_capacity(value.len());
+    let mut rest = value;
+    while let Some(start) = rest.find("${env:") {
+        out.push_str(&rest[..start]);
+        let after = &rest[start + 6..];
+        let Some(end) = after.find('}') else {
+            return Err(ConnectorError::KafkaEnv {
+                key: key.to_string(),
+                variable: after.to_string(),
+                problem: "is not closed with `}`",
+            });
+        };
+        let name = &after[..end];
+        match std::env::var(name) {
+            Ok(v) => out.push_str(&v),
+            Err(_) => {
+                return Err(ConnectorError::KafkaEnv {
+                    key: key.to_string(),
+                    variable: name.to_string(),
+                    problem: "is not set",
+                });
+            }
+        }
+        rest = &after[end + 1..];
+    }
+    out.push_str(rest);
+    Ok(out)
 }
 
 /// The partitions of `topic`, or a clear error when the cluster is unreachable, the topic does
@@ -105,4 +240,70 @@ pub fn partitions_of(config: &KafkaConfig, topic: &str) -> Result<Vec<i32>> {
     let mut ids: Vec<i32> = t.partitions().iter().map(|p| p.id()).collect();
     ids.sort_unstable();
     Ok(ids)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_property_that_breaks_exactly_once_is_refused_naming_it() {
+        for (key, value) in [
+            ("enable.auto.commit", "true"),
+            ("isolation.level", "read_uncommitted"),
+            ("acks", "1"),
+            ("enable.idempotence", "false"),
+        ] {
+            let e = KafkaConfig::from_profile("b:9092", [(key.to_string(), value.to_string())])
+                .expect_err(key);
+            assert!(e.to_string().contains(key), "{e}");
+        }
+        // Harmless repeats of the forced values are accepted.
+        KafkaConfig::from_profile("b:9092", [("acks".to_string(), "-1".to_string())])
+            .expect("acks=-1 means all");
+    }
+
+    #[test]
+    fn forced_settings_win_over_user_properties_and_defaults_do_not() {
+        let mut config = KafkaConfig::new("b:9092");
+        config
+            .properties
+            .insert("enable.auto.commit".into(), "true".into());
+        config.properties.insert("linger.ms".into(), "50".into());
+        let c = config.client_config_for(Role::Consumer, &[("linger.ms", "5")]);
+        assert_eq!(c.get("enable.auto.commit"), Some("false"));
+        assert_eq!(c.get("isolation.level"), Some("read_committed"));
+        assert_eq!(c.get("linger.ms"), Some("50"));
+        let p = config.client_config_for(Role::Producer, &[]);
+        assert_eq!(p.get("acks"), Some("all"));
+        assert_eq!(p.get("enable.idempotence"), Some("true"));
+    }
+
+    #[test]
+    fn env_references_are_expanded_and_a_missing_one_is_named() {
+        // SAFETY of the test: the variable name is unique to this test.
+        unsafe { std::env::set_var("STRATA_TEST_KAFKA_SECRET_1", "s3cret") };
+        let c = KafkaConfig::from_profile(
+            "b:9092",
+            [(
+                "sasl.password".to_string(),
+                "${env:STRATA_TEST_KAFKA_SECRET_1}".to_string(),
+            )],
+        )
+        .expect("expanded");
+        assert_eq!(c.properties["sasl.password"], "s3cret");
+        let e = KafkaConfig::from_profile(
+            "b:9092",
+            [(
+                "sasl.password".to_string(),
+                "${env:STRATA_TEST_KAFKA_NOT_SET}".to_string(),
+            )],
+        )
+        .expect_err("missing");
+        let text = e.to_string();
+        assert!(
+            text.contains("sasl.password") && text.contains("STRATA_TEST_KAFKA_NOT_SET"),
+            "{text}"
+        );
+    }
 }

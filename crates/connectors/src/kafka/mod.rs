@@ -11,6 +11,7 @@ mod config;
 mod sink;
 mod source;
 
+pub(crate) use config::Role;
 pub use config::{KafkaConfig, partitions_of};
 pub use sink::{KafkaSink, OutRecord};
 pub(crate) use source::is_transient;

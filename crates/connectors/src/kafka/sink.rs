@@ -52,16 +52,15 @@ impl KafkaSink {
     /// Connects a producer; with `transactional_id`, initialises transactions (fencing any
     /// earlier producer with the same id — a zombie's open transaction is aborted).
     pub fn open(config: &KafkaConfig, transactional_id: Option<&str>) -> Result<Self> {
-        let mut client = config.client_config();
-        client
-            .set("enable.idempotence", "true")
-            .set("acks", "all")
-            .set("compression.type", "lz4")
-            .set("linger.ms", "5")
-            .set("message.timeout.ms", "30000");
-        for (k, v) in &config.properties {
-            client.set(k, v);
-        }
+        config.check()?;
+        let mut client = config.client_config_for(
+            super::config::Role::Producer,
+            &[
+                ("compression.type", "lz4"),
+                ("linger.ms", "5"),
+                ("message.timeout.ms", "30000"),
+            ],
+        );
         if let Some(id) = transactional_id {
             client.set("transactional.id", id);
         }

@@ -93,17 +93,15 @@ impl KafkaSource {
         start: &Positions,
     ) -> Result<Self> {
         let all = partitions_of(config, topic)?;
-        let mut client = config.client_config();
-        client
-            .set("group.id", group)
-            .set("enable.auto.commit", "false")
-            .set("enable.auto.offset.store", "false")
-            .set("auto.offset.reset", "earliest")
-            .set("isolation.level", "read_committed")
-            .set("session.timeout.ms", "6000");
-        for (k, v) in &config.properties {
-            client.set(k, v);
-        }
+        config.check()?;
+        let mut client = config.client_config_for(
+            super::config::Role::Consumer,
+            &[
+                ("auto.offset.reset", "earliest"),
+                ("session.timeout.ms", "6000"),
+            ],
+        );
+        client.set("group.id", group);
         let consumer: StreamConsumer = client.create().map_err(|e| config.kafka_error(topic, e))?;
         let partitions: Vec<i32> = match assignment {
             Assignment::Group => all.clone(),

@@ -92,6 +92,10 @@ pub struct MysqlCdcConfig {
     /// Kafka bootstrap servers (only for the Kafka driver).
     #[serde(default)]
     pub kafka_brokers: Option<String>,
+    /// Extra librdkafka properties for the Kafka driver (TLS, SASL; values may be
+    /// `${env:NAME}`), checked like every Kafka profile.
+    #[serde(default)]
+    pub kafka_properties: std::collections::BTreeMap<String, String>,
     /// Most events handed out per poll of the binlog (whole transactions: a larger transaction
     /// is handed out whole).
     #[serde(default = "default_batch")]
@@ -138,6 +142,7 @@ impl MysqlCdcConfig {
             state_file: state_file.into(),
             topic_prefix: default_prefix(),
             kafka_brokers: None,
+            kafka_properties: std::collections::BTreeMap::new(),
             max_batch_events: default_batch(),
             snapshot_batch_rows: default_batch(),
         }

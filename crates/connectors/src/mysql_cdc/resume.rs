@@ -181,16 +181,13 @@ pub async fn scan(kafka: &KafkaConfig, source: &MysqlCdcSource, prefix: &str) ->
         .iter()
         .map(|(db, table)| format!("{prefix}.{db}.{table}"))
         .collect();
-    let mut client = kafka.client_config();
+    let mut client = kafka.client_config_for(
+        crate::kafka::Role::Consumer,
+        &[("auto.offset.reset", "earliest")],
+    );
     client
         .set("group.id", "strata-cdc-resume")
-        .set("enable.auto.commit", "false")
-        .set("enable.auto.offset.store", "false")
-        .set("enable.partition.eof", "true")
-        .set("auto.offset.reset", "earliest");
-    for (k, v) in &kafka.properties {
-        client.set(k, v);
-    }
+        .set("enable.partition.eof", "true");
     let consumer: StreamConsumer<ReadBackContext> = client
         .create_with_context(ReadBackContext)
         .map_err(|e| kafka.kafka_error("", e))?;

@@ -65,14 +65,14 @@ impl WebhookServer {
     /// producer and binds the listener.
     pub async fn bind(config: &WebhookConfig, file: &str) -> Result<Self> {
         let sources = config.resolve(file)?;
-        let mut kafka = KafkaConfig::new(&config.kafka.brokers);
         // A message Kafka has not acknowledged when the request gives up is not worth keeping
-        // queued: the sender was told 503 and will retry.
-        kafka.properties.insert(
-            "message.timeout.ms".into(),
+        // queued: the sender was told 503 and will retry. User properties come after it.
+        let mut properties = vec![(
+            "message.timeout.ms".to_string(),
             config.ack_timeout().as_millis().to_string(),
-        );
-        kafka.properties.extend(config.kafka.properties.clone());
+        )];
+        properties.extend(config.kafka.properties.clone());
+        let kafka = KafkaConfig::from_profile(&config.kafka.brokers, properties)?;
         let mut topics: Vec<&str> = sources.iter().map(|s| s.topic.as_str()).collect();
         topics.push(&config.dead_letter_topic);
         for topic in topics {

@@ -168,6 +168,13 @@ impl Source for BronzeSource {
             if let Some((name, mut stream)) = self.current.take() {
                 return match stream.next_batch().await? {
                     Some(batch) => {
+                        // A Kafka topic's bronze copy: the pipeline reads the record values, as
+                        // the streaming driver does on the topic.
+                        let batch = if crate::bronze_copy::is_kafka_copy(&name) {
+                            crate::bronze_copy::unwrap_values(&batch)?
+                        } else {
+                            batch
+                        };
                         self.current = Some((name, stream));
                         Ok(Polled::Batch {
                             batch,
