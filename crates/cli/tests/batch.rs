@@ -179,6 +179,51 @@ fn crash_mid_run_then_rerun_gives_every_row_exactly_once() {
     );
 }
 
+/// Several bronze files per commit (`--commit-files 3`): a crash after the first commit and a
+/// re-run still give every row exactly once, and each commit lists every file it covers.
+#[test]
+fn several_files_per_commit_stay_exactly_once_across_a_crash() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let d = dir.path();
+    let (want_rows, want_quarantined) = prepare(d, "20000", "2500");
+    let batch = |extra: &[&str]| {
+        let mut c = strata(d);
+        c.args([
+            "batch",
+            "--lake",
+            "lake",
+            "--source",
+            "iot",
+            "--pipeline",
+            PIPELINE,
+        ])
+        .args(["--commit-files", "3"])
+        .args(extra);
+        c
+    };
+    let out = batch(&[])
+        .env("STRATA_TEST_CRASH_AFTER_COMMITS", "1")
+        .output()
+        .expect("run");
+    assert!(
+        !out.status.success(),
+        "the crash hook must kill the process"
+    );
+    let last = ok(&mut batch(&[]));
+    assert!(last.contains("3 already committed, 5 to process"), "{last}");
+    assert_eq!(each_key_once(&read(d, "iot_events")), want_rows);
+    let q: usize = read(d, "iot_events_quarantine")
+        .iter()
+        .map(|b| b.num_rows())
+        .sum();
+    assert_eq!(q, want_quarantined);
+    // 8 files in commits of 3: the re-run made two (3 + 2 files).
+    assert!(
+        last.contains("[3/5]") && last.contains("[5/5]") && !last.contains("[4/5]"),
+        "{last}"
+    );
+}
+
 #[test]
 fn demo_runs_every_source_to_silver_and_gold_without_servers() {
     let dir = tempfile::tempdir().expect("tempdir");

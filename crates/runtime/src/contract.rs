@@ -102,6 +102,8 @@ pub struct CommitReport {
     pub quarantined: u64,
     /// A human description of what the commit covers (files, offsets).
     pub covers: String,
+    /// Units of input (files) the commit covers; 0 for a streaming position.
+    pub units: usize,
 }
 
 /// Commits staged output with its position and pipeline state, atomically.

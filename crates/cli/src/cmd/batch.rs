@@ -51,6 +51,11 @@ pub struct Args {
     /// Drop the silver tables and rebuild them from bronze.
     #[arg(long)]
     pub full_refresh: bool,
+    /// Bronze files per silver commit (each commit lists every file it covers, so a file is
+    /// still committed exactly once; more files per commit means fewer snapshots and
+    /// checkpoints when bronze holds many small files).
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..))]
+    pub commit_files: u32,
     /// Test hook: abort the process right after this many silver commits (crash tests).
     #[arg(long, env = "STRATA_TEST_CRASH_AFTER_COMMITS", hide = true)]
     pub crash_after_commits: Option<usize>,
@@ -104,7 +109,10 @@ pub async fn run_with_spec(args: &Args, spec: strata_core::PipelineSpec) -> Resu
     let table = tables.name();
     let sink = SilverFilesSink::new(tables, run_id.as_nanos());
     let options = DriverOptions {
-        commit: CommitPolicy::per_file(),
+        commit: CommitPolicy {
+            max_units: args.commit_files as usize,
+            ..CommitPolicy::per_file()
+        },
         channel_depth: plan.channel_depth,
         stop_when_idle: None,
         crash_after_commits: args.crash_after_commits,

@@ -162,6 +162,7 @@ pub async fn run(args: &Args) -> Result<(), Failure> {
             to: None,
             batch_rows: 8192,
             full_refresh: false,
+            commit_files: 1,
             crash_after_commits: None,
         };
         super::batch::run_with_spec(&batch, spec).await?;

@@ -77,7 +77,8 @@ impl DriverHooks for FileProgress {
     }
 
     fn on_commit(&self, report: &CommitReport, _elapsed: Duration) {
-        let done = self.done.fetch_add(1, Ordering::Relaxed) + 1;
+        let units = report.units.max(1) as u64;
+        let done = self.done.fetch_add(units, Ordering::Relaxed) + units;
         let total = self.total.load(Ordering::Relaxed).max(done);
         let (rows_in, rows_out, quarantined) = (
             self.rows_in.load(Ordering::Relaxed),

@@ -99,6 +99,7 @@ impl Committer for ParquetFilesSink {
         let report = CommitReport {
             rows: self.written.0,
             quarantined: self.written.1,
+            units: position.units(),
             covers,
         };
         self.written = (0, 0);

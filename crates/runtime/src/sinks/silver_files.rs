@@ -116,6 +116,7 @@ impl Committer for SilverFilesSink {
             rows: r.report.rows,
             quarantined: q.report.rows,
             covers: format!("{covers}: {} data files", r.report.data_files),
+            units: files.len(),
         })
     }
 }

@@ -321,6 +321,7 @@ impl Committer for SilverStreamSink {
             rows: r.report.rows,
             quarantined: q.report.rows,
             covers: format!("positions {:?}", self.rows_at),
+            units: 0,
         })
     }
 }
