@@ -1,0 +1,72 @@
+"""Same run, same input: two `strata` binaries (e.g. the previous commit and this one) on the
+batch path — `transform` (NDJSON → Parquet) and `batch` (bronze → silver Iceberg, 8 files and
+40 files) — alternating A/B/A/B so drift of the machine hits both alike.
+
+    python bench/compare_binaries.py BASE_BIN HEAD_BIN [EVENTS]     # default 2,000,000
+
+Reports wall time, CPU time and peak RSS of each run (os.wait4) and HEAD/BASE ratios.
+"""
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+
+
+def measure(cmd, cwd):
+    start = time.perf_counter()
+    proc = subprocess.Popen(cmd, cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    _, status, usage = os.wait4(proc.pid, 0)
+    wall = time.perf_counter() - start
+    if os.waitstatus_to_exitcode(status) != 0:
+        raise SystemExit(f"{cmd} failed: {proc.stderr.read().decode()[-2000:]}")
+    return wall, usage.ru_utime + usage.ru_stime, usage.ru_maxrss / 1024
+
+
+def main():
+    base, head = sys.argv[1], sys.argv[2]
+    events = int(sys.argv[3]) if len(sys.argv) > 3 else 2_000_000
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    pipeline = os.path.join(root, "pipelines", "iot.yaml")
+    work = tempfile.mkdtemp(prefix="strata-ab-")
+    data = os.path.join(work, "events.ndjson")
+    subprocess.run([head, "generate", "iot", "--events", str(events), "--malformed", "0.005",
+                    "--invalid", "0.005", "--duplicates", "0.01", "--out", data], check=True,
+                   stdout=subprocess.DEVNULL)
+    lakes = {}
+    for files in (8, 40):
+        lake = os.path.join(work, f"bronze-{files}")
+        subprocess.run([head, "bronze", "put", "--lake", lake, "--source", "iot", "--date",
+                        "2025-11-20", "--input", data, "--lines-per-file",
+                        str(-(-events // files))], check=True, stdout=subprocess.DEVNULL)
+        lakes[files] = lake
+    cases = {
+        "transform": lambda b, d: [b, "transform", "--input", data, "--out", d, "--pipeline", pipeline],
+        "batch, 8 bronze files": lambda b, d: [b, "batch", "--lake", d, "--source", "iot", "--pipeline", pipeline],
+        "batch, 40 bronze files": lambda b, d: [b, "batch", "--lake", d, "--source", "iot", "--pipeline", pipeline],
+    }
+    results = {}
+    for rnd in range(2):
+        for name, cmd in cases.items():
+            for label, binary in (("base", base), ("head", head)):
+                run_dir = os.path.join(work, f"run-{label}-{rnd}-{len(results)}")
+                if name.startswith("batch"):
+                    files = 8 if "8 " in name else 40
+                    shutil.copytree(lakes[files], run_dir)
+                else:
+                    os.makedirs(run_dir)
+                results.setdefault((name, label), []).append(measure(cmd(binary, run_dir), work))
+                shutil.rmtree(run_dir)
+    print(f"\n{events:,} IoT events, {os.path.getsize(data) / 1e6:.0f} MB NDJSON, {os.cpu_count()} cores; best of 2\n")
+    print("| case | base wall s | head wall s | head/base wall | base CPU s | head CPU s | base RSS MB | head RSS MB |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|")
+    for name in cases:
+        b = min(results[(name, "base")])
+        h = min(results[(name, "head")])
+        print(f"| {name} | {b[0]:.2f} | {h[0]:.2f} | {h[0] / b[0]:.2f} | {b[1]:.2f} | {h[1]:.2f} | {b[2]:.0f} | {h[2]:.0f} |")
+    shutil.rmtree(work)
+
+
+if __name__ == "__main__":
+    main()
