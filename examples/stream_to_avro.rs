@@ -1,23 +1,22 @@
-//! Stage: stream — a Kafka JSON topic through a pipeline into an Avro topic, with the library API
-//! (the loop `strata stream avro` runs, without its state files and transactions).
+//! Stage: stream — a Kafka JSON topic through a pipeline into an Avro topic, exactly once, with
+//! the library: the same source, sink and driver loop `strata stream avro --exactly-once` runs
+//! (state files, one transaction per commit, dead letters with their reason in headers).
 //!
 //! ```text
 //! cargo run -p strata-examples --example stream_to_avro -- <brokers> <in-topic> <out-topic> <registry-url> [pipeline.yaml]
 //! ```
-//! Stops after 5 s without new records. Quarantined records are only counted here; the CLI sends
-//! them to a dead-letter topic.
+//! Stops after 5 s without new records; run it again and it resumes where it committed.
 
-use std::collections::BTreeMap;
 use std::path::PathBuf;
-use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::Context;
-use strata_connectors::avro::AvroEncoder;
-use strata_connectors::kafka::{Assignment, KafkaConfig, KafkaSink, KafkaSource, OutRecord};
-use strata_connectors::registry::{RegistryClient, SubjectNameStrategy};
-use strata_core::lineage::kafka_input_schema;
+use strata_connectors::kafka::{Assignment, KafkaConfig, partitions_of};
+use strata_connectors::registry::RegistryClient;
 use strata_core::{BuildContext, Pipeline, PipelineSpec};
+use strata_runtime::sinks::{AvroOutput, InputGroup, KafkaAvroSink, register_output_schema};
+use strata_runtime::sources::{KafkaBatching, KafkaTopicSource};
+use strata_runtime::{CommitPolicy, Driver, DriverOptions, Source};
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
@@ -36,53 +35,50 @@ async fn main() -> anyhow::Result<()> {
     let text = std::fs::read_to_string(&spec_path)
         .with_context(|| format!("reading {}", spec_path.display()))?;
     let spec = PipelineSpec::from_yaml(&text)?;
-    let mut pipeline = Pipeline::build(&spec, kafka_input_schema(), &BuildContext::default())?;
-
-    // Register the output's Avro schema (compatibility-checked) before producing anything.
-    let registry = Arc::new(RegistryClient::from_url(&registry_url)?);
-    let probe = AvroEncoder::for_arrow(pipeline.output_schema(), &spec.name, Some("strata"), 0)?;
-    let subject = SubjectNameStrategy::TopicName.subject(&output, false, &spec.name);
-    let id = registry
-        .ensure_registered(&subject, &probe.avro_schema().text())
-        .await?;
-    let encoder = AvroEncoder::new(pipeline.output_schema(), probe.avro_schema().clone(), id);
 
     let config = KafkaConfig::new(&brokers);
-    let partitions = strata_connectors::kafka::partitions_of(&config, &input)?;
-    let mut source = KafkaSource::open(
-        &config,
-        &input,
-        "strata-example",
-        &Assignment::Partitions(partitions),
-        &BTreeMap::new(),
-    )?;
-    let sink = KafkaSink::open(&config, None)?;
-    let (mut produced, mut quarantined) = (0usize, 0usize);
-    let mut last = Instant::now();
-    while last.elapsed() < Duration::from_secs(5) {
-        let Some(batch) = source
-            .next_batch(10_000, 16 << 20, Duration::from_millis(200))
-            .await?
-        else {
-            continue;
-        };
-        last = Instant::now();
-        let out = pipeline.process(&batch)?;
-        quarantined += out.quarantined.num_rows();
-        let mut records = Vec::new();
-        for rows in &out.rows {
-            for value in encoder.encode_batch(rows)? {
-                records.push(OutRecord {
-                    topic: output.clone(),
-                    value: Some(value),
-                    ..OutRecord::default()
-                });
-            }
-        }
-        produced += sink.send_all(&records).await?;
-        // Only after every record is acknowledged.
-        source.commit(&source.positions().clone())?;
-    }
-    println!("{produced} Avro records to {output} (schema id {id}), {quarantined} quarantined");
+    let group = format!("example-{}", spec.name);
+    let assignment = Assignment::Partitions(partitions_of(&config, &input)?);
+    let batching = KafkaBatching {
+        max_rows: 10_000,
+        max_bytes: 16 << 20,
+        max_wait: Duration::from_millis(200),
+    };
+    let mut source =
+        KafkaTopicSource::new(config.clone(), &input, &group, assignment.clone(), batching);
+    let pipeline = Pipeline::build(&spec, source.schema(), &BuildContext::default())?;
+
+    // The output's Avro schema is registered (compatibility-checked) before anything is produced.
+    let registry = RegistryClient::from_url(&registry_url)?;
+    let encoder = register_output_schema(&registry, &output, &pipeline).await?;
+    let input_group = InputGroup {
+        config: config.clone(),
+        topic: input.clone(),
+        group: group.clone(),
+        assignment,
+        shared: source.share_group(),
+    };
+    let sink_output = AvroOutput {
+        topic: output.clone(),
+        dead_letter_topic: format!("{output}.dlq"),
+        key_column: None,
+        transactional_id: Some(format!("{group}-0")),
+        state_dir: std::env::temp_dir().join("strata-example-state").join(&spec.name),
+        reset_state: false,
+    };
+    let sink = KafkaAvroSink::open(&config, encoder, sink_output, input_group)?;
+    let options = DriverOptions {
+        commit: CommitPolicy::every(Duration::from_secs(1), 100_000),
+        stop_when_idle: Some(Duration::from_secs(5)),
+        ..DriverOptions::default()
+    };
+    let report = Driver::new(source, pipeline, sink, options)
+        .run(std::future::pending::<()>())
+        .await?;
+    let m = &report.metrics;
+    println!(
+        "{} Avro records to {output}, {} dead letters to {output}.dlq, in {} transactions",
+        m.rows_out, m.quarantined, report.commits
+    );
     Ok(())
 }

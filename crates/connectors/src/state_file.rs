@@ -48,7 +48,7 @@ pub fn write<T: Serialize>(path: &Path, state: &T) -> Result<()> {
 /// `path`, and the directory is fsynced so the rename itself is durable. Every state file of the
 /// crate (API cursors, CDC positions, PostgreSQL watermarks) is written through here; callers
 /// map the I/O error to their own variant.
-pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     let dir = match path.parent() {
         Some(d) if !d.as_os_str().is_empty() => d,
         _ => Path::new("."),

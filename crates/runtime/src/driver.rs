@@ -25,6 +25,8 @@ use std::time::{Duration, Instant};
 
 use arrow::array::RecordBatch;
 use strata_core::{Output, Pipeline, PipelineMetrics};
+
+use crate::transform::Transform;
 use tokio::sync::mpsc;
 
 use crate::contract::{CommitReport, Committer, Polled, Sink, Source};
@@ -127,17 +129,18 @@ enum ToSink {
 
 /// Runs `source` → `pipeline` → `sink` until the input ends, the source is idle for long enough,
 /// or `shutdown` resolves.
-pub struct Driver<S, K> {
+pub struct Driver<S, K, T = Pipeline> {
     source: S,
-    pipeline: Pipeline,
+    pipeline: T,
     sink: K,
     options: DriverOptions,
     hooks: Arc<dyn DriverHooks>,
 }
 
-impl<S: Source, K: Sink + Committer> Driver<S, K> {
-    /// A driver over these parts (the pipeline built against `source.schema()`).
-    pub fn new(source: S, pipeline: Pipeline, sink: K, options: DriverOptions) -> Self {
+impl<S: Source, K: Sink + Committer, T: Transform> Driver<S, K, T> {
+    /// A driver over these parts (the pipeline built against `source.schema()`; a
+    /// [`crate::Passthrough`] for a copy).
+    pub fn new(source: S, pipeline: T, sink: K, options: DriverOptions) -> Self {
         Driver {
             source,
             pipeline,
@@ -176,7 +179,7 @@ impl<S: Source, K: Sink + Committer> Driver<S, K> {
         source.seek(committed.position.as_ref()).await?;
         hooks.on_start(&RunInfo {
             source: source.name(),
-            pipeline: pipeline.spec().name.clone(),
+            pipeline: pipeline.name(),
             resumed: committed.position.is_some(),
             detail: source.describe(),
             units_left: source.units_left(),
@@ -259,7 +262,7 @@ impl<S: Source, K: Sink + Committer> Driver<S, K> {
                         Ok(()) => break Ok(StopReason::EndOfInput),
                         Err(e) => Err(e),
                     },
-                    Err(e) => Err(e.into()),
+                    Err(e) => Err(e),
                 },
             };
             if let Err(e) = result {
@@ -301,14 +304,14 @@ impl<S: Source, K: Sink + Committer> Driver<S, K> {
             commits,
             position: last_position,
             uncommitted_rows: uncommitted,
-            metrics: pipeline.metrics().clone(),
+            metrics: pipeline.metrics(),
         })
     }
 }
 
 /// The driver task's bookkeeping between commits.
 struct LoopState<'a> {
-    pipeline: &'a mut Pipeline,
+    pipeline: &'a mut dyn Transform,
     sink: &'a mpsc::Sender<ToSink>,
     hooks: &'a dyn DriverHooks,
     policy: CommitPolicy,

@@ -51,6 +51,16 @@ pub enum RuntimeError {
         /// What to do.
         hint: &'static str,
     },
+    /// A state file of the driver cannot be read or written.
+    #[error("state file {file}: {problem} (hint: {hint})")]
+    State {
+        /// The file or folder.
+        file: String,
+        /// What happened.
+        problem: String,
+        /// What to do.
+        hint: &'static str,
+    },
     /// A stage of the driver stopped without reporting why (a bug, or a panic in it).
     #[error("the {stage} stage stopped: {message}")]
     Stage {
@@ -95,7 +105,7 @@ impl RuntimeError {
                 _ => ErrorKind::Data,
             },
             RuntimeError::Config { .. } => ErrorKind::Config,
-            RuntimeError::Protocol { .. } => ErrorKind::Data,
+            RuntimeError::Protocol { .. } | RuntimeError::State { .. } => ErrorKind::Data,
             RuntimeError::Stage { .. } => ErrorKind::Transient,
         }
     }

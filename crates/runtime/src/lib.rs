@@ -16,15 +16,19 @@
 
 pub mod bronze_copy;
 pub mod contract;
+pub mod dead_letters;
 pub mod driver;
 pub mod error;
 pub mod hooks;
 pub mod position;
 pub mod sinks;
 pub mod sources;
+pub mod state_store;
+pub mod transform;
 
 pub use contract::{CommitReport, Committed, Committer, Polled, Sink, Source};
 pub use driver::{CommitPolicy, Driver, DriverOptions, RunReport, StopReason};
 pub use error::{ErrorKind, Result, RuntimeError};
 pub use hooks::{BatchStats, DriverHooks, NoHooks, RunInfo};
 pub use position::{Position, SummaryKeys};
+pub use transform::{Passthrough, Transform};

@@ -14,7 +14,6 @@ pub mod stream;
 pub mod stream_bronze;
 pub mod stream_log;
 pub mod stream_silver;
-pub mod stream_state;
 pub mod transform;
 pub mod validate;
 pub mod webhooks;

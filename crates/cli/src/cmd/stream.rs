@@ -1,28 +1,25 @@
 //! `strata stream`: Kafka JSON topic → pipeline → Kafka Avro topic (Confluent wire format, schema
 //! in a Schema Registry), quarantined records to a dead-letter topic.
 //!
-//! Per micro-batch (bounded by rows, bytes and time): run the pipeline, produce the Avro rows and
-//! the dead letters, wait for every acknowledgement, save the driver state (pipeline checkpoint +
-//! input positions, see `stream_state.rs`), then commit the input offsets — so nothing is lost,
-//! and after a crash the batch is replayed from consistent state (at least once on the output).
-//! With `--exactly-once` the produce and the offsets go into one Kafka transaction (a fenced
-//! transactional id per instance), so the output topic holds every record exactly once for
-//! `read_committed` consumers. SIGTERM / Ctrl-C finish the current batch, commit and exit 0.
+//! Wiring of the runtime's [`KafkaTopicSource`] and [`KafkaAvroSink`] into its one driver loop:
+//! every micro-batch is produced and acknowledged; at each commit point the pipeline state is
+//! saved with the input positions, then the offsets are committed (to the group, or with
+//! `--exactly-once` inside one Kafka transaction per commit, with a fenced transactional id per
+//! instance). The protocol is documented on the sink. SIGTERM / Ctrl-C finish the current batch,
+//! commit and exit 0.
 
-use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use arrow::array::{Array, AsArray, RecordBatch};
-use arrow::datatypes::DataType;
-use strata_connectors::avro::AvroEncoder;
-use strata_connectors::kafka::{Assignment, KafkaConfig, KafkaSink, KafkaSource, OutRecord};
-use strata_connectors::registry::{RegistryClient, RegistryConfig, SubjectNameStrategy};
-use strata_core::lineage::kafka_input_schema;
+use strata_connectors::kafka::{Assignment, KafkaConfig};
+use strata_connectors::registry::{RegistryClient, RegistryConfig};
 use strata_core::{BuildContext, Pipeline};
+use strata_runtime::sinks::{AvroOutput, InputGroup, KafkaAvroSink, register_output_schema};
+use strata_runtime::sources::{KafkaBatching, KafkaTopicSource};
+use strata_runtime::{CommitPolicy, Driver, DriverOptions, Source};
 
-use super::stream_state::{StateStore, StreamState};
+use super::stream_log::StreamLog;
 use crate::Failure;
 
 /// Kafka connection and partition flags shared by the streaming commands.
@@ -64,6 +61,15 @@ pub struct KafkaArgs {
 }
 
 impl KafkaArgs {
+    /// The micro-batch bounds.
+    pub fn batching(&self) -> KafkaBatching {
+        KafkaBatching {
+            max_rows: self.max_rows,
+            max_bytes: self.max_bytes,
+            max_wait: Duration::from_millis(self.max_wait_ms),
+        }
+    }
+
     /// The connection config.
     pub fn config(&self) -> Result<KafkaConfig, Failure> {
         let mut properties = Vec::with_capacity(self.properties.len());
@@ -189,20 +195,9 @@ impl Args {
     }
 }
 
-/// Counters of a run.
-#[derive(Debug, Default)]
-struct Counts {
-    batches: u64,
-    rows_in: u64,
-    rows_out: u64,
-    dead_letters: u64,
-}
-
 /// Runs the streaming driver until idle (`--stop-when-idle-ms`), SIGTERM or Ctrl-C.
 pub async fn run(args: &Args) -> Result<(), Failure> {
     let spec = super::load_spec(&args.pipeline)?;
-    let mut pipeline = Pipeline::build(&spec, kafka_input_schema(), &BuildContext::default())
-        .map_err(|e| Failure::config(anyhow::anyhow!("{}: {e}", args.pipeline.display())))?;
     let config = args.kafka.config()?;
     let (assignment, instance) = args.kafka.assignment()?;
     let group = args
@@ -210,14 +205,23 @@ pub async fn run(args: &Args) -> Result<(), Failure> {
         .group
         .clone()
         .unwrap_or_else(|| format!("strata-{}", spec.name));
-    let dlq_topic = args
+    let dead_letter_topic = args
         .dlq_topic
         .clone()
         .unwrap_or_else(|| format!("{}.dlq", args.output_topic));
-    for topic in [&args.output_topic, &dlq_topic] {
+    for topic in [&args.output_topic, &dead_letter_topic] {
         strata_connectors::kafka::partitions_of(&config, topic).map_err(Failure::runtime)?;
     }
-    let key_index = match &args.key_column {
+    let mut source = KafkaTopicSource::new(
+        config.clone(),
+        &args.kafka.input_topic,
+        group.clone(),
+        assignment.clone(),
+        args.kafka.batching(),
+    );
+    let pipeline = Pipeline::build(&spec, source.schema(), &BuildContext::default())
+        .map_err(|e| Failure::config(anyhow::anyhow!("{}: {e}", args.pipeline.display())))?;
+    let key_column = match &args.key_column {
         Some(k) => Some(pipeline.output_schema().index_of(k).map_err(|_| {
             Failure::config(anyhow::anyhow!(
                 "--key-column `{k}` is not an output column"
@@ -225,207 +229,60 @@ pub async fn run(args: &Args) -> Result<(), Failure> {
         })?),
         None => None,
     };
-
-    // Avro schema of the output, registered (with the compatibility check) before anything is
-    // produced: data the registry would reject is never written.
-    let registry = Arc::new(RegistryClient::new(args.registry_config()).map_err(Failure::config)?);
-    let output_schema = pipeline.output_schema();
-    let probe = AvroEncoder::for_arrow(output_schema.clone(), &spec.name, Some("strata"), 0)
-        .map_err(Failure::config)?;
-    let subject = SubjectNameStrategy::TopicName.subject(&args.output_topic, false, &spec.name);
-    let schema_id = registry
-        .ensure_registered(&subject, &probe.avro_schema().text())
-        .await
-        .map_err(Failure::runtime)?;
-    let encoder = AvroEncoder::new(output_schema, probe.avro_schema().clone(), schema_id);
-
-    let mut source = KafkaSource::open(
-        &config,
-        &args.kafka.input_topic,
-        &group,
-        &assignment,
-        &BTreeMap::new(),
-    )
-    .map_err(Failure::runtime)?;
-    let mut store = StateStore::open(&args.state_dir.join(&spec.name).join(&instance))?;
-    let committed = source.committed().map_err(Failure::runtime)?;
-    match store.matching(&committed)? {
-        (Some(state), _) => pipeline.restore(&state.pipeline)?,
-        (None, false) => {}
-        (None, true) if args.reset_state => {
-            eprintln!(
-                "warning: no saved state matches the committed offsets; starting with empty state (--reset-state)"
-            );
-        }
-        (None, true) if committed.is_empty() => {}
-        (None, true) => {
-            return Err(Failure::runtime(anyhow::anyhow!(
-                "no saved pipeline state in {} matches the committed offsets {committed:?} of group `{group}` (hint: --reset-state starts with empty state; dedup may then let duplicates through once)",
-                args.state_dir.display()
-            )));
-        }
-    }
-    let sink = KafkaSink::open(
-        &config,
-        args.exactly_once
-            .then(|| format!("{group}-{instance}"))
-            .as_deref(),
-    )
-    .map_err(Failure::runtime)?;
-    println!(
-        "stream `{}`: {} → {} (Avro, schema id {schema_id}), dead letters → {dlq_topic}, {} mode, partitions {:?}",
+    let registry = RegistryClient::new(args.registry_config()).map_err(Failure::config)?;
+    let encoder = register_output_schema(&registry, &args.output_topic, &pipeline).await?;
+    let schema_id = encoder.schema_id();
+    let input = InputGroup {
+        config: config.clone(),
+        topic: args.kafka.input_topic.clone(),
+        group: group.clone(),
+        assignment,
+        shared: source.share_group(),
+    };
+    let output = AvroOutput {
+        topic: args.output_topic.clone(),
+        dead_letter_topic: dead_letter_topic.clone(),
+        key_column,
+        transactional_id: args.exactly_once.then(|| format!("{group}-{instance}")),
+        state_dir: args.state_dir.join(&spec.name).join(&instance),
+        reset_state: args.reset_state,
+    };
+    let sink = KafkaAvroSink::open(&config, encoder, output, input)?;
+    let label = format!(
+        "stream `{}` (Avro, schema id {schema_id}, dead letters → {dead_letter_topic}, {} mode, instance {instance})",
         spec.name,
-        args.kafka.input_topic,
-        args.output_topic,
         if args.exactly_once {
             "exactly-once"
         } else {
             "at-least-once"
         },
-        source.partitions()
     );
-
-    let mut stop = Box::pin(shutdown_signal());
-    let mut counts = Counts::default();
-    let started = Instant::now();
-    let mut last_data = Instant::now();
-    let mut last_report = Instant::now();
-    let mut last_commit = Instant::now();
-    let commit_every = Duration::from_millis(args.commit_interval_ms);
-    // Output produced (and acknowledged) since the last commit point; in exactly-once mode, a
-    // transaction is open.
-    let mut open = false;
-    let max_wait = Duration::from_millis(args.kafka.max_wait_ms);
-    loop {
-        let next = tokio::select! {
-            _ = &mut stop => break,
-            next = source.next_batch(args.kafka.max_rows, args.kafka.max_bytes, max_wait) => next,
-        };
-        let Some(batch) = next.map_err(Failure::runtime)? else {
-            if open && last_commit.elapsed() >= commit_every {
-                commit_point(args.exactly_once, &sink, &source, &mut store, &pipeline).await?;
-                (open, last_commit) = (false, Instant::now());
-            }
-            if args
-                .kafka
-                .stop_when_idle_ms
-                .is_some_and(|ms| last_data.elapsed() >= Duration::from_millis(ms))
-            {
-                break;
-            }
-            continue;
-        };
-        last_data = Instant::now();
-        let out = pipeline.process(&batch)?;
-        let mut records = Vec::new();
-        for rows in &out.rows {
-            let values = encoder.encode_batch(rows).map_err(Failure::runtime)?;
-            let keys = key_index.map(|i| key_bytes(rows.column(i).as_ref()));
-            for (i, value) in values.into_iter().enumerate() {
-                records.push(OutRecord {
-                    topic: args.output_topic.clone(),
-                    key: keys.as_ref().and_then(|k| k[i].clone()),
-                    value: Some(value),
-                    headers: Vec::new(),
-                });
-            }
-        }
-        let dead = dead_letters(&out.quarantined, &dlq_topic);
-        counts.batches += 1;
-        counts.rows_in += batch.num_rows() as u64;
-        counts.rows_out += (records.len()) as u64;
-        counts.dead_letters += dead.len() as u64;
-        records.extend(dead);
-        if args.exactly_once && !open {
-            sink.begin().map_err(Failure::runtime)?;
-        }
-        if let Err(e) = sink.send_all(&records).await {
-            if args.exactly_once {
-                let _ = sink.abort();
-            }
-            return Err(Failure::runtime(e));
-        }
-        open = true;
-        if last_commit.elapsed() >= commit_every {
-            commit_point(args.exactly_once, &sink, &source, &mut store, &pipeline).await?;
-            (open, last_commit) = (false, Instant::now());
-        }
-        if last_report.elapsed() >= Duration::from_secs(5) {
-            last_report = Instant::now();
-            report(&counts, started.elapsed());
-        }
-    }
-    if open {
-        commit_point(args.exactly_once, &sink, &source, &mut store, &pipeline).await?;
-    }
-    sink.flush().map_err(Failure::runtime)?;
-    report(&counts, started.elapsed());
-    let m = pipeline.metrics();
+    let options = DriverOptions {
+        commit: CommitPolicy::every(Duration::from_millis(args.commit_interval_ms), u64::MAX),
+        channel_depth: 4,
+        stop_when_idle: args.kafka.stop_when_idle_ms.map(Duration::from_millis),
+        crash_after_commits: None,
+    };
+    let log = Arc::new(StreamLog::new(label, args.output_topic.clone()));
+    let report = Driver::new(source, pipeline, sink, options)
+        .with_hooks(log)
+        .run(shutdown_signal())
+        .await?;
+    let m = &report.metrics;
     println!(
-        "stopped: {} rows in, {} out, {} quarantined (dead letters), {} duplicates; positions {:?}",
+        "stopped after {} commits: {} rows in, {} out, {} quarantined (dead letters), {} duplicates; positions {}",
+        report.commits,
         m.rows_in,
         m.rows_out,
         m.quarantined,
         m.duplicates(),
-        source.positions()
+        report
+            .position
+            .as_ref()
+            .map(|p| p.to_json())
+            .unwrap_or_else(|| "(none)".into())
     );
     Ok(())
-}
-
-/// Makes everything produced so far durable with the input positions: the state file for the
-/// current positions, then the offsets — inside the open transaction (exactly once) or to the
-/// group after the acknowledgements (at least once).
-async fn commit_point(
-    exactly_once: bool,
-    sink: &KafkaSink,
-    source: &KafkaSource,
-    store: &mut StateStore,
-    pipeline: &Pipeline,
-) -> Result<(), Failure> {
-    let positions = source.positions().clone();
-    store.save(&StreamState {
-        positions: positions.clone(),
-        pipeline: pipeline.checkpoint()?,
-    })?;
-    if exactly_once {
-        let offsets = source.offsets_list(&positions).map_err(Failure::runtime)?;
-        sink.commit_with_offsets(source.consumer(), &offsets)
-            .map_err(Failure::runtime)
-    } else {
-        commit_with_retry(source, &positions).await
-    }
-}
-
-/// Commits input offsets, waiting out a broker that is briefly unreachable (a restart): the
-/// output is already acknowledged, so giving up here would only cause a replay.
-async fn commit_with_retry(
-    source: &KafkaSource,
-    positions: &strata_connectors::kafka::Positions,
-) -> Result<(), Failure> {
-    let mut attempt = 0;
-    loop {
-        match source.commit(positions) {
-            Ok(()) => return Ok(()),
-            Err(e) if e.is_unreachable() && attempt < 60 => {
-                attempt += 1;
-                eprintln!("warning: committing offsets: {e}; retrying");
-                tokio::time::sleep(Duration::from_secs(1)).await;
-            }
-            Err(e) => return Err(Failure::runtime(e)),
-        }
-    }
-}
-
-fn report(c: &Counts, elapsed: Duration) {
-    let secs = elapsed.as_secs_f64().max(1e-9);
-    println!(
-        "{} batches: {} records in, {} Avro records out, {} dead letters ({:.0} records/s)",
-        c.batches,
-        c.rows_in,
-        c.rows_out,
-        c.dead_letters,
-        c.rows_in as f64 / secs
-    );
 }
 
 /// Resolves when SIGTERM or Ctrl-C arrives.
@@ -446,89 +303,6 @@ pub async fn shutdown_signal() {
     {
         let _ = tokio::signal::ctrl_c().await;
     }
-}
-
-/// The key bytes of each row: strings as UTF-8, numbers in decimal, nulls unkeyed.
-fn key_bytes(column: &dyn Array) -> Vec<Option<Vec<u8>>> {
-    match column.data_type() {
-        DataType::Utf8 => column
-            .as_string::<i32>()
-            .iter()
-            .map(|v| v.map(|s| s.as_bytes().to_vec()))
-            .collect(),
-        _ => match arrow::compute::cast(column, &DataType::Utf8) {
-            Ok(s) => s
-                .as_string::<i32>()
-                .iter()
-                .map(|v| v.map(|s| s.as_bytes().to_vec()))
-                .collect(),
-            Err(_) => vec![None; column.len()],
-        },
-    }
-}
-
-/// Dead-letter records of a quarantine batch: the raw value, with the reason, the step and the
-/// source position in headers.
-fn dead_letters(quarantined: &RecordBatch, topic: &str) -> Vec<OutRecord> {
-    let n = quarantined.num_rows();
-    if n == 0 {
-        return Vec::new();
-    }
-    let text = |name: &str| -> Vec<Option<String>> {
-        match quarantined
-            .column_by_name(name)
-            .and_then(|c| arrow::compute::cast(c, &DataType::Utf8).ok())
-        {
-            Some(c) => c
-                .as_string::<i32>()
-                .iter()
-                .map(|v| v.map(str::to_string))
-                .collect(),
-            None => vec![None; n],
-        }
-    };
-    let bytes = |name: &str| -> Vec<Option<Vec<u8>>> {
-        match quarantined
-            .column_by_name(name)
-            .and_then(|c| arrow::compute::cast(c, &DataType::Binary).ok())
-        {
-            Some(c) => c
-                .as_binary::<i32>()
-                .iter()
-                .map(|v| v.map(<[u8]>::to_vec))
-                .collect(),
-            None => vec![None; n],
-        }
-    };
-    let (raw, keys) = (bytes("_raw"), bytes("_kafka_key"));
-    let (step, reason) = (text("_step"), text("_reason"));
-    let (src_topic, partition, offset) = (
-        text("_kafka_topic"),
-        text("_kafka_partition"),
-        text("_kafka_offset"),
-    );
-    (0..n)
-        .map(|i| {
-            let mut headers = Vec::new();
-            for (k, v) in [
-                ("strata.step", &step[i]),
-                ("strata.reason", &reason[i]),
-                ("strata.source.topic", &src_topic[i]),
-                ("strata.source.partition", &partition[i]),
-                ("strata.source.offset", &offset[i]),
-            ] {
-                if let Some(v) = v {
-                    headers.push((k.to_string(), v.as_bytes().to_vec()));
-                }
-            }
-            OutRecord {
-                topic: topic.to_string(),
-                key: keys[i].clone(),
-                value: raw[i].clone(),
-                headers,
-            }
-        })
-        .collect()
 }
 
 #[cfg(test)]

@@ -10,6 +10,7 @@ use strata_runtime::{BatchStats, CommitReport, DriverHooks, RunInfo};
 /// Log lines of a streaming run.
 pub struct StreamLog {
     label: String,
+    target: String,
     started: Instant,
     last_report: Mutex<Instant>,
     rows_in: AtomicU64,
@@ -18,10 +19,11 @@ pub struct StreamLog {
 }
 
 impl StreamLog {
-    /// Lines prefixed by `label`.
-    pub fn new(label: String) -> Self {
+    /// Lines prefixed by `label`, for a run writing into `target`.
+    pub fn new(label: String, target: String) -> Self {
         StreamLog {
             label,
+            target,
             started: Instant::now(),
             last_report: Mutex::new(Instant::now()),
             rows_in: AtomicU64::new(0),
@@ -34,11 +36,12 @@ impl StreamLog {
 impl DriverHooks for StreamLog {
     fn on_start(&self, info: &RunInfo) {
         println!(
-            "{}: {} → silver{}",
+            "{}: {} → {}{}",
             self.label,
             info.source,
+            self.target,
             if info.resumed {
-                " (resuming at the table's positions)"
+                " (resuming at the committed positions)"
             } else {
                 ""
             }

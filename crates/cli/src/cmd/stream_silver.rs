@@ -11,7 +11,7 @@ use strata_core::{BuildContext, Pipeline};
 use strata_layers::lake::Lake;
 use strata_layers::silver::{CatalogConfig, SilverCatalog};
 use strata_runtime::sinks::{MemoryPlan, SilverStreamSink, SilverTables};
-use strata_runtime::sources::{KafkaBatching, KafkaTopicSource};
+use strata_runtime::sources::KafkaTopicSource;
 use strata_runtime::{CommitPolicy, Driver, DriverOptions, Source};
 
 use super::stream::{KafkaArgs, shutdown_signal};
@@ -61,11 +61,7 @@ pub async fn run(args: &Args) -> Result<(), Failure> {
         &args.kafka.input_topic,
         group,
         assignment,
-        KafkaBatching {
-            max_rows: args.kafka.max_rows,
-            max_bytes: args.kafka.max_bytes,
-            max_wait: Duration::from_millis(args.kafka.max_wait_ms),
-        },
+        args.kafka.batching(),
     );
     let pipeline = Pipeline::build(&spec, source.schema(), &BuildContext::default())
         .map_err(|e| Failure::config(anyhow::anyhow!("{}: {e}", args.pipeline.display())))?;
@@ -93,10 +89,10 @@ pub async fn run(args: &Args) -> Result<(), Failure> {
         stop_when_idle: args.kafka.stop_when_idle_ms.map(Duration::from_millis),
         crash_after_commits: None,
     };
-    let log = Arc::new(StreamLog::new(format!(
-        "stream silver `{}` (instance {instance})",
-        spec.name
-    )));
+    let log = Arc::new(StreamLog::new(
+        format!("stream silver `{}` (instance {instance})", spec.name),
+        "silver".into(),
+    ));
     let report = Driver::new(source, pipeline, SilverStreamSink::new(tables), options)
         .with_hooks(log.clone())
         .run(shutdown_signal())

@@ -15,4 +15,4 @@ pub(crate) use config::Role;
 pub use config::{KafkaConfig, partitions_of};
 pub use sink::{KafkaSink, OutRecord};
 pub(crate) use source::is_transient;
-pub use source::{Assignment, KafkaSource, Positions};
+pub use source::{Assignment, GroupHandle, KafkaSource, Positions, group_offsets};

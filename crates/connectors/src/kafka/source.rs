@@ -41,7 +41,7 @@ pub enum Assignment {
 
 /// A Kafka topic as a source of pipeline batches.
 pub struct KafkaSource {
-    consumer: StreamConsumer,
+    consumer: Arc<StreamConsumer>,
     config: KafkaConfig,
     topic: String,
     source: String,
@@ -103,34 +103,7 @@ impl KafkaSource {
         );
         client.set("group.id", group);
         let consumer: StreamConsumer = client.create().map_err(|e| config.kafka_error(topic, e))?;
-        let partitions: Vec<i32> = match assignment {
-            Assignment::Group => all.clone(),
-            Assignment::Partitions(p) => {
-                if let Some(bad) = p.iter().find(|p| !all.contains(p)) {
-                    return Err(ConnectorError::Kafka {
-                        brokers: config.brokers.clone(),
-                        topic: topic.to_string(),
-                        message: format!("partition {bad} does not exist (the topic has {all:?})"),
-                        hint: "pass partitions the topic has",
-                    });
-                }
-                p.clone()
-            }
-            Assignment::Instance { index, count } => {
-                if *count == 0 || index >= count {
-                    return Err(ConnectorError::Kafka {
-                        brokers: config.brokers.clone(),
-                        topic: topic.to_string(),
-                        message: format!("instance {index}/{count} is not valid"),
-                        hint: "use --instance i/N with 0 <= i < N",
-                    });
-                }
-                all.iter()
-                    .copied()
-                    .filter(|p| (*p as u32) % count == *index)
-                    .collect()
-            }
-        };
+        let partitions = assigned(config, topic, assignment, &all)?;
         let mut positions = Positions::new();
         if *assignment == Assignment::Group {
             consumer
@@ -157,7 +130,7 @@ impl KafkaSource {
                 .map_err(|e| config.kafka_error(topic, e))?;
         }
         Ok(KafkaSource {
-            consumer,
+            consumer: Arc::new(consumer),
             config: config.clone(),
             topic: topic.to_string(),
             source: topic.to_string(),
@@ -195,23 +168,22 @@ impl KafkaSource {
 
     /// Commits `positions` to the consumer group (synchronously).
     pub fn commit(&self, positions: &Positions) -> Result<()> {
-        let tpl = self.offsets_list(positions)?;
-        if tpl.count() == 0 {
-            return Ok(());
-        }
-        self.consumer
-            .commit(&tpl, CommitMode::Sync)
-            .map_err(|e| self.config.kafka_error(&self.topic, e))
+        self.group_handle().commit(positions)
     }
 
     /// `positions` as a librdkafka partition list.
     pub fn offsets_list(&self, positions: &Positions) -> Result<TopicPartitionList> {
-        let mut tpl = TopicPartitionList::new();
-        for (p, o) in positions {
-            tpl.add_partition_offset(&self.topic, *p, Offset::Offset(*o))
-                .map_err(|e| self.config.kafka_error(&self.topic, e))?;
+        self.group_handle().offsets_list(positions)
+    }
+
+    /// A handle on this source's consumer group membership, for a committer on another task
+    /// (offsets committed to the group, or sent into a producer's transaction).
+    pub fn group_handle(&self) -> GroupHandle {
+        GroupHandle {
+            consumer: self.consumer.clone(),
+            config: self.config.clone(),
+            topic: self.topic.clone(),
         }
-        Ok(tpl)
     }
 
     /// The next micro-batch: up to `max_rows` records or `max_bytes` of values, returned once
@@ -314,6 +286,103 @@ impl KafkaSource {
             .map(Some)
             .map_err(|e| ConnectorError::Internal(format!("building a Kafka batch: {e}")))
     }
+}
+
+/// The consumer of a [`KafkaSource`], shared with whoever commits its positions.
+#[derive(Clone)]
+pub struct GroupHandle {
+    consumer: Arc<StreamConsumer>,
+    config: KafkaConfig,
+    topic: String,
+}
+
+impl std::fmt::Debug for GroupHandle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("GroupHandle")
+            .field("topic", &self.topic)
+            .finish()
+    }
+}
+
+impl GroupHandle {
+    /// The consumer (a transaction needs its group metadata).
+    pub fn consumer(&self) -> &StreamConsumer {
+        &self.consumer
+    }
+
+    /// Commits `positions` to the consumer group (synchronously).
+    pub fn commit(&self, positions: &Positions) -> Result<()> {
+        let tpl = self.offsets_list(positions)?;
+        if tpl.count() == 0 {
+            return Ok(());
+        }
+        self.consumer
+            .commit(&tpl, CommitMode::Sync)
+            .map_err(|e| self.config.kafka_error(&self.topic, e))
+    }
+
+    /// `positions` as a librdkafka partition list.
+    pub fn offsets_list(&self, positions: &Positions) -> Result<TopicPartitionList> {
+        let mut tpl = TopicPartitionList::new();
+        for (p, o) in positions {
+            tpl.add_partition_offset(&self.topic, *p, Offset::Offset(*o))
+                .map_err(|e| self.config.kafka_error(&self.topic, e))?;
+        }
+        Ok(tpl)
+    }
+}
+
+/// The partitions an assignment reads (in group mode: all of the topic's).
+fn assigned(
+    config: &KafkaConfig,
+    topic: &str,
+    assignment: &Assignment,
+    all: &[i32],
+) -> Result<Vec<i32>> {
+    Ok(match assignment {
+        Assignment::Group => all.to_vec(),
+        Assignment::Partitions(p) => {
+            if let Some(bad) = p.iter().find(|p| !all.contains(p)) {
+                return Err(ConnectorError::Kafka {
+                    brokers: config.brokers.clone(),
+                    topic: topic.to_string(),
+                    message: format!("partition {bad} does not exist (the topic has {all:?})"),
+                    hint: "pass partitions the topic has",
+                });
+            }
+            p.clone()
+        }
+        Assignment::Instance { index, count } => {
+            if *count == 0 || index >= count {
+                return Err(ConnectorError::Kafka {
+                    brokers: config.brokers.clone(),
+                    topic: topic.to_string(),
+                    message: format!("instance {index}/{count} is not valid"),
+                    hint: "use --instance i/N with 0 <= i < N",
+                });
+            }
+            all.iter()
+                .copied()
+                .filter(|p| (*p as u32) % count == *index)
+                .collect()
+        }
+    })
+}
+
+/// The offsets `group` has committed for the partitions `assignment` reads, read without
+/// joining the group (before a source opens).
+pub fn group_offsets(
+    config: &KafkaConfig,
+    topic: &str,
+    group: &str,
+    assignment: &Assignment,
+) -> Result<Positions> {
+    let all = partitions_of(config, topic)?;
+    let partitions = assigned(config, topic, assignment, &all)?;
+    let mut client = config.client_config_for(super::config::Role::Consumer, &[]);
+    client.set("group.id", group);
+    let consumer: StreamConsumer = client.create().map_err(|e| config.kafka_error(topic, e))?;
+    committed(&consumer, config, topic, &partitions)
 }
 
 fn committed(

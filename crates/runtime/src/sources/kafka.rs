@@ -1,11 +1,13 @@
 //! A Kafka topic (JSON or any bytes in `_raw`), read with explicit positions: the committer's
-//! position is where reading starts; the group's offsets are committed after each commit for
-//! monitoring only.
+//! position is where reading starts. Where the output holds the positions (a silver table,
+//! bronze files) the group's offsets are committed after each commit for monitoring only; where
+//! the group holds them (an Avro topic), the committer commits them through [`SharedGroup`].
 
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use arrow::datatypes::SchemaRef;
-use strata_connectors::kafka::{Assignment, KafkaConfig, KafkaSource, Positions};
+use strata_connectors::kafka::{Assignment, GroupHandle, KafkaConfig, KafkaSource, Positions};
 
 use crate::contract::{Polled, Source};
 use crate::error::Result;
@@ -30,6 +32,35 @@ pub struct KafkaTopicSource {
     assignment: Assignment,
     batching: KafkaBatching,
     consumer: Option<KafkaSource>,
+    group_handle: SharedGroup,
+    acknowledge_to_group: bool,
+    source_name: Option<String>,
+}
+
+/// The consumer group membership of a [`KafkaTopicSource`], filled once it connects: a
+/// committer on the sink task commits the source's positions through it (to the group, or
+/// into a transaction with the group's metadata).
+#[derive(Debug, Clone, Default)]
+pub struct SharedGroup(Arc<Mutex<Option<GroupHandle>>>);
+
+impl SharedGroup {
+    /// The handle, once the source has connected.
+    pub fn get(&self) -> Result<GroupHandle> {
+        self.0
+            .lock()
+            .ok()
+            .and_then(|g| g.clone())
+            .ok_or_else(|| crate::RuntimeError::Stage {
+                stage: "source",
+                message: "the Kafka consumer is not connected yet".into(),
+            })
+    }
+
+    fn set(&self, handle: GroupHandle) {
+        if let Ok(mut g) = self.0.lock() {
+            *g = Some(handle);
+        }
+    }
 }
 
 impl std::fmt::Debug for KafkaTopicSource {
@@ -58,18 +89,44 @@ impl KafkaTopicSource {
             assignment,
             batching,
             consumer: None,
+            group_handle: SharedGroup::default(),
+            acknowledge_to_group: true,
+            source_name: None,
         }
+    }
+
+    /// The group membership, for a committer that commits this source's positions itself;
+    /// the source then no longer commits them to the group after each commit.
+    pub fn share_group(&mut self) -> SharedGroup {
+        self.acknowledge_to_group = false;
+        self.group_handle.clone()
+    }
+
+    /// Names the records' `_source` (default: the topic).
+    pub fn with_source_name(mut self, name: impl Into<String>) -> Self {
+        self.source_name = Some(name.into());
+        self
+    }
+
+    fn open(&self, start: &Positions) -> Result<KafkaSource> {
+        let source = KafkaSource::open(
+            &self.config,
+            &self.topic,
+            &self.group,
+            &self.assignment,
+            start,
+        )?;
+        let source = match &self.source_name {
+            Some(name) => source.with_source_name(name.clone()),
+            None => source,
+        };
+        self.group_handle.set(source.group_handle());
+        Ok(source)
     }
 
     fn consumer(&mut self) -> Result<&mut KafkaSource> {
         if self.consumer.is_none() {
-            self.consumer = Some(KafkaSource::open(
-                &self.config,
-                &self.topic,
-                &self.group,
-                &self.assignment,
-                &Positions::new(),
-            )?);
+            self.consumer = Some(self.open(&Positions::new())?);
         }
         self.consumer
             .as_mut()
@@ -102,13 +159,7 @@ impl Source for KafkaTopicSource {
                     hint: "the output was written by another kind of source; use a new table",
                 })?,
         };
-        self.consumer = Some(KafkaSource::open(
-            &self.config,
-            &self.topic,
-            &self.group,
-            &self.assignment,
-            &start,
-        )?);
+        self.consumer = Some(self.open(&start)?);
         Ok(())
     }
 
@@ -128,6 +179,9 @@ impl Source for KafkaTopicSource {
     }
 
     async fn acknowledge(&mut self, committed: &Position) -> Result<()> {
+        if !self.acknowledge_to_group {
+            return Ok(());
+        }
         if let (Some(offsets), Some(consumer)) = (committed.kafka_offsets(), &self.consumer) {
             // Advisory: lets monitoring see the lag; the output's positions are what counts.
             consumer.commit(offsets)?;

@@ -7,7 +7,7 @@ mod kafka;
 mod ndjson_files;
 
 pub use bronze::BronzeSource;
-pub use kafka::{KafkaBatching, KafkaTopicSource};
+pub use kafka::{KafkaBatching, KafkaTopicSource, SharedGroup};
 pub use ndjson_files::NdjsonFilesSource;
 
 use crate::error::{Result, RuntimeError};

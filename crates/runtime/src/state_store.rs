@@ -1,28 +1,32 @@
-//! The streaming driver's durable state: the pipeline checkpoint (dedup keys) together with the
-//! input positions it corresponds to, one file per committed micro-batch.
+//! Pipeline state kept beside a sink whose positions live elsewhere (a Kafka consumer group, a
+//! Kafka transaction): the pipeline checkpoint together with the input positions it belongs to,
+//! one file per commit.
 //!
-//! The consumer group's committed offsets say where the output is complete (after the produce
-//! was acknowledged, or inside the transaction in exactly-once mode). The state file is written
+//! The group's committed offsets say where the output is complete. The state file is written
 //! *before* those offsets are committed, so on restart exactly one of the last few files matches
 //! the committed offsets: the state to restore. A crash between the two writes leaves the newer
 //! file unmatched and the older one matching — the batch is replayed from consistent state.
+//! Files go through the one state-file writer (`strata_connectors::state_file::write_atomic`:
+//! temp file, fsync, rename, fsync of the folder).
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use strata_connectors::kafka::Positions;
-
-use crate::Failure;
+use crate::error::{Result, RuntimeError};
 
 const MAGIC: &[u8; 8] = b"STRATASS";
 /// Files kept: the newest few are enough to find the one matching the committed offsets.
 const KEEP: usize = 4;
 
+/// Next offset per partition.
+pub type Offsets = BTreeMap<i32, i64>;
+
 /// Pipeline state at input positions.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StreamState {
     /// Next offset per partition.
-    pub positions: Positions,
-    /// `Pipeline::checkpoint` bytes.
+    pub positions: Offsets,
+    /// The pipeline checkpoint.
     pub pipeline: Vec<u8>,
 }
 
@@ -42,13 +46,17 @@ impl StreamState {
     fn decode(bytes: &[u8]) -> Option<Self> {
         let rest = bytes.strip_prefix(MAGIC.as_slice())?;
         let n = u32::from_le_bytes(rest.get(..4)?.try_into().ok()?) as usize;
-        let mut at = 4;
-        let mut positions = Positions::new();
+        let mut at = 4usize;
+        let mut positions = Offsets::new();
         for _ in 0..n {
-            let p = i32::from_le_bytes(rest.get(at..at + 4)?.try_into().ok()?);
-            let o = i64::from_le_bytes(rest.get(at + 4..at + 12)?.try_into().ok()?);
+            let p = i32::from_le_bytes(rest.get(at..at.checked_add(4)?)?.try_into().ok()?);
+            let o = i64::from_le_bytes(
+                rest.get(at.checked_add(4)?..at.checked_add(12)?)?
+                    .try_into()
+                    .ok()?,
+            );
             positions.insert(p, o);
-            at += 12;
+            at = at.checked_add(12)?;
         }
         Some(StreamState {
             positions,
@@ -64,12 +72,19 @@ pub struct StateStore {
     next_seq: u64,
 }
 
+fn state_error(path: &Path, e: impl std::fmt::Display, hint: &'static str) -> RuntimeError {
+    RuntimeError::State {
+        file: path.display().to_string(),
+        problem: e.to_string(),
+        hint,
+    }
+}
+
 impl StateStore {
     /// Opens (creating) `dir`.
-    pub fn open(dir: &Path) -> Result<Self, Failure> {
-        std::fs::create_dir_all(dir).map_err(|e| {
-            Failure::runtime(anyhow::anyhow!("state folder {}: {e}", dir.display()))
-        })?;
+    pub fn open(dir: &Path) -> Result<Self> {
+        std::fs::create_dir_all(dir)
+            .map_err(|e| state_error(dir, e, "check that the state folder is writable"))?;
         let next_seq = Self::files(dir)?.last().map(|(s, _)| s + 1).unwrap_or(0);
         Ok(StateStore {
             dir: dir.to_path_buf(),
@@ -77,11 +92,15 @@ impl StateStore {
         })
     }
 
-    fn files(dir: &Path) -> Result<Vec<(u64, PathBuf)>, Failure> {
+    /// The folder.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    fn files(dir: &Path) -> Result<Vec<(u64, PathBuf)>> {
         let mut files = Vec::new();
-        let entries = std::fs::read_dir(dir).map_err(|e| {
-            Failure::runtime(anyhow::anyhow!("state folder {}: {e}", dir.display()))
-        })?;
+        let entries = std::fs::read_dir(dir)
+            .map_err(|e| state_error(dir, e, "check that the state folder is readable"))?;
         for entry in entries.flatten() {
             let path = entry.path();
             let seq = path
@@ -98,18 +117,18 @@ impl StateStore {
     }
 
     /// The newest state whose positions equal `committed`, if any, and whether any state exists.
-    pub fn matching(&self, committed: &Positions) -> Result<(Option<StreamState>, bool), Failure> {
+    pub fn matching(&self, committed: &Offsets) -> Result<(Option<StreamState>, bool)> {
         let files = Self::files(&self.dir)?;
         let any = !files.is_empty();
         for (_, path) in files.iter().rev() {
-            let bytes = std::fs::read(path).map_err(|e| {
-                Failure::runtime(anyhow::anyhow!("reading {}: {e}", path.display()))
-            })?;
+            let bytes = std::fs::read(path)
+                .map_err(|e| state_error(path, e, "check the file's permissions"))?;
             let state = StreamState::decode(&bytes).ok_or_else(|| {
-                Failure::runtime(anyhow::anyhow!(
-                    "{} is not a Strata stream state",
-                    path.display()
-                ))
+                state_error(
+                    path,
+                    "not a Strata stream state",
+                    "state files are written atomically: remove files that are not Strata's",
+                )
             })?;
             if &state.positions == committed {
                 return Ok((Some(state), any));
@@ -118,18 +137,11 @@ impl StateStore {
         Ok((None, any))
     }
 
-    /// Durably writes `state` as the newest file (temp + fsync + rename) and prunes old ones.
-    pub fn save(&mut self, state: &StreamState) -> Result<(), Failure> {
-        use std::io::Write;
+    /// Durably writes `state` as the newest file and prunes old ones.
+    pub fn save(&mut self, state: &StreamState) -> Result<()> {
         let path = self.dir.join(format!("{:012}.state", self.next_seq));
-        let temp = self.dir.join(format!(".{:012}.state.tmp", self.next_seq));
-        let io = |e: std::io::Error| {
-            Failure::runtime(anyhow::anyhow!("writing {}: {e}", path.display()))
-        };
-        let mut f = std::fs::File::create(&temp).map_err(io)?;
-        f.write_all(&state.encode()).map_err(io)?;
-        f.sync_all().map_err(io)?;
-        std::fs::rename(&temp, &path).map_err(io)?;
+        strata_connectors::state_file::write_atomic(&path, &state.encode())
+            .map_err(|e| state_error(&path, e, "check that the state folder is writable"))?;
         self.next_seq += 1;
         let files = Self::files(&self.dir)?;
         if files.len() > KEEP {
@@ -151,22 +163,40 @@ mod tests {
         let mut store = StateStore::open(dir.path()).expect("open");
         for i in 0..6i64 {
             let state = StreamState {
-                positions: Positions::from([(0, i * 10), (1, i * 20)]),
+                positions: Offsets::from([(0, i * 10), (1, i * 20)]),
                 pipeline: vec![i as u8; 3],
             };
             store.save(&state).expect("save");
         }
         let store = StateStore::open(dir.path()).expect("reopen");
         let (found, any) = store
-            .matching(&Positions::from([(0, 40), (1, 80)]))
+            .matching(&Offsets::from([(0, 40), (1, 80)]))
             .expect("match");
         assert!(any);
         assert_eq!(found.map(|s| s.pipeline), Some(vec![4, 4, 4]));
         // Pruned: only the newest KEEP remain, so an old position no longer matches.
         let (old, _) = store
-            .matching(&Positions::from([(0, 0), (1, 0)]))
+            .matching(&Offsets::from([(0, 0), (1, 0)]))
             .expect("match");
         assert!(old.is_none());
         assert_eq!(store.next_seq, 6);
+    }
+
+    #[test]
+    fn a_truncated_or_foreign_state_file_is_a_clear_error() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut store = StateStore::open(dir.path()).expect("open");
+        store
+            .save(&StreamState {
+                positions: Offsets::from([(0, 5)]),
+                pipeline: vec![1],
+            })
+            .expect("save");
+        let path = dir.path().join("000000000000.state");
+        let bytes = std::fs::read(&path).expect("read");
+        std::fs::write(&path, &bytes[..14]).expect("truncate");
+        let err = store.matching(&Offsets::new()).expect_err("truncated");
+        assert!(err.to_string().contains("not a Strata stream state"), "{err}");
+        assert!(err.to_string().contains("000000000000.state"), "{err}");
     }
 }
