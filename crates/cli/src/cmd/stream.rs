@@ -270,7 +270,7 @@ pub async fn run(args: &Args) -> Result<(), Failure> {
         .await?;
     let m = &report.metrics;
     println!(
-        "stopped after {} commits: {} rows in, {} out, {} quarantined (dead letters), {} duplicates; positions {}",
+        "stopped: {} commits, {} rows in, {} out, {} quarantined (dead letters), {} duplicates; positions {}",
         report.commits,
         m.rows_in,
         m.rows_out,

@@ -89,7 +89,7 @@ pub async fn run(args: &Args) -> Result<(), Failure> {
     .run(shutdown_signal())
     .await?;
     println!(
-        "stopped after {} commits: {} records copied; positions {}",
+        "stopped: {} commits, {} records copied; positions {}",
         report.commits,
         report.metrics.rows_in,
         report

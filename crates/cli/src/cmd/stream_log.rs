@@ -38,7 +38,7 @@ impl DriverHooks for StreamLog {
         println!(
             "{}: {} → {}{}",
             self.label,
-            info.source,
+            info.detail,
             self.target,
             if info.resumed {
                 " (resuming at the committed positions)"

@@ -99,7 +99,7 @@ pub async fn run(args: &Args) -> Result<(), Failure> {
         .await?;
     let m = &report.metrics;
     println!(
-        "stopped after {} commits: {} records in, {} out, {} quarantined, {} duplicates; positions {}",
+        "stopped: {} commits, {} records in, {} out, {} quarantined, {} duplicates; positions {}",
         report.commits,
         m.rows_in,
         m.rows_out,

@@ -147,6 +147,13 @@ impl Source for KafkaTopicSource {
         strata_core::lineage::kafka_input_schema()
     }
 
+    fn describe(&self) -> String {
+        match &self.consumer {
+            Some(c) => format!("{}, partitions {:?}", self.name(), c.partitions()),
+            None => self.name(),
+        }
+    }
+
     async fn seek(&mut self, committed: Option<&Position>) -> Result<()> {
         let start: Positions = match committed {
             None => Positions::new(),
