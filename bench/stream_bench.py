@@ -14,9 +14,12 @@ Usage (broker, registry and release build needed):
     source $(scripts/services.sh env)      # STRATA_TEST_KAFKA
     python bench/stream_bench.py [EVENTS] [RATE]     # defaults 1,000,000 and 10,000
     python bench/stream_bench.py --memory            # the 1M / 5M RSS run
+    python bench/stream_bench.py --ab BASE_BIN HEAD_BIN [EVENTS]   # throughput, two binaries
+                                                                   # alternating A/B/A/B
 """
 import json
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -32,7 +35,7 @@ from confluent_kafka.serialization import MessageField, SerializationContext
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TARGET = os.environ.get("CARGO_TARGET_DIR", os.path.expanduser("~/.cache/strata/target"))
-STRATA = os.path.join(TARGET, "release", "strata")
+STRATA = os.environ.get("STRATA_BIN", os.path.join(TARGET, "release", "strata"))
 BROKERS = os.environ.get("STRATA_TEST_KAFKA", "127.0.0.1:19092")
 PIPELINE = os.path.join(ROOT, "pipelines", "iot.yaml")
 
@@ -98,7 +101,8 @@ def run_driver(work, url, t_in, t_out, t_dlq, idle_ms, sample_rss=None):
            "--group", t_in + "-g", "--state-dir", os.path.join(work, "state"), "--stop-when-idle-ms",
            str(idle_ms), "--max-wait-ms", "20"]
     start = time.perf_counter()
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True)
+    # Progress lines are logs (stderr) in newer builds: read both streams.
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     lines, samples = [], []
 
     def read():
@@ -128,11 +132,13 @@ def run_driver(work, url, t_in, t_out, t_dlq, idle_ms, sample_rss=None):
 
 
 def records_in(line):
-    # "<b> batches: <n> records in, ..."
-    try:
-        return int(line.split(" batches: ")[1].split(" records in")[0])
-    except (IndexError, ValueError):
-        return None
+    # "<b> batches: <n> records in, ..." (before the runtime), "records_in=<n>" (progress logs),
+    # "stopped: [<c> commits, ]<n> rows in, ..." (the final line of either).
+    for pattern in (r" batches: (\d+) records in", r"records_in=(\d+)", r"stopped: .*?(\d+) rows in"):
+        m = re.search(pattern, line)
+        if m:
+            return int(m.group(1))
+    return None
 
 
 def throughput(work, n):
@@ -148,7 +154,7 @@ def throughput(work, n):
     total = next(records_in(l) for _, l in reversed(lines) if records_in(l) is not None)
     elapsed = [t for t, l in lines if l.startswith("stopped")][0] - 2.0
     start = time.perf_counter()
-    subprocess.run([STRATA, "transform", "--input", path, "--out", os.path.join(work, f"t-{n}"), "--pipeline",
+    subprocess.run([STRATA, "transform", "--input", path, "--out", os.path.join(work, f"t-{n}-{time.time_ns()}"), "--pipeline",
                     PIPELINE], check=True, capture_output=True)
     alone = time.perf_counter() - start
     return total, elapsed, alone, usage.ru_maxrss / 1024
@@ -207,8 +213,26 @@ def memory(work):
     return marks
 
 
+def ab(work, base, head, n):
+    global STRATA
+    results = {base: [], head: []}
+    for _ in range(2):
+        for binary in (base, head):
+            STRATA = binary
+            total, elapsed, _, rss = throughput(work, n)
+            results[binary].append((total / elapsed, rss))
+            print(f"{binary}: {total:,} events in {elapsed:.2f} s = {total / elapsed:,.0f} events/s, RSS {rss:.0f} MB", flush=True)
+    best = {b: max(r for r, _ in v) for b, v in results.items()}
+    print(f"\nstream avro, {n:,} events: BASE {best[base]:,.0f} events/s, HEAD {best[head]:,.0f} events/s, "
+          f"HEAD/BASE {best[head] / best[base]:.2f} (best of 2 each)")
+
+
 def main():
     work = tempfile.mkdtemp(prefix="strata-stream-bench-")
+    if sys.argv[1:2] == ["--ab"]:
+        n = int(sys.argv[4]) if len(sys.argv) > 4 else 1_000_000
+        ab(work, sys.argv[2], sys.argv[3], n)
+        return
     if "--memory" in sys.argv:
         for mark, (got, rss) in sorted(memory(work).items()):
             print(f"after {got:,} events (≥ {mark:,}): peak RSS so far {rss:.0f} MB")
