@@ -63,7 +63,9 @@ async fn main() -> anyhow::Result<()> {
         dead_letter_topic: format!("{output}.dlq"),
         key_column: None,
         transactional_id: Some(format!("{group}-0")),
-        state_dir: std::env::temp_dir().join("strata-example-state").join(&spec.name),
+        state_dir: std::env::temp_dir()
+            .join("strata-example-state")
+            .join(&spec.name),
         reset_state: false,
     };
     let sink = KafkaAvroSink::open(&config, encoder, sink_output, input_group)?;

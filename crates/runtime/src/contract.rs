@@ -89,8 +89,21 @@ pub trait Sink: Send + 'static {
 pub struct Committed {
     /// The position everything committed covers.
     pub position: Option<Position>,
-    /// The pipeline checkpoint at that position.
+    /// The pipeline checkpoint at that position (the last full one, when deltas follow it).
     pub state: Option<Vec<u8>>,
+    /// Deltas committed after `state`, oldest first (committers that accept deltas).
+    pub state_deltas: Vec<Vec<u8>>,
+}
+
+/// The pipeline state a commit stores.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct StateUpdate {
+    /// Checkpoint bytes.
+    pub bytes: Vec<u8>,
+    /// True when `bytes` only holds what changed since the previous commit's state (handed
+    /// only to a committer whose [`Committer::accepts_state_deltas`] is true); false for a
+    /// whole state, which replaces everything before it.
+    pub delta: bool,
 }
 
 /// What one commit did.
@@ -112,7 +125,13 @@ pub trait Committer: Send + 'static {
     /// What is already committed (read once, before the driver seeks the source).
     async fn committed(&mut self) -> Result<Committed>;
 
+    /// Whether this committer keeps a chain of state deltas after a full state (so a commit
+    /// costs what changed, not the whole state); the driver then hands it deltas.
+    fn accepts_state_deltas(&self) -> bool {
+        false
+    }
+
     /// Commits everything staged since the last commit, covering `position`, with the pipeline
     /// checkpoint `state` taken at that position.
-    async fn commit(&mut self, position: &Position, state: Vec<u8>) -> Result<CommitReport>;
+    async fn commit(&mut self, position: &Position, state: StateUpdate) -> Result<CommitReport>;
 }

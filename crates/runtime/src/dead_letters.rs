@@ -61,7 +61,10 @@ pub fn dead_letters(quarantined: &RecordBatch, topic: &str) -> Vec<OutRecord> {
         (headers::STEP, text(quarantined, "_step")),
         (headers::REASON, text(quarantined, "_reason")),
         (headers::SOURCE_TOPIC, text(quarantined, "_kafka_topic")),
-        (headers::SOURCE_PARTITION, text(quarantined, "_kafka_partition")),
+        (
+            headers::SOURCE_PARTITION,
+            text(quarantined, "_kafka_partition"),
+        ),
         (headers::SOURCE_OFFSET, text(quarantined, "_kafka_offset")),
     ];
     raw.into_iter()

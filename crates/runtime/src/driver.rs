@@ -29,7 +29,7 @@ use strata_core::{Output, Pipeline, PipelineMetrics};
 use crate::transform::Transform;
 use tokio::sync::mpsc;
 
-use crate::contract::{CommitReport, Committer, Polled, Sink, Source};
+use crate::contract::{CommitReport, Committer, Polled, Sink, Source, StateUpdate};
 use crate::error::{Result, RuntimeError};
 use crate::hooks::{BatchStats, DriverHooks, NoHooks, RunInfo};
 use crate::position::Position;
@@ -121,7 +121,7 @@ enum ToSink {
     Quarantine(RecordBatch),
     Commit {
         position: Position,
-        state: Vec<u8>,
+        state: StateUpdate,
     },
     /// The run ended well: close the sink.
     Close,
@@ -173,8 +173,20 @@ impl<S: Source, K: Sink + Committer, T: Transform> Driver<S, K, T> {
             hooks,
         } = self;
         let committed = sink.committed().await?;
+        let deltas = sink.accepts_state_deltas();
+        // Sizes of the state chain: a full state is written again once the deltas after it
+        // add up to its size, so commits cost what changed (amortised) and a restore reads at
+        // most about twice the state.
+        let (mut full_bytes, mut delta_bytes) = (0usize, 0usize);
         if let Some(state) = &committed.state {
-            pipeline.restore(state)?;
+            if deltas {
+                pipeline.restore_chain(state, &committed.state_deltas)?;
+                pipeline.start_deltas();
+                full_bytes = state.len().max(1);
+                delta_bytes = committed.state_deltas.iter().map(Vec::len).sum();
+            } else {
+                pipeline.restore(state)?;
+            }
         }
         source.seek(committed.position.as_ref()).await?;
         hooks.on_start(&RunInfo {
@@ -207,6 +219,9 @@ impl<S: Source, K: Sink + Committer, T: Transform> Driver<S, K, T> {
             since_commit: Instant::now(),
             commits: 0,
             last_position: committed.position.clone(),
+            deltas,
+            full_bytes,
+            delta_bytes,
         };
         let mut shutdown = std::pin::pin!(shutdown);
         let mut last_data = Instant::now();
@@ -324,6 +339,12 @@ struct LoopState<'a> {
     since_commit: Instant,
     commits: u64,
     last_position: Option<Position>,
+    /// The committer keeps state deltas.
+    deltas: bool,
+    /// Size of the last full state committed (0: none yet in this chain).
+    full_bytes: usize,
+    /// Size of the deltas committed after it.
+    delta_bytes: usize,
 }
 
 impl LoopState<'_> {
@@ -387,6 +408,28 @@ impl LoopState<'_> {
         if due { self.commit_now().await } else { Ok(()) }
     }
 
+    /// The state to commit: a delta while the deltas since the last full state are smaller
+    /// than it, else a new full state.
+    fn checkpoint(&mut self) -> Result<StateUpdate> {
+        if !self.deltas {
+            return Ok(StateUpdate {
+                bytes: self.pipeline.checkpoint()?,
+                delta: false,
+            });
+        }
+        let full = self.full_bytes == 0 || self.delta_bytes >= self.full_bytes;
+        let bytes = self.pipeline.checkpoint_incremental(full)?;
+        if full {
+            (self.full_bytes, self.delta_bytes) = (bytes.len().max(1), 0);
+        } else {
+            self.delta_bytes = self.delta_bytes.saturating_add(bytes.len());
+        }
+        Ok(StateUpdate {
+            bytes,
+            delta: !full,
+        })
+    }
+
     /// Commits what is staged up to the last boundary, if anything.
     async fn commit_now(&mut self) -> Result<()> {
         if !self.at_boundary {
@@ -395,7 +438,7 @@ impl LoopState<'_> {
         let Some(position) = self.pending.take() else {
             return Ok(());
         };
-        let state = self.pipeline.checkpoint()?;
+        let state = self.checkpoint()?;
         self.send(ToSink::Commit {
             position: position.clone(),
             state,

@@ -26,7 +26,7 @@ pub mod sources;
 pub mod state_store;
 pub mod transform;
 
-pub use contract::{CommitReport, Committed, Committer, Polled, Sink, Source};
+pub use contract::{CommitReport, Committed, Committer, Polled, Sink, Source, StateUpdate};
 pub use driver::{CommitPolicy, Driver, DriverOptions, RunReport, StopReason};
 pub use error::{ErrorKind, Result, RuntimeError};
 pub use hooks::{BatchStats, DriverHooks, NoHooks, RunInfo};

@@ -144,8 +144,11 @@ impl SummaryKeys {
     pub const COVERED: &'static str = strata_layers::silver::COVERED_KEY;
     /// The source position after the commit (Kafka: `{"partition": next offset}`).
     pub const KAFKA_POSITIONS: &'static str = "strata.kafka.positions";
-    /// The pipeline checkpoint after the commit: a path below the lake root.
+    /// The pipeline checkpoint after the commit: a path below the lake root (the last full
+    /// state; the deltas after it are in [`SummaryKeys::STATE_DELTAS`]).
     pub const STATE: &'static str = "strata.state";
+    /// The state deltas written after [`SummaryKeys::STATE`], oldest first: a JSON list of paths.
+    pub const STATE_DELTAS: &'static str = "strata.state.deltas";
     /// The epoch of the writer that made the commit (fencing of zombie writers).
     pub const WRITER_EPOCH: &'static str = "strata.writer.epoch";
 }

@@ -196,7 +196,10 @@ mod tests {
         let bytes = std::fs::read(&path).expect("read");
         std::fs::write(&path, &bytes[..14]).expect("truncate");
         let err = store.matching(&Offsets::new()).expect_err("truncated");
-        assert!(err.to_string().contains("not a Strata stream state"), "{err}");
+        assert!(
+            err.to_string().contains("not a Strata stream state"),
+            "{err}"
+        );
         assert!(err.to_string().contains("000000000000.state"), "{err}");
     }
 }

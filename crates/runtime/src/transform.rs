@@ -22,6 +22,17 @@ pub trait Transform: Send + 'static {
     fn checkpoint(&self) -> Result<Vec<u8>>;
     /// Restores a state returned by [`Transform::checkpoint`].
     fn restore(&mut self, state: &[u8]) -> Result<()>;
+    /// A checkpoint of what changed since the previous one, or (`full`) the whole state from
+    /// which later deltas start. Default: always the whole state.
+    fn checkpoint_incremental(&mut self, _full: bool) -> Result<Vec<u8>> {
+        self.checkpoint()
+    }
+    /// Restores a whole state and the deltas written after it, and records changes from here.
+    fn restore_chain(&mut self, full: &[u8], deltas: &[Vec<u8>]) -> Result<()> {
+        self.restore(deltas.last().map_or(full, |d| d.as_slice()))
+    }
+    /// Records changes from now on, so the next incremental checkpoint may be a delta.
+    fn start_deltas(&mut self) {}
     /// Counters since the start of the run.
     fn metrics(&self) -> PipelineMetrics;
 }
@@ -45,6 +56,18 @@ impl Transform for Pipeline {
 
     fn restore(&mut self, state: &[u8]) -> Result<()> {
         Ok(Pipeline::restore(self, state)?)
+    }
+
+    fn checkpoint_incremental(&mut self, full: bool) -> Result<Vec<u8>> {
+        Ok(Pipeline::checkpoint_incremental(self, full)?)
+    }
+
+    fn restore_chain(&mut self, full: &[u8], deltas: &[Vec<u8>]) -> Result<()> {
+        Ok(Pipeline::restore_chain(self, full, deltas)?)
+    }
+
+    fn start_deltas(&mut self) {
+        Pipeline::start_deltas(self)
     }
 
     fn metrics(&self) -> PipelineMetrics {

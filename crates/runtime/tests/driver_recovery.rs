@@ -12,7 +12,7 @@ use proptest::prelude::*;
 use strata_core::{BuildContext, Pipeline, PipelineSpec};
 use strata_runtime::{
     CommitPolicy, CommitReport, Committed, Committer, Driver, DriverOptions, Polled, Position,
-    Result, RuntimeError, Sink, Source, StopReason,
+    Result, RuntimeError, Sink, Source, StateUpdate, StopReason,
 };
 
 fn spec() -> PipelineSpec {
@@ -99,7 +99,8 @@ struct Store {
     rows: Vec<RecordBatch>,
     quarantine: Vec<RecordBatch>,
     position: Option<Position>,
-    state: Option<Vec<u8>>,
+    /// The committed state: a full state, then the deltas after it.
+    chain: Vec<Vec<u8>>,
 }
 
 /// Stages in memory; a commit moves the staged batches into the store atomically; fails once at
@@ -110,6 +111,8 @@ struct MemorySink {
     quarantine: Vec<RecordBatch>,
     commits: usize,
     fail_at: Option<usize>,
+    /// Keeps state deltas (the driver then hands it deltas between full states).
+    deltas: bool,
 }
 
 #[async_trait::async_trait]
@@ -131,11 +134,16 @@ impl Committer for MemorySink {
         let s = self.store.lock().map_err(|_| failure("poisoned"))?;
         Ok(Committed {
             position: s.position.clone(),
-            state: s.state.clone(),
+            state: s.chain.first().cloned(),
+            state_deltas: s.chain.iter().skip(1).cloned().collect(),
         })
     }
 
-    async fn commit(&mut self, position: &Position, state: Vec<u8>) -> Result<CommitReport> {
+    fn accepts_state_deltas(&self) -> bool {
+        self.deltas
+    }
+
+    async fn commit(&mut self, position: &Position, state: StateUpdate) -> Result<CommitReport> {
         self.commits += 1;
         if self.fail_at == Some(self.commits) {
             return Err(failure("the commit broke"));
@@ -144,7 +152,14 @@ impl Committer for MemorySink {
         s.rows.append(&mut self.rows);
         s.quarantine.append(&mut self.quarantine);
         s.position = Some(position.clone());
-        s.state = Some(state);
+        assert!(
+            !state.delta || self.deltas,
+            "a delta for a committer that keeps none"
+        );
+        if !state.delta {
+            s.chain.clear();
+        }
+        s.chain.push(state.bytes);
         Ok(CommitReport::default())
     }
 }
@@ -155,6 +170,7 @@ fn run(
     sizes: &[usize],
     every_rows: u64,
     failures: &[(Option<usize>, Option<usize>)],
+    deltas: bool,
 ) -> (Vec<RecordBatch>, Vec<RecordBatch>, usize) {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -180,6 +196,7 @@ fn run(
             quarantine: Vec::new(),
             commits: 0,
             fail_at: commit_fail,
+            deltas,
         };
         let options = DriverOptions {
             commit: CommitPolicy::every(std::time::Duration::MAX, every_rows),
@@ -218,10 +235,11 @@ proptest! {
             (proptest::option::of(1usize..30), proptest::option::of(1usize..6)),
             0..5,
         ),
+        deltas in any::<bool>(),
     ) {
         let records = Arc::new(events());
-        let (clean_rows, clean_q, _) = run(&records, &[512], u64::MAX, &[]);
-        let (rows, q, _) = run(&records, &sizes, every_rows, &failures);
+        let (clean_rows, clean_q, _) = run(&records, &[512], u64::MAX, &[], false);
+        let (rows, q, _) = run(&records, &sizes, every_rows, &failures, deltas);
         prop_assert_eq!(concat(&rows), concat(&clean_rows));
         prop_assert_eq!(concat(&q), concat(&clean_q));
     }

@@ -451,12 +451,53 @@ impl Pipeline {
         .encode())
     }
 
-    /// Restores state written by [`Pipeline::checkpoint`]. Each stateful step gets the state
-    /// its own, unchanged configuration wrote, so the rest of the pipeline may have evolved; a
-    /// step whose configuration changed is refused (its state would mean something else), and
-    /// the state of a step that no longer exists is dropped.
-    pub fn restore(&mut self, state: &[u8]) -> Result<()> {
-        let env = Envelope::decode(state)?;
+    /// A checkpoint whose cost follows the change: with `full`, the whole state (and every
+    /// stateful step starts recording changes from here); otherwise only what changed since the
+    /// previous call. Restore with [`Pipeline::restore_chain`]: the last full checkpoint, then
+    /// every delta after it, in order.
+    pub fn checkpoint_incremental(&mut self, full: bool) -> Result<Vec<u8>> {
+        if full {
+            let bytes = self.checkpoint()?;
+            self.start_deltas();
+            return Ok(bytes);
+        }
+        let mut entries = Vec::new();
+        for (step, fingerprint) in self.steps.iter_mut().zip(&self.step_fingerprints) {
+            if let Some(state) = step.checkpoint_delta()? {
+                entries.push((step.name().to_string(), fingerprint.clone(), state));
+            }
+        }
+        Ok(Envelope {
+            fingerprint: self.fingerprint.clone(),
+            entries,
+        }
+        .encode())
+    }
+
+    /// Has every stateful step record its changes from now on, so the next
+    /// [`Pipeline::checkpoint_incremental`] may be a delta on the current state.
+    pub fn start_deltas(&mut self) {
+        for step in &mut self.steps {
+            step.start_delta();
+        }
+    }
+
+    /// Restores a full checkpoint followed by the deltas written after it, in order.
+    pub fn restore_chain(&mut self, full: &[u8], deltas: &[Vec<u8>]) -> Result<()> {
+        self.restore(full)?;
+        for delta in deltas {
+            let env = Envelope::decode(delta)?;
+            let targets = self.matching_steps(&env)?;
+            for (i, bytes) in targets {
+                self.steps[i].restore_delta(bytes)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// The steps of this pipeline each entry of `env` belongs to; a step whose configuration
+    /// changed since the state was written is refused, an entry of a removed step dropped.
+    fn matching_steps<'e>(&self, env: &'e Envelope) -> Result<Vec<(usize, &'e Vec<u8>)>> {
         let mut restored = Vec::new();
         for (name, fingerprint, bytes) in &env.entries {
             let Some(i) = self.steps.iter().position(|s| s.name() == name) else {
@@ -472,6 +513,16 @@ impl Pipeline {
             }
             restored.push((i, bytes));
         }
+        Ok(restored)
+    }
+
+    /// Restores state written by [`Pipeline::checkpoint`]. Each stateful step gets the state
+    /// its own, unchanged configuration wrote, so the rest of the pipeline may have evolved; a
+    /// step whose configuration changed is refused (its state would mean something else), and
+    /// the state of a step that no longer exists is dropped.
+    pub fn restore(&mut self, state: &[u8]) -> Result<()> {
+        let env = Envelope::decode(state)?;
+        let restored = self.matching_steps(&env)?;
         // Validate everything before changing anything.
         for (i, bytes) in restored {
             self.steps[i].restore(bytes)?;

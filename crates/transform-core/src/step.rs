@@ -83,6 +83,18 @@ pub trait Step: Send {
             problem: format!("step `{}` keeps no state", self.name()),
         })
     }
+    /// Starts recording what changes, for [`Step::checkpoint_delta`] (called right after a full
+    /// checkpoint or a restore that later deltas build on).
+    fn start_delta(&mut self) {}
+    /// What changed since the last full checkpoint or delta; a step without deltas returns its
+    /// whole state, which [`Step::restore_delta`] then applies as a replacement.
+    fn checkpoint_delta(&mut self) -> Result<Option<Vec<u8>>> {
+        self.checkpoint()
+    }
+    /// Applies a state written by [`Step::checkpoint_delta`] on top of the current one.
+    fn restore_delta(&mut self, state: &[u8]) -> Result<()> {
+        self.restore(state)
+    }
 }
 
 /// The [`ROW_ID`] column of a step's batch.

@@ -119,6 +119,41 @@ proptest! {
     }
 
     #[test]
+    fn a_full_checkpoint_and_its_deltas_restore_exactly_the_state(
+        lines in lines_strategy(),
+        cuts in proptest::collection::vec((any::<prop::sample::Index>(), any::<bool>()), 1..8),
+    ) {
+        for spec in [iot_spec(), tight_dedup_spec()] {
+            let mut cuts: Vec<(usize, bool)> =
+                cuts.iter().map(|(i, full)| (i.index(lines.len() + 1), *full)).collect();
+            cuts.sort();
+            let mut live = build(&spec);
+            let (mut at, mut chain): (usize, Vec<Vec<u8>>) = (0, Vec::new());
+            for (i, (cut, full)) in cuts.iter().enumerate() {
+                if *cut > at {
+                    live.process(&input(&lines[at..*cut], at as u64 + 1)).expect("process");
+                    at = *cut;
+                }
+                // The first checkpoint is full; later ones are deltas unless drawn full.
+                let full = i == 0 || *full;
+                let bytes = live.checkpoint_incremental(full).expect("checkpoint");
+                if full {
+                    chain.clear();
+                }
+                chain.push(bytes);
+            }
+            let mut restored = build(&spec);
+            restored.restore_chain(&chain[0], &chain[1..]).expect("restore chain");
+            let rest = &lines[at..];
+            let a = live.process(&input(rest, at as u64 + 1)).expect("process");
+            let b = restored.process(&input(rest, at as u64 + 1)).expect("process");
+            let out = live.output_schema();
+            prop_assert_eq!(concat(out.clone(), &a.rows), concat(out, &b.rows));
+            prop_assert_eq!(a.metrics, b.metrics);
+        }
+    }
+
+    #[test]
     fn arbitrary_bytes_never_panic_parse_json(records in proptest::collection::vec(proptest::collection::vec(any::<u8>(), 0..80), 0..40)) {
         let mut p = build(&iot_spec());
         let batch = strata_core::lineage::file_batch(&records, "fuzz", "f", 1, 0).expect("batch");

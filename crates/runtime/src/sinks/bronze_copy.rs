@@ -18,7 +18,7 @@ use strata_layers::bronze::{BronzeDate, BronzeReader, BronzeWriter};
 use strata_layers::lake::Lake;
 
 use crate::bronze_copy::{envelope, file_stem, parse_stem};
-use crate::contract::{CommitReport, Committed, Committer, Sink};
+use crate::contract::{CommitReport, Committed, Committer, Sink, StateUpdate};
 use crate::error::{Result, RuntimeError};
 use crate::position::Position;
 
@@ -68,12 +68,16 @@ impl BronzeCopySink {
 impl Sink for BronzeCopySink {
     async fn write(&mut self, batch: &RecordBatch) -> Result<()> {
         let column = |name: &str| {
-            batch.column_by_name(name).ok_or_else(|| RuntimeError::Stage {
-                stage: "sink",
-                message: format!("a Kafka batch without `{name}`"),
-            })
+            batch
+                .column_by_name(name)
+                .ok_or_else(|| RuntimeError::Stage {
+                    stage: "sink",
+                    message: format!("a Kafka batch without `{name}`"),
+                })
         };
-        let parts = column("_kafka_partition")?.as_primitive::<Int32Type>().clone();
+        let parts = column("_kafka_partition")?
+            .as_primitive::<Int32Type>()
+            .clone();
         let offsets = column("_kafka_offset")?.as_primitive::<Int64Type>().clone();
         for i in 0..batch.num_rows() {
             let p = self.staged.entry(parts.value(i)).or_default();
@@ -114,10 +118,11 @@ impl Committer for BronzeCopySink {
         Ok(Committed {
             position: (!next.is_empty()).then(|| Position::kafka(next)),
             state: None,
+            state_deltas: Vec::new(),
         })
     }
 
-    async fn commit(&mut self, _position: &Position, _state: Vec<u8>) -> Result<CommitReport> {
+    async fn commit(&mut self, _position: &Position, _state: StateUpdate) -> Result<CommitReport> {
         let writer = BronzeWriter::new(self.lake.clone());
         let now = SystemTime::now()
             .duration_since(UNIX_EPOCH)

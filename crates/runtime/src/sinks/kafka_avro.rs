@@ -24,7 +24,7 @@ use strata_connectors::kafka::{Assignment, KafkaConfig, KafkaSink, OutRecord, gr
 use strata_connectors::registry::{RegistryClient, SubjectNameStrategy};
 use strata_core::Pipeline;
 
-use crate::contract::{CommitReport, Committed, Committer, Sink};
+use crate::contract::{CommitReport, Committed, Committer, Sink, StateUpdate};
 use crate::dead_letters::dead_letters;
 use crate::error::{Result, RuntimeError};
 use crate::position::Position;
@@ -164,7 +164,10 @@ impl KafkaAvroSink {
                 Ok(()) => return Ok(()),
                 Err(e) if e.is_unreachable() && attempt < 60 => {
                     attempt += 1;
-                    tracing::warn!("committing offsets of `{}`: {e}; retrying", self.input.group);
+                    tracing::warn!(
+                        "committing offsets of `{}`: {e}; retrying",
+                        self.input.group
+                    );
                     tokio::time::sleep(Duration::from_secs(1)).await;
                 }
                 Err(e) => return Err(e.into()),
@@ -237,10 +240,14 @@ impl Committer for KafkaAvroSink {
                 });
             }
         };
-        Ok(Committed { position, state })
+        Ok(Committed {
+            position,
+            state,
+            state_deltas: Vec::new(),
+        })
     }
 
-    async fn commit(&mut self, position: &Position, state: Vec<u8>) -> Result<CommitReport> {
+    async fn commit(&mut self, position: &Position, state: StateUpdate) -> Result<CommitReport> {
         let offsets = position
             .kafka_offsets()
             .cloned()
@@ -251,7 +258,7 @@ impl Committer for KafkaAvroSink {
             })?;
         self.store.save(&StreamState {
             positions: offsets.clone(),
-            pipeline: state,
+            pipeline: state.bytes,
         })?;
         if self.exactly_once() {
             // The offsets move only inside a committed transaction, with or without output.

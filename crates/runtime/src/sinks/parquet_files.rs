@@ -7,7 +7,7 @@ use arrow::array::RecordBatch;
 use arrow::datatypes::SchemaRef;
 use strata_layers::parquet_file::ParquetFileWriter;
 
-use crate::contract::{CommitReport, Committed, Committer, Sink};
+use crate::contract::{CommitReport, Committed, Committer, Sink, StateUpdate};
 use crate::error::Result;
 use crate::position::Position;
 
@@ -89,7 +89,7 @@ impl Committer for ParquetFilesSink {
         Ok(Committed::default())
     }
 
-    async fn commit(&mut self, position: &Position, _state: Vec<u8>) -> Result<CommitReport> {
+    async fn commit(&mut self, position: &Position, _state: StateUpdate) -> Result<CommitReport> {
         // The files become visible only when closed; a run is one unit, so the last commit
         // (the end of input) closes them.
         let covers = match position {

@@ -11,9 +11,9 @@ use arrow::array::RecordBatch;
 use strata_layers::silver::{SilverAppend, committed_coverage};
 
 use super::silver_tables::SilverTables;
-use crate::contract::{CommitReport, Committed, Committer, Sink};
+use crate::contract::{CommitReport, Committed, Committer, Sink, StateUpdate};
 use crate::error::{Result, RuntimeError};
-use crate::position::{Position, SummaryKeys};
+use crate::position::Position;
 
 /// Stages into the silver tables; commits per set of whole files.
 pub struct SilverFilesSink {
@@ -74,13 +74,19 @@ impl Sink for SilverFilesSink {
 impl Committer for SilverFilesSink {
     async fn committed(&mut self) -> Result<Committed> {
         let covered = committed_coverage(&self.tables.rows)?;
+        let (state, state_deltas) = self.tables.committed_state().await?;
         Ok(Committed {
             position: (!covered.is_empty()).then(|| Position::files(covered)),
-            state: self.tables.committed_state().await?,
+            state,
+            state_deltas,
         })
     }
 
-    async fn commit(&mut self, position: &Position, state: Vec<u8>) -> Result<CommitReport> {
+    fn accepts_state_deltas(&self) -> bool {
+        true
+    }
+
+    async fn commit(&mut self, position: &Position, state: StateUpdate) -> Result<CommitReport> {
         let Position::Files { files } = position else {
             return Err(RuntimeError::Protocol {
                 table: self.tables.name(),
@@ -95,12 +101,11 @@ impl Committer for SilverFilesSink {
         let q = quarantine.commit(&self.tables.catalog, files, &[]).await?;
         self.tables.quarantine = q.table;
         let path = format!("{}-{:06}.ckpt", self.state_prefix, self.commits);
-        let state_path = self.tables.put_state(path, state).await?;
+        let extra = self.tables.state_summary(path, state).await?;
         let rows = match self.rows.take() {
             Some(w) => w,
             None => self.tables.start_rows().await?,
         };
-        let extra = [(SummaryKeys::STATE.to_string(), state_path)];
         let r = rows.commit(&self.tables.catalog, files, &extra).await?;
         self.tables.rows = r.table;
         let covers = files.join(", ");

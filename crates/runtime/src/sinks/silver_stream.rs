@@ -25,7 +25,7 @@ use strata_layers::silver::{
 };
 
 use super::silver_tables::SilverTables;
-use crate::contract::{CommitReport, Committed, Committer, Sink};
+use crate::contract::{CommitReport, Committed, Committer, Sink, StateUpdate};
 use crate::error::{Result, RuntimeError};
 use crate::position::{Position, SummaryKeys};
 
@@ -248,13 +248,19 @@ impl Committer for SilverStreamSink {
         self.epoch = self.claim_epoch().await?;
         self.rows_at = positions_of(&self.tables.rows)?;
         self.quarantine_at = positions_of(&self.tables.quarantine)?;
+        let (state, state_deltas) = self.tables.committed_state().await?;
         Ok(Committed {
             position: (!self.rows_at.is_empty()).then(|| Position::kafka(self.rows_at.clone())),
-            state: self.tables.committed_state().await?,
+            state,
+            state_deltas,
         })
     }
 
-    async fn commit(&mut self, position: &Position, state: Vec<u8>) -> Result<CommitReport> {
+    fn accepts_state_deltas(&self) -> bool {
+        true
+    }
+
+    async fn commit(&mut self, position: &Position, state: StateUpdate) -> Result<CommitReport> {
         let Some(to) = position.kafka_offsets().cloned() else {
             return Err(RuntimeError::Protocol {
                 table: self.tables.name(),
@@ -295,15 +301,14 @@ impl Committer for SilverStreamSink {
             self.seq
         );
         self.seq += 1;
-        let state_path = self.tables.put_state(path, state).await?;
-        let r_summary = HashMap::from([
+        let mut r_summary = HashMap::from([
             (
                 SummaryKeys::KAFKA_POSITIONS.to_string(),
                 positions_json(&to),
             ),
             (SummaryKeys::WRITER_EPOCH.to_string(), epoch.to_string()),
-            (SummaryKeys::STATE.to_string(), state_path),
         ]);
+        r_summary.extend(self.tables.state_summary(path, state).await?);
         let rows = match self.rows.take() {
             Some(w) => w,
             None => self.tables.start_rows().await?,

@@ -6,6 +6,7 @@ use strata_core::Pipeline;
 use strata_layers::lake::Lake;
 use strata_layers::silver::{IcebergTable as Table, SilverAppend, SilverCatalog, WriteOptions};
 
+use crate::contract::StateUpdate;
 use crate::error::{Result, RuntimeError};
 use crate::position::SummaryKeys;
 
@@ -24,6 +25,8 @@ pub struct SilverTables {
     pub rows_options: WriteOptions,
     /// Parquet buffers of the quarantine table.
     pub quarantine_options: WriteOptions,
+    /// Paths of the committed state chain: the full state, then its deltas.
+    state_chain: Vec<String>,
 }
 
 impl SilverTables {
@@ -62,6 +65,7 @@ impl SilverTables {
             quarantine,
             rows_options,
             quarantine_options,
+            state_chain: Vec::new(),
         })
     }
 
@@ -70,23 +74,69 @@ impl SilverTables {
         self.rows.identifier().name().to_string()
     }
 
-    /// The pipeline checkpoint the rows table's current snapshot names, if any.
-    pub async fn committed_state(&self) -> Result<Option<Vec<u8>>> {
+    /// The pipeline state the rows table's current snapshot names: the last full checkpoint
+    /// and the deltas after it (oldest first); remembers the chain for [`SilverTables::state_summary`].
+    pub async fn committed_state(&mut self) -> Result<(Option<Vec<u8>>, Vec<Vec<u8>>)> {
         let Some(path) =
             strata_layers::silver::current_summary_property(&self.rows, SummaryKeys::STATE)
         else {
-            return Ok(None);
+            self.state_chain.clear();
+            return Ok((None, Vec::new()));
         };
+        let deltas: Vec<String> = match strata_layers::silver::current_summary_property(
+            &self.rows,
+            SummaryKeys::STATE_DELTAS,
+        ) {
+            None => Vec::new(),
+            Some(text) => serde_json::from_str(&text).map_err(|e| RuntimeError::Protocol {
+                table: self.name(),
+                problem: format!(
+                    "`{}` of the last commit is not a JSON list of paths: {e}",
+                    SummaryKeys::STATE_DELTAS
+                ),
+                hint: "the table was written by something else; rebuild with a full refresh",
+            })?,
+        };
+        let full = self.read_state(&path).await?;
+        let mut delta_bytes = Vec::with_capacity(deltas.len());
+        for d in &deltas {
+            delta_bytes.push(self.read_state(d).await?);
+        }
+        self.state_chain = std::iter::once(path).chain(deltas).collect();
+        Ok((Some(full), delta_bytes))
+    }
+
+    async fn read_state(&self, path: &str) -> Result<Vec<u8>> {
         let bytes = self
             .lake
-            .get(&path)
+            .get(path)
             .await
             .map_err(|e| RuntimeError::Protocol {
                 table: self.name(),
                 problem: format!("reading the pipeline state {path} its last commit names: {e}"),
                 hint: "restore the file from a backup, or rebuild with a full refresh",
             })?;
-        Ok(Some(bytes.to_vec()))
+        Ok(bytes.to_vec())
+    }
+
+    /// Writes a commit's state (create-only) at `path` and returns the summary entries naming
+    /// the chain it ends: a full state starts a new chain, a delta extends the current one.
+    pub async fn state_summary(
+        &mut self,
+        path: String,
+        state: StateUpdate,
+    ) -> Result<Vec<(String, String)>> {
+        let path = self.put_state(path, state.bytes).await?;
+        if state.delta && !self.state_chain.is_empty() {
+            self.state_chain.push(path);
+        } else {
+            self.state_chain = vec![path];
+        }
+        let deltas = serde_json::to_string(&self.state_chain[1..]).unwrap_or_else(|_| "[]".into());
+        Ok(vec![
+            (SummaryKeys::STATE.to_string(), self.state_chain[0].clone()),
+            (SummaryKeys::STATE_DELTAS.to_string(), deltas),
+        ])
     }
 
     /// Writes a pipeline checkpoint (create-only) and returns its path below the lake root.

@@ -12,8 +12,13 @@
 //! boundaries (the `max_keys` bound counts the keys remembered after sweeps). State (keys, first times,
 //! order, watermark) checkpoints to Arrow IPC bytes — the key values themselves, not the row
 //! encoding, so a checkpoint survives an upgrade of the row format.
+//!
+//! Deltas: once [`Step::start_delta`] is called, every key remembered, expired or evicted is
+//! noted, and [`Step::checkpoint_delta`] writes only those keys (their entry, or a removal) plus
+//! the scalars, so a checkpoint costs what changed, not the whole key set. Applying a full
+//! checkpoint and then its deltas in order gives exactly the state the step had.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::Arc;
 
 use arrow::array::{
@@ -52,7 +57,12 @@ pub struct Dedup {
     next_seq: u64,
     swept_at: i64,
     output: SchemaRef,
+    /// Keys whose entry changed since the last checkpoint, when deltas are on.
+    touched: Option<HashSet<Arc<[u8]>, Hasher>>,
 }
+
+/// Metadata key marking a delta checkpoint.
+const DELTA: &str = "delta";
 
 impl Dedup {
     /// Resolves keys and the event-time column; memory must be bounded by `ttl` or `max_keys`.
@@ -130,6 +140,7 @@ impl Dedup {
             next_seq: 0,
             swept_at: i64::MIN,
             output: input.clone(),
+            touched: None,
         })
     }
 
@@ -154,6 +165,9 @@ impl Dedup {
         if self.max_keys.is_some() {
             self.order.push_back((seq, key.clone()));
         }
+        if let Some(t) = &mut self.touched {
+            t.insert(key.clone());
+        }
         self.seen.insert(
             key,
             Entry {
@@ -168,6 +182,9 @@ impl Dedup {
                 };
                 if self.seen.get(&old_key).is_some_and(|e| e.seq == old_seq) {
                     self.seen.remove(&old_key);
+                    if let Some(t) = &mut self.touched {
+                        t.insert(old_key);
+                    }
                 }
             }
         }
@@ -184,7 +201,14 @@ impl Dedup {
             return;
         }
         let horizon = self.watermark.saturating_sub(ttl);
-        self.seen.retain(|_, e| e.first_time >= horizon);
+        let touched = &mut self.touched;
+        self.seen.retain(|k, e| {
+            let keep = e.first_time >= horizon;
+            if !keep && let Some(t) = touched.as_mut() {
+                t.insert(k.clone());
+            }
+            keep
+        });
         if self.max_keys.is_some() {
             let seen = &self.seen;
             self.order
@@ -256,27 +280,69 @@ impl Step for Dedup {
     }
 
     fn checkpoint(&self) -> Result<Option<Vec<u8>>> {
-        let mut entries: Vec<(&Arc<[u8]>, &Entry)> = self.seen.iter().collect();
-        entries.sort_by_key(|(_, e)| e.seq);
+        let mut entries: Vec<(&Arc<[u8]>, Option<&Entry>)> =
+            self.seen.iter().map(|(k, e)| (k, Some(e))).collect();
+        entries.sort_by_key(|(_, e)| e.map(|e| e.seq));
+        self.encode(&entries, false).map(Some)
+    }
+
+    fn start_delta(&mut self) {
+        self.touched = Some(HashSet::with_hasher(Hasher::default()));
+    }
+
+    fn checkpoint_delta(&mut self) -> Result<Option<Vec<u8>>> {
+        let Some(touched) = self.touched.take() else {
+            // Not recording yet: the whole state, from which deltas start.
+            self.start_delta();
+            return self.checkpoint();
+        };
+        let entries: Vec<(&Arc<[u8]>, Option<&Entry>)> =
+            touched.iter().map(|k| (k, self.seen.get(k))).collect();
+        let out = self.encode(&entries, true)?;
+        self.start_delta();
+        Ok(Some(out))
+    }
+
+    fn restore_delta(&mut self, state: &[u8]) -> Result<()> {
+        self.read(state, true)
+    }
+
+    fn restore(&mut self, state: &[u8]) -> Result<()> {
+        self.read(state, false)
+    }
+}
+
+impl Dedup {
+    /// Arrow IPC bytes of `entries` (a `None` entry is a removal, in deltas) and the scalars.
+    fn encode(&self, entries: &[(&Arc<[u8]>, Option<&Entry>)], delta: bool) -> Result<Vec<u8>> {
         let parser = self.converter.parser();
         let rows: Vec<_> = entries.iter().map(|(k, _)| parser.parse(k)).collect();
         let mut columns = self.converter.convert_rows(rows)?;
         columns.push(Arc::new(Int64Array::from_iter_values(
-            entries.iter().map(|(_, e)| e.first_time),
+            entries.iter().map(|(_, e)| e.map_or(0, |e| e.first_time)),
         )));
         columns.push(Arc::new(UInt64Array::from_iter_values(
-            entries.iter().map(|(_, e)| e.seq),
+            entries.iter().map(|(_, e)| e.map_or(0, |e| e.seq)),
         )));
         let mut fields = self.key_fields.clone();
         fields.push(Field::new("__first_time", DataType::Int64, false));
         fields.push(Field::new("__seq", DataType::UInt64, false));
-        let metadata = [
+        if delta {
+            columns.push(Arc::new(BooleanArray::from_iter(
+                entries.iter().map(|(_, e)| Some(e.is_some())),
+            )));
+            fields.push(Field::new("__present", DataType::Boolean, false));
+        }
+        let mut metadata: HashMap<String, String> = [
             ("watermark".to_string(), self.watermark.to_string()),
             ("next_seq".to_string(), self.next_seq.to_string()),
             ("swept_at".to_string(), self.swept_at.to_string()),
         ]
         .into_iter()
         .collect();
+        if delta {
+            metadata.insert(DELTA.to_string(), "1".to_string());
+        }
         let schema = Arc::new(Schema::new_with_metadata(fields, metadata));
         let batch = RecordBatch::try_new(schema.clone(), columns)?;
         let mut out = Vec::new();
@@ -284,22 +350,36 @@ impl Step for Dedup {
         w.write(&batch)?;
         w.finish()?;
         drop(w);
-        Ok(Some(out))
+        Ok(out)
     }
 
-    fn restore(&mut self, state: &[u8]) -> Result<()> {
+    /// Reads a full checkpoint (replacing the state) or, with `apply`, a delta or a full one
+    /// (a delta's keys are set or removed on top of the current state).
+    fn read(&mut self, state: &[u8], apply: bool) -> Result<()> {
         let bad = |p: String| CoreError::Checkpoint {
             problem: format!("step `{}`: {p}", self.name),
         };
         let reader = StreamReader::try_new(state, None).map_err(|e| bad(e.to_string()))?;
         let schema = reader.schema();
+        let delta = schema.metadata().get(DELTA).is_some_and(|v| v == "1");
+        if delta && !apply {
+            return Err(bad(
+                "a delta checkpoint cannot be restored without the full checkpoint it follows"
+                    .into(),
+            ));
+        }
         let n_keys = self.key_fields.len();
-        if schema.fields().len() != n_keys + 2
-            || schema.fields()[..n_keys]
+        let want = n_keys + if delta { 3 } else { 2 };
+        let fields = schema.fields();
+        let matches = fields.len() == want
+            && fields[..n_keys]
                 .iter()
                 .zip(&self.key_fields)
-                .any(|(a, b)| a.data_type() != b.data_type())
-        {
+                .all(|(a, b)| a.data_type() == b.data_type())
+            && fields[n_keys].data_type() == &DataType::Int64
+            && fields[n_keys + 1].data_type() == &DataType::UInt64
+            && (!delta || fields[n_keys + 2].data_type() == &DataType::Boolean);
+        if !matches {
             return Err(bad(
                 "the saved key columns do not match this step's keys".into()
             ));
@@ -311,35 +391,141 @@ impl Step for Dedup {
                 .and_then(|v| v.parse().ok())
                 .ok_or_else(|| bad(format!("missing `{k}`")))
         };
-        self.watermark = meta("watermark")?;
-        self.next_seq = meta("next_seq")? as u64;
-        self.swept_at = meta("swept_at")?;
-        self.seen.clear();
-        self.order.clear();
+        let (watermark, swept_at) = (meta("watermark")?, meta("swept_at")?);
+        let next_seq =
+            u64::try_from(meta("next_seq")?).map_err(|_| bad("negative `next_seq`".into()))?;
+        let mut changes: Vec<(Arc<[u8]>, Option<Entry>)> = Vec::new();
         for batch in reader {
             let batch = batch.map_err(|e| bad(e.to_string()))?;
             let rows = self.converter.convert_columns(&batch.columns()[..n_keys])?;
             let times = batch
                 .column(n_keys)
-                .as_primitive::<arrow::datatypes::Int64Type>();
+                .as_primitive_opt::<arrow::datatypes::Int64Type>()
+                .ok_or_else(|| bad("`__first_time` is not Int64".into()))?;
             let seqs = batch
                 .column(n_keys + 1)
-                .as_primitive::<arrow::datatypes::UInt64Type>();
+                .as_primitive_opt::<arrow::datatypes::UInt64Type>()
+                .ok_or_else(|| bad("`__seq` is not UInt64".into()))?;
+            let present = if delta {
+                Some(
+                    batch
+                        .column(n_keys + 2)
+                        .as_boolean_opt()
+                        .ok_or_else(|| bad("`__present` is not Boolean".into()))?,
+                )
+            } else {
+                None
+            };
             for i in 0..batch.num_rows() {
                 let key: Arc<[u8]> = Arc::from(rows.row(i).as_ref());
-                let seq = seqs.value(i);
-                if self.max_keys.is_some() {
-                    self.order.push_back((seq, key.clone()));
-                }
-                self.seen.insert(
-                    key,
-                    Entry {
-                        first_time: times.value(i),
-                        seq,
-                    },
-                );
+                let entry = Entry {
+                    first_time: times.value(i),
+                    seq: seqs.value(i),
+                };
+                let keep = present.is_none_or(|p| p.value(i));
+                changes.push((key, keep.then_some(entry)));
             }
         }
+        // Everything was read and checked: only now is the state changed.
+        if !delta {
+            self.seen.clear();
+        }
+        for (key, entry) in changes {
+            match entry {
+                Some(e) => {
+                    self.seen.insert(key, e);
+                }
+                None => {
+                    self.seen.remove(&key);
+                }
+            }
+        }
+        self.watermark = watermark;
+        self.next_seq = next_seq;
+        self.swept_at = swept_at;
+        self.order.clear();
+        if self.max_keys.is_some() {
+            let mut order: Vec<(u64, Arc<[u8]>)> =
+                self.seen.iter().map(|(k, e)| (e.seq, k.clone())).collect();
+            order.sort_unstable_by_key(|(seq, _)| *seq);
+            self.order.extend(order);
+        }
+        if self.touched.is_some() {
+            self.start_delta();
+        }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use arrow::array::{Int64Array, TimestampMicrosecondArray};
+    use arrow::ipc::reader::StreamReader;
+
+    fn schema() -> SchemaRef {
+        Arc::new(Schema::new(vec![
+            Field::new("k", DataType::Int64, true),
+            Field::new("ts", DataType::Timestamp(TimeUnit::Microsecond, None), true),
+        ]))
+    }
+
+    fn dedup(max_keys: Option<usize>) -> Dedup {
+        let spec = DedupSpec {
+            name: None,
+            keys: vec!["k".into()],
+            event_time: Some("ts".into()),
+            ttl: Some("10s".into()),
+            max_keys,
+        };
+        Dedup::build(&spec, "d", "steps[0]", &schema()).expect("build")
+    }
+
+    /// Rows `(key, seconds)`.
+    fn batch(rows: &[(i64, i64)]) -> RecordBatch {
+        RecordBatch::try_new(
+            schema(),
+            vec![
+                Arc::new(Int64Array::from_iter_values(rows.iter().map(|r| r.0))),
+                Arc::new(TimestampMicrosecondArray::from_iter_values(
+                    rows.iter().map(|r| r.1 * 1_000_000),
+                )),
+            ],
+        )
+        .expect("batch")
+    }
+
+    /// The state as comparable batches (schema metadata compares as a map, not in IPC order).
+    fn state(d: &Dedup) -> Vec<RecordBatch> {
+        let bytes = d.checkpoint().expect("checkpoint").expect("state");
+        StreamReader::try_new(bytes.as_slice(), None)
+            .expect("ipc")
+            .map(|b| b.expect("batch"))
+            .collect()
+    }
+
+    #[test]
+    fn deltas_carry_new_expired_and_evicted_keys() {
+        for max_keys in [None, Some(3)] {
+            let mut live = dedup(max_keys);
+            live.process(batch(&[(1, 0), (2, 1), (3, 2)]))
+                .expect("process");
+            let full = live.checkpoint_delta().expect("full").expect("state");
+            // Key 4 is new; the watermark jumps past the ttl, so 1..3 expire (or are evicted).
+            live.process(batch(&[(4, 20), (1, 21)])).expect("process");
+            let d1 = live.checkpoint_delta().expect("delta").expect("state");
+            live.process(batch(&[(5, 22), (6, 23)])).expect("process");
+            let d2 = live.checkpoint_delta().expect("delta").expect("state");
+
+            let mut restored = dedup(max_keys);
+            restored.restore(&full).expect("full");
+            restored.restore_delta(&d1).expect("d1");
+            restored.restore_delta(&d2).expect("d2");
+            assert_eq!(restored.remembered_keys(), live.remembered_keys());
+            assert_eq!(state(&restored), state(&live), "max_keys {max_keys:?}");
+            // A delta alone is refused as a full state.
+            let err = dedup(max_keys).restore(&d1).expect_err("bare delta");
+            assert!(err.to_string().contains("full checkpoint"), "{err}");
+        }
     }
 }
