@@ -6,17 +6,21 @@
 //! export X_BEARER_TOKEN=...            # from the X developer portal; never logged
 //! cargo run -p strata-examples --example x_poller -- "#iot lang:pt" raw.x.posts
 //! ```
-//! Runs one cycle (all pages newer than the saved cursor) and prints its report; run it again
-//! to get only what is new. `X_API_URL` points it at another server that follows the same
+//! Runs one cycle (all pages newer than the saved cursor) through the runtime's driver (the
+//! state saved after every acknowledged page) and prints its report; run it again to get only
+//! what is new. `X_API_URL` points it at another server that follows the same
 //! contract (the tests use a local one). The same config as a YAML file runs with
 //! `strata ingest http --config …` (see docs/api-sources.md).
 
 use std::collections::BTreeMap;
 
-use strata_connectors::http::HttpPoller;
+use std::time::Duration;
+
 use strata_connectors::http::config::{
     AuthConfig, KafkaTarget, PollerConfig, RateLimitConfig, RequestConfig, RetryConfig,
 };
+use strata_runtime::sources::open_http_ingest;
+use strata_runtime::{CommitPolicy, Driver, DriverOptions, Passthrough};
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
@@ -52,11 +56,23 @@ async fn main() -> anyhow::Result<()> {
         file: String::new(),
     }
     .resolved("(example)")?;
-    let mut poller = tokio::task::spawn_blocking(move || HttpPoller::new(config).map_err(Box::new))
-        .await?
-        .map_err(|e| *e)?;
-    println!("cursor before: {:?}", poller.state().cursor);
-    let report = poller.run_cycle().await?;
-    println!("{}", serde_json::to_string_pretty(&report)?);
+    let (source, sink) = tokio::task::spawn_blocking(move || open_http_ingest(config)).await??;
+    let log = source.log();
+    let options = DriverOptions {
+        commit: CommitPolicy::every(Duration::ZERO, 1),
+        ..DriverOptions::default()
+    };
+    let run = Driver::new(source, Passthrough::new("x_example"), sink, options)
+        .run(std::future::pending())
+        .await?;
+    let at = run.position.as_ref().map(|p| p.to_json());
+    println!(
+        "stopped: {:?}, {} commits, at {at:?}",
+        run.stopped, run.commits
+    );
+    let log = log.lock().map(|l| l.clone()).unwrap_or_default();
+    for (_, report) in &log.cycles {
+        println!("{}", serde_json::to_string_pretty(report)?);
+    }
     Ok(())
 }

@@ -349,16 +349,23 @@ async fn a_kill_mid_pagination_resumes_at_the_next_page_without_repeats() {
         .stderr(std::process::Stdio::null())
         .spawn()
         .expect("start");
-    // Kill it while it waits for page 3 (pages 1 and 2 are acknowledged by then).
-    while api.lock().expect("lock").requests < 3 {
+    // Kill it while it waits for page 3, once pages 1 and 2 are acknowledged and saved (the
+    // reader may fetch ahead of the producer; what counts is the saved state).
+    let state_path = dir.path().join("state/x_iot.json");
+    let saved =
+        |p: &std::path::Path| std::fs::read_to_string(p).is_ok_and(|s| s.contains("\"tok20\""));
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while api.lock().expect("lock").requests < 3 || !saved(&state_path) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "page 2 was never saved"
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     child.kill().expect("SIGKILL");
     let _ = child.wait();
-    let state: Value = serde_json::from_str(
-        &std::fs::read_to_string(dir.path().join("state/x_iot.json")).expect("state"),
-    )
-    .expect("json");
+    let state: Value =
+        serde_json::from_str(&std::fs::read_to_string(&state_path).expect("state")).expect("json");
     assert_eq!(state["in_progress"]["next_token"], "tok20", "{state}");
     assert_eq!(state["in_progress"]["new_cursor"], "5034");
     let (code, out, err) = run_once(&config, &token).await;

@@ -34,15 +34,18 @@ pub enum Position {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         gtid_set: Option<String>,
     },
-    /// An HTTP API cursor: the incremental cursor value and the next page of an unfinished
-    /// cycle.
+    /// An HTTP API cursor: the cursor sent on the next cycle and, for a cycle cut off
+    /// mid-pagination, the page it resumes at.
     Cursor {
         /// Cursor value sent on the next cycle (e.g. X `since_id`).
         #[serde(default, skip_serializing_if = "Option::is_none")]
         cursor: Option<String>,
-        /// Page token of an unfinished cycle.
+        /// An unfinished cycle: its next page.
         #[serde(default, skip_serializing_if = "Option::is_none")]
-        next_page: Option<String>,
+        resume: Option<strata_connectors::http::CycleProgress>,
+        /// Cycles completed.
+        #[serde(default)]
+        cycles: u64,
     },
     /// A full-load watermark: the largest value of an incremental column loaded so far.
     Watermark {
@@ -169,7 +172,18 @@ mod tests {
             },
             Position::Cursor {
                 cursor: Some("1861".into()),
-                next_page: None,
+                resume: None,
+                cycles: 3,
+            },
+            Position::Cursor {
+                cursor: Some("1861".into()),
+                resume: Some(strata_connectors::http::CycleProgress {
+                    cursor_sent: Some("1861".into()),
+                    next_token: "tok20".into(),
+                    next_page: 3,
+                    new_cursor: Some("1900".into()),
+                }),
+                cycles: 3,
             },
             Position::Watermark {
                 column: "updated_at".into(),

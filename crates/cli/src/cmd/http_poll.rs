@@ -1,12 +1,19 @@
 //! `strata ingest http --config <yaml>`: the generic HTTP poller (X API preset included) into
-//! Kafka. With a `schedule` it polls until SIGTERM / Ctrl-C (stopping between requests: the
-//! cursor of the last acknowledged page is saved); without one, or with `--once`, it runs one
-//! cycle and exits — the shape Airflow and cron want. A JSON summary per cycle goes to stdout.
+//! Kafka. With a `schedule` it polls until SIGTERM / Ctrl-C; without one, or with `--once`, it
+//! runs one cycle and exits — the shape Airflow and cron want. A JSON summary per cycle goes to
+//! stdout. Wiring of the runtime's [`HttpPollSource`] and its Kafka records sink (the state
+//! file saved after each acknowledged page) into the one driver loop.
 
 use std::path::PathBuf;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
 
 use strata_connectors::ConnectorError;
-use strata_connectors::http::{HttpPoller, PollerConfig};
+use strata_connectors::http::PollerConfig;
+use strata_runtime::sinks::kafka_records::PositionFile;
+use strata_runtime::sources::http_poll::{PollerStateFile, state_of};
+use strata_runtime::sources::open_http_ingest;
+use strata_runtime::{CommitPolicy, Driver, DriverOptions, Passthrough, RuntimeError};
 
 use crate::Failure;
 
@@ -37,6 +44,13 @@ fn failure(e: ConnectorError) -> Failure {
     }
 }
 
+fn run_failure(e: RuntimeError) -> Failure {
+    match e {
+        RuntimeError::Connector(e) => failure(*e),
+        other => other.into(),
+    }
+}
+
 /// Runs the poller.
 pub async fn run(args: &Args) -> Result<(), Failure> {
     let mut config = PollerConfig::from_file(&args.config).map_err(failure)?;
@@ -50,31 +64,64 @@ pub async fn run(args: &Args) -> Result<(), Failure> {
         config.kafka.brokers = b.clone();
     }
     let name = config.name.clone();
-    // Boxed: the error is large and the closure's result crosses a thread.
-    let mut poller = tokio::task::spawn_blocking(move || HttpPoller::new(config).map_err(Box::new))
+    let state_file = PollerStateFile::new(config.state_path());
+    let (source, sink) = tokio::task::spawn_blocking(move || open_http_ingest(config))
         .await
         .map_err(Failure::runtime)?
-        .map_err(|e| failure(*e))?;
-    tracing::info!(source = %name, cursor = ?poller.state().cursor, "starting");
-    let result = poller.run(super::stream::shutdown_signal()).await;
+        .map_err(run_failure)?;
+    let (log, produced) = (source.log(), sink.produced());
+    let options = DriverOptions {
+        // Save the state after every acknowledged page: a crash repeats at most a page.
+        commit: CommitPolicy::every(Duration::ZERO, 1),
+        channel_depth: 2,
+        stop_when_idle: None,
+        crash_after_commits: None,
+    };
+    let result = Driver::new(
+        source,
+        Passthrough::new(format!("http ingest {name}")),
+        sink,
+        options,
+    )
+    .with_hooks(std::sync::Arc::new(StartLog))
+    .run(super::stream::shutdown_signal())
+    .await;
     // Every stop (SIGTERM, the one cycle done, an error): what was produced and where the
     // next run resumes (the state file holds the last acknowledged page's position).
-    let totals = poller.totals();
-    let state = poller.state();
+    let saved = state_file
+        .load()
+        .and_then(|p| state_of(&name, p.as_ref()))
+        .unwrap_or_default();
+    let log = log.lock().map(|l| l.clone()).unwrap_or_default();
+    let done: Vec<_> = log
+        .cycles
+        .iter()
+        .filter(|(after, _)| *after <= saved.cycles)
+        .map(|(_, r)| r)
+        .collect();
     tracing::info!(
         source = %name,
-        cycles = result.as_ref().map_or(0, Vec::len),
-        pages = totals.pages,
-        records = totals.records,
-        requests = totals.requests,
-        cursor = ?state.cursor,
-        resume_page = ?state.in_progress.as_ref().map(|p| p.next_page),
-        state_file = %poller.state_path().display(),
+        cycles = done.len(),
+        pages = log.totals.pages,
+        records = produced.load(Ordering::Relaxed),
+        requests = log.totals.requests,
+        cursor = ?saved.cursor,
+        resume_page = ?saved.in_progress.as_ref().map(|p| p.next_page),
+        state_file = %state_file.path().display(),
         "stopped: every produced record is acknowledged by Kafka"
     );
-    let reports = result.map_err(failure)?;
-    for r in &reports {
+    result.map_err(run_failure)?;
+    for r in done {
         println!("{}", serde_json::json!({"source": name, "cycle": r}));
     }
     Ok(())
+}
+
+/// Logs where the poller starts.
+struct StartLog;
+
+impl strata_runtime::DriverHooks for StartLog {
+    fn on_start(&self, run: &strata_runtime::RunInfo) {
+        tracing::info!(source = %run.source, "starting: {}", run.detail);
+    }
 }

@@ -13,4 +13,4 @@ pub mod poller;
 pub mod rate_limit;
 
 pub use config::PollerConfig;
-pub use poller::{CycleReport, HttpPoller, PollerState};
+pub use poller::{CycleProgress, CycleReport, HttpPoller, Page, PollerState, PollerTotals};

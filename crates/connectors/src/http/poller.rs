@@ -1,14 +1,14 @@
-//! The poll loop: request a page (with retries, rate-limit waits and credentials), turn its
-//! records into Kafka messages that carry the request that produced them, produce them and wait
-//! for the broker's acknowledgements, then — and only then — save where to go on.
+//! The page fetcher of the HTTP poller: request a page (with retries, rate-limit waits and
+//! credentials) and turn its records into Kafka messages that carry the request that produced
+//! them, together with the [`PollerState`] that holds once those messages are in Kafka.
 //!
-//! State (see [`PollerState`]) is saved after every acknowledged page: the cursor for the next
-//! cycle once a cycle's last page is in Kafka, and in between the page token to resume a cycle
-//! cut off mid-pagination. A crash can therefore repeat at most the one page whose records were
-//! acknowledged but whose state was not saved; records are keyed by the item's id so a
-//! compacted topic or a downstream `dedup` step absorbs that repeat.
+//! The fetcher keeps no position of its own: [`HttpPoller::next_page`] takes the committed state
+//! and returns the next one, so the runtime's driver owns the loop, the produce and the commit
+//! (the state is saved after the page's records are acknowledged). A crash can therefore repeat
+//! at most the pages whose records were acknowledged but whose state was not saved; records
+//! are keyed by the item's id so a compacted topic or a downstream `dedup` step absorbs that
+//! repeat.
 
-use std::path::PathBuf;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use rand::SeedableRng;
@@ -21,8 +21,7 @@ use super::config::{CursorPick, PollerConfig};
 use super::rate_limit::{self, Verdict};
 use crate::error::{ConnectorError, Result};
 use crate::json_path;
-use crate::kafka::{KafkaConfig, KafkaSink, OutRecord};
-use crate::state_file;
+use crate::kafka::OutRecord;
 
 /// What is saved between runs.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -35,13 +34,13 @@ pub struct PollerState {
     pub cycles: u64,
 }
 
-/// What this poller did since it was created, counted as it happens (so a cycle cut off by a
-/// shutdown counts too).
+/// What this poller fetched since it was created, counted as it happens (so a cycle cut off by
+/// a shutdown counts too).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
 pub struct PollerTotals {
-    /// Pages fetched and acknowledged by Kafka.
+    /// Pages fetched.
     pub pages: u64,
-    /// Records produced to Kafka and acknowledged.
+    /// Records fetched (handed out for Kafka).
     pub records: u64,
     /// HTTP requests sent, retries included.
     pub requests: u64,
@@ -65,7 +64,7 @@ pub struct CycleProgress {
 pub struct CycleReport {
     /// Pages fetched.
     pub pages: u32,
-    /// Records produced to Kafka.
+    /// Records fetched for Kafka.
     pub records: u64,
     /// HTTP requests sent, retries included.
     pub requests: u32,
@@ -79,16 +78,24 @@ pub struct CycleReport {
     pub cursor: Option<String>,
 }
 
-/// An HTTP poller bound to its Kafka producer and state file.
+/// One page fetched: the Kafka records it gives and the state once they are in Kafka.
+#[derive(Debug, Clone)]
+pub struct Page {
+    /// The records, in the API's order.
+    pub records: Vec<OutRecord>,
+    /// The state to save once `records` are acknowledged.
+    pub state: PollerState,
+    /// This page ended its cycle (the next call starts a new one from the new cursor).
+    pub cycle_done: bool,
+}
+
+/// An HTTP poller: the API's pages, one at a time, from a given state.
 pub struct HttpPoller {
     config: PollerConfig,
     http: reqwest::Client,
     credentials: Credentials,
     query: Vec<(String, ConfigValue)>,
     headers: Vec<(String, ConfigValue)>,
-    sink: KafkaSink,
-    state_path: PathBuf,
-    state: PollerState,
     rng: StdRng,
     pace: Option<Duration>,
     totals: PollerTotals,
@@ -98,7 +105,7 @@ impl std::fmt::Debug for HttpPoller {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("HttpPoller")
             .field("name", &self.config.name)
-            .field("state", &self.state)
+            .field("totals", &self.totals)
             .finish()
     }
 }
@@ -107,7 +114,7 @@ impl std::fmt::Debug for HttpPoller {
 type Params = Vec<(String, String, String)>;
 
 impl HttpPoller {
-    /// Resolves secrets, connects the producer and loads the state.
+    /// Resolves secrets and builds the HTTP client (no request is sent yet).
     pub fn new(config: PollerConfig) -> Result<Self> {
         // Start-up problems are the config file's (not the state file's): each names the
         // field's YAML path and, for a secret, the variable.
@@ -146,30 +153,16 @@ impl HttpPoller {
             .user_agent(concat!("strata/", env!("CARGO_PKG_VERSION")))
             .build()
             .map_err(|e| ConnectorError::Internal(format!("HTTP client: {e}")))?;
-        let kafka =
-            KafkaConfig::from_profile(&config.kafka.brokers, config.kafka.properties.clone())?;
-        crate::kafka::partitions_of(&kafka, &config.kafka.topic)?;
-        let sink = KafkaSink::open(&kafka, None)?;
-        let state_path = config.state_path();
-        let state = state_file::read(&state_path)?.unwrap_or_default();
         Ok(HttpPoller {
             config,
             http,
             credentials,
             query,
             headers,
-            sink,
-            state_path,
-            state,
             rng: StdRng::from_os_rng(),
             pace: None,
             totals: PollerTotals::default(),
         })
-    }
-
-    /// The saved state.
-    pub fn state(&self) -> &PollerState {
-        &self.state
     }
 
     /// The config.
@@ -182,118 +175,84 @@ impl HttpPoller {
         self.totals
     }
 
-    /// The state file.
-    pub fn state_path(&self) -> &std::path::Path {
-        &self.state_path
-    }
-
-    /// Runs one cycle: every page from the current cursor (or the unfinished cycle's page).
-    pub async fn run_cycle(&mut self) -> Result<CycleReport> {
-        let mut report = CycleReport::default();
-        let (cursor_sent, mut next_token, mut page, mut new_cursor) =
-            match self.state.in_progress.clone() {
-                Some(p) => (p.cursor_sent, Some(p.next_token), p.next_page, p.new_cursor),
-                None => (
-                    self.state
-                        .cursor
-                        .clone()
-                        .or_else(|| self.config.cursor.as_ref()?.initial.clone()),
-                    None,
-                    1,
-                    None,
-                ),
-            };
+    /// Fetches the page `state` points at: the unfinished cycle's next page, or the first page
+    /// of a new cycle from the saved cursor. `report` counts the cycle's requests, retries and
+    /// waits as they happen. Nothing is saved here: the caller saves [`Page::state`] once the
+    /// records are in Kafka.
+    pub async fn next_page(
+        &mut self,
+        state: &PollerState,
+        report: &mut CycleReport,
+    ) -> Result<Page> {
+        let (cursor_sent, next_token, page, mut new_cursor) = match state.in_progress.clone() {
+            Some(p) => (p.cursor_sent, Some(p.next_token), p.next_page, p.new_cursor),
+            None => (
+                state
+                    .cursor
+                    .clone()
+                    .or_else(|| self.config.cursor.as_ref()?.initial.clone()),
+                None,
+                1,
+                None,
+            ),
+        };
         let max_pages = self
             .config
             .pagination
             .as_ref()
             .and_then(|p| p.max_pages)
             .unwrap_or(1000);
-        loop {
-            let params = self.params(cursor_sent.as_deref(), next_token.as_deref());
-            let (status, doc, requested_at) = self.fetch(&params, page, &mut report).await?;
-            let records = self.records_of(&doc, &params, page, status, requested_at);
-            let sent = self.sink.send_all(&records).await? as u64;
-            report.records += sent;
-            report.pages += 1;
-            self.totals.records += sent;
-            self.totals.pages += 1;
-            if let Some(c) = &self.config.cursor
-                && let Some(seen) = json_path::lookup_scalar(&doc, &c.from)
-                && (c.pick == CursorPick::Last || new_cursor.is_none())
-            {
-                new_cursor = Some(seen);
-            }
-            let token = self
-                .config
-                .pagination
-                .as_ref()
-                .and_then(|p| json_path::lookup_scalar(&doc, &p.next_field))
-                .filter(|t| !t.is_empty());
-            match token {
-                Some(t) if page < max_pages => {
-                    self.state.in_progress = Some(CycleProgress {
-                        cursor_sent: cursor_sent.clone(),
-                        next_token: t.clone(),
-                        next_page: page + 1,
-                        new_cursor: new_cursor.clone(),
-                    });
-                    state_file::write(&self.state_path, &self.state)?;
-                    next_token = Some(t);
-                    page += 1;
-                }
-                other => {
-                    if other.is_some() {
-                        tracing::warn!(
-                            source = %self.config.name,
-                            max_pages,
-                            "stopped at pagination.max_pages; the rest is picked up through the cursor"
-                        );
-                    }
-                    self.state.cursor = new_cursor.or(cursor_sent);
-                    self.state.in_progress = None;
-                    self.state.cycles += 1;
-                    state_file::write(&self.state_path, &self.state)?;
-                    report.cursor = self.state.cursor.clone();
-                    return Ok(report);
-                }
-            }
+        let params = self.params(cursor_sent.as_deref(), next_token.as_deref());
+        let (status, doc, requested_at) = self.fetch(&params, page, report).await?;
+        let records = self.records_of(&doc, &params, page, status, requested_at);
+        let fetched = records.len() as u64;
+        report.records += fetched;
+        report.pages += 1;
+        self.totals.records += fetched;
+        self.totals.pages += 1;
+        if let Some(c) = &self.config.cursor
+            && let Some(seen) = json_path::lookup_scalar(&doc, &c.from)
+            && (c.pick == CursorPick::Last || new_cursor.is_none())
+        {
+            new_cursor = Some(seen);
         }
-    }
-
-    /// Runs cycles on the schedule until `shutdown` resolves (between requests), or one cycle
-    /// without a schedule. Returns the reports of every cycle.
-    pub async fn run(
-        &mut self,
-        shutdown: impl std::future::Future<Output = ()>,
-    ) -> Result<Vec<CycleReport>> {
-        let mut reports = Vec::new();
-        let Some(interval) = self
+        let token = self
             .config
-            .schedule
+            .pagination
             .as_ref()
-            .map(|s| Duration::from_secs(s.interval_secs))
-        else {
-            reports.push(self.run_cycle().await?);
-            return Ok(reports);
-        };
-        tokio::pin!(shutdown);
-        loop {
-            let started = tokio::time::Instant::now();
-            tokio::select! {
-                r = self.run_cycle() => {
-                    let r = r?;
-                    tracing::info!(source = %self.config.name, pages = r.pages, records = r.records,
-                        cursor = ?r.cursor, "cycle done");
-                    reports.push(r);
+            .and_then(|p| json_path::lookup_scalar(&doc, &p.next_field))
+            .filter(|t| !t.is_empty());
+        let mut next = state.clone();
+        let cycle_done = match token {
+            Some(t) if page < max_pages => {
+                next.in_progress = Some(CycleProgress {
+                    cursor_sent,
+                    next_token: t,
+                    next_page: page + 1,
+                    new_cursor,
+                });
+                false
+            }
+            other => {
+                if other.is_some() {
+                    tracing::warn!(
+                        source = %self.config.name,
+                        max_pages,
+                        "stopped at pagination.max_pages; the rest is picked up through the cursor"
+                    );
                 }
-                () = &mut shutdown => return Ok(reports),
+                next.cursor = new_cursor.or(cursor_sent);
+                next.in_progress = None;
+                next.cycles = next.cycles.saturating_add(1);
+                report.cursor = next.cursor.clone();
+                true
             }
-            tokio::select! {
-                () = tokio::time::sleep_until(started + interval) => {}
-                () = &mut shutdown => return Ok(reports),
-            }
-        }
+        };
+        Ok(Page {
+            records,
+            state: next,
+            cycle_done,
+        })
     }
 
     fn params(&self, cursor: Option<&str>, next_token: Option<&str>) -> Params {

@@ -1,10 +1,12 @@
 //! The shipped sinks and their commit protocols: Parquet files (local runs), silver tables fed
 //! from files (coverage by file) and from Kafka (positions, writer epochs, replay filter), an
 //! Avro topic (positions in the consumer group or a transaction, dead letters) and a bronze
-//! copy of a topic (positions in the file names).
+//! copy of a topic (positions in the file names), and raw records to a topic (an ingestion's
+//! position in its state file).
 
 mod bronze_copy;
 mod kafka_avro;
+pub mod kafka_records;
 mod memory;
 mod parquet_files;
 mod silver_files;
@@ -13,6 +15,7 @@ mod silver_tables;
 
 pub use bronze_copy::BronzeCopySink;
 pub use kafka_avro::{AvroOutput, InputGroup, KafkaAvroSink, register_output_schema};
+pub use kafka_records::KafkaRecordsSink;
 pub use memory::MemoryPlan;
 pub use parquet_files::ParquetFilesSink;
 pub use silver_files::SilverFilesSink;

@@ -1,12 +1,15 @@
-//! The shipped sources: local NDJSON files, bronze files (NDJSON or Parquet), Kafka topics.
+//! The shipped sources: local NDJSON files, bronze files (NDJSON or Parquet), Kafka topics, an
+//! HTTP API polled with a cursor.
 //! Each hands out batches with the lineage columns of its input and the position a commit may
 //! cover.
 
 mod bronze;
+pub mod http_poll;
 mod kafka;
 mod ndjson_files;
 
 pub use bronze::BronzeSource;
+pub use http_poll::{HttpPollSource, open_http_ingest};
 pub use kafka::{KafkaBatching, KafkaTopicSource, SharedGroup};
 pub use ndjson_files::NdjsonFilesSource;
 
