@@ -444,11 +444,16 @@ impl Pipeline {
                 entries.push((step.name().to_string(), fingerprint.clone(), state));
             }
         }
-        Ok(Envelope {
+        Ok(self.envelope(entries))
+    }
+
+    /// The checkpoint bytes of `entries` (step name, step fingerprint, state).
+    fn envelope(&self, entries: Vec<(String, String, Vec<u8>)>) -> Vec<u8> {
+        Envelope {
             fingerprint: self.fingerprint.clone(),
             entries,
         }
-        .encode())
+        .encode()
     }
 
     /// A checkpoint whose cost follows the change: with `full`, the whole state (and every
@@ -467,11 +472,7 @@ impl Pipeline {
                 entries.push((step.name().to_string(), fingerprint.clone(), state));
             }
         }
-        Ok(Envelope {
-            fingerprint: self.fingerprint.clone(),
-            entries,
-        }
-        .encode())
+        Ok(self.envelope(entries))
     }
 
     /// Has every stateful step record its changes from now on, so the next

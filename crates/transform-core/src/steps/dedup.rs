@@ -429,10 +429,19 @@ impl Dedup {
         // Everything was read and checked: only now is the state changed.
         if !delta {
             self.seen.clear();
+            self.order.clear();
         }
+        // The eviction order grows by the entries read, oldest first. A delta's present keys
+        // were all remembered after everything before it, so they extend the order as they
+        // are (no re-sort of the whole state per delta of a chain); the keys it removes leave
+        // stale order entries, which eviction skips, as it does in a live step.
+        let mut added: Vec<(u64, Arc<[u8]>)> = Vec::new();
         for (key, entry) in changes {
             match entry {
                 Some(e) => {
+                    if self.max_keys.is_some() {
+                        added.push((e.seq, key.clone()));
+                    }
                     self.seen.insert(key, e);
                 }
                 None => {
@@ -440,16 +449,11 @@ impl Dedup {
                 }
             }
         }
+        added.sort_unstable_by_key(|(seq, _)| *seq);
+        self.order.extend(added);
         self.watermark = watermark;
         self.next_seq = next_seq;
         self.swept_at = swept_at;
-        self.order.clear();
-        if self.max_keys.is_some() {
-            let mut order: Vec<(u64, Arc<[u8]>)> =
-                self.seen.iter().map(|(k, e)| (e.seq, k.clone())).collect();
-            order.sort_unstable_by_key(|(seq, _)| *seq);
-            self.order.extend(order);
-        }
         if self.touched.is_some() {
             self.start_delta();
         }
