@@ -83,8 +83,12 @@ impl SilverStreamSink {
                     positions_json(&positions_of(table)?),
                 ),
             ]);
-            if let Some(s) = current_summary_property(table, SummaryKeys::STATE) {
-                summary.insert(SummaryKeys::STATE.to_string(), s);
+            // The claim is the newest snapshot a restart reads its state from: it names the
+            // whole chain (the full checkpoint and its deltas), not just the full one.
+            for key in [SummaryKeys::STATE, SummaryKeys::STATE_DELTAS] {
+                if let Some(s) = current_summary_property(table, key) {
+                    summary.insert(key.to_string(), s);
+                }
             }
             let empty = self.tables.start_rows().await?;
             let claim = empty
