@@ -33,6 +33,12 @@ pub enum Position {
         /// GTID set (MySQL) or GTID list (MariaDB), if the server has GTIDs.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         gtid_set: Option<String>,
+        /// GTID of the last transaction before this point, when known.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        gtid: Option<String>,
+        /// `@@server_id` of the server whose binlog `file`/`pos` point into, when known.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        server_id: Option<u32>,
     },
     /// An HTTP API cursor: the cursor sent on the next cycle and, for a cycle cut off
     /// mid-pagination, the page it resumes at.
@@ -169,6 +175,8 @@ mod tests {
                 file: "binlog.000003".into(),
                 pos: 1234,
                 gtid_set: Some("0-1-45".into()),
+                gtid: Some("0-1-45".into()),
+                server_id: Some(1),
             },
             Position::Cursor {
                 cursor: Some("1861".into()),

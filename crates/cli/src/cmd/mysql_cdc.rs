@@ -8,13 +8,19 @@
 //! logs what was delivered and the position reached.
 
 use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use clap::{Args as ClapArgs, Subcommand};
 use strata_connectors::ConnectorError;
-use strata_connectors::kafka::{KafkaConfig, KafkaSink};
-use strata_connectors::mysql_cdc::{MysqlCdcConfig, MysqlCdcSource, resume, sink};
+use strata_connectors::mysql_cdc::MysqlCdcConfig;
+use strata_runtime::sinks::kafka_records::PositionFile;
+use strata_runtime::sources::mysql_cdc::{CdcStateFile, describe};
+use strata_runtime::sources::open_mysql_cdc;
+use strata_runtime::{CommitPolicy, Driver, DriverOptions, Passthrough, RuntimeError};
 
+use super::stream_log::StreamLog;
 use crate::Failure;
 
 /// `strata cdc …`.
@@ -48,6 +54,13 @@ fn failure(e: ConnectorError) -> Failure {
     }
 }
 
+fn run_failure(e: RuntimeError) -> Failure {
+    match e {
+        RuntimeError::Connector(e) => failure(*e),
+        other => other.into(),
+    }
+}
+
 /// Runs the command.
 pub async fn run(cmd: &CdcCommand) -> Result<(), Failure> {
     let CdcCommand::Mysql(args) = cmd;
@@ -63,62 +76,70 @@ pub async fn run_mysql(args: &Args) -> Result<(), Failure> {
         ))
     })?;
     let config = MysqlCdcConfig::from_yaml(&text).map_err(failure)?;
-    let brokers = args
-        .brokers
-        .clone()
-        .or_else(|| config.kafka_brokers.clone())
-        .ok_or_else(|| {
-            Failure::config(anyhow::anyhow!(
-                "no Kafka brokers: set `kafka_brokers` in the config or pass --brokers"
-            ))
-        })?;
     let prefix = config.topic_prefix.clone();
-    let kafka = KafkaConfig::from_profile(&brokers, config.kafka_properties.clone())
-        .map_err(Failure::config)?;
-    let mut source = MysqlCdcSource::open(config).await.map_err(failure)?;
-    for w in &source.server_info().warnings {
+    let ingest = open_mysql_cdc(config, args.brokers.clone())
+        .await
+        .map_err(run_failure)?;
+    for w in &ingest.warnings {
         eprintln!("warning: {w}");
     }
-    let sink = KafkaSink::open(&kafka, None).map_err(failure)?;
-    let delivered = resume::scan(&kafka, &source, &prefix)
-        .await
-        .map_err(failure)?;
-    if !delivered.is_empty() {
+    let (found, read_back, partitions) = ingest.resumed;
+    if found > 0 {
         eprintln!(
-            "resume: {} events after the saved position are already in Kafka (read back {} \
-             records from {} partitions); they will be skipped",
-            delivered.len(),
-            delivered.records_read,
-            delivered.partitions
+            "resume: {found} events after the saved position are already in Kafka (read back \
+             {read_back} records from {partitions} partitions); they will be skipped"
         );
     }
-    let started = std::time::Instant::now();
-    // Listening from here on (a spawned task polls at once): a SIGTERM during the run stops it
-    // between batches instead of killing it.
-    let signal = tokio::spawn(super::stream::shutdown_signal());
-    let shutdown = async move {
-        let _ = signal.await;
+    let (counts, produced) = (ingest.source.counts(), ingest.sink.produced());
+    let state_file = CdcStateFile(ingest.state_file);
+    let options = DriverOptions {
+        // Save the position after every acknowledged batch: a crash repeats at most a batch,
+        // and the read-back skips even that.
+        commit: CommitPolicy::every(Duration::ZERO, 1),
+        channel_depth: 2,
+        stop_when_idle: args.stop_when_idle_ms.map(Duration::from_millis),
+        crash_after_commits: None,
     };
-    let stats = sink::run_to_kafka_until(
-        &mut source,
-        &sink,
-        &prefix,
-        args.stop_when_idle_ms.map(Duration::from_millis),
-        delivered,
-        shutdown,
+    let log = StreamLog::new("cdc mysql".into(), format!("{prefix}.<db>.<table>"));
+    let started = std::time::Instant::now();
+    let result = Driver::new(
+        ingest.source,
+        Passthrough::new("cdc mysql".to_string()),
+        ingest.sink,
+        options,
     )
-    .await
-    .map_err(failure)?;
+    .with_hooks(Arc::new(log.without_commit_lines()))
+    .run(super::stream::shutdown_signal())
+    .await;
+    // Every stop (SIGTERM, idle, the end of an `initial_only` snapshot, an error): what was
+    // delivered and where the next run resumes.
+    let (events, skipped) = (
+        counts.events.load(Ordering::Relaxed),
+        counts.skipped.load(Ordering::Relaxed),
+    );
+    let saved = state_file.load().ok().flatten();
+    tracing::info!(
+        stopped = match &result {
+            Ok(r) => format!("{:?}", r.stopped),
+            Err(_) => "error".into(),
+        },
+        events,
+        records = produced.load(Ordering::Relaxed),
+        position = %describe(saved.as_ref()),
+        state_file = %state_file.path().display(),
+        "cdc stopped: {events} events delivered; resume: {skipped} of the {found} events found \
+         already in Kafka were skipped; every delivered event is acknowledged by Kafka and the \
+         state file holds the position after it",
+    );
+    let report = result.map_err(run_failure)?;
     let secs = started.elapsed().as_secs_f64().max(1e-9);
     println!(
-        "cdc mysql: {} events ({} records with tombstones) in {:.1}s ({:.0} events/s), {} already in Kafka skipped, {} positions saved to {}",
-        stats.events,
-        stats.records,
-        secs,
-        stats.events as f64 / secs,
-        stats.skipped,
-        stats.commits,
-        source.state_file().path().display()
+        "cdc mysql: {events} events ({} records with tombstones) in {secs:.1}s ({:.0} events/s), \
+         {skipped} already in Kafka skipped, {} positions saved to {}",
+        produced.load(Ordering::Relaxed),
+        events as f64 / secs,
+        report.commits,
+        state_file.path().display()
     );
     Ok(())
 }

@@ -16,6 +16,8 @@ pub struct StreamLog {
     rows_in: AtomicU64,
     rows_out: AtomicU64,
     quarantined: AtomicU64,
+    /// Print a line per commit (off for sources that commit after every small batch).
+    commit_lines: bool,
 }
 
 impl StreamLog {
@@ -29,7 +31,14 @@ impl StreamLog {
             rows_in: AtomicU64::new(0),
             rows_out: AtomicU64::new(0),
             quarantined: AtomicU64::new(0),
+            commit_lines: true,
         }
+    }
+
+    /// No line per commit: only the start and the progress lines.
+    pub fn without_commit_lines(mut self) -> Self {
+        self.commit_lines = false;
+        self
     }
 }
 
@@ -71,6 +80,9 @@ impl DriverHooks for StreamLog {
     }
 
     fn on_commit(&self, report: &CommitReport, elapsed: Duration) {
+        if !self.commit_lines {
+            return;
+        }
         println!(
             "committed {} rows, {} quarantined; {} ({} ms)",
             report.rows,

@@ -2,7 +2,8 @@
 //! source's position saved in a file once the broker has acknowledged them.
 //!
 //! Rows carry `key` and `value` (binary, nullable) and become one record each, with the sink's
-//! fixed headers. [`Sink::write`] waits for every acknowledgement (idempotent producer,
+//! fixed headers; a row's `topic` (text, when the batch has that column: CDC routes each table
+//! to its own topic) overrides the sink's topic, and a null `value` is a tombstone. [`Sink::write`] waits for every acknowledgement (idempotent producer,
 //! `acks=all`), so when the driver commits, the position it saves covers only acknowledged
 //! records: a crash repeats at most what was acknowledged after the last save, never loses.
 
@@ -34,6 +35,13 @@ pub fn records_schema() -> SchemaRef {
         Field::new("key", DataType::Binary, true),
         Field::new("value", DataType::Binary, true),
     ]))
+}
+
+/// [`records_schema`] with a `topic` per record first (text, not null).
+pub fn routed_records_schema() -> SchemaRef {
+    let mut fields = vec![Arc::new(Field::new("topic", DataType::Utf8, false))];
+    fields.extend(records_schema().fields().iter().cloned());
+    Arc::new(Schema::new(fields))
 }
 
 /// Produces rows as Kafka records and commits the position to a [`PositionFile`].
@@ -80,9 +88,15 @@ impl KafkaRecordsSink {
                 })
         };
         let (keys, values) = (column("key")?, column("value")?);
+        let topics = rows
+            .column_by_name("topic")
+            .and_then(|c| c.as_string_opt::<i32>());
         Ok((0..rows.num_rows())
             .map(|i| OutRecord {
-                topic: self.topic.clone(),
+                topic: match topics {
+                    Some(t) if t.is_valid(i) => t.value(i).to_string(),
+                    _ => self.topic.clone(),
+                },
                 key: keys.is_valid(i).then(|| keys.value(i).to_vec()),
                 value: values.is_valid(i).then(|| values.value(i).to_vec()),
                 headers: self.headers.clone(),

@@ -1,16 +1,18 @@
 //! The shipped sources: local NDJSON files, bronze files (NDJSON or Parquet), Kafka topics, an
-//! HTTP API polled with a cursor.
+//! HTTP API polled with a cursor, the MySQL / MariaDB binlog.
 //! Each hands out batches with the lineage columns of its input and the position a commit may
 //! cover.
 
 mod bronze;
 pub mod http_poll;
 mod kafka;
+pub mod mysql_cdc;
 mod ndjson_files;
 
 pub use bronze::BronzeSource;
 pub use http_poll::{HttpPollSource, open_http_ingest};
 pub use kafka::{KafkaBatching, KafkaTopicSource, SharedGroup};
+pub use mysql_cdc::{MysqlCdcRecordsSource, open_mysql_cdc};
 pub use ndjson_files::NdjsonFilesSource;
 
 use crate::error::{Result, RuntimeError};
