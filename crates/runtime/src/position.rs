@@ -53,12 +53,14 @@ pub enum Position {
         #[serde(default)]
         cycles: u64,
     },
-    /// A full-load watermark: the largest value of an incremental column loaded so far.
-    Watermark {
-        /// The column.
-        column: String,
-        /// Its value, as text.
-        value: String,
+    /// A consistent database load (PostgreSQL full / incremental): the snapshot it read and the
+    /// watermark of every incremental table after it (the next run reads past these).
+    Snapshot {
+        /// The snapshot's time (UTC, ISO 8601).
+        time: String,
+        /// Watermarks by `schema.table`.
+        #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+        watermarks: BTreeMap<String, strata_connectors::postgres::WatermarkEntry>,
     },
 }
 
@@ -193,9 +195,16 @@ mod tests {
                 }),
                 cycles: 3,
             },
-            Position::Watermark {
-                column: "updated_at".into(),
-                value: "2026-11-20T00:00:00Z".into(),
+            Position::Snapshot {
+                time: "2026-11-20T00:00:00.000001Z".into(),
+                watermarks: BTreeMap::from([(
+                    "public.orders".to_string(),
+                    strata_connectors::postgres::WatermarkEntry {
+                        column: "updated_at".into(),
+                        last: "2026-11-20 00:00:00+00".into(),
+                        snapshot_time: "2026-11-20T00:00:00.000001Z".into(),
+                    },
+                )]),
             },
         ];
         for p in all {

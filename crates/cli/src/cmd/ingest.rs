@@ -8,19 +8,25 @@
 //! the load re-creates the same bytes under the same name and is recognised ("already present");
 //! a new run is a new snapshot and writes beside the old one, never over it. The load date is
 //! the snapshot's UTC date unless `--date` says otherwise. Memory is bounded by `part_rows` per
-//! reader (a larger chunk becomes several objects).
+//! reader (a larger chunk becomes several objects). Wiring only: [`PgLoadSource`] →
+//! [`Passthrough`] → [`BronzePartsSink`] on the one driver, whose single commit at the end of the
+//! load stores the incremental watermarks.
 
 use std::io::IsTerminal;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use indicatif::{ProgressBar, ProgressStyle};
 use strata_connectors::ConnectorError;
-use strata_connectors::postgres::{BoxError, PgLoader, PgSourceConfig, Progress};
-use strata_layers::bronze::{BronzeDate, BronzeWriter, PutOutcome};
+use strata_connectors::postgres::{PgLoader, PgSourceConfig, Progress};
+use strata_layers::bronze::{BronzeDate, BronzeWriter};
 use strata_layers::lake::Lake;
+use strata_runtime::sinks::BronzePartsSink;
+use strata_runtime::sources::PgLoadSource;
+use strata_runtime::sources::pg_load::ProgressFn;
+use strata_runtime::{CommitPolicy, Driver, DriverOptions, Passthrough, RuntimeError};
 
 use crate::Failure;
 
@@ -84,6 +90,44 @@ fn failure(e: ConnectorError) -> Failure {
     }
 }
 
+fn run_failure(e: RuntimeError) -> Failure {
+    match e {
+        RuntimeError::Connector(e) => failure(*e),
+        other => other.into(),
+    }
+}
+
+/// The load's progress: a spinner line on a terminal, else a plain line every 5 s (and the
+/// final one).
+fn progress_printer(bar: Option<ProgressBar>) -> ProgressFn {
+    let last_line = Mutex::new(Instant::now());
+    Arc::new(move |p: &Progress| {
+        let line = format!(
+            "{} rows · {:.0} rows/s · chunks {}/{}{}",
+            p.rows,
+            p.rows_per_sec,
+            p.chunks_done,
+            p.chunks_total,
+            if p.retries > 0 {
+                format!(" · {} retries", p.retries)
+            } else {
+                String::new()
+            }
+        );
+        match &bar {
+            Some(bar) => bar.set_message(line),
+            None => {
+                if let Ok(mut last) = last_line.lock()
+                    && (last.elapsed() >= Duration::from_secs(5) || p.chunks_done == p.chunks_total)
+                {
+                    *last = Instant::now();
+                    eprintln!("progress: {line}");
+                }
+            }
+        }
+    })
+}
+
 async fn postgres(args: &PostgresArgs) -> Result<(), Failure> {
     let text = std::fs::read_to_string(&args.config).map_err(|e| {
         Failure::config(anyhow::anyhow!(
@@ -105,12 +149,18 @@ async fn postgres(args: &PostgresArgs) -> Result<(), Failure> {
         .map(BronzeDate::parse)
         .transpose()
         .map_err(Failure::config)?;
+    let state_path = config.state_file.clone();
     let loader = PgLoader::new(config)
         .map_err(failure)?
         .with_dry_run(args.dry_run);
-    let dry_run = args.dry_run;
     let lake = Lake::open(&args.lake).map_err(Failure::config)?;
-    let writer = BronzeWriter::new(lake);
+    let sink = BronzePartsSink::new(
+        BronzeWriter::new(lake),
+        date,
+        state_path.clone(),
+        args.dry_run,
+    );
+    let counts = sink.counts();
 
     let bar = std::io::stderr().is_terminal().then(|| {
         let bar = ProgressBar::new_spinner();
@@ -121,83 +171,39 @@ async fn postgres(args: &PostgresArgs) -> Result<(), Failure> {
         bar.enable_steady_tick(Duration::from_millis(200));
         bar
     });
-    let last_line = Mutex::new(Instant::now());
-    let progress = |p: &Progress| {
-        let line = format!(
-            "{} rows · {:.0} rows/s · chunks {}/{}{}",
-            p.rows,
-            p.rows_per_sec,
-            p.chunks_done,
-            p.chunks_total,
-            if p.retries > 0 {
-                format!(" · {} retries", p.retries)
-            } else {
-                String::new()
-            }
-        );
-        match &bar {
-            Some(bar) => bar.set_message(line),
-            None => {
-                // Plain lines every 5 s (and the final one) when not on a terminal.
-                if let Ok(mut last) = last_line.lock()
-                    && (last.elapsed() >= Duration::from_secs(5) || p.chunks_done == p.chunks_total)
-                {
-                    *last = Instant::now();
-                    eprintln!("progress: {line}");
-                }
-            }
-        }
+    let source = PgLoadSource::new(loader, progress_printer(bar.clone()));
+    let loaded = source.report();
+    // One unit: the only commit is at the end of the load (the watermarks).
+    let options = DriverOptions {
+        commit: CommitPolicy {
+            max_rows: u64::MAX,
+            max_interval: Duration::MAX,
+            max_units: 0,
+        },
+        channel_depth: 2,
+        stop_when_idle: None,
+        crash_after_commits: None,
     };
-
-    let created = Arc::new(AtomicUsize::new(0));
-    let present = Arc::new(AtomicUsize::new(0));
-    let bytes = Arc::new(AtomicU64::new(0));
-    let sources = Arc::new(Mutex::new(std::collections::BTreeSet::new()));
-    let on_part = |part: strata_connectors::postgres::LoadedPart| {
-        let (writer, created, present, bytes, sources) = (
-            writer.clone(),
-            created.clone(),
-            present.clone(),
-            bytes.clone(),
-            sources.clone(),
-        );
-        async move {
-            if dry_run {
-                return Ok(());
-            }
-            let date = match date {
-                Some(d) => d,
-                None => BronzeDate::parse(&part.snapshot.date)?,
-            };
-            let source = part.source_name();
-            let metadata = part.metadata();
-            let kv: Vec<(&str, &str)> = metadata
-                .iter()
-                .map(|(k, v)| (k.as_str(), v.as_str()))
-                .collect();
-            let outcome = writer
-                .put_parquet(&source, date, &part.object_stem(), &part.batches, &kv)
-                .await?;
-            match outcome {
-                PutOutcome::Created { bytes: n, .. } => {
-                    created.fetch_add(1, Ordering::Relaxed);
-                    bytes.fetch_add(n, Ordering::Relaxed);
-                }
-                PutOutcome::AlreadyPresent { .. } => {
-                    present.fetch_add(1, Ordering::Relaxed);
-                }
-            }
-            if let Ok(mut s) = sources.lock() {
-                s.insert(format!("bronze/source={source}/date={date}"));
-            }
-            Ok::<(), BoxError>(())
-        }
-    };
-    let result = loader.run(on_part, &progress).await;
+    let result = Driver::new(source, Passthrough::new("ingest postgres"), sink, options)
+        .run(super::stream::shutdown_signal())
+        .await;
     if let Some(bar) = &bar {
         bar.finish_and_clear();
     }
-    let report = result.map_err(failure)?;
+    let run = result.map_err(run_failure)?;
+    let report = loaded.lock().ok().and_then(|mut r| r.take());
+    let Some(report) = report else {
+        // Stopped (SIGTERM) before the load ended: nothing was committed.
+        eprintln!(
+            "ingest postgres: stopped ({:?}) before the load ended: {} objects written, no \
+             watermark stored; the next run reads everything again from a new snapshot",
+            run.stopped,
+            counts.created.load(Ordering::Relaxed)
+        );
+        return Err(Failure::runtime(anyhow::anyhow!(
+            "the load was interrupted"
+        )));
+    };
     println!(
         "snapshot {} (database `{}`, role `{}`)",
         report.snapshot.time, report.snapshot.database, report.snapshot.user
@@ -215,8 +221,8 @@ async fn postgres(args: &PostgresArgs) -> Result<(), Failure> {
             t.table, t.rows, t.chunks, t.parts
         );
     }
-    if let Ok(s) = sources.lock() {
-        for s in s.iter() {
+    if let Ok(folders) = counts.folders.lock() {
+        for s in folders.iter() {
             println!("  → {s}/");
         }
     }
@@ -226,15 +232,17 @@ async fn postgres(args: &PostgresArgs) -> Result<(), Failure> {
         report.rows,
         secs,
         report.rows as f64 / secs,
-        created.load(Ordering::Relaxed),
-        bytes.load(Ordering::Relaxed),
-        present.load(Ordering::Relaxed),
+        counts.created.load(Ordering::Relaxed),
+        counts.bytes.load(Ordering::Relaxed),
+        counts.present.load(Ordering::Relaxed),
         report.retries
     );
-    if dry_run {
+    if args.dry_run {
         println!("dry run: nothing was written (no bronze object, no watermark)");
     }
-    if let Some(state) = &report.state_file {
+    if counts.state_stored.load(Ordering::Relaxed)
+        && let Some(state) = &state_path
+    {
         println!("watermarks stored in {}", state.display());
     }
     Ok(())

@@ -298,6 +298,9 @@ pub struct LoadReport {
     pub retries: u32,
     /// The state file written (incremental tables).
     pub state_file: Option<PathBuf>,
+    /// The watermark state after this load, when incremental tables moved (stored in
+    /// `state_file` unless [`PgLoader::with_state_writes`] turned that off); `None` for a dry run.
+    pub new_state: Option<WatermarkState>,
 }
 
 /// Reads the configured tables from one consistent snapshot.
@@ -306,6 +309,7 @@ pub struct PgLoader {
     config: Arc<PgSourceConfig>,
     endpoint: Arc<Endpoint>,
     dry_run: bool,
+    write_state: bool,
 }
 
 struct Shared {
@@ -326,7 +330,16 @@ impl PgLoader {
             config: Arc::new(config),
             endpoint: Arc::new(endpoint),
             dry_run: false,
+            write_state: true,
         })
+    }
+
+    /// Whether the load stores the new watermarks in the state file itself (the default), or
+    /// only reports them in [`LoadReport::new_state`] for a committer that stores them once the
+    /// parts are durable (a driver, whose sink writes after `on_part` returned).
+    pub fn with_state_writes(mut self, write_state: bool) -> Self {
+        self.write_state = write_state;
+        self
     }
 
     /// A dry run reads and decodes everything but stores no incremental watermark, so the next
@@ -339,6 +352,11 @@ impl PgLoader {
     /// The config.
     pub fn config(&self) -> &PgSourceConfig {
         &self.config
+    }
+
+    /// The resolved server, database and role.
+    pub fn endpoint(&self) -> &Endpoint {
+        &self.endpoint
     }
 
     /// Runs the load: every part goes to `on_part` (awaited one at a time, so a slow sink slows
@@ -496,7 +514,7 @@ impl PgLoader {
                     .map(|(_, from, to)| (from.clone(), to.clone())),
             });
         }
-        let mut state_file = None;
+        let (mut state_file, mut new_state) = (None, None);
         if let (Some(state), Some(path)) = (state.as_mut(), &state_path) {
             let mut changed = false;
             for p in &plans {
@@ -515,8 +533,11 @@ impl PgLoader {
                 }
             }
             if changed && !self.dry_run {
-                state.store(path)?;
-                state_file = Some(path.clone());
+                if self.write_state {
+                    state.store(path)?;
+                    state_file = Some(path.clone());
+                }
+                new_state = Some(state.clone());
             }
         }
         // The exported snapshot may go now.
@@ -528,6 +549,7 @@ impl PgLoader {
             elapsed,
             retries: shared.retries.load(Ordering::Relaxed),
             state_file,
+            new_state,
         })
     }
 

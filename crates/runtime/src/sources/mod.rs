@@ -1,5 +1,5 @@
 //! The shipped sources: local NDJSON files, bronze files (NDJSON or Parquet), Kafka topics, an
-//! HTTP API polled with a cursor, the MySQL / MariaDB binlog.
+//! HTTP API polled with a cursor, the MySQL / MariaDB binlog, a PostgreSQL snapshot load.
 //! Each hands out batches with the lineage columns of its input and the position a commit may
 //! cover.
 
@@ -8,12 +8,14 @@ pub mod http_poll;
 mod kafka;
 pub mod mysql_cdc;
 mod ndjson_files;
+pub mod pg_load;
 
 pub use bronze::BronzeSource;
 pub use http_poll::{HttpPollSource, open_http_ingest};
 pub use kafka::{KafkaBatching, KafkaTopicSource, SharedGroup};
 pub use mysql_cdc::{MysqlCdcRecordsSource, open_mysql_cdc};
 pub use ndjson_files::NdjsonFilesSource;
+pub use pg_load::PgLoadSource;
 
 use crate::error::{Result, RuntimeError};
 use crate::position::Position;
