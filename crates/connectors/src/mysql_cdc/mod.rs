@@ -128,6 +128,8 @@ pub struct MysqlCdcSource {
     phase: Phase,
     /// Set from a lost connection until a stream works again.
     backoff: Option<reconnect::Backoff>,
+    /// When the current binlog connection started streaming.
+    stream_since: Option<std::time::Instant>,
     reconnects: u64,
     partial_dropped: u64,
     rows_decoded_before: u64,
@@ -227,6 +229,7 @@ impl MysqlCdcSource {
             schemas,
             phase,
             backoff: None,
+            stream_since: None,
             reconnects: 0,
             partial_dropped: 0,
             rows_decoded_before: 0,
@@ -309,7 +312,10 @@ impl MysqlCdcSource {
                     )
                     .await
                     {
-                        Ok(reader) => self.phase = Phase::Stream(Box::new(reader)),
+                        Ok(reader) => {
+                            self.phase = Phase::Stream(Box::new(reader));
+                            self.stream_since = Some(std::time::Instant::now());
+                        }
                         Err(e) => self.lost(e)?,
                     }
                 }
@@ -336,7 +342,10 @@ impl MysqlCdcSource {
                             continue;
                         }
                     };
-                    self.backoff = None;
+                    let up_for = self.stream_since.map(|t| t.elapsed()).unwrap_or_default();
+                    if reconnect::works_again(!txns.is_empty(), up_for) {
+                        self.backoff = None;
+                    }
                     let state = txns.last().map(|t| CdcState {
                         position: t.position.clone(),
                         snapshot_done: true,

@@ -11,7 +11,8 @@
 //! ([`ConnectorError::is_retryable`]); attempts wait 100 ms, doubling up to 5 s; after
 //! `reconnect_timeout_secs` without a working stream the source gives up with a retryable
 //! [`ConnectorError::MysqlQuery`] carrying the last cause, so a supervisor can restart it later
-//! (it then resumes from the state file). A stream that works again resets the clock.
+//! (it then resumes from the state file). A stream that works again — it delivers a
+//! transaction, or stays up for [`STABLE_AFTER`] — resets the clock.
 
 use std::time::{Duration, Instant};
 
@@ -21,6 +22,16 @@ use crate::error::ConnectorError;
 pub const FIRST_DELAY: Duration = Duration::from_millis(100);
 /// Longest wait between attempts.
 pub const MAX_DELAY: Duration = Duration::from_secs(5);
+/// How long a new connection must stay up (without delivering a transaction) to count as
+/// working again.
+pub const STABLE_AFTER: Duration = Duration::from_secs(10);
+
+/// True when a new connection has proven it works, so the give-up clock restarts: it handed
+/// out a transaction, or stayed up for [`STABLE_AFTER`]. Surviving an idle poll proves nothing
+/// (a proxy that kills every connection after a moment would keep the source retrying forever).
+pub fn works_again(delivered_transactions: bool, up_for: Duration) -> bool {
+    delivered_transactions || up_for >= STABLE_AFTER
+}
 
 /// True when reconnecting may help (the connection failed, not the data or the config).
 pub fn worth_retrying(e: &ConnectorError) -> bool {
@@ -96,6 +107,13 @@ mod tests {
             hint: String::new(),
             retryable: true,
         }
+    }
+
+    #[test]
+    fn only_data_or_a_long_life_proves_a_connection_works() {
+        assert!(!works_again(false, Duration::from_millis(600)));
+        assert!(works_again(true, Duration::from_millis(1)));
+        assert!(works_again(false, STABLE_AFTER));
     }
 
     #[test]
