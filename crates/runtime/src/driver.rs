@@ -300,7 +300,7 @@ impl<S: Source, K: Sink + Committer, T: Transform> Driver<S, K, T> {
         let uncommitted = state.staged_rows;
         if stopped.is_ok() {
             // A failed send means the sink task failed: its error is read below.
-            let _ = state.send(ToSink::Close).await;
+            let _ = send_to(state.sink, ToSink::Close).await;
         }
         drop(state);
         drop(sink_tx);
@@ -378,20 +378,13 @@ impl LoopState<'_> {
     async fn stage(&mut self, out: Output) -> Result<()> {
         for rows in out.rows {
             if rows.num_rows() > 0 {
-                self.send(ToSink::Rows(rows)).await?;
+                send_to(self.sink, ToSink::Rows(rows)).await?;
             }
         }
         if out.quarantined.num_rows() > 0 {
-            self.send(ToSink::Quarantine(out.quarantined)).await?;
+            send_to(self.sink, ToSink::Quarantine(out.quarantined)).await?;
         }
         Ok(())
-    }
-
-    async fn send(&self, msg: ToSink) -> Result<()> {
-        self.sink.send(msg).await.map_err(|_| RuntimeError::Stage {
-            stage: "sink",
-            message: "it stopped accepting output".into(),
-        })
     }
 
     /// Commits when the policy says so and a commit may happen here.
@@ -439,10 +432,13 @@ impl LoopState<'_> {
             return Ok(());
         };
         let state = self.checkpoint()?;
-        self.send(ToSink::Commit {
-            position: position.clone(),
-            state,
-        })
+        send_to(
+            self.sink,
+            ToSink::Commit {
+                position: position.clone(),
+                state,
+            },
+        )
         .await?;
         self.last_position = Some(position);
         self.commits += 1;
@@ -450,6 +446,15 @@ impl LoopState<'_> {
         self.since_commit = Instant::now();
         Ok(())
     }
+}
+
+/// Hands `msg` to the sink task. Borrows only the channel, never the loop state (which holds
+/// the pipeline, not `Sync`), so the driver's future is `Send` and can be spawned.
+async fn send_to(sink: &mpsc::Sender<ToSink>, msg: ToSink) -> Result<()> {
+    sink.send(msg).await.map_err(|_| RuntimeError::Stage {
+        stage: "sink",
+        message: "it stopped accepting output".into(),
+    })
 }
 
 /// The reader task: hands out what the source polls, and tells it about commits in between.

@@ -53,6 +53,12 @@ pub enum Position {
         #[serde(default)]
         cycles: u64,
     },
+    /// A push source (the webhook receiver): requests taken so far by this process. Nothing to
+    /// seek to — a request not answered "stored" is retried by its sender.
+    Pushed {
+        /// Requests taken.
+        requests: u64,
+    },
     /// A consistent database load (PostgreSQL full / incremental): the snapshot it read and the
     /// watermark of every incremental table after it (the next run reads past these).
     Snapshot {
@@ -195,6 +201,7 @@ mod tests {
                 }),
                 cycles: 3,
             },
+            Position::Pushed { requests: 42 },
             Position::Snapshot {
                 time: "2026-11-20T00:00:00.000001Z".into(),
                 watermarks: BTreeMap::from([(

@@ -1,11 +1,20 @@
-//! `strata serve webhooks --config <yaml>`: the webhook receiver (axum) in front of Kafka.
+//! `strata serve webhooks --config <yaml>`: the webhook receiver (axum) in front of Kafka, on
+//! the one driver: the receiver submits each accepted request's record to a
+//! [`strata_runtime::sources::WebhookSource`], the driver hands batches of them to a
+//! [`RepliedRecordsSink`], which answers each request once Kafka acknowledged its record.
 //! Runs until SIGTERM / Ctrl-C, then stops accepting, finishes the requests in flight (each
-//! still answered only after Kafka's acknowledgement) and flushes the producer.
+//! still answered only after Kafka's acknowledgement), ends the driver and flushes the producer.
 
 use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
 
 use strata_connectors::ConnectorError;
+use strata_connectors::kafka::ProducerSlot;
 use strata_connectors::webhook::{WebhookConfig, WebhookServer};
+use strata_runtime::sinks::RepliedRecordsSink;
+use strata_runtime::sources::webhook_source;
+use strata_runtime::{CommitPolicy, Driver, DriverOptions, Passthrough};
 
 use crate::Failure;
 
@@ -47,17 +56,53 @@ pub async fn run(command: &ServeCommand) -> Result<(), Failure> {
     if let Some(b) = &args.brokers {
         config.kafka.brokers = b.clone();
     }
-    let server = WebhookServer::bind(&config, &args.config.display().to_string())
-        .await
-        .map_err(failure)?;
+    let kafka = WebhookServer::kafka_config(&config).map_err(failure)?;
+    let producer = Arc::new(ProducerSlot::open(&kafka).map_err(failure)?);
+    let ack_timeout = config.ack_timeout();
+    let (source, inbox, replies) = webhook_source(
+        producer.clone(),
+        ack_timeout,
+        config.max_in_flight.unwrap_or(4096),
+    );
+    let sink = RepliedRecordsSink::new(producer, replies, ack_timeout);
+    let (stored, not_stored) = sink.counts();
+    let server =
+        WebhookServer::bind_with(&config, &args.config.display().to_string(), Arc::new(inbox))
+            .await
+            .map_err(failure)?;
     let addr = server.local_addr().map_err(failure)?;
+    // Every batch is answered as soon as Kafka acknowledged it; the commit stores nothing.
+    let options = DriverOptions {
+        commit: CommitPolicy::every(Duration::ZERO, 1),
+        channel_depth: 2,
+        stop_when_idle: None,
+        crash_after_commits: None,
+    };
+    let (driver_ended, driver_stopped) = tokio::sync::oneshot::channel::<()>();
+    let driver = tokio::spawn(async move {
+        // Ends when the receiver dropped its inbox (after the requests in flight), or fails.
+        let report = Driver::new(source, Passthrough::new("serve webhooks"), sink, options)
+            .run(std::future::pending())
+            .await;
+        let _ = driver_ended.send(());
+        report
+    });
     // The one line scripts wait for before sending.
     println!("listening on http://{addr}");
     tracing::info!(%addr, sources = config.sources.len(), "webhook receiver ready");
-    let totals = server
-        .serve(super::stream::shutdown_signal())
+    // SIGTERM, or the driver failing (the receiver could only answer 503 from then on).
+    let shutdown = async move {
+        tokio::select! {
+            () = super::stream::shutdown_signal() => {}
+            _ = driver_stopped => tracing::warn!("the delivery driver stopped: shutting down"),
+        }
+    };
+    let served = server.serve(shutdown).await;
+    let report = driver
         .await
-        .map_err(failure)?;
+        .map_err(|e| Failure::runtime(anyhow::anyhow!("the delivery driver task failed: {e}")))?;
+    let totals = served.map_err(failure)?;
+    let report = report?;
     tracing::info!(
         %addr,
         requests = totals.requests,
@@ -65,6 +110,9 @@ pub async fn run(command: &ServeCommand) -> Result<(), Failure> {
         dead_letters = totals.dead_letters,
         rejected = totals.rejected,
         unavailable = totals.unavailable,
+        acknowledged = stored.load(std::sync::atomic::Ordering::Relaxed),
+        not_acknowledged = not_stored.load(std::sync::atomic::Ordering::Relaxed),
+        batches = report.commits,
         "stopped: producer flushed; every acknowledged event is in Kafka"
     );
     Ok(())

@@ -8,11 +8,13 @@
 //! `enable.idempotence`, `acks=all`, `isolation.level=read_committed`).
 
 mod config;
+mod producer_slot;
 mod sink;
 mod source;
 
 pub(crate) use config::Role;
 pub use config::{KafkaConfig, partitions_of};
+pub use producer_slot::ProducerSlot;
 pub use sink::{KafkaSink, OutRecord};
 pub(crate) use source::is_transient;
 pub use source::{Assignment, GroupHandle, KafkaSource, Positions, group_offsets};

@@ -4,7 +4,6 @@
 
 use std::time::Duration;
 
-use futures::future::try_join_all;
 use rdkafka::TopicPartitionList;
 use rdkafka::consumer::{Consumer, StreamConsumer};
 use rdkafka::error::KafkaError;
@@ -83,6 +82,17 @@ impl KafkaSink {
     /// Produces every record and waits for all acknowledgements. Records to one partition keep
     /// their order (idempotent producer). The first failure is returned, naming the topic.
     pub async fn send_all(&self, records: &[OutRecord]) -> Result<usize> {
+        let n = records.len();
+        for outcome in self.send_each(records).await {
+            outcome?;
+        }
+        Ok(n)
+    }
+
+    /// Produces every record and waits for every acknowledgement, returning each record's own
+    /// outcome (in order): a receiver answering many senders at once tells each whether its
+    /// record is stored.
+    pub async fn send_each(&self, records: &[OutRecord]) -> Vec<Result<()>> {
         let mut pending = Vec::with_capacity(records.len());
         for r in records {
             let mut headers = OwnedHeaders::new_with_capacity(r.headers.len());
@@ -104,39 +114,52 @@ impl KafkaSink {
             loop {
                 match self.producer.send_result(record) {
                     Ok(delivery) => {
-                        pending.push(delivery);
+                        pending.push(Ok(delivery));
                         break;
                     }
                     Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back)) => {
                         record = back;
                         tokio::time::sleep(Duration::from_millis(5)).await;
                     }
-                    Err((e, _)) => return Err(self.config.kafka_error(&r.topic, e)),
+                    Err((e, _)) => {
+                        pending.push(Err(self.config.kafka_error(&r.topic, e)));
+                        break;
+                    }
                 }
             }
         }
-        let n = pending.len();
-        let results = try_join_all(pending).await.map_err(|_| {
-            ConnectorError::Internal("the producer was dropped before delivering".into())
-        })?;
-        for (result, r) in results.into_iter().zip(records) {
-            if let Err((e, _)) = result {
-                if matches!(
-                    e.rdkafka_error_code(),
-                    Some(
-                        RDKafkaErrorCode::ProducerFenced
-                            | RDKafkaErrorCode::InvalidProducerEpoch
-                            | RDKafkaErrorCode::OutOfOrderSequenceNumber
-                            | RDKafkaErrorCode::UnknownProducerId
-                    )
-                ) {
-                    self.poisoned
-                        .store(true, std::sync::atomic::Ordering::SeqCst);
+        let mut outcomes = Vec::with_capacity(records.len());
+        for (queued, r) in pending.into_iter().zip(records) {
+            let delivery = match queued {
+                Ok(delivery) => delivery,
+                Err(e) => {
+                    outcomes.push(Err(e));
+                    continue;
                 }
-                return Err(self.config.kafka_error(&r.topic, e));
-            }
+            };
+            outcomes.push(match delivery.await {
+                Ok(Ok(_)) => Ok(()),
+                Ok(Err((e, _))) => {
+                    if matches!(
+                        e.rdkafka_error_code(),
+                        Some(
+                            RDKafkaErrorCode::ProducerFenced
+                                | RDKafkaErrorCode::InvalidProducerEpoch
+                                | RDKafkaErrorCode::OutOfOrderSequenceNumber
+                                | RDKafkaErrorCode::UnknownProducerId
+                        )
+                    ) {
+                        self.poisoned
+                            .store(true, std::sync::atomic::Ordering::SeqCst);
+                    }
+                    Err(self.config.kafka_error(&r.topic, e))
+                }
+                Err(_) => Err(ConnectorError::Internal(
+                    "the producer was dropped before delivering".into(),
+                )),
+            });
         }
-        Ok(n)
+        outcomes
     }
 
     /// Starts a transaction (transactional sinks only).

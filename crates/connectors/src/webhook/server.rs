@@ -11,8 +11,8 @@
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant, SystemTime};
 
 use axum::Router;
@@ -27,19 +27,18 @@ use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 
 use super::config::{Source, WebhookConfig};
+use super::deliver::{Deliver, DirectDelivery};
 use super::metrics::{WebhookMetrics, WebhookTotals};
 use super::verify;
 use crate::error::{ConnectorError, Result};
 use crate::json_path;
-use crate::kafka::{KafkaConfig, KafkaSink, OutRecord};
+use crate::kafka::{KafkaConfig, OutRecord};
 
 struct App {
     sources: HashMap<String, Source>,
-    /// The producer in use; replaced when it hits a fatal error (see [`App::replace_if_fatal`]).
-    sink: RwLock<Arc<KafkaSink>>,
-    kafka: KafkaConfig,
+    /// Where accepted records go; a request is answered 2xx only once it says "stored".
+    deliver: Arc<dyn Deliver>,
     dead_letter_topic: String,
-    ack_timeout: Duration,
     retry_after: HeaderValue,
     permits: Semaphore,
     metrics: WebhookMetrics,
@@ -61,18 +60,35 @@ impl std::fmt::Debug for WebhookServer {
 }
 
 impl WebhookServer {
-    /// Resolves the config (presets, secrets), checks that every topic exists, connects the
-    /// producer and binds the listener.
-    pub async fn bind(config: &WebhookConfig, file: &str) -> Result<Self> {
-        let sources = config.resolve(file)?;
-        // A message Kafka has not acknowledged when the request gives up is not worth keeping
-        // queued: the sender was told 503 and will retry. User properties come after it.
+    /// The Kafka profile records are produced with: the config's, with `message.timeout.ms`
+    /// set to the acknowledgement timeout (a record Kafka has not acknowledged when the request
+    /// gives up is not worth keeping queued: the sender was told 503 and will retry). User
+    /// properties come after it.
+    pub fn kafka_config(config: &WebhookConfig) -> Result<KafkaConfig> {
         let mut properties = vec![(
             "message.timeout.ms".to_string(),
             config.ack_timeout().as_millis().to_string(),
         )];
         properties.extend(config.kafka.properties.clone());
-        let kafka = KafkaConfig::from_profile(&config.kafka.brokers, properties)?;
+        KafkaConfig::from_profile(&config.kafka.brokers, properties)
+    }
+
+    /// Resolves the config (presets, secrets), checks that every topic exists, connects a
+    /// producer of its own ([`DirectDelivery`]) and binds the listener.
+    pub async fn bind(config: &WebhookConfig, file: &str) -> Result<Self> {
+        let kafka = Self::kafka_config(config)?;
+        let deliver = DirectDelivery::open(&kafka, config.ack_timeout())?;
+        Self::bind_with(config, file, Arc::new(deliver)).await
+    }
+
+    /// As [`WebhookServer::bind`], storing records through `deliver`.
+    pub async fn bind_with(
+        config: &WebhookConfig,
+        file: &str,
+        deliver: Arc<dyn Deliver>,
+    ) -> Result<Self> {
+        let sources = config.resolve(file)?;
+        let kafka = Self::kafka_config(config)?;
         let mut topics: Vec<&str> = sources.iter().map(|s| s.topic.as_str()).collect();
         topics.push(&config.dead_letter_topic);
         for topic in topics {
@@ -81,7 +97,6 @@ impl WebhookServer {
                 .await
                 .map_err(|e| ConnectorError::Internal(e.to_string()))??;
         }
-        let sink = RwLock::new(Arc::new(KafkaSink::open(&kafka, None)?));
         let listener =
             TcpListener::bind(&config.listen)
                 .await
@@ -92,10 +107,8 @@ impl WebhookServer {
         let retry_after = HeaderValue::from(config.retry_after_secs.unwrap_or(5));
         let app = App {
             sources: sources.into_iter().map(|s| (s.name.clone(), s)).collect(),
-            sink,
-            kafka,
+            deliver,
             dead_letter_topic: config.dead_letter_topic.clone(),
-            ack_timeout: config.ack_timeout(),
             retry_after,
             permits: Semaphore::new(config.max_in_flight.unwrap_or(4096)),
             metrics: WebhookMetrics::default(),
@@ -141,46 +154,8 @@ impl WebhookServer {
                 addr: addr.map(|a| a.to_string()).unwrap_or_default(),
                 source: e,
             })?;
-        let sink = self.app.sink();
-        tokio::task::spawn_blocking(move || sink.flush())
-            .await
-            .map_err(|e| ConnectorError::Internal(e.to_string()))??;
+        self.app.deliver.finish().await?;
         Ok(self.app.metrics.totals())
-    }
-}
-
-impl App {
-    fn sink(&self) -> Arc<KafkaSink> {
-        self.sink
-            .read()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .clone()
-    }
-
-    /// An idempotent producer whose epoch was fenced (seen when a broker restarts and loses
-    /// its producer state) fails every later send: a receiver that runs for months must not
-    /// answer 503 forever, so the first request to notice swaps in a new producer. Records the
-    /// old one still held were answered 503 and will be re-sent by their senders.
-    fn replace_if_fatal(&self, used: &Arc<KafkaSink>) {
-        let Some(why) = used.fatal_error() else {
-            return;
-        };
-        let mut current = self
-            .sink
-            .write()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        if !Arc::ptr_eq(&current, used) {
-            return; // another request already replaced it
-        }
-        match KafkaSink::open(&self.kafka, None) {
-            Ok(fresh) => {
-                tracing::warn!("the Kafka producer hit a fatal error ({why}); replaced it");
-                *current = Arc::new(fresh);
-            }
-            Err(e) => tracing::warn!(
-                "the Kafka producer hit a fatal error ({why}); a new one failed: {e}"
-            ),
-        }
     }
 }
 
@@ -196,7 +171,7 @@ async fn ready(State(app): State<Arc<App>>) -> Response {
         );
     }
     let probe = app.clone();
-    let ok = tokio::task::spawn_blocking(move || probe.sink().reachable(Duration::from_secs(2)))
+    let ok = tokio::task::spawn_blocking(move || probe.deliver.reachable(Duration::from_secs(2)))
         .await
         .unwrap_or(false);
     if ok {
@@ -324,14 +299,7 @@ fn idempotency_key(source: &Source, headers: &HeaderMap, body: &[u8]) -> String 
 }
 
 async fn produce(app: &App, record: OutRecord) -> std::result::Result<(), String> {
-    let sink = app.sink();
-    let result = match tokio::time::timeout(app.ack_timeout, sink.send_all(&[record])).await {
-        Ok(Ok(_)) => return Ok(()),
-        Ok(Err(e)) => Err(e.to_string()),
-        Err(_) => Err(format!("no acknowledgement within {:?}", app.ack_timeout)),
-    };
-    app.replace_if_fatal(&sink);
-    result
+    app.deliver.deliver(record).await
 }
 
 async fn store(

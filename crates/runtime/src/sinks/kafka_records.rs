@@ -79,30 +79,74 @@ impl KafkaRecordsSink {
     }
 
     fn records(&self, rows: &RecordBatch) -> Result<Vec<OutRecord>> {
-        let column = |name: &str| {
-            rows.column_by_name(name)
-                .and_then(|c| c.as_binary_opt::<i32>())
-                .ok_or_else(|| RuntimeError::Stage {
-                    stage: "sink",
-                    message: format!("a records batch without a binary `{name}` column"),
-                })
-        };
-        let (keys, values) = (column("key")?, column("value")?);
-        let topics = rows
-            .column_by_name("topic")
-            .and_then(|c| c.as_string_opt::<i32>());
-        Ok((0..rows.num_rows())
-            .map(|i| OutRecord {
+        records_of(rows, &self.topic, &self.headers)
+    }
+}
+
+/// Record headers as one text value: a JSON list of `[name, value]` pairs, in order (values
+/// are text: every header Strata writes is).
+pub fn encode_headers(headers: &[(String, Vec<u8>)]) -> String {
+    let pairs: Vec<(&str, std::borrow::Cow<'_, str>)> = headers
+        .iter()
+        .map(|(k, v)| (k.as_str(), String::from_utf8_lossy(v)))
+        .collect();
+    // Pairs of strings always serialise.
+    serde_json::to_string(&pairs).unwrap_or_default()
+}
+
+fn decode_headers(text: &str) -> Result<Vec<(String, Vec<u8>)>> {
+    let pairs: Vec<(String, String)> =
+        serde_json::from_str(text).map_err(|e| RuntimeError::Stage {
+            stage: "sink",
+            message: format!("a record's `headers` are not a JSON list of pairs: {e}"),
+        })?;
+    Ok(pairs
+        .into_iter()
+        .map(|(k, v)| (k, v.into_bytes()))
+        .collect())
+}
+
+/// The Kafka records of a batch: `key` and `value` (binary), an optional `topic` per row
+/// (else `topic`), and `headers` on every record followed by the row's own `headers` column
+/// (text, [`encode_headers`]) when the batch has one.
+pub(crate) fn records_of(
+    rows: &RecordBatch,
+    topic: &str,
+    headers: &[(String, Vec<u8>)],
+) -> Result<Vec<OutRecord>> {
+    let column = |name: &str| {
+        rows.column_by_name(name)
+            .and_then(|c| c.as_binary_opt::<i32>())
+            .ok_or_else(|| RuntimeError::Stage {
+                stage: "sink",
+                message: format!("a records batch without a binary `{name}` column"),
+            })
+    };
+    let (keys, values) = (column("key")?, column("value")?);
+    let text = |name: &str| {
+        rows.column_by_name(name)
+            .and_then(|c| c.as_string_opt::<i32>())
+    };
+    let (topics, own_headers) = (text("topic"), text("headers"));
+    (0..rows.num_rows())
+        .map(|i| {
+            let mut all = headers.to_vec();
+            if let Some(h) = own_headers
+                && h.is_valid(i)
+            {
+                all.extend(decode_headers(h.value(i))?);
+            }
+            Ok(OutRecord {
                 topic: match topics {
                     Some(t) if t.is_valid(i) => t.value(i).to_string(),
-                    _ => self.topic.clone(),
+                    _ => topic.to_string(),
                 },
                 key: keys.is_valid(i).then(|| keys.value(i).to_vec()),
                 value: values.is_valid(i).then(|| values.value(i).to_vec()),
-                headers: self.headers.clone(),
+                headers: all,
             })
-            .collect())
-    }
+        })
+        .collect()
 }
 
 #[async_trait::async_trait]

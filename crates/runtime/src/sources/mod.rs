@@ -1,5 +1,6 @@
 //! The shipped sources: local NDJSON files, bronze files (NDJSON or Parquet), Kafka topics, an
-//! HTTP API polled with a cursor, the MySQL / MariaDB binlog, a PostgreSQL snapshot load.
+//! HTTP API polled with a cursor, the MySQL / MariaDB binlog, a PostgreSQL snapshot load,
+//! the requests a webhook receiver accepted.
 //! Each hands out batches with the lineage columns of its input and the position a commit may
 //! cover.
 
@@ -9,6 +10,7 @@ mod kafka;
 pub mod mysql_cdc;
 mod ndjson_files;
 pub mod pg_load;
+pub mod webhook;
 
 pub use bronze::BronzeSource;
 pub use http_poll::{HttpPollSource, open_http_ingest};
@@ -16,6 +18,7 @@ pub use kafka::{KafkaBatching, KafkaTopicSource, SharedGroup};
 pub use mysql_cdc::{MysqlCdcRecordsSource, open_mysql_cdc};
 pub use ndjson_files::NdjsonFilesSource;
 pub use pg_load::PgLoadSource;
+pub use webhook::{WebhookSource, webhook_source};
 
 use crate::error::{Result, RuntimeError};
 use crate::position::Position;
