@@ -10,6 +10,9 @@ Usage (broker and release build needed; FastAPI and uvicorn from PyPI in the ven
     cargo build --release -p strata-cli -p strata-examples --example webhook_load
     $(scripts/python-env.sh)/bin/pip install fastapi==0.165.0 uvicorn==0.54.0
     python bench/webhook_bench.py [REQUESTS] [CONCURRENCY]
+
+A/B of two Strata builds in the same run: STRATA_BINARIES="before=/tmp/strata-old,after=/tmp/strata-new"
+(each is run in turn, in that order, before the FastAPI baseline).
 """
 import json
 import os
@@ -25,7 +28,7 @@ from confluent_kafka.admin import AdminClient, NewTopic
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TARGET = os.environ.get("CARGO_TARGET_DIR", os.path.expanduser("~/.cache/strata/target"))
 STRATA = os.path.join(TARGET, "release", "strata")
-LOAD = os.path.join(TARGET, "release", "examples", "webhook_load")
+LOAD = os.environ.get("WEBHOOK_LOAD", os.path.join(TARGET, "release", "examples", "webhook_load"))
 SECRET = "bench-secret"
 
 
@@ -90,7 +93,7 @@ def load(url, n, c):
     return json.loads(out.strip().splitlines()[-1])
 
 
-def run_strata(brokers, n, c, topic, dlq):
+def run_strata(brokers, n, c, topic, dlq, binary=STRATA):
     port = free_port()
     with tempfile.TemporaryDirectory() as d:
         cfg = os.path.join(d, "webhooks.yaml")
@@ -99,7 +102,7 @@ def run_strata(brokers, n, c, topic, dlq):
                     f"dead_letter_topic: {dlq}\nack_timeout_ms: 10000\nsources:\n  pipefy:\n"
                     f"    preset: pipefy\n    topic: {topic}\n    hmac: {{secret_env: PIPEFY_WEBHOOK_SECRET}}\n")
         env = dict(os.environ, PIPEFY_WEBHOOK_SECRET=SECRET, STRATA_LOG="warn")
-        p = subprocess.Popen([STRATA, "serve", "webhooks", "--config", cfg], env=env,
+        p = subprocess.Popen([binary, "serve", "webhooks", "--config", cfg], env=env,
                              stdout=subprocess.DEVNULL)
         wait_port(port)
         r = load(f"http://127.0.0.1:{port}/webhooks/pipefy", n, c)
@@ -130,25 +133,30 @@ def main():
     c = int(sys.argv[2]) if len(sys.argv) > 2 else 50
     brokers = os.environ["STRATA_TEST_KAFKA"]
     tag = time.time_ns()
-    topics = {"strata": f"bench-wh-strata-{tag}", "fastapi": f"bench-wh-fastapi-{tag}"}
+    binaries = [tuple(b.split("=", 1)) for b in os.environ.get("STRATA_BINARIES", "").split(",") if b]
+    if not binaries:
+        binaries = [("strata", STRATA)]
+    names = [name for name, _ in binaries] + ["fastapi"]
+    topics = {name: f"bench-wh-{name}-{tag}" for name in names}
     dlq = f"bench-wh-dlq-{tag}"
-    create(brokers, [(topics["strata"], 3), (topics["fastapi"], 3), (dlq, 1)])
-    results = {
-        "strata": run_strata(brokers, n, c, topics["strata"], dlq),
-        "fastapi": run_fastapi(brokers, n, c, topics["fastapi"]),
-    }
+    create(brokers, [(topics[name], 3) for name in names] + [(dlq, 1)])
+    results = {name: run_strata(brokers, n, c, topics[name], dlq, path) for name, path in binaries}
+    results["fastapi"] = run_fastapi(brokers, n, c, topics["fastapi"])
     for name, r in results.items():
         r["in_kafka"] = count(brokers, topics[name], 3)
     print(f"{n} signed Pipefy webhooks at concurrency {c}, acks=all before 2xx")
     print(f"{'receiver':<34}{'req/s':>9}{'p50 ms':>9}{'p99 ms':>9}{'max ms':>9}{'RSS MB':>8}{'2xx':>8}{'in Kafka':>10}")
-    for name, label in [("strata", "strata serve webhooks"), ("fastapi", "FastAPI+confluent-kafka, 2 workers")]:
+    labels = [(name, f"strata serve webhooks ({name})") for name, _ in binaries]
+    for name, label in labels + [("fastapi", "FastAPI+confluent-kafka, 2 workers")]:
         r = results[name]
         ok = r["statuses"].get("200", 0)
         print(f"{label:<34}{r['requests_per_s']:>9.0f}{r['p50_ms']:>9.1f}{r['p99_ms']:>9.1f}"
               f"{r['max_ms']:>9.1f}{r['peak_rss_mb']:>8}{ok:>8}{r['in_kafka']:>10}")
-    s, f = results["strata"], results["fastapi"]
-    print(f"ratio: {s['requests_per_s'] / f['requests_per_s']:.2f}x the requests/s, "
-          f"p99 {f['p99_ms'] / s['p99_ms']:.2f}x lower")
+    f = results["fastapi"]
+    for name, _ in binaries:
+        s = results[name]
+        print(f"ratio {name}: {s['requests_per_s'] / f['requests_per_s']:.2f}x the requests/s, "
+              f"p99 {f['p99_ms'] / s['p99_ms']:.2f}x lower")
     print(json.dumps(results))
 
 

@@ -1,8 +1,9 @@
 //! Records of waiting requests to Kafka, each request answered with its own record's outcome
 //! (`strata serve webhooks`).
 //!
-//! A batch from [`crate::sources::webhook::WebhookSource`] is produced at once and every
-//! acknowledgement awaited; each row's request is told "stored" or why not. A broker that is
+//! A batch from [`crate::sources::webhook::WebhookSource`] is produced at once on a task of its
+//! own (batches overlap in the producer, as concurrent requests do) and every acknowledgement
+//! awaited; each row's request is told "stored" or why not. A broker that is
 //! down or slow is not a failure of the run: the requests concerned are answered 503 by the
 //! receiver and retried by their senders, and the run goes on. A producer that can no longer
 //! produce (a fenced idempotence epoch after a broker restart) is replaced
@@ -30,6 +31,7 @@ pub struct RepliedRecordsSink {
     stored: Arc<AtomicU64>,
     failed: Arc<AtomicU64>,
     since_commit: u64,
+    in_flight: tokio::task::JoinSet<()>,
 }
 
 impl std::fmt::Debug for RepliedRecordsSink {
@@ -55,12 +57,50 @@ impl RepliedRecordsSink {
             stored: Arc::new(AtomicU64::new(0)),
             failed: Arc::new(AtomicU64::new(0)),
             since_commit: 0,
+            in_flight: tokio::task::JoinSet::new(),
         }
     }
 
     /// Records acknowledged, and records answered as not stored (shared counters).
     pub fn counts(&self) -> (Arc<AtomicU64>, Arc<AtomicU64>) {
         (self.stored.clone(), self.failed.clone())
+    }
+}
+
+/// Produces one batch and answers each of its requests (its own task, so batches overlap in the
+/// producer the way concurrent requests did).
+async fn deliver_batch(
+    producer: Arc<ProducerSlot>,
+    replies: Arc<PendingReplies>,
+    ack_timeout: Duration,
+    ids: Vec<u64>,
+    records: Vec<strata_connectors::kafka::OutRecord>,
+    counts: (Arc<AtomicU64>, Arc<AtomicU64>),
+) {
+    let sink = producer.get();
+    let outcomes: Vec<std::result::Result<(), String>> =
+        match tokio::time::timeout(ack_timeout, sink.send_each(&records)).await {
+            Ok(outcomes) => outcomes
+                .into_iter()
+                .map(|o| o.map_err(|e| e.to_string()))
+                .collect(),
+            Err(_) => {
+                let why = format!("no acknowledgement within {ack_timeout:?}");
+                vec![Err(why); records.len()]
+            }
+        };
+    let mut any_failed = false;
+    for (id, outcome) in ids.into_iter().zip(outcomes) {
+        if outcome.is_ok() {
+            counts.0.fetch_add(1, Ordering::Relaxed);
+        } else {
+            counts.1.fetch_add(1, Ordering::Relaxed);
+            any_failed = true;
+        }
+        replies.answer(id, outcome);
+    }
+    if any_failed {
+        producer.replace_if_fatal(&sink);
     }
 }
 
@@ -74,34 +114,21 @@ impl Sink for RepliedRecordsSink {
                 stage: "sink",
                 message: "a webhook batch without its `request` ids".into(),
             })?
-            .clone();
+            .values()
+            .to_vec();
         let records = records_of(rows, "", &[])?;
-        let producer = self.producer.get();
-        let outcomes =
-            match tokio::time::timeout(self.ack_timeout, producer.send_each(&records)).await {
-                Ok(outcomes) => outcomes
-                    .into_iter()
-                    .map(|o| o.map_err(|e| e.to_string()))
-                    .collect(),
-                Err(_) => {
-                    let why = format!("no acknowledgement within {:?}", self.ack_timeout);
-                    vec![Err(why); records.len()]
-                }
-            };
-        let mut any_failed = false;
-        for (id, outcome) in ids.values().iter().zip(outcomes) {
-            if outcome.is_ok() {
-                self.stored.fetch_add(1, Ordering::Relaxed);
-                self.since_commit = self.since_commit.saturating_add(1);
-            } else {
-                self.failed.fetch_add(1, Ordering::Relaxed);
-                any_failed = true;
-            }
-            self.replies.answer(*id, outcome);
-        }
-        if any_failed {
-            self.producer.replace_if_fatal(&producer);
-        }
+        self.since_commit = self.since_commit.saturating_add(records.len() as u64);
+        // Finished deliveries are reaped here, so the set holds only batches in flight (bounded
+        // by the receiver's `max_in_flight` requests).
+        while self.in_flight.try_join_next().is_some() {}
+        self.in_flight.spawn(deliver_batch(
+            self.producer.clone(),
+            self.replies.clone(),
+            self.ack_timeout,
+            ids,
+            records,
+            (self.stored.clone(), self.failed.clone()),
+        ));
         Ok(())
     }
 
@@ -116,6 +143,8 @@ impl Sink for RepliedRecordsSink {
     }
 
     async fn close(&mut self) -> Result<()> {
+        // Every request taken is answered before the producer is flushed.
+        while self.in_flight.join_next().await.is_some() {}
         let producer = self.producer.get();
         tokio::task::spawn_blocking(move || producer.flush().map_err(RuntimeError::from))
             .await
