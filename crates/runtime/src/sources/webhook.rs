@@ -75,6 +75,13 @@ impl std::fmt::Debug for WebhookInbox {
     }
 }
 
+impl WebhookInbox {
+    /// Records submitted and not yet taken by the source (the queue in front of the driver).
+    pub fn waiting(&self) -> usize {
+        self.submit.max_capacity() - self.submit.capacity()
+    }
+}
+
 impl Deliver for WebhookInbox {
     fn deliver(&self, record: OutRecord) -> BoxFuture<'_, Reply> {
         Box::pin(async move {
