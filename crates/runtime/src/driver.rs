@@ -55,6 +55,16 @@ impl CommitPolicy {
         }
     }
 
+    /// One commit, at the end of input (a load that is one unit: only its last position
+    /// counts).
+    pub fn at_end() -> Self {
+        CommitPolicy {
+            max_rows: u64::MAX,
+            max_interval: Duration::MAX,
+            max_units: 0,
+        }
+    }
+
     /// Commits every `interval` or `rows` input records, whichever comes first (streaming).
     pub fn every(interval: Duration, rows: u64) -> Self {
         CommitPolicy {

@@ -10,8 +10,6 @@ use std::time::Duration;
 use mysql_async::prelude::Queryable;
 use mysql_async::{Conn, Opts};
 use rdkafka::ClientConfig;
-use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
-use rdkafka::client::DefaultClientContext;
 use rdkafka::consumer::{Consumer, StreamConsumer};
 use rdkafka::message::Message;
 use rdkafka::{Offset, TopicPartitionList};
@@ -21,26 +19,8 @@ use strata_runtime::sources::mysql_cdc::CdcIngest;
 use strata_runtime::sources::open_mysql_cdc;
 use strata_runtime::{CommitPolicy, Driver, DriverOptions, Passthrough, StopReason};
 
-fn server(var: &str) -> Option<String> {
-    match std::env::var(var) {
-        Ok(v) => Some(v),
-        Err(_) if std::env::var("CI").is_ok() => {
-            panic!("CI is set but {var} is not: run scripts/services.sh up")
-        }
-        Err(_) => {
-            eprintln!("SKIPPED: {var} is unset (source \"$(scripts/services.sh env)\")");
-            None
-        }
-    }
-}
-
-fn unique(prefix: &str) -> String {
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .expect("clock")
-        .as_nanos();
-    format!("{prefix}_{}_{}", std::process::id(), nanos % 1_000_000_000)
-}
+mod common;
+use common::{server, unique};
 
 async fn open(config: &MysqlCdcConfig, brokers: &str) -> CdcIngest {
     open_mysql_cdc(config.clone(), Some(brokers.to_string()))
@@ -116,20 +96,7 @@ async fn binlog_changes_reach_kafka_once_with_keys_and_tombstones() {
     }
     let prefix = unique("cdc");
     let topic = format!("{prefix}.{db}.t");
-    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
-        .set("bootstrap.servers", &brokers)
-        .create()
-        .expect("admin");
-    for r in admin
-        .create_topics(
-            &[NewTopic::new(&topic, 1, TopicReplication::Fixed(1))],
-            &AdminOptions::new(),
-        )
-        .await
-        .expect("create topic")
-    {
-        r.expect("topic");
-    }
+    common::create_topics(&brokers, &[&topic]).await;
     let dir = tempfile::tempdir().expect("tempdir");
     let state = dir.path().join("s.json");
     let mut config = MysqlCdcConfig::new(&url, vec![format!("{db}.t")], &state);

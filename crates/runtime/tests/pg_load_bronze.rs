@@ -25,19 +25,8 @@ use strata_runtime::{
 };
 use tokio_postgres::NoTls;
 
-fn pg_url() -> Option<String> {
-    match std::env::var("STRATA_TEST_PG_URL") {
-        Ok(url) => Some(url),
-        Err(_) => {
-            assert!(
-                std::env::var_os("CI").is_none(),
-                "CI is set but STRATA_TEST_PG_URL is not: run `scripts/services.sh up`"
-            );
-            eprintln!("SKIPPED pg_load_bronze: no PostgreSQL (run `scripts/services.sh up`)");
-            None
-        }
-    }
-}
+mod common;
+use common::{server, unique};
 
 /// Fails its first write after a pause (long enough for the loader to finish reading).
 struct FailingSink(BronzePartsSink);
@@ -70,11 +59,7 @@ impl Committer for FailingSink {
 
 fn options() -> DriverOptions {
     DriverOptions {
-        commit: CommitPolicy {
-            max_rows: u64::MAX,
-            max_interval: Duration::MAX,
-            max_units: 0,
-        },
+        commit: CommitPolicy::at_end(),
         channel_depth: 2,
         stop_when_idle: None,
         crash_after_commits: None,
@@ -145,15 +130,10 @@ fn ids_in(lake: &Path) -> Vec<i64> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn load_parts_land_once_and_the_watermark_moves_only_after_every_part_is_written() {
-    let Some(url) = pg_url() else { return };
-    let schema = format!(
-        "rt_load_{}_{}",
-        std::process::id(),
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_millis())
-            .unwrap_or_default()
-    );
+    let Some(url) = server("STRATA_TEST_PG_URL") else {
+        return;
+    };
+    let schema = unique("rt_load");
     let (client, connection) = tokio_postgres::connect(&url, NoTls).await.expect("connect");
     tokio::spawn(connection);
     client

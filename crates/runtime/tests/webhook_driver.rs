@@ -10,8 +10,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use rdkafka::ClientConfig;
-use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
-use rdkafka::client::DefaultClientContext;
 use rdkafka::consumer::{Consumer, StreamConsumer};
 use rdkafka::message::{Headers, Message};
 use rdkafka::{Offset, TopicPartitionList};
@@ -21,20 +19,8 @@ use strata_runtime::sinks::RepliedRecordsSink;
 use strata_runtime::sources::webhook_source;
 use strata_runtime::{CommitPolicy, Driver, DriverOptions, Passthrough, StopReason};
 
-fn broker() -> Option<String> {
-    match std::env::var("STRATA_TEST_KAFKA") {
-        Ok(v) => Some(v),
-        Err(_) if std::env::var("CI").is_ok() => {
-            panic!("CI is set but STRATA_TEST_KAFKA is not: run scripts/services.sh up")
-        }
-        Err(_) => {
-            eprintln!(
-                "SKIPPED: STRATA_TEST_KAFKA is unset (source \"$(scripts/services.sh env)\")"
-            );
-            None
-        }
-    }
-}
+mod common;
+use common::{server, unique};
 
 /// Every record of partition 0: key → (value, headers).
 async fn read_all(
@@ -77,29 +63,11 @@ async fn read_all(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn each_request_is_answered_with_its_own_record_outcome() {
-    let Some(brokers) = broker() else { return };
-    let topic = format!(
-        "webhook_driver_{}_{}",
-        std::process::id(),
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_millis())
-            .unwrap_or_default()
-    );
-    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
-        .set("bootstrap.servers", &brokers)
-        .create()
-        .expect("admin");
-    for r in admin
-        .create_topics(
-            &[NewTopic::new(&topic, 1, TopicReplication::Fixed(1))],
-            &AdminOptions::new(),
-        )
-        .await
-        .expect("create topic")
-    {
-        r.expect("topic");
-    }
+    let Some(brokers) = server("STRATA_TEST_KAFKA") else {
+        return;
+    };
+    let topic = unique("webhook_driver");
+    common::create_topics(&brokers, &[&topic]).await;
     let kafka = KafkaConfig::from_profile(&brokers, Vec::new()).expect("profile");
     let producer = Arc::new(ProducerSlot::open(&kafka).expect("producer"));
     let ack_timeout = Duration::from_secs(10);

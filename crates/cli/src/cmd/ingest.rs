@@ -175,11 +175,7 @@ async fn postgres(args: &PostgresArgs) -> Result<(), Failure> {
     let loaded = source.report();
     // One unit: the only commit is at the end of the load (the watermarks).
     let options = DriverOptions {
-        commit: CommitPolicy {
-            max_rows: u64::MAX,
-            max_interval: Duration::MAX,
-            max_units: 0,
-        },
+        commit: CommitPolicy::at_end(),
         channel_depth: 2,
         stop_when_idle: None,
         crash_after_commits: None,

@@ -10,7 +10,7 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use arrow::array::{Array, AsArray, RecordBatch};
+use arrow::array::{Array, ArrayRef, AsArray, BinaryArray, RecordBatch, StringArray};
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use strata_connectors::kafka::{KafkaSink, OutRecord};
 
@@ -42,6 +42,14 @@ pub fn routed_records_schema() -> SchemaRef {
     let mut fields = vec![Arc::new(Field::new("topic", DataType::Utf8, false))];
     fields.extend(records_schema().fields().iter().cloned());
     Arc::new(Schema::new(fields))
+}
+
+/// The columns of [`routed_records_schema`] for `records` (the inverse of what the sink reads).
+pub fn routed_columns(records: &[OutRecord]) -> Vec<ArrayRef> {
+    let topics: StringArray = records.iter().map(|r| Some(r.topic.as_str())).collect();
+    let keys: BinaryArray = records.iter().map(|r| r.key.as_deref()).collect();
+    let values: BinaryArray = records.iter().map(|r| r.value.as_deref()).collect();
+    vec![Arc::new(topics), Arc::new(keys), Arc::new(values)]
 }
 
 /// Produces rows as Kafka records and commits the position to a [`PositionFile`].

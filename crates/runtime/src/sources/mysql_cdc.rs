@@ -14,7 +14,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use arrow::array::{BinaryArray, RecordBatch, StringArray};
+use arrow::array::RecordBatch;
 use arrow::datatypes::SchemaRef;
 use strata_connectors::kafka::{KafkaConfig, KafkaSink, OutRecord};
 use strata_connectors::mysql_cdc::position::Position as BinlogPosition;
@@ -25,7 +25,9 @@ use strata_connectors::mysql_cdc::{CdcState, MysqlCdcConfig, MysqlCdcSource, Sta
 use crate::contract::{Polled, Source};
 use crate::error::{Result, RuntimeError};
 use crate::position::Position;
-use crate::sinks::kafka_records::{KafkaRecordsSink, PositionFile, routed_records_schema};
+use crate::sinks::kafka_records::{
+    KafkaRecordsSink, PositionFile, routed_columns, routed_records_schema,
+};
 
 /// How long one poll of the binlog waits for a transaction before the source reports idle.
 const POLL_WAIT: Duration = Duration::from_millis(500);
@@ -67,16 +69,11 @@ impl MysqlCdcRecordsSource {
     }
 
     fn batch(&self, records: &[OutRecord]) -> Result<RecordBatch> {
-        let topics: StringArray = records.iter().map(|r| Some(r.topic.as_str())).collect();
-        let keys: BinaryArray = records.iter().map(|r| r.key.as_deref()).collect();
-        let values: BinaryArray = records.iter().map(|r| r.value.as_deref()).collect();
-        RecordBatch::try_new(
-            self.schema.clone(),
-            vec![Arc::new(topics), Arc::new(keys), Arc::new(values)],
-        )
-        .map_err(|e| RuntimeError::Stage {
-            stage: "source",
-            message: format!("a binlog batch's records: {e}"),
+        RecordBatch::try_new(self.schema.clone(), routed_columns(records)).map_err(|e| {
+            RuntimeError::Stage {
+                stage: "source",
+                message: format!("a binlog batch's records: {e}"),
+            }
         })
     }
 }

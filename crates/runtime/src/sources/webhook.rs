@@ -10,11 +10,10 @@
 //! receiver has stopped and dropped its inbox, after the requests in flight were answered.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use arrow::array::{BinaryArray, RecordBatch, StringArray, UInt64Array};
+use arrow::array::{RecordBatch, StringArray, UInt64Array};
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use futures::future::BoxFuture;
 use strata_connectors::kafka::{OutRecord, ProducerSlot};
@@ -24,7 +23,7 @@ use tokio::sync::{mpsc, oneshot};
 use crate::contract::{Polled, Source};
 use crate::error::{Result, RuntimeError};
 use crate::position::Position;
-use crate::sinks::kafka_records::{encode_headers, routed_records_schema};
+use crate::sinks::kafka_records::{encode_headers, routed_columns, routed_records_schema};
 
 /// How long a poll waits for the first request before the source reports idle.
 const POLL_WAIT: Duration = Duration::from_millis(200);
@@ -125,7 +124,7 @@ pub fn webhook_records_schema() -> SchemaRef {
 pub struct WebhookSource {
     submissions: mpsc::Receiver<Submission>,
     replies: Arc<PendingReplies>,
-    next_id: Arc<AtomicU64>,
+    next_id: u64,
     max_batch: usize,
     schema: SchemaRef,
 }
@@ -150,7 +149,7 @@ pub fn webhook_source(
     let source = WebhookSource {
         submissions,
         replies: replies.clone(),
-        next_id: Arc::new(AtomicU64::new(0)),
+        next_id: 0,
         max_batch: 1024,
         schema: webhook_records_schema(),
     };
@@ -163,37 +162,30 @@ pub fn webhook_source(
 }
 
 impl WebhookSource {
-    fn batch(&self, taken: Vec<Submission>) -> Result<(RecordBatch, u64)> {
+    fn batch(&mut self, taken: Vec<Submission>) -> Result<(RecordBatch, u64)> {
         let mut ids = Vec::with_capacity(taken.len());
         let mut records = Vec::with_capacity(taken.len());
         for s in taken {
-            let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+            let id = self.next_id;
+            self.next_id += 1;
             self.replies.park(id, s.reply);
             ids.push(id);
             records.push(s.record);
         }
-        let topics: StringArray = records.iter().map(|r| Some(r.topic.as_str())).collect();
-        let keys: BinaryArray = records.iter().map(|r| r.key.as_deref()).collect();
-        let values: BinaryArray = records.iter().map(|r| r.value.as_deref()).collect();
         let headers: StringArray = records
             .iter()
             .map(|r| Some(encode_headers(&r.headers)))
             .collect();
-        let batch = RecordBatch::try_new(
-            self.schema.clone(),
-            vec![
-                Arc::new(topics),
-                Arc::new(keys),
-                Arc::new(values),
-                Arc::new(headers),
-                Arc::new(UInt64Array::from(ids)),
-            ],
-        )
-        .map_err(|e| RuntimeError::Stage {
-            stage: "source",
-            message: format!("a webhook batch: {e}"),
+        let mut columns = routed_columns(&records);
+        columns.push(Arc::new(headers));
+        columns.push(Arc::new(UInt64Array::from(ids)));
+        let batch = RecordBatch::try_new(self.schema.clone(), columns).map_err(|e| {
+            RuntimeError::Stage {
+                stage: "source",
+                message: format!("a webhook batch: {e}"),
+            }
         })?;
-        Ok((batch, self.next_id.load(Ordering::Relaxed)))
+        Ok((batch, self.next_id))
     }
 }
 

@@ -1,5 +1,5 @@
-//! What the runtime's integration tests share: the IoT pipeline, its events, and a scripted
-//! one-partition log that fails where told.
+//! What the runtime's integration tests share: the IoT pipeline, its events, a scripted
+//! one-partition log that fails where told, and the servers of `scripts/services.sh`.
 
 #![allow(dead_code)]
 
@@ -85,5 +85,49 @@ impl Source for ScriptedLog {
             batch,
             position: Some(Position::kafka(BTreeMap::from([(0, end as i64)]))),
         })
+    }
+}
+
+/// The address in `var` (set by `scripts/services.sh env`); `None` (the test skips, saying so)
+/// when unset, a panic when `CI` is set.
+pub fn server(var: &str) -> Option<String> {
+    match std::env::var(var) {
+        Ok(v) => Some(v),
+        Err(_) if std::env::var_os("CI").is_some() => {
+            panic!("CI is set but {var} is not: run scripts/services.sh up")
+        }
+        Err(_) => {
+            eprintln!("SKIPPED: {var} is unset (source \"$(scripts/services.sh env)\")");
+            None
+        }
+    }
+}
+
+/// A name no other run uses: `prefix_pid_nanos`.
+pub fn unique(prefix: &str) -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or_default();
+    format!("{prefix}_{}_{}", std::process::id(), nanos % 1_000_000_000)
+}
+
+/// Creates one-partition topics on `brokers`.
+pub async fn create_topics(brokers: &str, topics: &[&str]) {
+    use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+    let admin: AdminClient<rdkafka::client::DefaultClientContext> = rdkafka::ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .create()
+        .expect("admin");
+    let new: Vec<NewTopic<'_>> = topics
+        .iter()
+        .map(|t| NewTopic::new(t, 1, TopicReplication::Fixed(1)))
+        .collect();
+    for r in admin
+        .create_topics(&new, &AdminOptions::new())
+        .await
+        .expect("create topics")
+    {
+        r.expect("topic");
     }
 }
