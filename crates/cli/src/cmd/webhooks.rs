@@ -59,11 +59,8 @@ pub async fn run(command: &ServeCommand) -> Result<(), Failure> {
     let kafka = WebhookServer::kafka_config(&config).map_err(failure)?;
     let producer = Arc::new(ProducerSlot::open(&kafka).map_err(failure)?);
     let ack_timeout = config.ack_timeout();
-    let (source, inbox, replies) = webhook_source(
-        producer.clone(),
-        ack_timeout,
-        config.max_in_flight.unwrap_or(4096),
-    );
+    let (source, inbox, replies) =
+        webhook_source(producer.clone(), ack_timeout, config.max_in_flight());
     let sink = RepliedRecordsSink::new(producer, replies, ack_timeout);
     let (stored, not_stored) = sink.counts();
     let server =

@@ -218,6 +218,11 @@ impl WebhookConfig {
         Duration::from_millis(self.ack_timeout_ms.unwrap_or(5000))
     }
 
+    /// Requests that may wait on Kafka at once (default 4,096); more are answered 503.
+    pub fn max_in_flight(&self) -> usize {
+        self.max_in_flight.unwrap_or(4096)
+    }
+
     /// Applies presets, resolves secrets and checks everything; every problem is listed.
     pub fn resolve(&self, file: &str) -> Result<Vec<Source>> {
         let mut problems = Vec::new();

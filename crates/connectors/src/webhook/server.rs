@@ -110,7 +110,7 @@ impl WebhookServer {
             deliver,
             dead_letter_topic: config.dead_letter_topic.clone(),
             retry_after,
-            permits: Semaphore::new(config.max_in_flight.unwrap_or(4096)),
+            permits: Semaphore::new(config.max_in_flight()),
             metrics: WebhookMetrics::default(),
             draining: AtomicBool::new(false),
         };
