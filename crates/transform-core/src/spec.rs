@@ -306,9 +306,16 @@ pub struct DedupSpec {
     /// occurrence, e.g. `90s`, `30m`, `24h`, `7d`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ttl: Option<String>,
-    /// At most this many keys are remembered; the oldest is forgotten first.
+    /// At most this many keys are remembered; the oldest is forgotten first. Unset, the bound is
+    /// [`crate::steps::dedup::DEFAULT_MAX_KEYS`]: a TTL alone does not bound memory against a
+    /// flood of distinct keys.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_keys: Option<usize>,
+    /// Rows whose event time is more than this past the wall clock are quarantined instead of
+    /// moving the watermark (one row dated 2099 would otherwise expire every key for good).
+    /// Default `1h`; only with `event_time`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_future_skew: Option<String>,
 }
 
 impl StepSpec {
@@ -557,6 +564,7 @@ impl PipelineBuilder {
             event_time: event_time.map(str::to_string),
             ttl: ttl.map(str::to_string),
             max_keys,
+            max_future_skew: None,
         }))
     }
 

@@ -77,6 +77,11 @@ impl WriterSchema {
 
     /// Wraps an already parsed schema.
     pub fn from_schema(id: u32, text: String, schema: Schema) -> Result<Self> {
+        check_decimal_scales(&schema).map_err(|reason| ConnectorError::AvroDecode {
+            message: format!("with schema id {id}"),
+            reason,
+            hint: "decimals of a scale over 38 (Arrow's and Iceberg's limit) are not supported",
+        })?;
         let names = ResolvedSchema::try_from(&schema)
             .map_err(|e| ConnectorError::AvroDecode {
                 message: format!("with schema id {id}"),
@@ -95,8 +100,18 @@ impl WriterSchema {
         })
     }
 
-    /// Decodes one Avro datum (no header) written with this schema.
+    /// Decodes one Avro datum (no header) written with this schema. The datum is walked by
+    /// [`super::guard`] first: apache-avro itself would abort the process on a hostile block
+    /// count.
     pub fn decode(&self, payload: &[u8]) -> Result<Value> {
+        set_allocation_cap();
+        super::guard::check_datum(&self.schema, &self.names, payload).map_err(|reason| {
+            ConnectorError::AvroDecode {
+                message: format!("with schema id {}", self.id),
+                reason,
+                hint: "the payload is corrupt, hostile or not written with its writer schema",
+            }
+        })?;
         let mut reader = payload;
         let value = apache_avro::from_avro_datum(&self.schema, &mut reader, None).map_err(|e| {
             ConnectorError::AvroDecode {
@@ -120,6 +135,38 @@ impl WriterSchema {
     /// base64.
     pub fn to_json(&self, value: &Value) -> Json {
         to_json(Node::new(value, &self.schema, &self.names))
+    }
+}
+
+/// Caps apache-avro's own allocations of strings, bytes and block reservations at the message
+/// cap (its default is 512 MiB). The setting is process-wide and first-come; this runs before
+/// any decode.
+fn set_allocation_cap() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        apache_avro::util::max_allocation_bytes(super::guard::MAX_MESSAGE_BYTES);
+    });
+}
+
+/// The largest decimal scale accepted in a writer schema: Arrow's and Iceberg's limit. A scale
+/// from the registry is also the padding `decimal_text` writes, so it must be bounded.
+pub const MAX_DECIMAL_SCALE: usize = 38;
+
+fn check_decimal_scales(schema: &Schema) -> std::result::Result<(), String> {
+    match schema {
+        Schema::Decimal(d) if d.scale > MAX_DECIMAL_SCALE || d.scale > d.precision => Err(format!(
+            "a decimal of precision {} and scale {} (the scale must be at most {MAX_DECIMAL_SCALE} \
+             and at most the precision)",
+            d.precision, d.scale
+        )),
+        Schema::Record(r) => r
+            .fields
+            .iter()
+            .try_for_each(|f| check_decimal_scales(&f.schema)),
+        Schema::Array(a) => check_decimal_scales(&a.items),
+        Schema::Map(m) => check_decimal_scales(&m.types),
+        Schema::Union(u) => u.variants().iter().try_for_each(check_decimal_scales),
+        _ => Ok(()),
     }
 }
 
@@ -319,6 +366,11 @@ pub(crate) fn i128_from_be(bytes: &[u8]) -> Option<i128> {
             return None;
         }
         b = &b[1..];
+    }
+    // Stripping sign-extension bytes must not change the sign: 0x00 0x80 00… is +2^127, which
+    // does not fit, not the negative number its last 16 bytes spell.
+    if bytes.len() > 16 && b.first().is_some_and(|x| (x & 0x80 != 0) != negative) {
+        return None;
     }
     let mut buf = [fill; 16];
     buf[16 - b.len()..].copy_from_slice(b);
@@ -686,10 +738,15 @@ fn float_json(f: f64) -> Json {
         })
 }
 
-/// `-12345` with scale 2 → `-123.45`.
+/// `-12345` with scale 2 → `-123.45`. A scale over [`MAX_DECIMAL_SCALE`] (refused when a writer
+/// schema is read, so only reachable by other callers) is written as `-12345e-1000`, exact
+/// and without padding the text to the scale.
 pub fn decimal_text(v: i128, scale: u32) -> String {
     let digits = v.unsigned_abs().to_string();
     let sign = if v < 0 { "-" } else { "" };
+    if scale as usize > MAX_DECIMAL_SCALE {
+        return format!("{sign}{digits}e-{scale}");
+    }
     let scale = scale as usize;
     if scale == 0 {
         return format!("{sign}{digits}");
@@ -800,5 +857,43 @@ mod tests {
         wide[19] = 0xFE;
         assert_eq!(i128_from_be(&wide), Some(-2));
         assert_eq!(i128_from_be(&[0x7F; 20]), None);
+        // +2^127 in 17 bytes: out of range, not i128::MIN.
+        let mut plus = vec![0x00, 0x80];
+        plus.extend([0u8; 15]);
+        assert_eq!(i128_from_be(&plus), None);
+        // -2^127 - 1 in 17 bytes: out of range, not i128::MAX.
+        let mut minus = vec![0xFF, 0x7F];
+        minus.extend([0xFFu8; 15]);
+        assert_eq!(i128_from_be(&minus), None);
+        let mut min = vec![0xFF, 0x80];
+        min.extend([0u8; 15]);
+        assert_eq!(i128_from_be(&min), Some(i128::MIN));
+    }
+
+    #[test]
+    fn a_writer_schema_with_an_unbounded_decimal_scale_is_refused() {
+        let text = r#"{"type":"bytes","logicalType":"decimal","precision":2000,"scale":1000}"#;
+        let err = WriterSchema::parse(7, text).expect_err("refused");
+        assert!(err.to_string().contains("scale 1000"), "{err}");
+        assert_eq!(decimal_text(-5, 1000), "-5e-1000");
+    }
+
+    #[test]
+    fn hostile_datums_are_errors_not_aborts() {
+        let w = WriterSchema::parse(1, r#"{"type":"map","values":"null"}"#).expect("schema");
+        // A map block of 400M entries (under apache-avro's own 512M cap): it would reserve ~20 GB.
+        let mut z: u64 = 400_000_000u64 << 1;
+        let mut bytes = Vec::new();
+        while z >= 0x80 {
+            bytes.push((z as u8) | 0x80);
+            z >>= 7;
+        }
+        bytes.push(z as u8);
+        let err = w.decode(&bytes).expect_err("refused");
+        assert!(err.to_string().contains("value limit"), "{err}");
+        let w = WriterSchema::parse(2, r#"{"type":"fixed","name":"big","size":100000000}"#)
+            .expect("schema");
+        let err = w.decode(&[1, 2, 3]).expect_err("refused");
+        assert!(err.to_string().contains("past the end"), "{err}");
     }
 }

@@ -9,7 +9,8 @@
 //! * [`encode`] turns each row of a RecordBatch into one message: `0x00`, the schema id as a
 //!   big-endian `u32`, then the Avro binary datum.
 //! * [`decode`] reads such messages back — writer schema fetched by id from the registry — into
-//!   JSON values or an Arrow batch of a target schema.
+//!   JSON values or an Arrow batch of a target schema. [`guard`] walks every datum first, so
+//!   hostile bytes are an error, never an abort or an unbounded allocation.
 //!
 //! Invariants: encode → decode returns the same batch (property-tested, including nulls,
 //! decimals, timestamps, nested structs and lists); schema problems (a name Avro refuses, a type
@@ -18,6 +19,7 @@
 pub mod decode;
 mod direct;
 pub mod encode;
+pub mod guard;
 pub mod schema;
 
 pub use decode::{AvroDecoder, WriterSchema, unframe, values_to_batch};

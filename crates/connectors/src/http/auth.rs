@@ -149,6 +149,18 @@ struct TokenResponse {
     expires_in: Option<u64>,
 }
 
+/// The longest token lifetime believed (a day): a server's `expires_in` beyond it, or one that
+/// would overflow the clock, still gets refreshed daily instead of panicking the poller.
+const MAX_TOKEN_LIFETIME: Duration = Duration::from_secs(24 * 3600);
+
+/// When to refresh a token issued at `now` for `expires_in` seconds (an hour when unsaid):
+/// 30 s before it expires, the lifetime clamped to [`MAX_TOKEN_LIFETIME`].
+fn refresh_deadline(now: Instant, expires_in: Option<u64>) -> Instant {
+    let lifetime = Duration::from_secs(expires_in.unwrap_or(3600)).min(MAX_TOKEN_LIFETIME);
+    now.checked_add(lifetime.saturating_sub(Duration::from_secs(30)))
+        .unwrap_or(now)
+}
+
 impl Credentials {
     /// Reads the variables the config names. Each problem names the field's YAML path and the
     /// variable (`auth.token_env: environment variable X_BEARER_TOKEN is not set`).
@@ -251,8 +263,7 @@ impl Credentials {
                     retryable: false,
                     message: format!("token endpoint {token_url}: unreadable answer: {e}"),
                 })?;
-                let lifetime = Duration::from_secs(parsed.expires_in.unwrap_or(3600));
-                let refresh_at = Instant::now() + lifetime.saturating_sub(Duration::from_secs(30));
+                let refresh_at = refresh_deadline(Instant::now(), parsed.expires_in);
                 let value = Secret(format!("Bearer {}", parsed.access_token));
                 *token = Some((Secret(parsed.access_token), refresh_at));
                 Ok(Some(value))
@@ -264,6 +275,15 @@ impl Credentials {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_huge_token_lifetime_is_clamped_not_a_panic() {
+        let now = Instant::now();
+        let at = refresh_deadline(now, Some(u64::MAX));
+        assert_eq!(at - now, MAX_TOKEN_LIFETIME - Duration::from_secs(30));
+        assert_eq!(refresh_deadline(now, None) - now, Duration::from_secs(3570));
+        assert_eq!(refresh_deadline(now, Some(5)), now);
+    }
 
     #[test]
     fn secrets_never_print() {

@@ -46,6 +46,12 @@ fn header_u64(headers: &HeaderMap, name: &str) -> Option<u64> {
     headers.get(name)?.to_str().ok()?.trim().parse().ok()
 }
 
+/// The instant `secs` after the epoch; `None` past what `SystemTime` can hold (a hostile or
+/// garbled header must not panic the poller).
+fn epoch_secs(secs: u64) -> Option<SystemTime> {
+    UNIX_EPOCH.checked_add(Duration::from_secs(secs))
+}
+
 fn until(at: SystemTime, now: SystemTime) -> Duration {
     at.duration_since(now).unwrap_or_default()
 }
@@ -63,7 +69,8 @@ pub fn rate_limit_wait(headers: &HeaderMap, now: SystemTime, cfg: &RateLimitConf
                 .map(|at| until(at, now)),
         });
     let reset = header_u64(headers, &cfg.reset_header)
-        .map(|epoch| until(UNIX_EPOCH + Duration::from_secs(epoch), now) + margin);
+        .and_then(epoch_secs)
+        .map(|at| until(at, now).saturating_add(margin));
     retry_after
         .or(reset)
         .unwrap_or(Duration::from_secs(60))
@@ -76,12 +83,15 @@ pub fn pace(headers: &HeaderMap, now: SystemTime, cfg: &RateLimitConfig) -> Opti
     if remaining >= cfg.slow_below {
         return None;
     }
-    let reset = UNIX_EPOCH + Duration::from_secs(header_u64(headers, &cfg.reset_header)?);
+    let reset = epoch_secs(header_u64(headers, &cfg.reset_header)?)?;
     let window = until(reset, now);
     let wait = if remaining == 0 {
-        window + Duration::from_secs(1)
+        window.saturating_add(Duration::from_secs(1))
     } else {
-        window / (remaining as u32 + 1)
+        window
+            / u32::try_from(remaining)
+                .unwrap_or(u32::MAX)
+                .saturating_add(1)
     };
     Some(wait.min(Duration::from_secs(cfg.max_wait_secs))).filter(|w| !w.is_zero())
 }
@@ -186,6 +196,23 @@ mod tests {
             ("x-rate-limit-reset", reset),
         ]);
         assert_eq!(pace(&none, now(), &cfg), Some(Duration::from_secs(41)));
+    }
+
+    #[test]
+    fn a_reset_header_past_the_end_of_time_does_not_panic() {
+        let cfg = RateLimitConfig::default();
+        let huge = u64::MAX.to_string();
+        let h = headers(&[("x-rate-limit-reset", huge.clone())]);
+        assert_eq!(
+            rate_limit_wait(&h, now(), &cfg),
+            Duration::from_secs(60),
+            "an unusable reset is ignored"
+        );
+        let h = headers(&[
+            ("x-rate-limit-remaining", "0".into()),
+            ("x-rate-limit-reset", huge),
+        ]);
+        assert_eq!(pace(&h, now(), &cfg), None);
     }
 
     #[test]

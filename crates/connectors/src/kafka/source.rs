@@ -243,7 +243,7 @@ impl KafkaSource {
             }
             partitions.append_value(message.partition());
             offsets.append_value(message.offset());
-            stamps.append_option(message.timestamp().to_millis().map(|ms| ms * 1000));
+            stamps.append_option(message.timestamp().to_millis().and_then(micros_of_millis));
             match message.headers() {
                 Some(h) if h.count() > 0 => {
                     let map: serde_json::Map<String, serde_json::Value> = h
@@ -406,4 +406,26 @@ fn committed(
             _ => None,
         })
         .collect())
+}
+
+/// A Kafka timestamp (ms) as microseconds. A producer sets CreateTime to anything; one past
+/// what microseconds hold is no time at all, not a wrapped (or, in debug builds, panicking)
+/// product.
+fn micros_of_millis(ms: i64) -> Option<i64> {
+    ms.checked_mul(1000)
+}
+
+#[cfg(test)]
+mod timestamp_tests {
+    use super::micros_of_millis;
+
+    #[test]
+    fn an_out_of_range_kafka_timestamp_is_none_not_a_wrap() {
+        assert_eq!(
+            micros_of_millis(1_700_000_000_123),
+            Some(1_700_000_000_123_000)
+        );
+        assert_eq!(micros_of_millis(i64::MAX / 999), None);
+        assert_eq!(micros_of_millis(i64::MIN), None);
+    }
 }

@@ -95,7 +95,11 @@ pub fn check(
             .trim()
             .parse()
             .map_err(|_| Rejection::MalformedTimestamp)?;
-        let sent = UNIX_EPOCH + Duration::from_secs(secs);
+        // Checked: this runs before the signature is verified, so any sender reaches it, and
+        // `UNIX_EPOCH + secs` panics past what `SystemTime` holds (secs ≥ 2^63).
+        let sent = UNIX_EPOCH
+            .checked_add(Duration::from_secs(secs))
+            .ok_or(Rejection::MalformedTimestamp)?;
         let skew = now
             .duration_since(sent)
             .or_else(|_| sent.duration_since(now))
@@ -236,6 +240,20 @@ mod tests {
             check(&source(false), &ok, tampered, now),
             Err(Rejection::BadSignature)
         );
+    }
+
+    #[test]
+    fn a_timestamp_past_the_end_of_time_is_refused_not_a_panic() {
+        let now = UNIX_EPOCH + Duration::from_secs(NOW);
+        let body = br#"{"a":1}"#;
+        let sig = format!("sha256={}", sign_hex("key", body));
+        for ts in [u64::MAX.to_string(), (1u64 << 63).to_string()] {
+            let h = headers(&[("x-token", "tok"), ("x-sig", &sig), ("x-ts", &ts)]);
+            assert_eq!(
+                check(&source(false), &h, body, now),
+                Err(Rejection::MalformedTimestamp)
+            );
+        }
     }
 
     #[test]

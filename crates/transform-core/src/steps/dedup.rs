@@ -5,7 +5,13 @@
 //! - the watermark is the largest event time seen so far (rows without one use the watermark);
 //! - a row is a duplicate when its key is remembered and, with a `ttl`, the remembered first
 //!   occurrence is not older than `watermark - ttl`; an expired key starts a new window;
-//! - with `max_keys`, remembering one more key beyond the limit forgets the oldest.
+//! - remembering one more key beyond `max_keys` forgets the oldest (unset, the bound is
+//!   [`DEFAULT_MAX_KEYS`]: a TTL alone does not bound memory against a flood of new keys);
+//! - a row whose event time is more than `max_future_skew` (default 1 h) past the wall clock
+//!   is quarantined before it is seen: one row dated 2099 would otherwise move the watermark
+//!   past every key, disable dedup for good, and be saved in every checkpoint after it. The
+//!   clock is read once per batch; it is the only input besides the rows, and it only matters
+//!   for rows dated in the future.
 //!
 //! Expired keys are swept from memory whenever the watermark has advanced a quarter TTL; the
 //! sweep points are a function of the row sequence alone, so results never depend on batch
@@ -32,7 +38,7 @@ use arrow::row::{RowConverter, SortField};
 
 use crate::error::{CoreError, Result};
 use crate::spec::{DedupSpec, parse_duration_micros};
-use crate::step::{Step, StepOutput};
+use crate::step::{Step, StepOutput, split_rejected};
 
 type Hasher = foldhash::fast::RandomState;
 
@@ -40,6 +46,19 @@ type Hasher = foldhash::fast::RandomState;
 struct Entry {
     first_time: i64,
     seq: u64,
+}
+
+/// The key bound when `max_keys` is unset (about 100 bytes of memory per key).
+pub const DEFAULT_MAX_KEYS: usize = 5_000_000;
+
+/// The default `max_future_skew`: an hour past the wall clock.
+const DEFAULT_MAX_FUTURE_SKEW_MICROS: i64 = 3_600_000_000;
+
+/// Microseconds since the epoch, from the system clock (0 before 1970, saturated far ahead).
+fn system_clock_micros() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_micros()).unwrap_or(i64::MAX))
 }
 
 /// The built `dedup` step.
@@ -50,6 +69,10 @@ pub struct Dedup {
     time_index: Option<usize>,
     ttl: Option<i64>,
     max_keys: Option<usize>,
+    /// Event times beyond the clock plus this are quarantined.
+    max_future_skew: i64,
+    /// The wall clock, in microseconds (a field so tests can fix it).
+    clock: fn() -> i64,
     converter: RowConverter,
     seen: HashMap<Arc<[u8]>, Entry, Hasher>,
     order: VecDeque<(u64, Arc<[u8]>)>,
@@ -97,6 +120,18 @@ impl Dedup {
         if spec.max_keys == Some(0) {
             return Err(CoreError::spec(loc, "max_keys", "must be at least 1"));
         }
+        let max_future_skew = match spec.max_future_skew.as_deref() {
+            None => DEFAULT_MAX_FUTURE_SKEW_MICROS,
+            Some(_) if spec.event_time.is_none() => {
+                return Err(CoreError::spec(
+                    loc,
+                    "max_future_skew",
+                    "only applies with an `event_time` column",
+                ));
+            }
+            Some(text) => parse_duration_micros(text)
+                .map_err(|e| CoreError::spec(loc, "max_future_skew", e))?,
+        };
         let time_index = match &spec.event_time {
             Some(col) => {
                 let idx = input.index_of(col).map_err(|_| {
@@ -132,7 +167,9 @@ impl Dedup {
             key_fields,
             time_index,
             ttl,
-            max_keys: spec.max_keys,
+            max_keys: Some(spec.max_keys.unwrap_or(DEFAULT_MAX_KEYS)),
+            max_future_skew,
+            clock: system_clock_micros,
             converter,
             seen: HashMap::with_hasher(Hasher::default()),
             order: VecDeque::new(),
@@ -190,6 +227,38 @@ impl Dedup {
         }
     }
 
+    /// Splits off the rows dated more than `max_future_skew` past the clock, with their reason.
+    fn quarantine_future_rows(
+        &self,
+        batch: RecordBatch,
+    ) -> Result<(RecordBatch, Option<crate::step::Rejected>)> {
+        let Some(times) = self.event_times(&batch)? else {
+            return Ok((batch, None));
+        };
+        let times = times.as_primitive::<TimestampMicrosecondType>();
+        let limit = (self.clock)().saturating_add(self.max_future_skew);
+        let future = arrow::compute::kernels::cmp::gt(
+            times,
+            &arrow::array::TimestampMicrosecondArray::new_scalar(limit),
+        )?;
+        if future.true_count() == 0 {
+            return Ok((batch, None));
+        }
+        let column = self
+            .time_index
+            .map(|i| batch.schema().field(i).name().clone())
+            .unwrap_or_default();
+        let skew = self.max_future_skew;
+        split_rejected(batch, &future, |row| {
+            format!(
+                "dedup: event time `{column}` = {} is more than {} s past the clock \
+                 (max_future_skew); it would expire every remembered key",
+                crate::step::render_value(times, row),
+                skew / 1_000_000
+            )
+        })
+    }
+
     /// Forgets expired keys once the watermark has moved a quarter TTL since the last sweep.
     /// Checked per row, so the sweep points depend only on the row sequence — never on how the
     /// input was split into batches — which keeps the `max_keys` bound deterministic too.
@@ -228,6 +297,7 @@ impl Step for Dedup {
     }
 
     fn process(&mut self, batch: RecordBatch) -> Result<StepOutput> {
+        let (batch, rejected) = self.quarantine_future_rows(batch)?;
         let keys: Vec<ArrayRef> = self
             .key_indices
             .iter()
@@ -273,7 +343,7 @@ impl Step for Dedup {
         };
         Ok(StepOutput {
             batch: kept,
-            rejected: None,
+            rejected,
             dropped,
             rules: Vec::new(),
         })
@@ -350,7 +420,7 @@ impl Dedup {
         w.write(&batch)?;
         w.finish()?;
         drop(w);
-        Ok(out)
+        Ok(crate::ipc_guard::seal(out))
     }
 
     /// Reads a full checkpoint (replacing the state) or, with `apply`, a delta or a full one
@@ -359,6 +429,9 @@ impl Dedup {
         let bad = |p: String| CoreError::Checkpoint {
             problem: format!("step `{}`: {p}", self.name),
         };
+        // arrow-ipc panics on corrupt input: the seal's checksum and the framing check come
+        // first.
+        let state = crate::ipc_guard::open(state).map_err(bad)?;
         let reader = StreamReader::try_new(state, None).map_err(|e| bad(e.to_string()))?;
         let schema = reader.schema();
         let delta = schema.metadata().get(DELTA).is_some_and(|v| v == "1");
@@ -481,8 +554,11 @@ mod tests {
             event_time: Some("ts".into()),
             ttl: Some("10s".into()),
             max_keys,
+            max_future_skew: None,
         };
-        Dedup::build(&spec, "d", "steps[0]", &schema()).expect("build")
+        let mut d = Dedup::build(&spec, "d", "steps[0]", &schema()).expect("build");
+        d.clock = || 0;
+        d
     }
 
     /// Rows `(key, seconds)`.
@@ -502,7 +578,8 @@ mod tests {
     /// The state as comparable batches (schema metadata compares as a map, not in IPC order).
     fn state(d: &Dedup) -> Vec<RecordBatch> {
         let bytes = d.checkpoint().expect("checkpoint").expect("state");
-        StreamReader::try_new(bytes.as_slice(), None)
+        let ipc = crate::ipc_guard::open(&bytes).expect("sealed");
+        StreamReader::try_new(ipc, None)
             .expect("ipc")
             .map(|b| b.expect("batch"))
             .collect()
@@ -530,6 +607,109 @@ mod tests {
             // A delta alone is refused as a full state.
             let err = dedup(max_keys).restore(&d1).expect_err("bare delta");
             assert!(err.to_string().contains("full checkpoint"), "{err}");
+        }
+    }
+
+    /// Rows `(key, seconds)` with the row ids a pipeline gives them.
+    fn batch_with_ids(rows: &[(i64, i64)]) -> RecordBatch {
+        let plain = batch(rows);
+        let mut fields: Vec<Field> = plain
+            .schema()
+            .fields()
+            .iter()
+            .map(|f| f.as_ref().clone())
+            .collect();
+        fields.push(Field::new(crate::step::ROW_ID, DataType::UInt32, false));
+        let mut columns = plain.columns().to_vec();
+        columns.push(Arc::new(arrow::array::UInt32Array::from_iter_values(
+            0..rows.len() as u32,
+        )));
+        RecordBatch::try_new(Arc::new(Schema::new(fields)), columns).expect("batch")
+    }
+
+    #[test]
+    fn a_row_dated_far_ahead_is_quarantined_and_does_not_expire_keys() {
+        let spec = DedupSpec {
+            name: None,
+            keys: vec!["k".into()],
+            event_time: Some("ts".into()),
+            ttl: Some("10s".into()),
+            max_keys: None,
+            max_future_skew: Some("1h".into()),
+        };
+        let input = batch_with_ids(&[]).schema();
+        let mut d = Dedup::build(&spec, "d", "steps[0]", &input).expect("build");
+        d.clock = || 100 * 1_000_000;
+        // Year ~2099 against a clock at t = 100 s.
+        let out = d
+            .process(batch_with_ids(&[(1, 50), (2, 4_070_000_000), (1, 60)]))
+            .expect("process");
+        let rejected = out.rejected.expect("the 2099 row is quarantined");
+        assert_eq!(rejected.row_ids.values().to_vec(), vec![1]);
+        assert!(
+            rejected.reasons.value(0).contains("max_future_skew"),
+            "{}",
+            rejected.reasons.value(0)
+        );
+        // Key 1 at 60 s is still a duplicate: the watermark did not jump to 2099.
+        assert_eq!(out.dropped, 1);
+        assert_eq!(out.batch.num_rows(), 1);
+        assert_eq!(
+            d.watermark,
+            60 * 1_000_000,
+            "moved by the 60 s row, not to 2099"
+        );
+        // Within the skew, a future row is accepted as before.
+        let out = d.process(batch_with_ids(&[(3, 3_000)])).expect("process");
+        assert!(out.rejected.is_none());
+    }
+
+    #[test]
+    fn a_ttl_alone_still_bounds_the_key_count() {
+        let spec = DedupSpec {
+            name: None,
+            keys: vec!["k".into()],
+            event_time: Some("ts".into()),
+            ttl: Some("10s".into()),
+            max_keys: None,
+            max_future_skew: None,
+        };
+        let d = Dedup::build(&spec, "d", "steps[0]", &schema()).expect("build");
+        assert_eq!(d.max_keys, Some(DEFAULT_MAX_KEYS));
+        let no_time = DedupSpec {
+            event_time: None,
+            ttl: None,
+            max_keys: Some(5),
+            max_future_skew: Some("1h".into()),
+            ..spec
+        };
+        let err = Dedup::build(&no_time, "d", "steps[0]", &schema())
+            .err()
+            .expect("refused");
+        assert!(err.to_string().contains("max_future_skew"), "{err}");
+    }
+
+    proptest::proptest! {
+        /// Whatever bytes a checkpoint holds (a corrupt file, another step's state, a truncated
+        /// write), restoring it is an error or a state, never a panic.
+        #[test]
+        fn restoring_any_bytes_never_panics(
+            cut in 0usize..2_000,
+            flips in proptest::collection::vec((0usize..2_000, proptest::prelude::any::<u8>()), 0..8),
+            garbage in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..300),
+        ) {
+            let mut live = dedup(Some(3));
+            live.process(batch(&[(1, 0), (2, 1), (3, 2)])).expect("process");
+            let mut bytes = live.checkpoint().expect("checkpoint").expect("state");
+            for (at, b) in flips {
+                let n = bytes.len();
+                bytes[at % n] ^= b;
+            }
+            bytes.truncate(cut.min(bytes.len()));
+            for state in [bytes.clone(), garbage.clone()] {
+                let _ = dedup(Some(3)).restore(&state);
+                let _ = dedup(None).restore_delta(&state);
+            }
         }
     }
 }
