@@ -69,9 +69,9 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
         let _ = std::fs::remove_file(&tmp);
     }
     written?;
-    if let Ok(d) = std::fs::File::open(dir) {
-        let _ = d.sync_all();
-    }
+    // The rename is durable only once the directory is synced: a failure here is reported,
+    // since the caller is about to act on a state that a power loss would undo.
+    std::fs::File::open(dir)?.sync_all()?;
     Ok(())
 }
 

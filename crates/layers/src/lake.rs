@@ -1,6 +1,7 @@
 //! The lake root: where bronze, silver and gold live, given as a URL.
 //!
-//! * a local path or `file:///abs/path` — the embedded default (the folder is created);
+//! * a local path or `file:///abs/path` — the embedded default (the folder is created); every
+//!   put is fsynced with its directories before it returns ([`crate::durable`]);
 //! * `s3://bucket/prefix` — credentials, region and endpoint from the standard AWS environment
 //!   variables (`AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY`, `AWS_REGION`, `AWS_ENDPOINT`,
 //!   `AWS_ALLOW_HTTP=true` for local servers); requests are path-style.
@@ -13,7 +14,6 @@ use std::sync::Arc;
 
 use object_store::ObjectStore;
 use object_store::aws::{AmazonS3Builder, AmazonS3ConfigKey};
-use object_store::local::LocalFileSystem;
 use object_store::path::Path;
 
 use crate::error::{LayersError, Result};
@@ -74,11 +74,15 @@ impl Lake {
                 "unsupported scheme (use a local path, file:// or s3://)".into(),
             ));
         }
-        std::fs::create_dir_all(local).map_err(|source| LayersError::Io {
-            path: local.to_string(),
-            source,
+        crate::durable::ensure_dir(std::path::Path::new(local)).map_err(|source| {
+            LayersError::Io {
+                path: local.to_string(),
+                source,
+            }
         })?;
-        let store = LocalFileSystem::new_with_prefix(local).map_err(|e| bad(e.to_string()))?;
+        // Durable: a put returns only once the object and its directory entries are synced.
+        let store = crate::durable::DurableLocalStore::new_with_prefix(local)
+            .map_err(|e| bad(e.to_string()))?;
         Ok(Lake {
             store: Arc::new(store),
             prefix: Path::default(),

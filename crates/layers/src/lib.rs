@@ -9,6 +9,7 @@
 //! * [`parquet_file::ParquetFileWriter`] — the local Parquet sink of `strata transform`.
 
 pub mod bronze;
+pub mod durable;
 pub mod error;
 pub mod lake;
 pub mod parquet_file;

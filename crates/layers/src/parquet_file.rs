@@ -132,6 +132,13 @@ impl ParquetFileWriter {
             path: self.temp.display().to_string(),
             source,
         })?;
+        // The new name is durable only once its directory is synced.
+        if let Some(dir) = self.path.parent() {
+            crate::durable::sync_dir(dir).map_err(|source| LayersError::Io {
+                path: dir.display().to_string(),
+                source,
+            })?;
+        }
         let bytes = std::fs::metadata(&self.path)
             .map_err(|source| LayersError::Io {
                 path: shown,

@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use arrow::datatypes::{DataType, Field, Schema as ArrowSchema, TimeUnit};
 use iceberg::arrow::arrow_schema_to_schema_auto_assign_ids;
-use iceberg::io::{LocalFsStorageFactory, StorageFactory};
+use iceberg::io::StorageFactory;
 use iceberg::spec::{Transform, UnboundPartitionSpec};
 use iceberg::table::Table;
 use iceberg::{Catalog, CatalogBuilder, NamespaceIdent, TableCreation, TableIdent};
@@ -56,7 +56,7 @@ impl CatalogConfig {
             path: dir.display().to_string(),
             source,
         };
-        std::fs::create_dir_all(dir.join("warehouse")).map_err(io)?;
+        crate::durable::ensure_dir(&dir.join("warehouse")).map_err(io)?;
         let dir = std::fs::canonicalize(&dir).map_err(io)?;
         let uri = match uri {
             Some(uri) => uri.to_string(),
@@ -149,7 +149,7 @@ impl SilverCatalog {
             path: dir.display().to_string(),
             source,
         };
-        std::fs::create_dir_all(dir.join("warehouse")).map_err(io)?;
+        crate::durable::ensure_dir(&dir.join("warehouse")).map_err(io)?;
         let dir = std::fs::canonicalize(dir).map_err(io)?;
         Self::open(&CatalogConfig {
             uri: format!("sqlite:{}", dir.join("catalog.db").display()),
@@ -185,7 +185,7 @@ impl SilverCatalog {
             }
             Arc::new(ObjectStorageFactory)
         } else if config.s3_options.is_empty() {
-            Arc::new(LocalFsStorageFactory)
+            Arc::new(crate::durable::DurableLocalStorageFactory)
         } else {
             return Err(LayersError::LakeUrl {
                 url: config.warehouse.clone(),
