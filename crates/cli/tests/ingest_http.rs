@@ -534,7 +534,7 @@ async fn oauth2_refresh_secret_query_parameters_and_proactive_slowdown() {
     std::fs::write(
         &config,
         format!(
-            "name: items\nrequest:\n  url: {base}/items\n  query: {{api_key: '${{env:TEST_API_KEY}}'}}\n\
+            "name: items\nrequest:\n  url: '{base}/items?tenant=t1&access_token=url-literal-SECRET-1'\n  query: {{api_key: '${{env:TEST_API_KEY}}'}}\n\
              auth: {{type: oauth2_client_credentials, token_url: '{base}/oauth2/token', \
              client_id_env: TEST_CLIENT_ID, client_secret_env: TEST_CLIENT_SECRET}}\n\
              pagination: {{next_field: next, param: page_token}}\n\
@@ -618,7 +618,18 @@ async fn oauth2_refresh_secret_query_parameters_and_proactive_slowdown() {
         .iter()
         .map(|r| String::from_utf8_lossy(r.value.as_deref().unwrap_or_default()).into_owned())
         .collect();
-    for secret in [api_key.as_str(), "client-secret-1", "access-1", "access-2"] {
+    // A credential written literally in the URL is masked in the record's `request.url` too.
+    assert_eq!(
+        first["request"]["url"],
+        format!("{base}/items?tenant=t1&access_token=***"),
+    );
+    for secret in [
+        api_key.as_str(),
+        "client-secret-1",
+        "access-1",
+        "access-2",
+        "url-literal-SECRET-1",
+    ] {
         assert!(!everything.contains(secret), "{secret} in a record");
         assert!(
             !stderr.contains(secret) && !stdout.contains(secret),

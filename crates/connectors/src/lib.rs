@@ -26,6 +26,7 @@ pub mod kafka;
 pub mod mysql_cdc;
 pub mod postgres;
 pub mod registry;
+pub mod secret;
 pub mod state_file;
 pub mod webhook;
 

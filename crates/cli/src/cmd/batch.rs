@@ -23,17 +23,22 @@ pub struct Args {
     /// Lake root: a folder, `file:///…` or `s3://bucket/prefix` (S3 settings from the standard
     /// AWS environment variables). Bronze is read from it; silver tables live in
     /// `<lake>/catalog/warehouse`.
-    #[arg(long, env = "STRATA_LAKE", default_value = "lake")]
+    #[arg(
+        long,
+        env = "STRATA_LAKE",
+        hide_env_values = true,
+        default_value = "lake"
+    )]
     pub lake: String,
     /// Catalog database: `sqlite:<file>` or `postgres://user:pass@host:port/db`. Default for a
     /// local lake: `sqlite:<lake>/catalog/catalog.db`; required for an S3 lake.
     #[arg(long, env = "STRATA_CATALOG", hide_env_values = true)]
     pub catalog: Option<String>,
     /// Bronze source to read.
-    #[arg(long, env = "STRATA_SOURCE")]
+    #[arg(long, env = "STRATA_SOURCE", hide_env_values = true)]
     pub source: String,
     /// Pipeline spec; its name is the silver table's name.
-    #[arg(long, env = "STRATA_PIPELINE")]
+    #[arg(long, env = "STRATA_PIPELINE", hide_env_values = true)]
     pub pipeline: std::path::PathBuf,
     /// First bronze date (YYYY-MM-DD), inclusive.
     #[arg(long)]
@@ -46,7 +51,12 @@ pub struct Args {
     pub batch_rows: usize,
     /// Memory budget in MiB for buffers (channels between stages, open Parquet files); the
     /// dedup state is bounded separately by the pipeline's `max_keys`.
-    #[arg(long, env = "STRATA_MEMORY_MB", default_value_t = 1024)]
+    #[arg(
+        long,
+        env = "STRATA_MEMORY_MB",
+        hide_env_values = true,
+        default_value_t = 1024
+    )]
     pub memory_mb: usize,
     /// Drop the silver tables and rebuild them from bronze.
     #[arg(long)]
@@ -57,7 +67,12 @@ pub struct Args {
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..))]
     pub commit_files: u32,
     /// Test hook: abort the process right after this many silver commits (crash tests).
-    #[arg(long, env = "STRATA_TEST_CRASH_AFTER_COMMITS", hide = true)]
+    #[arg(
+        long,
+        env = "STRATA_TEST_CRASH_AFTER_COMMITS",
+        hide_env_values = true,
+        hide = true
+    )]
     pub crash_after_commits: Option<usize>,
 }
 

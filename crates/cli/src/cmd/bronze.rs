@@ -15,10 +15,15 @@ use crate::Failure;
 #[derive(Debug, clap::Args)]
 pub struct Args {
     /// Lake root (local path, file:// or s3://bucket/prefix).
-    #[arg(long, env = "STRATA_LAKE", default_value = "lake")]
+    #[arg(
+        long,
+        env = "STRATA_LAKE",
+        hide_env_values = true,
+        default_value = "lake"
+    )]
     pub lake: String,
     /// Source name (the `source=` partition).
-    #[arg(long, env = "STRATA_SOURCE")]
+    #[arg(long, env = "STRATA_SOURCE", hide_env_values = true)]
     pub source: String,
     /// Date partition YYYY-MM-DD (default: today, UTC).
     #[arg(long)]

@@ -21,16 +21,16 @@ use crate::Failure;
 #[derive(Debug, clap::Args)]
 pub struct Args {
     /// The poller config (YAML; see docs/api-sources.md).
-    #[arg(long, env = "STRATA_HTTP_CONFIG")]
+    #[arg(long, env = "STRATA_HTTP_CONFIG", hide_env_values = true)]
     pub config: PathBuf,
     /// One cycle, then exit, whatever the config's schedule says.
     #[arg(long)]
     pub once: bool,
     /// Cursor state file (overrides the config's `state_file`).
-    #[arg(long, env = "STRATA_HTTP_STATE_FILE")]
+    #[arg(long, env = "STRATA_HTTP_STATE_FILE", hide_env_values = true)]
     pub state_file: Option<PathBuf>,
     /// Kafka bootstrap servers (overrides `kafka.brokers`).
-    #[arg(long, env = "STRATA_KAFKA_BROKERS")]
+    #[arg(long, env = "STRATA_KAFKA_BROKERS", hide_env_values = true)]
     pub brokers: Option<String>,
 }
 

@@ -45,19 +45,24 @@ pub enum IngestCommand {
 #[derive(Debug, clap::Args)]
 pub struct PostgresArgs {
     /// The source config (YAML): connection, tables, parallelism (see docs/sources.md).
-    #[arg(long, env = "STRATA_INGEST_CONFIG")]
+    #[arg(long, env = "STRATA_INGEST_CONFIG", hide_env_values = true)]
     pub config: PathBuf,
     /// Lake root (local path, file:// or s3://bucket/prefix).
-    #[arg(long, env = "STRATA_LAKE", default_value = "lake")]
+    #[arg(
+        long,
+        env = "STRATA_LAKE",
+        hide_env_values = true,
+        default_value = "lake"
+    )]
     pub lake: String,
     /// Bronze date partition YYYY-MM-DD (default: the snapshot's UTC date).
     #[arg(long)]
     pub date: Option<String>,
     /// Parallel readers (overrides the config's `parallelism`).
-    #[arg(long, env = "STRATA_PG_PARALLELISM")]
+    #[arg(long, env = "STRATA_PG_PARALLELISM", hide_env_values = true)]
     pub parallelism: Option<usize>,
     /// Watermark state file of incremental tables (overrides the config's `state_file`).
-    #[arg(long, env = "STRATA_PG_STATE_FILE")]
+    #[arg(long, env = "STRATA_PG_STATE_FILE", hide_env_values = true)]
     pub state_file: Option<PathBuf>,
     /// Read and decode everything, write nothing (no bronze object, no watermark): checks access,
     /// types and read speed.

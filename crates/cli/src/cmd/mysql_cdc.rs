@@ -34,13 +34,13 @@ pub enum CdcCommand {
 #[derive(Debug, ClapArgs)]
 pub struct Args {
     /// The source config (YAML: url, tables, state_file, kafka_brokers, topic_prefix, …).
-    #[arg(long, env = "STRATA_CDC_CONFIG")]
+    #[arg(long, env = "STRATA_CDC_CONFIG", hide_env_values = true)]
     pub config: PathBuf,
     /// Stop after this many milliseconds without a change (default: run forever).
-    #[arg(long, env = "STRATA_CDC_STOP_WHEN_IDLE_MS")]
+    #[arg(long, env = "STRATA_CDC_STOP_WHEN_IDLE_MS", hide_env_values = true)]
     pub stop_when_idle_ms: Option<u64>,
     /// Kafka bootstrap servers (overrides `kafka_brokers`).
-    #[arg(long, env = "STRATA_KAFKA_BROKERS")]
+    #[arg(long, env = "STRATA_KAFKA_BROKERS", hide_env_values = true)]
     pub brokers: Option<String>,
 }
 

@@ -42,12 +42,18 @@ pub enum AvroCommand {
 #[derive(Debug, clap::Args)]
 pub struct ServeArgs {
     /// Address to listen on (port 0 picks a free port; the URL is printed).
-    #[arg(long, env = "STRATA_REGISTRY_LISTEN", default_value = "127.0.0.1:8081")]
+    #[arg(
+        long,
+        env = "STRATA_REGISTRY_LISTEN",
+        hide_env_values = true,
+        default_value = "127.0.0.1:8081"
+    )]
     pub listen: String,
     /// JSON state file (created when absent; kept across restarts).
     #[arg(
         long,
         env = "STRATA_REGISTRY_STATE",
+        hide_env_values = true,
         default_value = "registry-state.json"
     )]
     pub state: PathBuf,
@@ -57,10 +63,10 @@ pub struct ServeArgs {
 #[derive(Debug, clap::Args)]
 pub struct RegistryFlags {
     /// Schema Registry URL.
-    #[arg(long = "registry", env = "STRATA_REGISTRY_URL")]
+    #[arg(long = "registry", env = "STRATA_REGISTRY_URL", hide_env_values = true)]
     pub url: String,
     /// Basic-auth user (Confluent Cloud: API key).
-    #[arg(long, env = "STRATA_REGISTRY_USER")]
+    #[arg(long, env = "STRATA_REGISTRY_USER", hide_env_values = true)]
     pub registry_user: Option<String>,
     /// Basic-auth password (Confluent Cloud: API secret).
     #[arg(long, env = "STRATA_REGISTRY_PASSWORD", hide_env_values = true)]
@@ -98,13 +104,13 @@ pub struct EncodeArgs {
     #[command(flatten)]
     pub registry: RegistryFlags,
     /// Topic: the schema is registered under `<topic>-value`.
-    #[arg(long, env = "STRATA_TOPIC")]
+    #[arg(long, env = "STRATA_TOPIC", hide_env_values = true)]
     pub topic: String,
     /// Pipeline spec (YAML or JSON).
-    #[arg(long, env = "STRATA_PIPELINE")]
+    #[arg(long, env = "STRATA_PIPELINE", hide_env_values = true)]
     pub pipeline: PathBuf,
     /// NDJSON input files (plain, .gz or .zst).
-    #[arg(long = "input", env = "STRATA_INPUT", num_args = 1.., required = true)]
+    #[arg(long = "input", env = "STRATA_INPUT", hide_env_values = true, num_args = 1.., required = true)]
     pub inputs: Vec<PathBuf>,
     /// Message file to write (u32-BE length + Confluent message, per row).
     #[arg(long)]
@@ -116,7 +122,12 @@ pub struct EncodeArgs {
     #[arg(long, default_value = "strata")]
     pub namespace: String,
     /// Records per batch.
-    #[arg(long, env = "STRATA_BATCH_ROWS", default_value_t = 8192)]
+    #[arg(
+        long,
+        env = "STRATA_BATCH_ROWS",
+        hide_env_values = true,
+        default_value_t = 8192
+    )]
     pub batch_rows: usize,
     /// Print the summary as JSON.
     #[arg(long)]

@@ -12,11 +12,16 @@ pub struct Args {
     /// The query.
     pub query: String,
     /// Lake root: a folder, `file:///…` or `s3://bucket/prefix`.
-    #[arg(long, env = "STRATA_LAKE", default_value = "lake")]
+    #[arg(
+        long,
+        env = "STRATA_LAKE",
+        hide_env_values = true,
+        default_value = "lake"
+    )]
     pub lake: String,
     /// Catalog database (`sqlite:<file>` or `postgres://…`); default for a local lake:
     /// `<lake>/catalog/catalog.db`.
-    #[arg(long, env = "STRATA_CATALOG")]
+    #[arg(long, env = "STRATA_CATALOG", hide_env_values = true)]
     pub catalog: Option<String>,
 }
 

@@ -26,7 +26,12 @@ use crate::Failure;
 #[derive(Debug, Clone, clap::Args)]
 pub struct KafkaArgs {
     /// Bootstrap servers.
-    #[arg(long, env = "STRATA_KAFKA_BROKERS", default_value = "127.0.0.1:9092")]
+    #[arg(
+        long,
+        env = "STRATA_KAFKA_BROKERS",
+        hide_env_values = true,
+        default_value = "127.0.0.1:9092"
+    )]
     pub brokers: String,
     /// Input topic (JSON values).
     #[arg(long)]
@@ -145,7 +150,7 @@ pub struct Args {
     #[command(flatten)]
     pub kafka: KafkaArgs,
     /// Pipeline spec.
-    #[arg(long, env = "STRATA_PIPELINE")]
+    #[arg(long, env = "STRATA_PIPELINE", hide_env_values = true)]
     pub pipeline: PathBuf,
     /// Output topic (Avro).
     #[arg(long)]
@@ -160,11 +165,13 @@ pub struct Args {
     #[arg(
         long,
         env = "STRATA_REGISTRY_URL",
+        hide_env_values = true,
+        hide_env_values = true,
         default_value = "http://127.0.0.1:8081"
     )]
     pub registry: String,
     /// Schema Registry basic-auth user (Confluent Cloud: API key).
-    #[arg(long, env = "STRATA_REGISTRY_USER")]
+    #[arg(long, env = "STRATA_REGISTRY_USER", hide_env_values = true)]
     pub registry_user: Option<String>,
     /// Schema Registry basic-auth password (Confluent Cloud: API secret).
     #[arg(long, env = "STRATA_REGISTRY_PASSWORD", hide_env_values = true)]
@@ -338,6 +345,9 @@ mod tests {
         let config = cli.args.registry_config();
         assert_eq!(config.url, "https://psrc-xxxx.confluent.cloud");
         assert_eq!(config.username.as_deref(), Some("SR_KEY"));
-        assert_eq!(config.password.as_deref(), Some("SR_SECRET"));
+        assert_eq!(
+            config.password.as_ref().map(|p| p.expose()),
+            Some("SR_SECRET")
+        );
     }
 }

@@ -28,7 +28,12 @@ pub struct Args {
     #[command(flatten)]
     pub kafka: KafkaArgs,
     /// Lake root (folder, file:// or s3://).
-    #[arg(long, env = "STRATA_LAKE", default_value = "lake")]
+    #[arg(
+        long,
+        env = "STRATA_LAKE",
+        hide_env_values = true,
+        default_value = "lake"
+    )]
     pub lake: String,
     /// Bronze source name. Default: the topic.
     #[arg(long)]

@@ -25,10 +25,15 @@ pub struct Args {
     #[command(flatten)]
     pub kafka: KafkaArgs,
     /// Pipeline spec; its name is the silver table's name.
-    #[arg(long, env = "STRATA_PIPELINE")]
+    #[arg(long, env = "STRATA_PIPELINE", hide_env_values = true)]
     pub pipeline: PathBuf,
     /// Lake root (folder, file:// or s3://); tables in `<lake>/catalog/warehouse`.
-    #[arg(long, env = "STRATA_LAKE", default_value = "lake")]
+    #[arg(
+        long,
+        env = "STRATA_LAKE",
+        hide_env_values = true,
+        default_value = "lake"
+    )]
     pub lake: String,
     /// Catalog database (`sqlite:<file>` or `postgres://…`).
     #[arg(long, env = "STRATA_CATALOG", hide_env_values = true)]
@@ -40,7 +45,12 @@ pub struct Args {
     #[arg(long, default_value_t = 500_000)]
     pub commit_rows: u64,
     /// Memory budget in MiB for open Parquet files.
-    #[arg(long, env = "STRATA_MEMORY_MB", default_value_t = 1024)]
+    #[arg(
+        long,
+        env = "STRATA_MEMORY_MB",
+        hide_env_values = true,
+        default_value_t = 1024
+    )]
     pub memory_mb: usize,
 }
 

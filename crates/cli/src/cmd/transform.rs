@@ -20,19 +20,34 @@ use crate::Failure;
 #[derive(Debug, clap::Args)]
 pub struct Args {
     /// Pipeline spec (YAML or JSON).
-    #[arg(long, env = "STRATA_PIPELINE", default_value = "pipelines/iot.yaml")]
+    #[arg(
+        long,
+        env = "STRATA_PIPELINE",
+        hide_env_values = true,
+        default_value = "pipelines/iot.yaml"
+    )]
     pub pipeline: PathBuf,
     /// NDJSON input files (plain, .gz or .zst).
-    #[arg(long = "input", env = "STRATA_INPUT", num_args = 1.., default_value = "samples/iot_events.ndjson")]
+    #[arg(long = "input", env = "STRATA_INPUT", hide_env_values = true, num_args = 1.., default_value = "samples/iot_events.ndjson")]
     pub inputs: Vec<PathBuf>,
     /// Output folder; each run writes into a new `run-<time>` folder inside it.
-    #[arg(long, env = "STRATA_OUT", default_value = "out")]
+    #[arg(
+        long,
+        env = "STRATA_OUT",
+        hide_env_values = true,
+        default_value = "out"
+    )]
     pub out: PathBuf,
     /// Value of the `_source` lineage column (defaults to the pipeline name).
-    #[arg(long, env = "STRATA_SOURCE")]
+    #[arg(long, env = "STRATA_SOURCE", hide_env_values = true)]
     pub source: Option<String>,
     /// Records per batch.
-    #[arg(long, env = "STRATA_BATCH_ROWS", default_value_t = 8192)]
+    #[arg(
+        long,
+        env = "STRATA_BATCH_ROWS",
+        hide_env_values = true,
+        default_value_t = 8192
+    )]
     pub batch_rows: usize,
     /// Print the summary as JSON.
     #[arg(long)]

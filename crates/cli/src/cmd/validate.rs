@@ -14,7 +14,12 @@ pub struct Args {
     #[arg(value_name = "PIPELINE", required_unless_present = "pipeline")]
     pub file: Option<PathBuf>,
     /// The same, as a flag (or STRATA_PIPELINE).
-    #[arg(long, env = "STRATA_PIPELINE", conflicts_with = "file")]
+    #[arg(
+        long,
+        env = "STRATA_PIPELINE",
+        hide_env_values = true,
+        conflicts_with = "file"
+    )]
     pub pipeline: Option<PathBuf>,
 }
 

@@ -29,13 +29,13 @@ pub enum ServeCommand {
 #[derive(Debug, clap::Args)]
 pub struct Args {
     /// The receiver config (YAML; see docs/api-sources.md).
-    #[arg(long, env = "STRATA_WEBHOOK_CONFIG")]
+    #[arg(long, env = "STRATA_WEBHOOK_CONFIG", hide_env_values = true)]
     pub config: PathBuf,
     /// Address to listen on (overrides `listen`).
-    #[arg(long, env = "STRATA_WEBHOOK_LISTEN")]
+    #[arg(long, env = "STRATA_WEBHOOK_LISTEN", hide_env_values = true)]
     pub listen: Option<String>,
     /// Kafka bootstrap servers (overrides `kafka.brokers`).
-    #[arg(long, env = "STRATA_KAFKA_BROKERS")]
+    #[arg(long, env = "STRATA_KAFKA_BROKERS", hide_env_values = true)]
     pub brokers: Option<String>,
 }
 

@@ -9,33 +9,7 @@ use serde::Deserialize;
 
 use super::config::AuthConfig;
 
-/// A secret value. Only [`Secret::expose`] gives it out, at the one place it is sent.
-#[derive(Clone, PartialEq, Eq)]
-pub struct Secret(String);
-
-impl Secret {
-    /// Wraps a value.
-    pub fn new(value: impl Into<String>) -> Self {
-        Secret(value.into())
-    }
-
-    /// The value, for the request that needs it.
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-}
-
-impl std::fmt::Debug for Secret {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("***")
-    }
-}
-
-impl std::fmt::Display for Secret {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("***")
-    }
-}
+pub use crate::secret::Secret;
 
 /// A config value: literal, or `${env:NAME}` (a secret read from the environment).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -75,7 +49,7 @@ impl ConfigValue {
 /// A secret from the environment; the error names the variable (never a value).
 pub fn env_secret(name: &str) -> Result<Secret, String> {
     match std::env::var(name) {
-        Ok(v) if !v.is_empty() => Ok(Secret(v)),
+        Ok(v) if !v.is_empty() => Ok(Secret::new(v)),
         Ok(_) => Err(format!("environment variable {name} is empty")),
         Err(_) => Err(format!("environment variable {name} is not set")),
     }
@@ -215,7 +189,7 @@ impl Credentials {
     pub async fn header(&mut self, http: &reqwest::Client) -> Result<Option<Secret>, TokenError> {
         match self {
             Credentials::None => Ok(None),
-            Credentials::Bearer(t) => Ok(Some(Secret(format!("Bearer {}", t.expose())))),
+            Credentials::Bearer(t) => Ok(Some(Secret::new(format!("Bearer {}", t.expose())))),
             Credentials::Oauth2 {
                 token_url,
                 client_id,
@@ -226,7 +200,7 @@ impl Credentials {
                 if let Some((t, refresh_at)) = token.as_ref()
                     && Instant::now() < *refresh_at
                 {
-                    return Ok(Some(Secret(format!("Bearer {}", t.expose()))));
+                    return Ok(Some(Secret::new(format!("Bearer {}", t.expose()))));
                 }
                 let mut form = vec![("grant_type", "client_credentials".to_string())];
                 if let Some(s) = scope {
@@ -264,8 +238,8 @@ impl Credentials {
                     message: format!("token endpoint {token_url}: unreadable answer: {e}"),
                 })?;
                 let refresh_at = refresh_deadline(Instant::now(), parsed.expires_in);
-                let value = Secret(format!("Bearer {}", parsed.access_token));
-                *token = Some((Secret(parsed.access_token), refresh_at));
+                let value = Secret::new(format!("Bearer {}", parsed.access_token));
+                *token = Some((Secret::new(parsed.access_token), refresh_at));
                 Ok(Some(value))
             }
         }

@@ -479,7 +479,8 @@ impl HttpPoller {
         let request = json!({
             "source": self.config.name,
             "method": self.config.method(),
-            "url": self.url(),
+            // A literal `?api_key=` in the configured URL must not travel into every record.
+            "url": crate::secret::redact_url(self.url()),
             "params": shown,
             "page": page,
             "status": status,

@@ -79,7 +79,7 @@ pub fn opts(config: &MysqlCdcConfig) -> Result<Opts> {
     })?;
     let mut b = OptsBuilder::from_opts(opts);
     if let Some(p) = &config.password {
-        b = b.pass(Some(p.clone()));
+        b = b.pass(Some(p.expose().to_string()));
     }
     Ok(Opts::from(b))
 }

@@ -53,15 +53,16 @@ pub enum ResumeBy {
     Position,
 }
 
-/// Config of a MySQL / MariaDB CDC source.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+/// Config of a MySQL / MariaDB CDC source. `Debug` redacts the URL's password, the password
+/// and secret-looking Kafka properties.
+#[derive(Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct MysqlCdcConfig {
     /// `mysql://user[:password]@host:port` (no database needed).
     pub url: String,
     /// Password, if not in the URL (e.g. from an environment variable in the CLI).
     #[serde(default)]
-    pub password: Option<String>,
+    pub password: Option<crate::secret::Secret>,
     /// Logical server name: `source.name` in events and the middle of nothing else.
     #[serde(default = "default_name")]
     pub name: String,
@@ -104,6 +105,40 @@ pub struct MysqlCdcConfig {
     /// taken, so the source holds at most this many snapshot rows plus one read ahead.
     #[serde(default = "default_batch")]
     pub snapshot_batch_rows: usize,
+}
+
+impl std::fmt::Debug for MysqlCdcConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let properties: std::collections::BTreeMap<&str, &str> = self
+            .kafka_properties
+            .iter()
+            .map(|(k, v)| {
+                let shown = if crate::secret::is_secret_name(k) {
+                    "***"
+                } else {
+                    v
+                };
+                (k.as_str(), shown)
+            })
+            .collect();
+        f.debug_struct("MysqlCdcConfig")
+            .field("url", &crate::secret::redact_url(&self.url))
+            .field("password", &self.password)
+            .field("name", &self.name)
+            .field("server_id", &self.server_id)
+            .field("tables", &self.tables)
+            .field("snapshot_mode", &self.snapshot_mode)
+            .field("snapshot_locking", &self.snapshot_locking)
+            .field("reconnect_timeout_secs", &self.reconnect_timeout_secs)
+            .field("resume_by", &self.resume_by)
+            .field("state_file", &self.state_file)
+            .field("topic_prefix", &self.topic_prefix)
+            .field("kafka_brokers", &self.kafka_brokers)
+            .field("kafka_properties", &properties)
+            .field("max_batch_events", &self.max_batch_events)
+            .field("snapshot_batch_rows", &self.snapshot_batch_rows)
+            .finish()
+    }
 }
 
 fn default_name() -> String {

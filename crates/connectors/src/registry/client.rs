@@ -21,20 +21,22 @@ use serde_json::{Value as Json, json};
 
 use super::compat::CompatibilityLevel;
 use crate::avro::decode::WriterSchema;
+use crate::secret::{Secret, redact_url};
 use crate::{ConnectorError, Result};
 
 /// The Schema Registry content type.
 pub const CONTENT_TYPE: &str = "application/vnd.schemaregistry.v1+json";
 
-/// Where the registry is and how to authenticate.
-#[derive(Debug, Clone)]
+/// Where the registry is and how to authenticate. `Debug` shows the URL redacted and never the
+/// password.
+#[derive(Clone)]
 pub struct RegistryConfig {
     /// Base URL, e.g. `http://127.0.0.1:8081` or `https://psrc-xxxx.confluent.cloud`.
     pub url: String,
     /// Basic-auth user (Confluent Cloud: the API key).
     pub username: Option<String>,
     /// Basic-auth password (Confluent Cloud: the API secret).
-    pub password: Option<String>,
+    pub password: Option<Secret>,
     /// Per-request timeout.
     pub timeout: Duration,
 }
@@ -53,8 +55,19 @@ impl RegistryConfig {
     /// Adds basic auth.
     pub fn with_basic_auth(mut self, user: impl Into<String>, password: impl Into<String>) -> Self {
         self.username = Some(user.into());
-        self.password = Some(password.into());
+        self.password = Some(Secret::new(password));
         self
+    }
+}
+
+impl std::fmt::Debug for RegistryConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RegistryConfig")
+            .field("url", &redact_url(&self.url))
+            .field("username", &self.username)
+            .field("password", &self.password)
+            .field("timeout", &self.timeout)
+            .finish()
     }
 }
 
@@ -131,7 +144,7 @@ impl RegistryClient {
     /// A client for `config`; fails on a malformed URL.
     pub fn new(config: RegistryConfig) -> Result<Self> {
         let base = Url::parse(&config.url).map_err(|e| ConnectorError::Registry {
-            operation: format!("connect to `{}`", config.url),
+            operation: format!("connect to `{}`", redact_url(&config.url)),
             status: 0,
             error_code: 0,
             message: format!("not a valid URL: {e}"),
@@ -141,7 +154,7 @@ impl RegistryClient {
             .timeout(config.timeout)
             .build()
             .map_err(|e| ConnectorError::RegistryUnreachable {
-                url: config.url.clone(),
+                url: redact_url(&config.url),
                 operation: "build the HTTP client".into(),
                 source: e,
                 hint: "TLS setup failed",
@@ -196,7 +209,7 @@ impl RegistryClient {
             .request(method, url.clone())
             .header(reqwest::header::ACCEPT, CONTENT_TYPE);
         if let Some(user) = &self.config.username {
-            req = req.basic_auth(user, self.config.password.as_ref());
+            req = req.basic_auth(user, self.config.password.as_ref().map(Secret::expose));
         }
         if let Some(body) = body {
             req = req
@@ -204,9 +217,10 @@ impl RegistryClient {
                 .body(body.to_string());
         }
         let unreachable = |e: reqwest::Error| ConnectorError::RegistryUnreachable {
-            url: url.to_string(),
+            url: redact_url(url.as_str()),
             operation: operation.to_string(),
-            source: e,
+            // reqwest's message repeats the URL, credentials and all.
+            source: e.without_url(),
             hint: "check the registry URL and that it is running; retrying may help",
         };
         let resp = req.send().await.map_err(unreachable)?;

@@ -20,7 +20,8 @@ use crate::error::{LayersError, Result};
 const NAMESPACE: &str = "silver";
 
 /// Where a silver catalog lives: the catalog database and the warehouse its tables' files go to.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// `Debug` shows the catalog URL without its password, and S3 options without secret values.
+#[derive(Clone, PartialEq, Eq)]
 pub struct CatalogConfig {
     /// `sqlite:<file>` (the embedded default) or `postgres://user:pass@host:port/db`.
     pub uri: String,
@@ -29,6 +30,24 @@ pub struct CatalogConfig {
     /// Options for an S3 warehouse (keys of `object_store::aws::AmazonS3ConfigKey`, e.g.
     /// `aws_endpoint`), on top of the standard AWS environment variables.
     pub s3_options: Vec<(String, String)>,
+}
+
+impl std::fmt::Debug for CatalogConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let options: Vec<(&str, &str)> = self
+            .s3_options
+            .iter()
+            .map(|(k, v)| {
+                let secret = k.contains("secret") || k.contains("token") || k.contains("password");
+                (k.as_str(), if secret { "***" } else { v.as_str() })
+            })
+            .collect();
+        f.debug_struct("CatalogConfig")
+            .field("uri", &redact(&self.uri))
+            .field("warehouse", &self.warehouse)
+            .field("s3_options", &options)
+            .finish()
+    }
 }
 
 impl CatalogConfig {
@@ -359,5 +378,29 @@ impl SilverCatalog {
                 _ => Err(iceberg_err(format!("creating {table}"))(e)),
             },
         }
+    }
+}
+
+#[cfg(test)]
+mod debug_tests {
+    use super::CatalogConfig;
+
+    #[test]
+    fn debug_never_shows_the_catalog_password_or_s3_secrets() {
+        let config = CatalogConfig {
+            uri: "postgres://strata:hunter2@db:5432/catalog".into(),
+            warehouse: "s3://lake/wh".into(),
+            s3_options: vec![
+                ("aws_secret_access_key".into(), "hunter2".into()),
+                ("aws_endpoint".into(), "http://127.0.0.1:15000".into()),
+            ],
+        };
+        let shown = format!("{config:?}");
+        assert!(!shown.contains("hunter2"), "{shown}");
+        assert!(
+            shown.contains("postgres://strata:***@db:5432/catalog"),
+            "{shown}"
+        );
+        assert!(shown.contains("http://127.0.0.1:15000"), "{shown}");
     }
 }
