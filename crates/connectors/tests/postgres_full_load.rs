@@ -776,3 +776,44 @@ async fn bad_input_gives_errors_naming_what_to_fix() {
         .batch_execute(&format!("DROP ROLE IF EXISTS {role}"))
         .await;
 }
+
+/// A watermark is text read back from the source's rows, and it is spliced into the next
+/// load's `COPY (SELECT …)` as a literal. Whatever the server's `standard_conforming_strings`,
+/// the literal must read back as exactly that text: with it off, a plain `'…\''` ends early
+/// and the rest of the value runs as SQL.
+#[tokio::test]
+async fn a_watermark_literal_reads_back_exactly_whatever_the_string_setting() {
+    let Some(url) = pg_url("a_watermark_literal_reads_back_exactly_whatever_the_string_setting")
+    else {
+        return;
+    };
+    let client = admin(&url).await;
+    let hostile = [
+        r"plain",
+        r"it's",
+        r"back\slash",
+        r"x\' OR 1=1 --",
+        r"\\'; SELECT pg_sleep(0); --",
+        r"trailing\",
+    ];
+    for setting in ["on", "off"] {
+        client
+            .batch_execute(&format!("SET standard_conforming_strings = {setting}"))
+            .await
+            .expect("set");
+        for text in hostile {
+            let literal = strata_connectors::postgres::types::quote_literal(text);
+            let sql = format!("SELECT {literal}::text, 'end'::text");
+            let row = client
+                .query_one(sql.as_str(), &[])
+                .await
+                .unwrap_or_else(|e| panic!("{setting}: {sql} failed: {e}"));
+            let (got, end): (String, String) = (row.get(0), row.get(1));
+            assert_eq!(
+                (got.as_str(), end.as_str()),
+                (text, "end"),
+                "{setting}: {sql}"
+            );
+        }
+    }
+}

@@ -51,6 +51,16 @@ pub const READ_TIMEOUT: Duration = Duration::from_secs(30);
 /// Records read from the reported end backwards in the first window (×4 per further window).
 const FIRST_WINDOW: i64 = 256;
 
+/// The largest window read back (records of one partition held in memory at once). A state
+/// file further behind its topic than this is refused rather than read into memory whole.
+pub const MAX_WINDOW: i64 = 1 << 20;
+
+/// The window after `back`, or `None` once [`MAX_WINDOW`] has been read without reaching an
+/// event older than the saved position.
+fn next_window(back: i64) -> Option<i64> {
+    (back < MAX_WINDOW).then(|| back.saturating_mul(4).min(MAX_WINDOW))
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 struct EventId {
     topic: String,
@@ -223,7 +233,18 @@ pub async fn scan(kafka: &KafkaConfig, source: &MysqlCdcSource, prefix: &str) ->
                 collect(&mut delivered, &topic, &recs, &floor);
                 break;
             }
-            back = back.saturating_mul(4);
+            back = next_window(back).ok_or_else(|| ConnectorError::Kafka {
+                brokers: kafka.brokers.clone(),
+                topic: topic.clone(),
+                message: format!(
+                    "partition {partition} holds more than {MAX_WINDOW} records after the saved \
+                     position {}:{}, so reading them back to skip what was delivered would not \
+                     fit in memory",
+                    floor.file, floor.pos
+                ),
+                hint: "the state file is far behind its topic (restored from an old backup?): \
+                       restore a newer state file, or start from a new topic_prefix",
+            })?;
         }
     }
     Ok(delivered)
@@ -400,5 +421,21 @@ mod tests {
         );
         assert_eq!(parse(b"{\"hello\":1}"), None);
         assert_eq!(parse(b"not json"), None);
+    }
+}
+
+#[cfg(test)]
+mod window_tests {
+    use super::*;
+
+    #[test]
+    fn read_back_windows_grow_to_a_cap_and_stop() {
+        let mut windows = vec![FIRST_WINDOW];
+        while let Some(next) = next_window(*windows.last().expect("one")) {
+            windows.push(next);
+        }
+        assert_eq!(windows.first(), Some(&256));
+        assert_eq!(windows.last(), Some(&MAX_WINDOW));
+        assert!(windows.len() < 10, "{windows:?}");
     }
 }

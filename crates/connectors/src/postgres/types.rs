@@ -261,9 +261,20 @@ pub fn quote_ident(name: &str) -> String {
     format!("\"{}\"", name.replace('"', "\"\""))
 }
 
-/// `'text'` with embedded quotes doubled (standard_conforming_strings is on since 9.1).
+/// A SQL string literal of `text`.
+///
+/// Safe whatever the server's `standard_conforming_strings`: with it off, a backslash in a
+/// plain `'…'` literal is an escape (`\'` would end the string early, and a watermark is a
+/// value read from the source's own rows). A text with a backslash is therefore written as an
+/// escape string `E'…'` with every backslash doubled, which both settings read the same way.
+/// (The literal goes into a `COPY (SELECT …) TO STDOUT`, which takes no bind parameters.)
 pub fn quote_literal(text: &str) -> String {
-    format!("'{}'", text.replace('\'', "''"))
+    let quoted = text.replace('\'', "''");
+    if text.contains('\\') {
+        format!("E'{}'", quoted.replace('\\', "\\\\"))
+    } else {
+        format!("'{quoted}'")
+    }
 }
 
 #[cfg(test)]
