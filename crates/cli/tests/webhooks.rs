@@ -362,6 +362,18 @@ async fn each_kind_of_request_gets_its_status_and_its_place() {
 
 /// Sends `n` signed Pipefy events at `concurrency`; returns (request id, status, has Retry-After).
 async fn load(base: &str, n: usize, concurrency: usize, prefix: &str) -> Vec<(String, u16, bool)> {
+    load_from(base, 0, n, concurrency, prefix).await
+}
+
+/// As [`load`], for cards `first..first + n`: distinct events need distinct bodies, since an
+/// identical signed body inside the replay window is an exact replay (answered 200, not stored).
+async fn load_from(
+    base: &str,
+    first: usize,
+    n: usize,
+    concurrency: usize,
+    prefix: &str,
+) -> Vec<(String, u16, bool)> {
     let client = reqwest::Client::builder()
         .pool_max_idle_per_host(concurrency)
         .timeout(Duration::from_secs(30))
@@ -373,7 +385,7 @@ async fn load(base: &str, n: usize, concurrency: usize, prefix: &str) -> Vec<(St
             let (client, base) = (client.clone(), base.clone());
             let id = format!("{prefix}-{i}");
             async move {
-                let body = pipefy_event("card.move", i as u64);
+                let body = pipefy_event("card.move", (first + i) as u64);
                 let sent = client
                     .post(format!("{base}/webhooks/pipefy"))
                     .header("content-type", "application/json")
@@ -444,7 +456,7 @@ async fn a_broker_outage_answers_503_and_loses_no_acknowledged_event() {
         let mut all = Vec::new();
         // Waves, so that requests keep arriving before, during and after the outage.
         for wave in 0..16 {
-            all.extend(load(&base, 500, 50, &format!("w{wave}")).await);
+            all.extend(load_from(&base, wave * 500, 500, 50, &format!("w{wave}")).await);
             tokio::time::sleep(Duration::from_millis(300)).await;
         }
         all

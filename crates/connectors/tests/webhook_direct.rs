@@ -13,10 +13,49 @@ use rdkafka::consumer::{Consumer, StreamConsumer};
 use rdkafka::message::Message;
 use rdkafka::{Offset, TopicPartitionList};
 use sha2::Sha256;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use futures::future::BoxFuture;
+use strata_connectors::kafka::OutRecord;
+use strata_connectors::webhook::deliver::{Deliver, DirectDelivery};
 use strata_connectors::webhook::{WebhookConfig, WebhookServer};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 const SECRET: &str = "direct-pipefy-secret";
+
+/// `DirectDelivery`, counting the readiness probes that reach Kafka.
+struct CountingDelivery {
+    inner: DirectDelivery,
+    probes: Arc<AtomicUsize>,
+}
+
+impl Deliver for CountingDelivery {
+    fn deliver(&self, record: OutRecord) -> BoxFuture<'_, std::result::Result<(), String>> {
+        self.inner.deliver(record)
+    }
+    fn reachable(&self, timeout: Duration) -> bool {
+        self.probes.fetch_add(1, Ordering::SeqCst);
+        self.inner.reachable(timeout)
+    }
+    fn finish(&self) -> BoxFuture<'_, strata_connectors::Result<()>> {
+        self.inner.finish()
+    }
+}
+
+/// One GET over a fresh connection; the status code.
+async fn get(addr: std::net::SocketAddr, path: &str) -> u16 {
+    let mut s = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    let head = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
+    s.write_all(head.as_bytes()).await.expect("write");
+    let mut answer = String::new();
+    s.read_to_string(&mut answer).await.expect("read");
+    answer
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0)
+}
 
 fn sign(payload: &[u8]) -> String {
     let mut mac = Hmac::<Sha256>::new_from_slice(SECRET.as_bytes()).expect("key");
@@ -97,7 +136,16 @@ fn a_signed_event_is_stored_before_its_200_and_a_forged_one_is_not() {
         )
         .expect("config");
         let config = WebhookConfig::from_file(&file).expect("config");
-        let server = WebhookServer::bind(&config, "webhooks.yaml")
+        let probes = Arc::new(AtomicUsize::new(0));
+        let deliver = CountingDelivery {
+            inner: DirectDelivery::open(
+                &WebhookServer::kafka_config(&config).expect("kafka"),
+                config.ack_timeout(),
+            )
+            .expect("producer"),
+            probes: probes.clone(),
+        };
+        let server = WebhookServer::bind_with(&config, "webhooks.yaml", Arc::new(deliver))
             .await
             .expect("bind");
         let addr = server.local_addr().expect("addr");
@@ -108,6 +156,16 @@ fn a_signed_event_is_stored_before_its_200_and_a_forged_one_is_not() {
 
         let body = br#"{"data":{"action":"card.move","card":{"id":4242,"title":"Pedido"}}}"#;
         assert_eq!(post(addr, body, &sign(body)).await, 200);
+        // A captured request replayed as is: answered 200 (the sender may retry) but not stored
+        // again (Pipefy signs no timestamp, so the signature alone never expires).
+        assert_eq!(post(addr, body, &sign(body)).await, 200, "an exact replay");
+        // Forty readiness checks at once cost one Kafka probe (the answer is reused for 1 s).
+        let checks: Vec<_> = (0..40).map(|_| tokio::spawn(get(addr, "/ready"))).collect();
+        for c in checks {
+            assert_eq!(c.await.expect("task"), 200);
+        }
+        let n = probes.load(Ordering::SeqCst);
+        assert!((1..=2).contains(&n), "{n} readiness probes for 40 checks");
         let forged = br#"{"data":{"action":"card.move","card":{"id":1,"title":"x"}}}"#;
         assert_eq!(post(addr, forged, &sign(b"something else")).await, 401);
         let _ = stop.send(());

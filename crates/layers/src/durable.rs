@@ -78,6 +78,12 @@ pub fn ensure_dir(dir: &FsPath) -> io::Result<()> {
 
 /// Fsyncs a directory (its entries: files created or renamed into it).
 pub fn sync_dir(dir: &FsPath) -> io::Result<()> {
+    // The parent of a relative one-part path (`lake`) is the empty path: the working directory.
+    let dir = if dir.as_os_str().is_empty() {
+        FsPath::new(".")
+    } else {
+        dir
+    };
     std::fs::File::open(dir)?.sync_all()?;
     notify(SyncEvent::Dir(dir.to_path_buf()));
     Ok(())
@@ -133,5 +139,23 @@ impl fmt::Display for SyncEvent {
             SyncEvent::File(p) => write!(f, "fsync {}", p.display()),
             SyncEvent::Dir(p) => write!(f, "fsync dir {}", p.display()),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_relative_one_part_directory_is_created_and_synced_in_the_working_directory() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let here = std::env::current_dir().expect("cwd");
+        std::env::set_current_dir(dir.path()).expect("cd");
+        let made = ensure_dir(FsPath::new("lake"));
+        let file = write_new_file(FsPath::new("top.txt"), b"x");
+        std::env::set_current_dir(here).expect("cd back");
+        made.expect("ensure_dir of a relative path");
+        file.expect("write_new_file of a relative path");
+        assert!(dir.path().join("lake").is_dir());
     }
 }

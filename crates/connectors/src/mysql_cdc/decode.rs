@@ -171,13 +171,32 @@ pub fn from_text(col: &Column, value: &Value) -> Result<Json, DecodeProblem> {
             Json::from(if neg { -v } else { v })
         }
         Kind::Bytes => Json::from(crate::base64(bytes)),
-        Kind::Decimal | Kind::Text | Kind::Enum | Kind::Set => Json::from(s()),
+        Kind::Decimal | Kind::Enum | Kind::Set => Json::from(s()),
+        // The snapshot's connection converts every string to utf8mb4: anything else is a
+        // corrupt value, refused rather than replaced.
+        Kind::Text => {
+            Json::from(std::str::from_utf8(bytes).map_err(|e| {
+                format!("column `{}`: the server sent invalid UTF-8: {e}", col.name)
+            })?)
+        }
     })
 }
 
 /// A binlog value.
 pub fn from_binlog(col: &Column, value: BinlogValue<'_>) -> Result<Json, DecodeProblem> {
     match value {
+        // String bytes in the binlog are in the column's own charset, not the connection's.
+        BinlogValue::Value(Value::Bytes(b)) if col.kind == Kind::Text => {
+            super::charset::decode(col.charset.as_deref(), &b)
+                .map(Json::from)
+                .map_err(|why| {
+                    format!(
+                        "column `{}` ({}): {why}",
+                        col.name,
+                        col.charset.as_deref().unwrap_or("no charset")
+                    )
+                })
+        }
         BinlogValue::Value(v) => from_value(col, v),
         // MySQL's binary JSON: as the text MySQL prints, like MariaDB's JSON-as-text.
         BinlogValue::Jsonb(j) => super::json_binary::to_text(j).map(Json::from),

@@ -28,6 +28,7 @@
 //! [`ConnectorError::MysqlDecode`] naming table, column and position.
 
 pub mod binlog_status;
+pub mod charset;
 pub mod checks;
 pub mod config;
 pub mod debezium;

@@ -60,6 +60,9 @@ pub struct Column {
     pub fsp: u32,
     /// ENUM or SET labels.
     pub labels: Vec<String>,
+    /// `information_schema.COLUMNS.CHARACTER_SET_NAME` of a string column: how its binlog bytes
+    /// are decoded ([`super::charset`]).
+    pub charset: Option<String>,
 }
 
 /// One table.
@@ -113,6 +116,7 @@ pub fn column_from_info(name: &str, data_type: &str, column_type: &str, fsp: u32
         unsigned: column_type.to_ascii_lowercase().contains("unsigned"),
         fsp,
         labels,
+        charset: None,
     }
 }
 
@@ -150,15 +154,20 @@ pub fn parse_labels(column_type: &str) -> Vec<String> {
     out
 }
 
+/// One `information_schema.COLUMNS` row: name, data type, column type, datetime precision,
+/// column key, character set.
+type InfoRow = (String, String, String, Option<u64>, String, Option<String>);
+
 /// Reads the current schema of `db.table`.
 pub async fn load_table(
     conn: &mut mysql_async::Conn,
     db: &str,
     table: &str,
 ) -> Result<TableSchema> {
-    let rows: Vec<(String, String, String, Option<u64>, String)> = conn
+    let rows: Vec<InfoRow> = conn
         .exec(
-            "SELECT COLUMN_NAME, DATA_TYPE, COLUMN_TYPE, DATETIME_PRECISION, COLUMN_KEY \
+            "SELECT COLUMN_NAME, DATA_TYPE, COLUMN_TYPE, DATETIME_PRECISION, COLUMN_KEY, \
+             CHARACTER_SET_NAME \
              FROM information_schema.COLUMNS WHERE TABLE_SCHEMA = ? AND TABLE_NAME = ? \
              ORDER BY ORDINAL_POSITION",
             (db, table),
@@ -184,7 +193,10 @@ pub async fn load_table(
         .map_err(|e| query_error(&format!("reading the primary key of {db}.{table}"), e))?;
     let columns = rows
         .iter()
-        .map(|(name, dt, ct, fsp, _)| column_from_info(name, dt, ct, fsp.unwrap_or(0) as u32))
+        .map(|(name, dt, ct, fsp, _, charset)| Column {
+            charset: charset.clone(),
+            ..column_from_info(name, dt, ct, fsp.unwrap_or(0) as u32)
+        })
         .collect();
     Ok(TableSchema {
         db: db.to_string(),

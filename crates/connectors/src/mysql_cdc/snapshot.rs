@@ -413,6 +413,7 @@ mod tests {
             unsigned: false,
             fsp: 0,
             labels: Vec::new(),
+            charset: None,
         }
     }
 

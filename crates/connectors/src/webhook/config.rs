@@ -338,6 +338,15 @@ fn resolve_source(name: &str, raw: &SourceConfig, problems: &mut Vec<String>) ->
                 false
             }
         };
+        if !signs_timestamp && c.timestamp.is_some() {
+            problems.push(format!(
+                "{}: the timestamp is not signed, so a replayer just sends a fresh one and the \
+                 tolerance protects nothing: set `hmac.signed: timestamp.body` (if the sender \
+                 signs `<timestamp>.<body>`), or remove `timestamp` (exact replays are then \
+                 caught by the receiver's replay memory)",
+                at("timestamp")
+            ));
+        }
         if signs_timestamp && c.timestamp.is_none() {
             problems.push(format!(
                 "{}: timestamp.body needs a `timestamp` section",
@@ -353,6 +362,13 @@ fn resolve_source(name: &str, raw: &SourceConfig, problems: &mut Vec<String>) ->
             signs_timestamp,
         })
     });
+    if c.timestamp.is_some() && c.hmac.is_none() {
+        problems.push(format!(
+            "{}: without `hmac` nothing signs the timestamp, so it cannot stop replays: sign it \
+             (`hmac.signed: timestamp.body`) or remove it",
+            at("timestamp")
+        ));
+    }
     for (field, path) in [("key", &c.key), ("event_type", &c.event_type)] {
         if let Some(p) = path
             && !json_path::is_valid(p)
@@ -441,6 +457,23 @@ mod tests {
         ] {
             assert!(text.contains(needle), "missing `{needle}` in {text}");
         }
+    }
+
+    #[test]
+    fn an_unsigned_timestamp_check_is_refused() {
+        let c = config(
+            "kafka: {brokers: b}\ndead_letter_topic: dlq\nsources:\n  a:\n    topic: t\n    \
+             hmac: {header: X-Sig, secret_env: PATH}\n    \
+             timestamp: {header: X-Ts, tolerance_secs: 300}\n  b:\n    topic: t\n    \
+             secret_header: {name: X-Token, value_env: PATH}\n    \
+             timestamp: {header: X-Ts, tolerance_secs: 300}\n",
+        );
+        let err = c.resolve("w.yaml").expect_err("refused").to_string();
+        assert!(
+            err.contains("sources.a.timestamp: the timestamp is not signed"),
+            "{err}"
+        );
+        assert!(err.contains("sources.b.timestamp: without `hmac`"), "{err}");
     }
 
     #[test]

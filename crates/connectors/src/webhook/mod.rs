@@ -10,6 +10,7 @@
 pub mod config;
 pub mod deliver;
 pub mod metrics;
+pub mod replay;
 pub mod server;
 pub mod verify;
 

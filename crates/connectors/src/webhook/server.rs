@@ -29,10 +29,16 @@ use tokio::sync::Semaphore;
 use super::config::{Source, WebhookConfig};
 use super::deliver::{Deliver, DirectDelivery};
 use super::metrics::{WebhookMetrics, WebhookTotals};
+use super::replay::ReplayCache;
 use super::verify;
 use crate::error::{ConnectorError, Result};
 use crate::json_path;
 use crate::kafka::{KafkaConfig, OutRecord};
+
+/// The shortest replay memory (for senders that sign no timestamp).
+const REPLAY_WINDOW_MIN: Duration = Duration::from_secs(600);
+/// The most stored requests remembered for replay detection (about 100 bytes each).
+const REPLAY_CAPACITY: usize = 200_000;
 
 struct App {
     sources: HashMap<String, Source>,
@@ -43,7 +49,17 @@ struct App {
     permits: Semaphore,
     metrics: WebhookMetrics,
     draining: AtomicBool,
+    /// Requests recently stored: an exact replay is answered 200 and not stored again.
+    replays: ReplayCache,
+    /// The last readiness probe and when it ran: `/ready` probes Kafka at most once per
+    /// [`READY_CACHE`], however often it is called (each probe blocks a thread up to 2 s).
+    readiness: tokio::sync::Mutex<Option<(Instant, bool)>>,
 }
+
+/// How long a readiness probe's answer is reused.
+const READY_CACHE: Duration = Duration::from_secs(1);
+/// Longest time a client may take to send a request body (a trickling client holds a permit).
+const BODY_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// A bound, not yet serving receiver.
 pub struct WebhookServer {
@@ -105,6 +121,13 @@ impl WebhookServer {
                     source: e,
                 })?;
         let retry_after = HeaderValue::from(config.retry_after_secs.unwrap_or(5));
+        // Remembered at least as long as any source's timestamp is valid (10 min without one).
+        let window = sources
+            .iter()
+            .filter_map(|s| s.timestamp.as_ref().map(|(_, t)| *t))
+            .max()
+            .unwrap_or(Duration::ZERO)
+            .max(REPLAY_WINDOW_MIN);
         let app = App {
             sources: sources.into_iter().map(|s| (s.name.clone(), s)).collect(),
             deliver,
@@ -113,6 +136,8 @@ impl WebhookServer {
             permits: Semaphore::new(config.max_in_flight()),
             metrics: WebhookMetrics::default(),
             draining: AtomicBool::new(false),
+            replays: ReplayCache::new(window, REPLAY_CAPACITY),
+            readiness: tokio::sync::Mutex::new(None),
         };
         Ok(WebhookServer {
             listener,
@@ -170,10 +195,23 @@ async fn ready(State(app): State<Arc<App>>) -> Response {
             json!({"ready": false, "reason": "shutting down"}),
         );
     }
-    let probe = app.clone();
-    let ok = tokio::task::spawn_blocking(move || probe.deliver.reachable(Duration::from_secs(2)))
-        .await
-        .unwrap_or(false);
+    // One probe at a time, its answer reused for READY_CACHE: callers queue on the lock.
+    let ok = {
+        let mut cached = app.readiness.lock().await;
+        match *cached {
+            Some((at, ok)) if at.elapsed() < READY_CACHE => ok,
+            _ => {
+                let probe = app.clone();
+                let ok = tokio::task::spawn_blocking(move || {
+                    probe.deliver.reachable(Duration::from_secs(2))
+                })
+                .await
+                .unwrap_or(false);
+                *cached = Some((Instant::now(), ok));
+                ok
+            }
+        }
+    };
     if ok {
         answer(StatusCode::OK, json!({"ready": true}))
     } else {
@@ -267,8 +305,25 @@ async fn handle(
     if declared.is_some_and(|n| n > source.max_body_bytes) {
         return too_large();
     }
-    let Ok(bytes) = axum::body::to_bytes(body, source.max_body_bytes).await else {
-        return too_large();
+    // The permit is taken before the body is read: a flood of slow or huge bodies waits
+    // for (or is refused) a permit instead of each holding its bytes in memory.
+    let Ok(_permit) = app.permits.try_acquire() else {
+        return unavailable(app, "too many requests waiting on Kafka");
+    };
+    let bytes = match tokio::time::timeout(
+        BODY_TIMEOUT,
+        axum::body::to_bytes(body, source.max_body_bytes),
+    )
+    .await
+    {
+        Ok(Ok(bytes)) => bytes,
+        Ok(Err(_)) => return too_large(),
+        Err(_) => {
+            return answer(
+                StatusCode::REQUEST_TIMEOUT,
+                json!({"status": "rejected", "reason": format!("the body took over {} s", BODY_TIMEOUT.as_secs())}),
+            );
+        }
     };
     if let Err(why) = verify::check(source, headers, &bytes, SystemTime::now()) {
         app.metrics.rejected(&source.name, why.label());
@@ -278,12 +333,27 @@ async fn handle(
             json!({"status": "rejected", "reason": "not authentic"}),
         );
     }
-    let Ok(_permit) = app.permits.try_acquire() else {
-        return unavailable(app, "too many requests waiting on Kafka");
-    };
+    let stamp = source
+        .timestamp
+        .as_ref()
+        .and_then(|(name, _)| headers.get(name.as_str()))
+        .and_then(|v| v.to_str().ok());
+    let digest = ReplayCache::digest(&source.name, stamp, &bytes);
+    if app.replays.seen(&digest, Instant::now()) {
+        app.metrics.rejected(&source.name, "replay");
+        tracing::info!(source = %source.name, "an exact replay of a stored request: not stored again");
+        return answer(
+            StatusCode::OK,
+            json!({"status": "duplicate", "idempotency_key": idempotency_key(source, headers, &bytes)}),
+        );
+    }
     app.metrics.in_flight().inc();
     let response = store(app, source, headers, &bytes, arrived).await;
     app.metrics.in_flight().dec();
+    // Only a stored request is remembered: one answered 503 must be stored when retried.
+    if response.status() == StatusCode::OK {
+        app.replays.remember(digest, Instant::now());
+    }
     response
 }
 
