@@ -92,6 +92,54 @@ struct Live {
 struct Inner {
     live: Mutex<Live>,
     file: PathBuf,
+    /// `<state file>.lock`, exclusively locked while this server lives: a second registry on
+    /// the same state would hand out the same ids for different schemas.
+    _lock: std::fs::File,
+}
+
+/// The largest request body accepted (a schema is a few KB; Confluent's default is similar).
+pub const MAX_BODY_BYTES: usize = 1024 * 1024;
+
+/// Takes the exclusive lock beside `file`, or says which registry holds it.
+fn lock_state(file: &FsPath) -> Result<std::fs::File> {
+    let mut name = file.as_os_str().to_owned();
+    name.push(".lock");
+    let lock_path = PathBuf::from(name);
+    let state_err = |reason: String, hint: &'static str| ConnectorError::RegistryState {
+        file: file.display().to_string(),
+        reason,
+        hint,
+    };
+    if let Some(dir) = lock_path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).map_err(|e| {
+            state_err(
+                format!("cannot create its folder: {e}"),
+                "check the path and permissions",
+            )
+        })?;
+    }
+    let lock = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&lock_path)
+        .map_err(|e| {
+            state_err(
+                format!("cannot open the lock file `{}`: {e}", lock_path.display()),
+                "check the path and permissions",
+            )
+        })?;
+    match lock.try_lock() {
+        Ok(()) => Ok(lock),
+        Err(std::fs::TryLockError::WouldBlock) => Err(state_err(
+            format!("another registry holds `{}`", lock_path.display()),
+            "run one registry per state file (two would hand out the same ids)",
+        )),
+        Err(std::fs::TryLockError::Error(e)) => Err(state_err(
+            format!("cannot lock `{}`: {e}", lock_path.display()),
+            "check the file system supports locks",
+        )),
+    }
 }
 
 type App = Arc<Inner>;
@@ -837,6 +885,7 @@ fn router(app: App) -> Router {
         )
         .route("/mode", get(mode))
         .fallback(not_found)
+        .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY_BYTES))
         .with_state(app)
 }
 
@@ -861,6 +910,7 @@ impl RegistryServer {
     /// (`127.0.0.1:0` picks a free port).
     pub async fn bind(addr: &str, state_file: impl Into<PathBuf>) -> Result<Self> {
         let file = state_file.into();
+        let lock = lock_state(&file)?;
         let live = load_state(&file).await?;
         let listener =
             tokio::net::TcpListener::bind(addr)
@@ -879,6 +929,7 @@ impl RegistryServer {
             app: Arc::new(Inner {
                 live: Mutex::new(live),
                 file,
+                _lock: lock,
             }),
         })
     }
@@ -966,5 +1017,42 @@ mod tests {
         assert_eq!(parse_version("3").unwrap(), Some(3));
         assert_eq!(parse_version("0").unwrap_err().code, 42202);
         assert_eq!(parse_version("x").unwrap_err().code, 42202);
+    }
+
+    #[tokio::test]
+    async fn a_second_registry_on_the_same_state_file_is_refused() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let file = dir.path().join("registry.json");
+        let first = RegistryServer::bind("127.0.0.1:0", &file)
+            .await
+            .expect("first");
+        let err = RegistryServer::bind("127.0.0.1:0", &file)
+            .await
+            .expect_err("the state is locked");
+        assert!(err.to_string().contains("another registry holds"), "{err}");
+        drop(first);
+        RegistryServer::bind("127.0.0.1:0", &file)
+            .await
+            .expect("free again once the first is gone");
+    }
+
+    #[tokio::test]
+    async fn an_oversized_body_is_refused_before_it_is_parsed() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let running = RegistryServer::bind("127.0.0.1:0", dir.path().join("r.json"))
+            .await
+            .expect("bind")
+            .spawn();
+        let huge = format!(r#"{{"schema": "{}"}}"#, "x".repeat(MAX_BODY_BYTES + 1));
+        let status = reqwest::Client::new()
+            .post(format!("{}/subjects/s/versions", running.url()))
+            .header("content-type", CONTENT_TYPE)
+            .body(huge)
+            .send()
+            .await
+            .expect("answer")
+            .status();
+        assert_eq!(status.as_u16(), 413);
+        running.stop().await.expect("stop");
     }
 }
