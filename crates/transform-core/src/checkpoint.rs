@@ -5,12 +5,16 @@
 //!
 //! Layout (little endian): magic `STRATACK`, u32 version, 64-byte hex pipeline fingerprint
 //! (diagnostics), u32 entry count, then per entry: u32 name length, name, 64-byte hex step
-//! fingerprint, u64 state length, state bytes.
+//! fingerprint, u64 state length, state bytes; version 3 ends with a CRC-32 of everything
+//! before it, so a torn or damaged checkpoint is refused before any state is read (version 2,
+//! without it, is still read).
 
 use crate::error::{CoreError, Result};
 
 const MAGIC: &[u8; 8] = b"STRATACK";
-const VERSION: u32 = 2;
+const VERSION: u32 = 3;
+/// The last version without the trailing checksum (still read).
+const VERSION_UNCHECKED: u32 = 2;
 
 /// Step states of one pipeline.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -34,6 +38,8 @@ impl Envelope {
             out.extend_from_slice(&(state.len() as u64).to_le_bytes());
             out.extend_from_slice(state);
         }
+        let crc = crc32fast::hash(&out);
+        out.extend_from_slice(&crc.to_le_bytes());
         out
     }
 
@@ -43,11 +49,28 @@ impl Envelope {
             return Err(bad("not a Strata checkpoint (bad magic)"));
         }
         let version = u32::from_le_bytes(r.array()?);
-        if version != VERSION {
-            return Err(bad(&format!(
-                "checkpoint version {version} is not supported (expected {VERSION})"
-            )));
-        }
+        let bytes = match version {
+            VERSION => {
+                let (body, crc) = bytes
+                    .split_last_chunk::<4>()
+                    .ok_or_else(|| bad("truncated"))?;
+                let (want, got) = (u32::from_le_bytes(*crc), crc32fast::hash(body));
+                if want != got {
+                    return Err(bad(&format!(
+                        "the checkpoint is corrupt: its CRC-32 is {got:08x}, {want:08x} was \
+                         written (a torn or damaged file)"
+                    )));
+                }
+                body
+            }
+            VERSION_UNCHECKED => bytes,
+            _ => {
+                return Err(bad(&format!(
+                    "checkpoint version {version} is not supported (expected {VERSION})"
+                )));
+            }
+        };
+        let mut r = Reader { bytes, pos: r.pos };
         let fingerprint =
             String::from_utf8(r.take(64)?.to_vec()).map_err(|_| bad("corrupt fingerprint"))?;
         let n = u32::from_le_bytes(r.array()?) as usize;
@@ -112,6 +135,18 @@ mod tests {
         fn round_trip(entries in proptest::collection::vec(("[a-z_]{1,12}", "[0-9a-f]{64}", proptest::collection::vec(any::<u8>(), 0..64)), 0..5)) {
             let e = Envelope { fingerprint: "f".repeat(64), entries };
             prop_assert_eq!(Envelope::decode(&e.encode()).unwrap(), e);
+        }
+
+        #[test]
+        fn any_flipped_byte_is_refused(flip in 0usize..10_000, bit in 0u8..8) {
+            let e = Envelope {
+                fingerprint: "f".repeat(64),
+                entries: vec![("dedup".into(), "a".repeat(64), vec![1, 2, 3, 4, 5])],
+            };
+            let mut bytes = e.encode();
+            let at = flip % bytes.len();
+            bytes[at] ^= 1 << bit;
+            prop_assert!(Envelope::decode(&bytes).is_err());
         }
 
         #[test]
