@@ -13,14 +13,14 @@
 //! and after dropping the unsynced files at the end, the table still loads and reads every
 //! committed row.
 
+mod common;
+use common::iot_output;
+
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 use futures::TryStreamExt;
-use strata_core::lineage::{file_batch, file_input_schema};
-use strata_core::sample::{IotFaults, iot_events};
-use strata_core::{BuildContext, Pipeline, PipelineSpec};
 use strata_layers::durable::{self, SyncEvent};
 use strata_layers::lake::Lake;
 use strata_layers::silver::{SilverCatalog, append};
@@ -129,25 +129,6 @@ fn files_below(dir: &Path) -> Vec<PathBuf> {
 
 fn local(location: &str) -> PathBuf {
     PathBuf::from(location.strip_prefix("file://").unwrap_or(location))
-}
-
-fn iot_output(
-    n: usize,
-    seed: u64,
-) -> (arrow::datatypes::SchemaRef, Vec<arrow::array::RecordBatch>) {
-    let text = std::fs::read_to_string(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../../pipelines/iot.yaml"
-    ))
-    .expect("iot.yaml");
-    let spec = PipelineSpec::from_yaml(&text).expect("spec");
-    let mut p =
-        Pipeline::build(&spec, file_input_schema(), &BuildContext::default()).expect("build");
-    let lines = iot_events(n, seed, IotFaults::default(), 1_763_646_312_000);
-    let out = p
-        .process(&file_batch(&lines, "iot", "bronze/x", 1, 0).expect("batch"))
-        .expect("process");
-    (p.output_schema(), out.rows)
 }
 
 #[tokio::test]

@@ -1,35 +1,16 @@
 //! Silver on the embedded catalog (SQLite + local warehouse): the IoT pipeline's output appended
 //! with what each commit covers, re-runs skipped, read back with iceberg-rust's own scan.
 
+mod common;
+use common::iot_output;
+
 use std::collections::HashSet;
 
 use arrow::array::AsArray;
 use futures::TryStreamExt;
-use strata_core::lineage::{file_batch, file_input_schema};
-use strata_core::sample::{IotFaults, iot_events};
-use strata_core::{BuildContext, Pipeline, PipelineSpec};
 use strata_layers::silver::{
     SilverAppend, SilverCatalog, WriteOptions, append, committed_coverage,
 };
-
-fn iot_output(
-    n: usize,
-    seed: u64,
-) -> (arrow::datatypes::SchemaRef, Vec<arrow::array::RecordBatch>) {
-    let text = std::fs::read_to_string(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../../pipelines/iot.yaml"
-    ))
-    .expect("iot.yaml");
-    let spec = PipelineSpec::from_yaml(&text).expect("spec");
-    let mut p =
-        Pipeline::build(&spec, file_input_schema(), &BuildContext::default()).expect("build");
-    let lines = iot_events(n, seed, IotFaults::default(), 1_763_646_312_000);
-    let out = p
-        .process(&file_batch(&lines, "iot", "bronze/x", 1, 0).expect("batch"))
-        .expect("process");
-    (p.output_schema(), out.rows)
-}
 
 async fn count_rows(table: &iceberg::table::Table) -> usize {
     let stream = table

@@ -227,36 +227,40 @@ impl Dedup {
         }
     }
 
-    /// Splits off the rows dated more than `max_future_skew` past the clock, with their reason.
+    /// Splits off the rows dated more than `max_future_skew` past the clock, with their reason;
+    /// the event times (`times`, read once per batch) are filtered alike.
     fn quarantine_future_rows(
         &self,
         batch: RecordBatch,
-    ) -> Result<(RecordBatch, Option<crate::step::Rejected>)> {
-        let Some(times) = self.event_times(&batch)? else {
-            return Ok((batch, None));
+        times: Option<ArrayRef>,
+    ) -> Result<(RecordBatch, Option<ArrayRef>, Option<crate::step::Rejected>)> {
+        let Some(micros) = times else {
+            return Ok((batch, None, None));
         };
-        let times = times.as_primitive::<TimestampMicrosecondType>();
+        let times = micros.as_primitive::<TimestampMicrosecondType>();
         let limit = (self.clock)().saturating_add(self.max_future_skew);
         let future = arrow::compute::kernels::cmp::gt(
             times,
             &arrow::array::TimestampMicrosecondArray::new_scalar(limit),
         )?;
         if future.true_count() == 0 {
-            return Ok((batch, None));
+            return Ok((batch, Some(micros), None));
         }
         let column = self
             .time_index
             .map(|i| batch.schema().field(i).name().clone())
             .unwrap_or_default();
         let skew = self.max_future_skew;
-        split_rejected(batch, &future, |row| {
+        let (kept, rejected) = split_rejected(batch, &future, |row| {
             format!(
                 "dedup: event time `{column}` = {} is more than {} s past the clock \
                  (max_future_skew); it would expire every remembered key",
                 crate::step::render_value(times, row),
                 skew / 1_000_000
             )
-        })
+        })?;
+        let kept_times = arrow::compute::filter(&micros, &arrow::compute::not(&future)?)?;
+        Ok((kept, Some(kept_times), rejected))
     }
 
     /// Forgets expired keys once the watermark has moved a quarter TTL since the last sweep.
@@ -297,14 +301,14 @@ impl Step for Dedup {
     }
 
     fn process(&mut self, batch: RecordBatch) -> Result<StepOutput> {
-        let (batch, rejected) = self.quarantine_future_rows(batch)?;
+        let times = self.event_times(&batch)?;
+        let (batch, times, rejected) = self.quarantine_future_rows(batch, times)?;
         let keys: Vec<ArrayRef> = self
             .key_indices
             .iter()
             .map(|&i| batch.column(i).clone())
             .collect();
         let rows = self.converter.convert_columns(&keys)?;
-        let times = self.event_times(&batch)?;
         let times = times
             .as_ref()
             .map(|t| t.as_primitive::<TimestampMicrosecondType>());
