@@ -125,6 +125,27 @@ fn time_micros(neg: bool, days: u32, h: u8, m: u8, s: u8, us: u32) -> i64 {
     if neg { -v } else { v }
 }
 
+/// A VECTOR's bytes (little-endian float32s) as a JSON array of numbers.
+fn vector_json(bytes: &[u8]) -> Result<Json, DecodeProblem> {
+    if !bytes.len().is_multiple_of(4) {
+        return Err(format!(
+            "a VECTOR of {} bytes is not whole float32 values",
+            bytes.len()
+        ));
+    }
+    Ok(Json::Array(
+        bytes
+            .chunks_exact(4)
+            .map(|c| {
+                let f = f32::from_le_bytes([c[0], c[1], c[2], c[3]]);
+                // Through the shortest decimal form, as FLOAT columns are.
+                let v: f64 = format!("{f}").parse().unwrap_or(f64::from(f));
+                serde_json::Number::from_f64(v).map_or(Json::Null, Json::Number)
+            })
+            .collect(),
+    ))
+}
+
 /// A snapshot (text protocol) value.
 pub fn from_text(col: &Column, value: &Value) -> Result<Json, DecodeProblem> {
     let bytes = match value {
@@ -171,6 +192,7 @@ pub fn from_text(col: &Column, value: &Value) -> Result<Json, DecodeProblem> {
             Json::from(if neg { -v } else { v })
         }
         Kind::Bytes => Json::from(crate::base64(bytes)),
+        Kind::Vector => vector_json(bytes)?,
         Kind::Decimal | Kind::Enum | Kind::Set => Json::from(s()),
         // The snapshot's connection converts every string to utf8mb4: anything else is a
         // corrupt value, refused rather than replaced.
@@ -293,6 +315,7 @@ pub fn from_value(col: &Column, value: Value) -> Result<Json, DecodeProblem> {
             Json::from(parts.join(","))
         }
         (Kind::Bytes, Value::Bytes(b)) => Json::from(crate::base64(&b)),
+        (Kind::Vector, Value::Bytes(b)) => vector_json(&b)?,
         (Kind::Decimal | Kind::Text | Kind::Enum, Value::Bytes(b)) => Json::from(text(&b)),
         (kind, v) => return Err(format!("a {v:?} value does not fit a {kind:?} column")),
     })

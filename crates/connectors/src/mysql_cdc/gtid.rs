@@ -10,7 +10,10 @@
 //! - MariaDB: a GTID list, one `domain-server-seq` per replication domain (`0-1-42,1-2-7`): the
 //!   last transaction of each domain. A new transaction replaces its domain's entry.
 //! - MySQL: a GTID set, `uuid:intervals` per source (`3e11fa47-…:1-5:11`): every transaction
-//!   executed. A new transaction is added to its uuid's intervals.
+//!   executed. A new transaction is added to its uuid's intervals. MySQL 8.3+ adds **tagged**
+//!   GTIDs (`uuid:tag:gno`): each `(uuid, tag)` pair numbers its own transactions, and the text
+//!   form lists a uuid's untagged intervals first, then each tag with its intervals
+//!   (`uuid:1-5:audit:1-3:batch:7`). Tags are case-insensitive (kept lower-case).
 //!
 //! Invariants: entries are kept sorted (by domain / uuid) and MySQL intervals merged, so the
 //! text form of a set is canonical and two equal sets print the same. Parsing accepts what the
@@ -35,10 +38,12 @@ pub enum Gtid {
         /// Sequence number within the domain.
         seq: u64,
     },
-    /// MySQL `uuid:gno`.
+    /// MySQL `uuid:gno`, or `uuid:tag:gno` (MySQL 8.3+).
     Mysql {
         /// Source uuid (lower-case, with dashes).
         uuid: String,
+        /// The GTID tag (lower-case); `None` for an untagged GTID.
+        tag: Option<String>,
         /// Transaction number.
         gno: u64,
     },
@@ -52,7 +57,16 @@ impl fmt::Display for Gtid {
                 server,
                 seq,
             } => write!(f, "{domain}-{server}-{seq}"),
-            Gtid::Mysql { uuid, gno } => write!(f, "{uuid}:{gno}"),
+            Gtid::Mysql {
+                uuid,
+                tag: Some(tag),
+                gno,
+            } => write!(f, "{uuid}:{tag}:{gno}"),
+            Gtid::Mysql {
+                uuid,
+                tag: None,
+                gno,
+            } => write!(f, "{uuid}:{gno}"),
         }
     }
 }
@@ -62,8 +76,9 @@ impl fmt::Display for Gtid {
 pub struct GtidSet {
     /// domain → (server, seq) of the domain's last transaction.
     maria: BTreeMap<u32, (u32, u64)>,
-    /// uuid → sorted, disjoint, non-adjacent closed intervals of transaction numbers.
-    mysql: BTreeMap<String, Vec<(u64, u64)>>,
+    /// (uuid, tag; `""` untagged) → sorted, disjoint, non-adjacent closed intervals of
+    /// transaction numbers. The key order (untagged first) is the canonical text order.
+    mysql: BTreeMap<(String, String), Vec<(u64, u64)>>,
 }
 
 fn bad(text: &str, why: &str) -> ConnectorError {
@@ -80,21 +95,36 @@ impl GtidSet {
     pub fn parse(text: &str) -> Result<Self> {
         let mut set = GtidSet::default();
         for item in text.split(',').map(str::trim).filter(|s| !s.is_empty()) {
-            if let Some((uuid, intervals)) = item.split_once(':') {
+            if let Some((uuid, rest)) = item.split_once(':') {
                 let uuid = uuid.trim().to_ascii_lowercase();
                 let hex: String = uuid.chars().filter(|c| *c != '-').collect();
                 if hex.len() != 32 || !hex.chars().all(|c| c.is_ascii_hexdigit()) {
                     return Err(bad(text, "bad uuid"));
                 }
-                for iv in intervals.split(':') {
-                    let (a, b) = match iv.split_once('-') {
+                // Interval tokens belong to the last tag named before them (none: untagged).
+                let mut tag = String::new();
+                let mut tag_has_intervals = true;
+                for token in rest.split(':').map(str::trim) {
+                    if token.starts_with(|c: char| c.is_ascii_alphabetic() || c == '_') {
+                        if !tag_has_intervals {
+                            return Err(bad(text, "a tag without intervals"));
+                        }
+                        tag = parse_tag(token).ok_or_else(|| bad(text, "bad tag"))?;
+                        tag_has_intervals = false;
+                        continue;
+                    }
+                    let (a, b) = match token.split_once('-') {
                         Some((a, b)) => (a.trim().parse::<u64>(), b.trim().parse::<u64>()),
-                        None => (iv.trim().parse::<u64>(), iv.trim().parse::<u64>()),
+                        None => (token.parse::<u64>(), token.parse::<u64>()),
                     };
                     match (a, b) {
-                        (Ok(a), Ok(b)) if a >= 1 && a <= b => set.add_interval(&uuid, a, b),
+                        (Ok(a), Ok(b)) if a >= 1 && a <= b => set.add_interval(&uuid, &tag, a, b),
                         _ => return Err(bad(text, "bad interval")),
                     }
+                    tag_has_intervals = true;
+                }
+                if !tag_has_intervals {
+                    return Err(bad(text, "a tag without intervals"));
                 }
             } else {
                 let parts: Vec<&str> = item.split('-').collect();
@@ -134,7 +164,9 @@ impl GtidSet {
             } => {
                 self.maria.insert(*domain, (*server, *seq));
             }
-            Gtid::Mysql { uuid, gno } => self.add_interval(uuid, *gno, *gno),
+            Gtid::Mysql { uuid, tag, gno } => {
+                self.add_interval(uuid, tag.as_deref().unwrap_or(""), *gno, *gno)
+            }
         }
     }
 
@@ -144,10 +176,17 @@ impl GtidSet {
         for (domain, (server, seq)) in &other.maria {
             self.merge_maria(*domain, *server, *seq);
         }
-        for (uuid, ivs) in &other.mysql {
+        for ((uuid, tag), ivs) in &other.mysql {
             for (a, b) in ivs {
-                self.add_interval(uuid, *a, *b);
+                self.add_interval(uuid, tag, *a, *b);
             }
+        }
+    }
+
+    /// Adds the MySQL transactions `a..=b` of `uuid` (and `tag`).
+    pub fn add_range(&mut self, uuid: &str, tag: Option<&str>, a: u64, b: u64) {
+        if a <= b {
+            self.add_interval(uuid, tag.unwrap_or(""), a, b);
         }
     }
 
@@ -158,8 +197,11 @@ impl GtidSet {
         }
     }
 
-    fn add_interval(&mut self, uuid: &str, a: u64, b: u64) {
-        let ivs = self.mysql.entry(uuid.to_string()).or_default();
+    fn add_interval(&mut self, uuid: &str, tag: &str, a: u64, b: u64) {
+        let ivs = self
+            .mysql
+            .entry((uuid.to_string(), tag.to_string()))
+            .or_default();
         ivs.push((a, b));
         ivs.sort_unstable();
         let mut merged: Vec<(u64, u64)> = Vec::with_capacity(ivs.len());
@@ -172,17 +214,33 @@ impl GtidSet {
         *ivs = merged;
     }
 
-    /// The MySQL part as the SID blocks of `COM_BINLOG_DUMP_GTID`.
+    /// The MySQL part as the SID blocks of `COM_BINLOG_DUMP_GTID`: one per `(uuid, tag)` (a
+    /// tagged block makes the request use the tagged wire format, MySQL 8.3+).
     pub fn mysql_sids(&self) -> Result<Vec<mysql_async::Sid<'static>>> {
         self.mysql
             .iter()
-            .map(|(uuid, ivs)| {
-                let text = format!("{uuid}:{}", intervals(ivs));
+            .map(|((uuid, tag), ivs)| {
+                let text = if tag.is_empty() {
+                    format!("{uuid}:{}", intervals(ivs))
+                } else {
+                    format!("{uuid}:{tag}:{}", intervals(ivs))
+                };
                 text.parse::<mysql_async::Sid<'static>>()
                     .map_err(|e| bad(&text, &e.to_string()))
             })
             .collect()
     }
+}
+
+/// A GTID tag as MySQL accepts it: `[a-z_][a-z0-9_]{0,31}`, case-insensitive (lower-cased).
+fn parse_tag(token: &str) -> Option<String> {
+    let tag = token.to_ascii_lowercase();
+    let mut chars = tag.chars();
+    let first_ok = chars
+        .next()
+        .is_some_and(|c| c.is_ascii_lowercase() || c == '_');
+    let rest_ok = chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
+    (first_ok && rest_ok && tag.len() <= 32).then_some(tag)
 }
 
 fn intervals(ivs: &[(u64, u64)]) -> String {
@@ -210,9 +268,18 @@ impl fmt::Display for GtidSet {
             sep(f)?;
             write!(f, "{domain}-{server}-{seq}")?;
         }
-        for (uuid, ivs) in &self.mysql {
-            sep(f)?;
-            write!(f, "{uuid}:{}", intervals(ivs))?;
+        // One entry per uuid: its untagged intervals, then each tag with its intervals.
+        let mut current: Option<&str> = None;
+        for ((uuid, tag), ivs) in &self.mysql {
+            if current != Some(uuid.as_str()) {
+                sep(f)?;
+                f.write_str(uuid)?;
+                current = Some(uuid);
+            }
+            if !tag.is_empty() {
+                write!(f, ":{tag}")?;
+            }
+            write!(f, ":{}", intervals(ivs))?;
         }
         Ok(())
     }
@@ -259,12 +326,14 @@ mod tests {
         for gno in [6, 8, 7, 10, 9] {
             s.add(&Gtid::Mysql {
                 uuid: U1.into(),
+                tag: None,
                 gno,
             });
         }
         assert_eq!(s.to_string(), format!("{U1}:1-12,{U2}:1-3"));
         s.add(&Gtid::Mysql {
             uuid: U2.into(),
+            tag: None,
             gno: 5,
         });
         let mut other = GtidSet::parse(&format!("{U2}:4:20-21")).unwrap();
@@ -278,6 +347,51 @@ mod tests {
             (1, 6),
             "half-open on the wire"
         );
+    }
+
+    #[test]
+    fn tagged_mysql_sets_keep_each_tag_apart_and_round_trip() {
+        // As `@@gtid_executed` prints it on MySQL 8.4 (tags may be upper-case in input).
+        let mut s = GtidSet::parse(&format!("{U1}:1-5:Audit:1-3:batch:7,{U2}:x:2")).unwrap();
+        assert_eq!(
+            s.to_string(),
+            format!("{U1}:1-5:audit:1-3:batch:7,{U2}:x:2")
+        );
+        s.add(&Gtid::Mysql {
+            uuid: U1.into(),
+            tag: Some("audit".into()),
+            gno: 4,
+        });
+        s.add(&Gtid::Mysql {
+            uuid: U1.into(),
+            tag: None,
+            gno: 6,
+        });
+        let text = s.to_string();
+        assert_eq!(text, format!("{U1}:1-6:audit:1-4:batch:7,{U2}:x:2"));
+        assert_eq!(GtidSet::parse(&text).unwrap(), s, "round trip");
+        let sids = s.mysql_sids().unwrap();
+        assert_eq!(sids.len(), 4, "one SID block per (uuid, tag)");
+        assert_eq!(
+            sids[1].tag().map(|t| t.to_string()).as_deref(),
+            Some("audit")
+        );
+        assert_eq!(
+            Gtid::Mysql {
+                uuid: U1.into(),
+                tag: Some("audit".into()),
+                gno: 9
+            }
+            .to_string(),
+            format!("{U1}:audit:9")
+        );
+        for text in [
+            format!("{U1}:1-5:audit"),
+            format!("{U1}:9bad:1"),
+            format!("{U1}:a-b:1"),
+        ] {
+            assert!(GtidSet::parse(&text).is_err(), "{text}");
+        }
     }
 
     #[test]

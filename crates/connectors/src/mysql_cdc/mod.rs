@@ -27,14 +27,19 @@
 //! [`ConnectorError::MysqlQuery`]; a value with no faithful mapping is a
 //! [`ConnectorError::MysqlDecode`] naming table, column and position.
 
+pub mod assemble;
+pub mod binlog_files;
 pub mod binlog_status;
 pub mod charset;
 pub mod checks;
 pub mod config;
+pub mod ddl;
 pub mod debezium;
 pub mod decode;
+pub mod decode_guard;
 pub mod gtid;
 pub mod json_binary;
+pub mod payload;
 pub mod position;
 pub mod reconnect;
 pub mod resume;
@@ -43,6 +48,7 @@ pub mod sink;
 pub mod snapshot;
 pub mod snapshot_lock;
 pub mod stream;
+pub mod table_map;
 
 use std::time::Duration;
 

@@ -43,6 +43,8 @@ pub enum Kind {
     Set,
     /// BINARY, VARBINARY, BLOB, BIT, geometry: base64.
     Bytes,
+    /// VECTOR (MySQL 9): an array of float32 (Debezium's `FloatVector`).
+    Vector,
 }
 
 /// One column.
@@ -102,6 +104,7 @@ pub fn column_from_info(name: &str, data_type: &str, column_type: &str, fsp: u32
         "set" => Kind::Set,
         "binary" | "varbinary" | "tinyblob" | "blob" | "mediumblob" | "longblob" | "bit"
         | "geometry" | "point" | "linestring" | "polygon" => Kind::Bytes,
+        "vector" => Kind::Vector,
         _ => Kind::Text,
     };
     let labels = if matches!(kind, Kind::Enum | Kind::Set) {

@@ -1,6 +1,10 @@
-//! The binlog reader: connects as a replica, decodes rows events of the captured tables into
-//! change events and hands them out **only in whole transactions**, each with the position
-//! after its commit (XID or `COMMIT` query event; a standalone DDL is its own transaction).
+//! The live binlog reader: connects as a replica and feeds the dump's events to the shared
+//! decoder ([`super::assemble`]), which hands out **only whole transactions**, each with the
+//! position after its commit (XID or `COMMIT` query event; a standalone DDL is its own
+//! transaction). Columns are typed from `information_schema` (names from the TABLE_MAP when the
+//! server writes full row metadata). A compressed transaction (TRANSACTION_PAYLOAD, MySQL
+//! 8.0.20+) is expanded by the driver; this reader expands it too and checks that exactly its
+//! events follow ([`super::payload`]), so a payload the driver could not open is an error.
 //!
 //! MariaDB specifics handled here: `@mariadb_slave_capability=4` so that GTID events (type 162,
 //! parsed by hand: `seq_no u64, domain u32, flags u8`) arrive instead of fake `BEGIN` queries;
@@ -22,62 +26,39 @@
 //! reader started there ([`super::reconnect`]) neither skips nor repeats a transaction, and the
 //! events of a transaction received only in part die with the old reader.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures::StreamExt;
 use mysql_async::binlog::events::OptionalMetadataField;
-use mysql_async::binlog::events::{EventData, TableMapEvent};
+use mysql_async::binlog::events::TableMapEvent;
 use mysql_async::prelude::Queryable;
 use mysql_async::{BinlogStream, BinlogStreamRequest, Conn, Opts};
-use serde_json::Map;
+use mysql_common::binlog::EventStreamReader;
+use mysql_common::binlog::consts::BinlogVersion;
 
+pub use super::assemble::Transaction;
+use super::assemble::{Assembler, Mapped, Step};
 use super::checks::{connect, query_error};
-use super::debezium::{ChangeEvent, Op, Source};
-use super::decode;
-use super::gtid::{Gtid, GtidSet};
+use super::gtid::GtidSet;
+use super::payload::{self, Fingerprint};
 use super::position::Position;
 use super::schema::{Column, Schemas, load_table};
 use crate::error::{ConnectorError, Result};
-
-/// Committed changes with the position after their commit.
-#[derive(Debug, Clone)]
-pub struct Transaction {
-    /// Events of the captured tables (may be empty: the position still advances).
-    pub events: Vec<ChangeEvent>,
-    /// Where the transaction ended.
-    pub position: Position,
-}
-
-/// A captured table as described by its latest TABLE_MAP event.
-#[derive(Debug)]
-struct Mapped {
-    db: String,
-    table: String,
-    columns: Vec<Column>,
-    key: Arc<Vec<String>>,
-}
 
 /// Reads the binlog from a position.
 pub struct BinlogReader {
     stream: BinlogStream,
     meta: Conn,
     schemas: Schemas,
-    tables: HashSet<(String, String)>,
-    mapped: HashMap<u64, Option<Arc<Mapped>>>,
     full_metadata: bool,
-    name: String,
-    file: String,
-    gtid: Option<String>,
-    /// GTID of the transaction being read.
-    cur_gtid: Option<Gtid>,
-    /// GTID state after the last complete transaction (`None`: unknown, not recorded).
-    gtids: Option<GtidSet>,
-    /// `@@server_id` of the server streamed from.
-    this_server: u32,
-    in_txn: bool,
-    pending: Vec<ChangeEvent>,
+    asm: Assembler,
+    /// The inner events of the TRANSACTION_PAYLOAD being read, as the driver must yield them
+    /// next (it expands payloads itself, and yields nothing for one it cannot open).
+    payload_expected: VecDeque<Fingerprint>,
+    /// Where that payload is (for errors).
+    payload_at: String,
     max_events: usize,
     start: Position,
     /// End of the last transaction [`Self::poll`] returned: where a new reader resumes.
@@ -92,48 +73,10 @@ pub struct BinlogReader {
 impl std::fmt::Debug for BinlogReader {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("BinlogReader")
-            .field("file", &self.file)
-            .field("gtid", &self.gtid)
+            .field("file", &self.asm.file())
+            .field("start", &self.start)
             .finish()
     }
-}
-
-/// Strips the 4 checksum bytes the fake ROTATE event's name may carry.
-fn clean_binlog_name(raw: &[u8]) -> String {
-    let looks_like = |b: &[u8]| {
-        b.len() > 7 && b[b.len() - 7] == b'.' && b[b.len() - 6..].iter().all(u8::is_ascii_digit)
-    };
-    if !looks_like(raw) && raw.len() > 4 && looks_like(&raw[..raw.len() - 4]) {
-        String::from_utf8_lossy(&raw[..raw.len() - 4]).into_owned()
-    } else {
-        String::from_utf8_lossy(raw).into_owned()
-    }
-}
-
-/// A MariaDB GTID_LIST event's body: count (low 28 bits; the top 4 are flags), then per entry
-/// domain u32, server u32, seq u64. `None` when malformed or flagged (not a plain state).
-fn parse_gtid_list(d: &[u8]) -> Option<GtidSet> {
-    let head = u32::from_le_bytes(d.get(0..4)?.try_into().ok()?);
-    if head >> 28 != 0 {
-        return None;
-    }
-    let mut set = GtidSet::default();
-    for i in 0..(head & 0x0fff_ffff) as usize {
-        let e = d.get(4 + i * 16..4 + (i + 1) * 16)?;
-        set.add(&Gtid::Maria {
-            domain: u32::from_le_bytes(e[0..4].try_into().ok()?),
-            server: u32::from_le_bytes(e[4..8].try_into().ok()?),
-            seq: u64::from_le_bytes(e[8..16].try_into().ok()?),
-        });
-    }
-    Some(set)
-}
-
-fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
 }
 
 impl BinlogReader {
@@ -227,21 +170,15 @@ impl BinlogReader {
                 _ => query_error("starting the binlog dump", e),
             }
         })?;
+        let asm = Assembler::new(position, tables, name, Some(this_server))?;
         Ok(BinlogReader {
             stream,
             meta,
             schemas,
-            tables: tables.iter().cloned().collect(),
-            mapped: HashMap::new(),
             full_metadata,
-            name: name.to_string(),
-            file: position.file.clone(),
-            gtid: position.gtid.clone(),
-            cur_gtid: None,
-            gtids,
-            this_server,
-            in_txn: false,
-            pending: Vec::new(),
+            asm,
+            payload_expected: VecDeque::new(),
+            payload_at: String::new(),
             max_events,
             start: position.clone(),
             handed_out: position.clone(),
@@ -314,189 +251,66 @@ impl BinlogReader {
         event: &mysql_async::binlog::events::Event,
     ) -> Result<Option<Transaction>> {
         let header = event.header();
-        let raw_type = header.event_type_raw();
-        let log_pos = header.log_pos() as u64;
-        match raw_type {
-            // MariaDB GTID: seq_no (u64), domain_id (u32), flags (u8).
-            162 => {
-                let d = event.data();
-                if d.len() >= 13 {
-                    let seq = u64::from_le_bytes(d[0..8].try_into().unwrap_or([0; 8]));
-                    let domain = u32::from_le_bytes(d[8..12].try_into().unwrap_or([0; 4]));
-                    let standalone = d[12] & 1 != 0;
-                    let gtid = Gtid::Maria {
-                        domain,
-                        server: header.server_id(),
-                        seq,
-                    };
-                    self.gtid = Some(gtid.to_string());
-                    self.cur_gtid = Some(gtid);
-                    self.in_txn = !standalone;
-                }
-                return Ok(None);
-            }
-            // MariaDB GTID_LIST at the start of a binlog file: the GTID state before its first
-            // transaction (fake ones, log_pos 0, are skipped).
-            163 => {
-                if log_pos != 0
-                    && let Some(list) = parse_gtid_list(event.data())
-                {
-                    match &mut self.gtids {
-                        Some(set) => set.merge(&list),
-                        None if !self.in_txn => self.gtids = Some(list),
-                        None => {}
-                    }
-                }
-                return Ok(None);
-            }
-            // BINLOG_CHECKPOINT, ANNOTATE_ROWS, START_ENCRYPTION and other MariaDB events that
-            // carry no rows.
-            160 | 161 | 164 => return Ok(None),
-            _ => {}
-        }
-        let data = match event.read_data() {
-            Ok(Some(d)) => d,
-            Ok(None) => return Ok(None),
-            Err(e) => {
+        if let Some(expected) = self.payload_expected.front() {
+            if *expected != payload::fingerprint(event) {
                 return Err(ConnectorError::MysqlDecode {
                     table: String::new(),
                     column: String::new(),
-                    position: format!("{}:{log_pos}", self.file),
-                    problem: format!("event type {raw_type}: {e}"),
-                    hint: "a binlog event could not be parsed; report it with the server version",
+                    position: self.payload_at.clone(),
+                    problem: format!(
+                        "the compressed transaction (TRANSACTION_PAYLOAD) holds {} more events \
+                         than the binlog driver handed out",
+                        self.payload_expected.len()
+                    ),
+                    hint: "the driver could not expand the payload; its events would be lost: \
+                           report it with the server version",
                 });
             }
-        };
-        match data {
-            EventData::RotateEvent(r) => {
-                self.file = clean_binlog_name(r.name_raw());
-                Ok(None)
-            }
-            EventData::GtidEvent(g) => {
-                let sid = g.sid();
-                let hex: String = sid.iter().map(|b| format!("{b:02x}")).collect();
-                let gtid = Gtid::Mysql {
-                    uuid: format!(
-                        "{}-{}-{}-{}-{}",
-                        &hex[0..8],
-                        &hex[8..12],
-                        &hex[12..16],
-                        &hex[16..20],
-                        &hex[20..32]
-                    ),
-                    gno: g.gno(),
-                };
-                self.gtid = Some(gtid.to_string());
-                self.cur_gtid = Some(gtid);
-                Ok(None)
-            }
-            EventData::QueryEvent(q) => {
-                let sql = q.query();
-                let sql = sql.trim();
-                if sql.eq_ignore_ascii_case("BEGIN") {
-                    self.in_txn = true;
-                    Ok(None)
-                } else if sql.eq_ignore_ascii_case("COMMIT") || !self.in_txn {
-                    // A DDL may change a captured table: forget cached column lists.
-                    if !sql.eq_ignore_ascii_case("COMMIT") {
-                        self.mapped.clear();
-                    }
-                    Ok(Some(self.commit(log_pos)))
-                } else {
-                    Ok(None)
+            self.payload_expected.pop_front();
+        } else if header.event_type_raw() == 40 {
+            let end = header.log_pos() as u64;
+            let start = end.saturating_sub(header.event_size() as u64);
+            self.payload_at = format!("{}:{start}", self.asm.file());
+            let mut reader = EventStreamReader::new(BinlogVersion::Version4);
+            let inner = payload::inner_events(&mut reader, event).map_err(|problem| {
+                ConnectorError::MysqlDecode {
+                    table: String::new(),
+                    column: String::new(),
+                    position: self.payload_at.clone(),
+                    problem,
+                    hint: "a compressed transaction could not be read; report it with the \
+                           server version",
                 }
-            }
-            EventData::XidEvent(_) => Ok(Some(self.commit(log_pos))),
-            EventData::TableMapEvent(tme) => {
-                let id = tme.table_id();
-                let key = (
-                    tme.database_name().to_string(),
-                    tme.table_name().to_string(),
-                );
-                let mapped = if self.tables.contains(&key) {
-                    Some(Arc::new(self.map_table(&tme, key).await?))
-                } else {
-                    None
-                };
-                self.mapped.insert(id, mapped);
-                Ok(None)
-            }
-            EventData::RowsEvent(rows) => {
-                let id = rows.table_id();
-                let Some(Some(mapped)) = self.mapped.get(&id).cloned() else {
+            })?;
+            self.payload_expected = inner.iter().map(payload::fingerprint).collect();
+            self.asm.enter_payload(start, end);
+            return Ok(None);
+        }
+        let asm = &mut self.asm;
+        let step = super::decode_guard::no_panic("a binlog event", || asm.handle(event))
+            .map_err(|problem| ConnectorError::MysqlDecode {
+                table: String::new(),
+                column: String::new(),
+                position: format!("{}:{}", self.asm.file(), header.log_pos()),
+                problem,
+                hint: "report it with the server version",
+            })
+            .and_then(|r| r);
+        if self.payload_expected.is_empty() {
+            self.asm.leave_payload();
+        }
+        self.rows_decoded = self.asm.rows_decoded;
+        match step? {
+            Step::Pending => Ok(None),
+            Step::Done(t) => Ok(Some(t)),
+            Step::Map { table_id, key } => {
+                let Some(tme) = self.asm.table_map(table_id).cloned() else {
                     return Ok(None);
                 };
-                let op = match raw_type {
-                    23 | 30 => Op::Create,
-                    24 | 31 => Op::Update,
-                    25 | 32 => Op::Delete,
-                    _ => return Ok(None),
-                };
-                let position = format!("{}:{log_pos}", self.file);
-                let Some(tme) = self.stream.get_tme(id) else {
-                    return Err(ConnectorError::MysqlDecode {
-                        table: format!("{}.{}", mapped.db, mapped.table),
-                        column: String::new(),
-                        position,
-                        problem: "rows event without its TABLE_MAP event".into(),
-                        hint: "a bug or a truncated binlog: restart from an earlier position",
-                    });
-                };
-                let ts_ms = header.timestamp() as i64 * 1000;
-                let event_start = log_pos.saturating_sub(header.event_size() as u64);
-                for (i, row) in rows.rows(tme).enumerate() {
-                    let (before, after) = row.map_err(|e| ConnectorError::MysqlDecode {
-                        table: format!("{}.{}", mapped.db, mapped.table),
-                        column: String::new(),
-                        position: position.clone(),
-                        problem: e.to_string(),
-                        hint: "a rows event could not be parsed; report it with the server version",
-                    })?;
-                    let to_map = |row: Option<mysql_async::binlog::row::BinlogRow>| -> Result<Option<Map<String, serde_json::Value>>> {
-                        let Some(mut row) = row else { return Ok(None) };
-                        let mut m = Map::new();
-                        for idx in 0..row.len() {
-                            let Some(value) = row.take(idx) else { continue };
-                            let Some(col) = mapped.columns.get(idx) else { continue };
-                            let v = decode::from_binlog(col, value).map_err(|problem| {
-                                ConnectorError::MysqlDecode {
-                                    table: format!("{}.{}", mapped.db, mapped.table),
-                                    column: col.name.clone(),
-                                    position: position.clone(),
-                                    problem,
-                                    hint: "change the column's type or report the value",
-                                }
-                            })?;
-                            m.insert(col.name.clone(), v);
-                        }
-                        Ok(Some(m))
-                    };
-                    let before = to_map(before)?;
-                    let after = to_map(after)?;
-                    self.rows_decoded += 1;
-                    self.pending.push(ChangeEvent {
-                        op,
-                        before: if op == Op::Create { None } else { before },
-                        after: if op == Op::Delete { None } else { after },
-                        source: Source {
-                            name: self.name.clone(),
-                            ts_ms,
-                            snapshot: "false",
-                            db: mapped.db.clone(),
-                            table: mapped.table.clone(),
-                            server_id: header.server_id(),
-                            gtid: None,
-                            file: self.file.clone(),
-                            pos: event_start,
-                            row: i as u32,
-                        },
-                        key_columns: mapped.key.clone(),
-                        ts_ms: now_ms(),
-                    });
-                }
+                let mapped = self.map_table(&tme, key).await?;
+                self.asm.mapped(table_id, mapped);
                 Ok(None)
             }
-            _ => Ok(None),
         }
     }
 
@@ -513,33 +327,12 @@ impl BinlogReader {
 
     /// Events of a transaction received only in part (discarded if the reader is replaced).
     pub fn partial_events(&self) -> usize {
-        self.pending.len()
+        self.asm.partial_events()
     }
 
     /// The table schemas as this reader last (re)loaded them.
     pub fn schemas(&self) -> &Schemas {
         &self.schemas
-    }
-
-    fn commit(&mut self, log_pos: u64) -> Transaction {
-        self.in_txn = false;
-        let mut events = std::mem::take(&mut self.pending);
-        for e in &mut events {
-            e.source.gtid = self.gtid.clone();
-        }
-        if let (Some(set), Some(g)) = (&mut self.gtids, self.cur_gtid.take()) {
-            set.add(&g);
-        }
-        Transaction {
-            events,
-            position: Position {
-                file: self.file.clone(),
-                pos: log_pos,
-                gtid: self.gtid.clone(),
-                gtid_set: self.gtids.as_ref().map(|s| s.to_string()),
-                server_id: Some(self.this_server),
-            },
-        }
     }
 
     async fn map_table(
@@ -587,7 +380,7 @@ impl BinlogReader {
                         schema.column(n).cloned().ok_or_else(|| ConnectorError::MysqlDecode {
                         table: format!("{}.{}", key.0, key.1),
                         column: n.clone(),
-                        position: self.file.clone(),
+                        position: self.asm.file().to_string(),
                         problem: "the binlog names a column information_schema does not have \
                                   (dropped or renamed since)"
                             .into(),
@@ -601,7 +394,7 @@ impl BinlogReader {
                     return Err(ConnectorError::MysqlDecode {
                         table: format!("{}.{}", key.0, key.1),
                         column: String::new(),
-                        position: self.file.clone(),
+                        position: self.asm.file().to_string(),
                         problem: format!(
                             "the binlog has {count} columns, information_schema {}",
                             schema.columns.len()
@@ -617,35 +410,5 @@ impl BinlogReader {
             columns,
             key: Arc::new(schema.primary_key.clone()),
         })
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn fake_rotate_names_lose_their_checksum() {
-        assert_eq!(clean_binlog_name(b"binlog.000001"), "binlog.000001");
-        assert_eq!(
-            clean_binlog_name(b"binlog.000001\x01\xff\x10\x20"),
-            "binlog.000001"
-        );
-    }
-
-    #[test]
-    fn gtid_list_events_parse() {
-        let mut d = 2u32.to_le_bytes().to_vec();
-        for (domain, server, seq) in [(0u32, 1u32, 42u64), (3, 2, 7)] {
-            d.extend(domain.to_le_bytes());
-            d.extend(server.to_le_bytes());
-            d.extend(seq.to_le_bytes());
-        }
-        d.extend([0xaa, 0xbb, 0xcc, 0xdd]); // checksum
-        assert_eq!(parse_gtid_list(&d).unwrap().to_string(), "0-1-42,3-2-7");
-        assert!(parse_gtid_list(&d[..20]).is_none(), "truncated");
-        let mut flagged = d.clone();
-        flagged[3] = 0x10;
-        assert!(parse_gtid_list(&flagged).is_none());
     }
 }
