@@ -42,6 +42,14 @@ pub struct Args {
     /// Kafka bootstrap servers (overrides `kafka_brokers`).
     #[arg(long, env = "STRATA_KAFKA_BROKERS", hide_env_values = true)]
     pub brokers: Option<String>,
+    /// Read archived binlog files (a folder of them, or one file) instead of a server, to their
+    /// end: a backfill after the server purged its binlogs (overrides `binlog_files`).
+    #[arg(long, value_name = "DIR|FILE")]
+    pub binlog_files: Option<PathBuf>,
+    /// `CREATE TABLE` statements for tables whose binlog has no column names and whose DDL is
+    /// not in the files (`mysqldump --no-data` output; overrides `schema_ddl`).
+    #[arg(long, value_name = "FILE.sql")]
+    pub schema_ddl: Option<PathBuf>,
 }
 
 fn failure(e: ConnectorError) -> Failure {
@@ -75,7 +83,14 @@ pub async fn run_mysql(args: &Args) -> Result<(), Failure> {
             args.config.display()
         ))
     })?;
-    let config = MysqlCdcConfig::from_yaml(&text).map_err(failure)?;
+    let mut config = MysqlCdcConfig::parse_yaml(&text).map_err(failure)?;
+    if let Some(files) = &args.binlog_files {
+        config.binlog_files = Some(files.clone());
+    }
+    if let Some(ddl) = &args.schema_ddl {
+        config.schema_ddl = Some(ddl.clone());
+    }
+    config.validate().map_err(failure)?;
     let prefix = config.topic_prefix.clone();
     let ingest = open_mysql_cdc(config, args.brokers.clone())
         .await

@@ -150,13 +150,9 @@ pub fn check_settings(vars: &BTreeMap<String, String>) -> Result<ServerInfo> {
             "binlog_row_image=FULL",
         ));
     }
-    for (var, line) in [
-        ("log_bin_compress", "log_bin_compress=OFF"),
-        (
-            "binlog_transaction_compression",
-            "binlog_transaction_compression=OFF",
-        ),
-    ] {
+    // MySQL's `binlog_transaction_compression` (TRANSACTION_PAYLOAD events) is read
+    // ([`super::payload`]); MariaDB's compressed events are not.
+    for (var, line) in [("log_bin_compress", "log_bin_compress=OFF")] {
         if let Some(v) = get(var)
             && (v == "ON" || v == "1")
         {

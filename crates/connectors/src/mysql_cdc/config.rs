@@ -58,8 +58,18 @@ pub enum ResumeBy {
 #[derive(Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct MysqlCdcConfig {
-    /// `mysql://user[:password]@host:port` (no database needed).
+    /// `mysql://user[:password]@host:port` (no database needed; not used with `binlog_files`).
+    #[serde(default)]
     pub url: String,
+    /// Read archived binlog files instead of a server: a folder of binlog files (or one file),
+    /// read in binlog order to their end (a backfill after the server purged them). No snapshot
+    /// is taken: the files hold changes only.
+    #[serde(default)]
+    pub binlog_files: Option<PathBuf>,
+    /// `CREATE TABLE` statements (`mysqldump --no-data` output) for tables whose binlog has no
+    /// column names (`binlog_row_metadata=MINIMAL`) and whose DDL is not in the files.
+    #[serde(default)]
+    pub schema_ddl: Option<PathBuf>,
     /// Password, if not in the URL (e.g. from an environment variable in the CLI).
     #[serde(default)]
     pub password: Option<crate::secret::Secret>,
@@ -123,6 +133,8 @@ impl std::fmt::Debug for MysqlCdcConfig {
             .collect();
         f.debug_struct("MysqlCdcConfig")
             .field("url", &crate::secret::redact_url(&self.url))
+            .field("binlog_files", &self.binlog_files)
+            .field("schema_ddl", &self.schema_ddl)
             .field("password", &self.password)
             .field("name", &self.name)
             .field("server_id", &self.server_id)
@@ -166,6 +178,8 @@ impl MysqlCdcConfig {
     ) -> Self {
         MysqlCdcConfig {
             url: url.into(),
+            binlog_files: None,
+            schema_ddl: None,
             password: None,
             name: default_name(),
             server_id: default_server_id(),
@@ -185,18 +199,25 @@ impl MysqlCdcConfig {
 
     /// Parses YAML and validates it.
     pub fn from_yaml(text: &str) -> Result<Self> {
-        let config: MysqlCdcConfig =
-            serde_yaml_ng::from_str(text).map_err(|e| ConnectorError::MysqlConfig {
-                problems: vec![format!("(document): {e}")],
-            })?;
+        let config = Self::parse_yaml(text)?;
         config.validate()?;
         Ok(config)
+    }
+
+    /// Parses YAML without validating it (for callers that override fields first, then call
+    /// [`Self::validate`]).
+    pub fn parse_yaml(text: &str) -> Result<Self> {
+        serde_yaml_ng::from_str(text).map_err(|e| ConnectorError::MysqlConfig {
+            problems: vec![format!("(document): {e}")],
+        })
     }
 
     /// Every problem at once, each with its YAML path.
     pub fn validate(&self) -> Result<()> {
         let mut problems = Vec::new();
-        if !(self.url.starts_with("mysql://") || self.url.starts_with("mariadb://")) {
+        if self.binlog_files.is_none()
+            && !(self.url.starts_with("mysql://") || self.url.starts_with("mariadb://"))
+        {
             problems.push(format!(
                 "url: `{}` must look like mysql://user@host:port",
                 redact(&self.url)

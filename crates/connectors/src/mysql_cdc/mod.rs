@@ -80,6 +80,7 @@ enum Phase {
     },
     Stream(Box<BinlogReader>),
     StartStream(Position),
+    Files(Box<binlog_files::BinlogFileReader>),
     Done,
 }
 
@@ -156,8 +157,11 @@ impl std::fmt::Debug for MysqlCdcSource {
 
 impl MysqlCdcSource {
     /// Checks everything and decides where to start (snapshot, saved position, or the current
-    /// end of the binlog).
+    /// end of the binlog). With `binlog_files`, reads those files instead ([`Self::open_files`]).
     pub async fn open(config: MysqlCdcConfig) -> Result<Self> {
+        if config.binlog_files.is_some() {
+            return Self::open_files(config);
+        }
         let (mut conn, info) = checks::connect_and_check(&config).await?;
         let by_gtid = match config.resume_by {
             Some(ResumeBy::Position) => false,
@@ -245,6 +249,69 @@ impl MysqlCdcSource {
         })
     }
 
+    /// Reads the archived binlog files of `config.binlog_files` (no server): after the state
+    /// file's position, or from the first file; columns typed from the files' metadata and DDL
+    /// and `config.schema_ddl` ([`binlog_files`]).
+    pub fn open_files(config: MysqlCdcConfig) -> Result<Self> {
+        let source = config
+            .binlog_files
+            .clone()
+            .ok_or_else(|| ConnectorError::MysqlConfig {
+                problems: vec!["binlog_files: not set".into()],
+            })?;
+        let files = binlog_files::list(&source)?;
+        if files.is_empty() {
+            return Err(ConnectorError::MysqlConfig {
+                problems: vec![format!(
+                    "binlog_files: `{}` holds no binlog file (none starts with the binlog magic \
+                     bytes)",
+                    source.display()
+                )],
+            });
+        }
+        let ddl = match &config.schema_ddl {
+            Some(path) => {
+                let text =
+                    std::fs::read_to_string(path).map_err(|e| ConnectorError::MysqlConfig {
+                        problems: vec![format!(
+                            "schema_ddl: cannot read `{}`: {e}",
+                            path.display()
+                        )],
+                    })?;
+                ddl::DdlSchemas::declared(&text, "").map_err(|e| ConnectorError::MysqlConfig {
+                    problems: vec![format!("schema_ddl: `{}`: {e}", path.display())],
+                })?
+            }
+            None => ddl::DdlSchemas::default(),
+        };
+        let state_file = StateFile::new(&config.state_file);
+        let saved = state_file.load()?.map(|s| s.position);
+        let reader = binlog_files::BinlogFileReader::new(
+            files,
+            saved.as_ref(),
+            &config.table_pairs(),
+            ddl,
+            &config.name,
+            config.max_batch_events,
+        )?;
+        Ok(MysqlCdcSource {
+            opts: Opts::default(),
+            info: ServerInfo::default(),
+            by_gtid: false,
+            state_file,
+            schemas: schema::Schemas::new(),
+            phase: Phase::Files(Box::new(reader)),
+            backoff: None,
+            stream_since: None,
+            reconnects: 0,
+            partial_dropped: 0,
+            rows_decoded_before: 0,
+            snapshot_method: None,
+            snapshot_progress: None,
+            config,
+        })
+    }
+
     /// What the start-up checks found (warnings to log).
     pub fn server_info(&self) -> &ServerInfo {
         &self.info
@@ -273,6 +340,7 @@ impl MysqlCdcSource {
         match &self.phase {
             Phase::Snapshot { position, .. } | Phase::StartStream(position) => Some(position),
             Phase::Stream(reader) => Some(reader.start_position()),
+            Phase::Files(reader) => Some(reader.start_position()),
             Phase::Done => None,
         }
     }
@@ -283,6 +351,19 @@ impl MysqlCdcSource {
         loop {
             match &mut self.phase {
                 Phase::Done => return Ok(None),
+                Phase::Files(reader) => {
+                    let Some(txns) = reader.next_transactions()? else {
+                        self.rows_decoded_before = reader.rows_decoded();
+                        self.phase = Phase::Done;
+                        return Ok(None);
+                    };
+                    let state = txns.last().map(|t| CdcState {
+                        position: t.position.clone(),
+                        snapshot_done: true,
+                    });
+                    let events = txns.into_iter().flat_map(|t| t.events).collect();
+                    return Ok(Some(CdcBatch { events, state }));
+                }
                 Phase::Snapshot { reader, position } => {
                     let batch = reader.next().await?;
                     let state = batch.done.then(|| CdcState {
@@ -407,6 +488,7 @@ impl MysqlCdcSource {
         self.rows_decoded_before
             + match &self.phase {
                 Phase::Stream(r) => r.rows_decoded,
+                Phase::Files(r) => r.rows_decoded(),
                 _ => 0,
             }
     }

@@ -28,6 +28,74 @@ pub fn fingerprint(event: &Event) -> Fingerprint {
     )
 }
 
+/// What the live reader expects after a TRANSACTION_PAYLOAD event: exactly its inner events,
+/// which the driver (mysql_async) yields after it. A driver that could not open the payload
+/// yields none — the next event is then not the expected one, and [`PayloadCheck::next`] says
+/// so instead of letting the transaction vanish.
+#[derive(Debug, Default)]
+pub struct PayloadCheck {
+    expected: std::collections::VecDeque<Fingerprint>,
+    at: String,
+}
+
+/// What to do with an event after [`PayloadCheck::next`].
+#[derive(Debug, PartialEq, Eq)]
+pub enum Checked {
+    /// Not inside a payload, and not a payload event: an ordinary event.
+    Outside,
+    /// A payload event: its inner events follow (`start`, `end` of the payload event).
+    Payload {
+        /// Offset of the payload event.
+        start: u64,
+        /// Offset after it.
+        end: u64,
+    },
+    /// One of the payload's inner events; `last` when it ends the payload.
+    Inner {
+        /// The payload's last inner event.
+        last: bool,
+    },
+}
+
+impl PayloadCheck {
+    /// Classifies the next event of the stream, read in `file`.
+    pub fn next(&mut self, event: &Event, file: &str) -> Result<Checked, (String, String)> {
+        if let Some(expected) = self.expected.front() {
+            if *expected != fingerprint(event) {
+                return Err((
+                    self.at.clone(),
+                    format!(
+                        "the compressed transaction (TRANSACTION_PAYLOAD) holds {} more events \
+                         than the binlog driver handed out",
+                        self.expected.len()
+                    ),
+                ));
+            }
+            self.expected.pop_front();
+            return Ok(Checked::Inner {
+                last: self.expected.is_empty(),
+            });
+        }
+        let header = event.header();
+        if header.event_type_raw() != 40 {
+            return Ok(Checked::Outside);
+        }
+        let end = u64::from(header.log_pos());
+        let start = end.saturating_sub(u64::from(header.event_size()));
+        self.at = format!("{file}:{start}");
+        let mut reader =
+            EventStreamReader::new(mysql_common::binlog::consts::BinlogVersion::Version4);
+        let inner = inner_events(&mut reader, event).map_err(|p| (self.at.clone(), p))?;
+        self.expected = inner.iter().map(fingerprint).collect();
+        Ok(Checked::Payload { start, end })
+    }
+
+    /// True while inner events are expected.
+    pub fn inside(&self) -> bool {
+        !self.expected.is_empty()
+    }
+}
+
 /// The events inside the TRANSACTION_PAYLOAD `event`, read with `reader` (whose format
 /// description applies). The error says what is wrong.
 pub fn inner_events(reader: &mut EventStreamReader, event: &Event) -> Result<Vec<Event>, String> {
@@ -66,4 +134,67 @@ pub fn inner_events(reader: &mut EventStreamReader, event: &Event) -> Result<Vec
         }
     }
     Ok(events)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The payload event of the MySQL 8.0.32 fixture, and the events after it.
+    fn fixture_events() -> Vec<Event> {
+        let path = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/fixtures/mysql-binlogs/transaction_compression.000001"
+        );
+        let file = std::fs::File::open(path).expect("fixture");
+        let events = mysql_common::binlog::BinlogFile::new(
+            mysql_common::binlog::consts::BinlogVersion::Version4,
+            std::io::BufReader::new(file),
+        )
+        .expect("binlog");
+        events.map(|e| e.expect("event")).collect()
+    }
+
+    #[test]
+    fn the_driver_expansion_is_checked_event_by_event() {
+        let events = fixture_events();
+        let payload = events
+            .iter()
+            .find(|e| e.header().event_type_raw() == 40)
+            .expect("a payload");
+        let mut reader =
+            EventStreamReader::new(mysql_common::binlog::consts::BinlogVersion::Version4);
+        let inner = inner_events(&mut reader, payload).expect("opened");
+        let types: Vec<u8> = inner.iter().map(|e| e.header().event_type_raw()).collect();
+        assert_eq!(types, [2, 19, 30, 16], "BEGIN, TABLE_MAP, WRITE_ROWS, XID");
+
+        // As the driver yields them: the payload, then its events.
+        let mut check = PayloadCheck::default();
+        assert_eq!(
+            check.next(payload, "binlog.000042").unwrap(),
+            Checked::Payload {
+                start: 274,
+                end: 431
+            }
+        );
+        for (i, e) in inner.iter().enumerate() {
+            let last = i + 1 == inner.len();
+            assert_eq!(
+                check.next(e, "binlog.000042").unwrap(),
+                Checked::Inner { last }
+            );
+        }
+        let rotate = events.last().expect("rotate");
+        assert_eq!(
+            check.next(rotate, "binlog.000042").unwrap(),
+            Checked::Outside
+        );
+
+        // A driver that could not open the payload goes on with the next event: refused.
+        let mut check = PayloadCheck::default();
+        check.next(payload, "binlog.000042").unwrap();
+        let (at, problem) = check.next(rotate, "binlog.000042").unwrap_err();
+        assert_eq!(at, "binlog.000042:274");
+        assert!(problem.contains("4 more events"), "{problem}");
+    }
 }

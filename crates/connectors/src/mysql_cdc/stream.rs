@@ -26,7 +26,6 @@
 //! reader started there ([`super::reconnect`]) neither skips nor repeats a transaction, and the
 //! events of a transaction received only in part die with the old reader.
 
-use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -35,14 +34,12 @@ use mysql_async::binlog::events::OptionalMetadataField;
 use mysql_async::binlog::events::TableMapEvent;
 use mysql_async::prelude::Queryable;
 use mysql_async::{BinlogStream, BinlogStreamRequest, Conn, Opts};
-use mysql_common::binlog::EventStreamReader;
-use mysql_common::binlog::consts::BinlogVersion;
 
 pub use super::assemble::Transaction;
 use super::assemble::{Assembler, Mapped, Step};
 use super::checks::{connect, query_error};
 use super::gtid::GtidSet;
-use super::payload::{self, Fingerprint};
+use super::payload::{Checked, PayloadCheck};
 use super::position::Position;
 use super::schema::{Column, Schemas, load_table};
 use crate::error::{ConnectorError, Result};
@@ -56,9 +53,7 @@ pub struct BinlogReader {
     asm: Assembler,
     /// The inner events of the TRANSACTION_PAYLOAD being read, as the driver must yield them
     /// next (it expands payloads itself, and yields nothing for one it cannot open).
-    payload_expected: VecDeque<Fingerprint>,
-    /// Where that payload is (for errors).
-    payload_at: String,
+    payload: PayloadCheck,
     max_events: usize,
     start: Position,
     /// End of the last transaction [`Self::poll`] returned: where a new reader resumes.
@@ -177,8 +172,7 @@ impl BinlogReader {
             schemas,
             full_metadata,
             asm,
-            payload_expected: VecDeque::new(),
-            payload_at: String::new(),
+            payload: PayloadCheck::default(),
             max_events,
             start: position.clone(),
             handed_out: position.clone(),
@@ -251,40 +245,23 @@ impl BinlogReader {
         event: &mysql_async::binlog::events::Event,
     ) -> Result<Option<Transaction>> {
         let header = event.header();
-        if let Some(expected) = self.payload_expected.front() {
-            if *expected != payload::fingerprint(event) {
+        let file = self.asm.file().to_string();
+        match self.payload.next(event, &file) {
+            Err((position, problem)) => {
                 return Err(ConnectorError::MysqlDecode {
                     table: String::new(),
                     column: String::new(),
-                    position: self.payload_at.clone(),
-                    problem: format!(
-                        "the compressed transaction (TRANSACTION_PAYLOAD) holds {} more events \
-                         than the binlog driver handed out",
-                        self.payload_expected.len()
-                    ),
-                    hint: "the driver could not expand the payload; its events would be lost: \
-                           report it with the server version",
+                    position,
+                    problem,
+                    hint: "a compressed transaction could not be read whole; its events would \
+                           be lost: report it with the server version",
                 });
             }
-            self.payload_expected.pop_front();
-        } else if header.event_type_raw() == 40 {
-            let end = header.log_pos() as u64;
-            let start = end.saturating_sub(header.event_size() as u64);
-            self.payload_at = format!("{}:{start}", self.asm.file());
-            let mut reader = EventStreamReader::new(BinlogVersion::Version4);
-            let inner = payload::inner_events(&mut reader, event).map_err(|problem| {
-                ConnectorError::MysqlDecode {
-                    table: String::new(),
-                    column: String::new(),
-                    position: self.payload_at.clone(),
-                    problem,
-                    hint: "a compressed transaction could not be read; report it with the \
-                           server version",
-                }
-            })?;
-            self.payload_expected = inner.iter().map(payload::fingerprint).collect();
-            self.asm.enter_payload(start, end);
-            return Ok(None);
+            Ok(Checked::Payload { start, end }) => {
+                self.asm.enter_payload(start, end);
+                return Ok(None);
+            }
+            Ok(Checked::Inner { .. }) | Ok(Checked::Outside) => {}
         }
         let asm = &mut self.asm;
         let step = super::decode_guard::no_panic("a binlog event", || asm.handle(event))
@@ -296,7 +273,7 @@ impl BinlogReader {
                 hint: "report it with the server version",
             })
             .and_then(|r| r);
-        if self.payload_expected.is_empty() {
+        if !self.payload.inside() {
             self.asm.leave_payload();
         }
         self.rows_decoded = self.asm.rows_decoded;
