@@ -21,6 +21,7 @@ pub mod avro;
 pub mod error;
 pub mod file;
 pub mod http;
+pub mod http_serve;
 pub mod json_path;
 pub mod kafka;
 pub mod mysql_cdc;

@@ -144,9 +144,9 @@ fn lock_state(file: &FsPath) -> Result<std::fs::File> {
 
 type App = Arc<Inner>;
 
-/// A Confluent-style error answer.
+/// A Confluent-style error answer (status, error code, message).
 #[derive(Debug)]
-struct ApiError {
+pub struct ApiError {
     status: StatusCode,
     code: i64,
     message: String,
@@ -255,8 +255,9 @@ fn normalize(value: &Json) -> String {
     out
 }
 
-/// The `schema` of a request body, validated: (normalised text, parsed).
-fn schema_from_body(body: &[u8]) -> std::result::Result<(String, Schema), ApiError> {
+/// The `schema` of a request body, validated: (normalised text, parsed). Public for the fuzz
+/// target: the body is attacker-controlled.
+pub fn schema_from_body(body: &[u8]) -> std::result::Result<(String, Schema), ApiError> {
     let j: Json = serde_json::from_slice(body).map_err(|e| {
         ApiError::new(
             StatusCode::BAD_REQUEST,

@@ -46,6 +46,13 @@ pub struct WebhookConfig {
     /// Requests waiting on Kafka at once; more are answered 503 at once (default 4096).
     #[serde(default)]
     pub max_in_flight: Option<usize>,
+    /// Connections open at once; more are closed on accept, so slow or idle clients cannot
+    /// crowd out real senders (default 1024).
+    #[serde(default)]
+    pub max_connections: Option<usize>,
+    /// Longest wait for a request's headers, also between keep-alive requests (default 10 s).
+    #[serde(default)]
+    pub header_timeout_ms: Option<u64>,
     /// The sources, by the name in the path.
     pub sources: BTreeMap<String, SourceConfig>,
 }
@@ -216,6 +223,18 @@ impl WebhookConfig {
     /// Acknowledgement timeout.
     pub fn ack_timeout(&self) -> Duration {
         Duration::from_millis(self.ack_timeout_ms.unwrap_or(5000))
+    }
+
+    /// The accept loop's bounds.
+    pub fn serve_limits(&self) -> crate::http_serve::ServeLimits {
+        let d = crate::http_serve::ServeLimits::default();
+        crate::http_serve::ServeLimits {
+            max_connections: self.max_connections.unwrap_or(d.max_connections),
+            header_timeout: self
+                .header_timeout_ms
+                .map_or(d.header_timeout, Duration::from_millis),
+            drain_timeout: d.drain_timeout,
+        }
     }
 
     /// Requests that may wait on Kafka at once (default 4,096); more are answered 503.

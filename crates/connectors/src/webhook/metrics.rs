@@ -25,6 +25,9 @@ pub struct WebhookMetrics {
     ack_seconds: Histogram,
     in_flight: Gauge,
     totals: [AtomicU64; 5],
+    connections: std::sync::Arc<crate::http_serve::ConnectionCounters>,
+    connections_open: Gauge,
+    connections_refused: Counter,
 }
 
 /// What the receiver handled since it started, over every source (logged at shutdown).
@@ -83,7 +86,22 @@ impl Default for WebhookMetrics {
             ack_seconds.clone(),
         );
         registry.register("in_flight", "Requests waiting on Kafka", in_flight.clone());
+        let connections_open = Gauge::default();
+        let connections_refused = Counter::default();
+        registry.register(
+            "connections_open",
+            "HTTP connections open",
+            connections_open.clone(),
+        );
+        registry.register(
+            "connections_refused",
+            "Connections closed on accept because max_connections were open",
+            connections_refused.clone(),
+        );
         WebhookMetrics {
+            connections: Default::default(),
+            connections_open,
+            connections_refused,
             registry,
             requests,
             stored,
@@ -164,8 +182,19 @@ impl WebhookMetrics {
         &self.in_flight
     }
 
+    /// The accept loop's connection counters (shared with it).
+    pub fn connections(&self) -> std::sync::Arc<crate::http_serve::ConnectionCounters> {
+        self.connections.clone()
+    }
+
     /// The OpenMetrics text.
     pub fn render(&self) -> String {
+        let open = self.connections.open.load(Ordering::Relaxed);
+        self.connections_open
+            .set(i64::try_from(open).unwrap_or(i64::MAX));
+        let refused = self.connections.refused.load(Ordering::Relaxed);
+        self.connections_refused
+            .inc_by(refused.saturating_sub(self.connections_refused.get()));
         let mut out = String::new();
         // Writing into a String cannot fail.
         let _ = encode(&mut out, &self.registry);

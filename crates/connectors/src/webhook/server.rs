@@ -65,6 +65,7 @@ const BODY_TIMEOUT: Duration = Duration::from_secs(10);
 pub struct WebhookServer {
     listener: TcpListener,
     app: Arc<App>,
+    limits: crate::http_serve::ServeLimits,
 }
 
 impl std::fmt::Debug for WebhookServer {
@@ -142,6 +143,7 @@ impl WebhookServer {
         Ok(WebhookServer {
             listener,
             app: Arc::new(app),
+            limits: config.serve_limits(),
         })
     }
 
@@ -168,17 +170,17 @@ impl WebhookServer {
             .route("/metrics", get(metrics))
             .with_state(app);
         let addr = self.listener.local_addr().ok();
-        axum::serve(self.listener, router)
-            .with_graceful_shutdown(async move {
-                shutdown.await;
-                draining.draining.store(true, Ordering::SeqCst);
-                tracing::info!("shutting down: finishing requests in flight");
-            })
-            .await
-            .map_err(|e| ConnectorError::Listen {
-                addr: addr.map(|a| a.to_string()).unwrap_or_default(),
-                source: e,
-            })?;
+        let counters = self.app.metrics.connections();
+        crate::http_serve::serve(self.listener, router, self.limits, counters, async move {
+            shutdown.await;
+            draining.draining.store(true, Ordering::SeqCst);
+            tracing::info!("shutting down: finishing requests in flight");
+        })
+        .await
+        .map_err(|e| ConnectorError::Listen {
+            addr: addr.map(|a| a.to_string()).unwrap_or_default(),
+            source: e,
+        })?;
         self.app.deliver.finish().await?;
         Ok(self.app.metrics.totals())
     }
