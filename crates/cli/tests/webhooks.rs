@@ -306,7 +306,7 @@ async fn each_kind_of_request_gets_its_status_and_its_place() {
     let events = read_all(&brokers, &t.pipefy, 2, Duration::from_secs(4)).await;
     let keys: Vec<String> = events
         .iter()
-        .map(|r| r.headers["strata.idempotency_key"].clone())
+        .map(|r| r.headers["strata.sender_idempotency_key"].clone())
         .collect();
     assert_eq!(
         keys, want_events,
@@ -336,7 +336,7 @@ async fn each_kind_of_request_gets_its_status_and_its_place() {
         .iter()
         .map(|r| {
             (
-                r.headers["strata.idempotency_key"].clone(),
+                r.headers["strata.sender_idempotency_key"].clone(),
                 r.headers["strata.reason_code"].clone(),
             )
         })
@@ -350,7 +350,7 @@ async fn each_kind_of_request_gets_its_status_and_its_place() {
     );
     let broken = dead
         .iter()
-        .find(|r| r.headers["strata.idempotency_key"] == "broken")
+        .find(|r| r.headers["strata.sender_idempotency_key"] == "broken")
         .expect("dlq");
     assert_eq!(
         broken.value.as_deref(),
@@ -430,7 +430,7 @@ async fn twenty_thousand_requests_at_concurrency_50_all_land_once() {
     let events = read_all(&brokers, &t.pipefy, 3, Duration::from_secs(6)).await;
     let keys: BTreeSet<String> = events
         .iter()
-        .map(|r| r.headers["strata.idempotency_key"].clone())
+        .map(|r| r.headers["strata.sender_idempotency_key"].clone())
         .collect();
     assert_eq!(
         events.len(),
@@ -518,7 +518,7 @@ async fn a_broker_outage_answers_503_and_loses_no_acknowledged_event() {
     let events = read_all(&brokers, &t.pipefy, 1, Duration::from_secs(6)).await;
     let stored: BTreeSet<String> = events
         .iter()
-        .map(|r| r.headers["strata.idempotency_key"].clone())
+        .map(|r| r.headers["strata.sender_idempotency_key"].clone())
         .collect();
     let acknowledged: BTreeSet<String> = answers
         .iter()
@@ -566,7 +566,7 @@ async fn sigterm_mid_load_answers_what_it_accepted_and_loses_nothing() {
     let stored: BTreeSet<String> = read_all(&brokers, &t.pipefy, 1, Duration::from_secs(4))
         .await
         .iter()
-        .map(|r| r.headers["strata.idempotency_key"].clone())
+        .map(|r| r.headers["strata.sender_idempotency_key"].clone())
         .collect();
     let acknowledged: BTreeSet<String> = answers
         .iter()

@@ -359,7 +359,8 @@ async fn handle(
     response
 }
 
-fn idempotency_key(source: &Source, headers: &HeaderMap, body: &[u8]) -> String {
+/// The sender's idempotency header, if configured and present.
+fn sender_key(source: &Source, headers: &HeaderMap) -> Option<String> {
     source
         .idempotency_header
         .as_deref()
@@ -367,7 +368,30 @@ fn idempotency_key(source: &Source, headers: &HeaderMap, body: &[u8]) -> String 
         .and_then(|v| v.to_str().ok())
         .filter(|v| !v.is_empty())
         .map(str::to_string)
-        .unwrap_or_else(|| hex::encode(Sha256::digest(body)))
+}
+
+/// The key downstream `dedup` uses. With an HMAC check, the idempotency header is not covered
+/// by the signature — a replayer could put any value there and pass a captured body off as a
+/// new event — so the key is the SHA-256 of exactly what is signed (`<timestamp>.<body>` or the
+/// body); the sender's header is still carried, as `sender_idempotency_key`. Without an HMAC
+/// nothing is signed, and the sender's header (else the body's hash) is the key.
+fn idempotency_key(source: &Source, headers: &HeaderMap, body: &[u8]) -> String {
+    let signed = |signs_timestamp: bool| {
+        let mut digest = Sha256::new();
+        if signs_timestamp
+            && let Some((name, _)) = &source.timestamp
+            && let Some(ts) = headers.get(name.as_str())
+        {
+            digest.update(ts.as_bytes());
+            digest.update(b".");
+        }
+        digest.update(body);
+        hex::encode(digest.finalize())
+    };
+    match &source.hmac {
+        Some(h) => signed(h.signs_timestamp),
+        None => sender_key(source, headers).unwrap_or_else(|| signed(false)),
+    }
 }
 
 async fn produce(app: &App, record: OutRecord) -> std::result::Result<(), String> {
@@ -388,7 +412,7 @@ async fn store(
             .unwrap_or_default(),
     );
     let key = idempotency_key(source, headers, bytes);
-    let common = vec![
+    let mut common = vec![
         (
             "strata.source".to_string(),
             source.name.clone().into_bytes(),
@@ -402,6 +426,12 @@ async fn store(
             received_at.clone().into_bytes(),
         ),
     ];
+    if let Some(sender) = sender_key(source, headers) {
+        common.push((
+            "strata.sender_idempotency_key".to_string(),
+            sender.into_bytes(),
+        ));
+    }
     let dead_letter = |reason: String, label: &'static str| {
         let mut h = common.clone();
         h.push(("strata.reason".into(), reason.into_bytes()));
@@ -470,6 +500,7 @@ async fn store(
         "source": source.name,
         "received_at": received_at,
         "idempotency_key": key,
+        "sender_idempotency_key": sender_key(source, headers),
         "event_type": event_type,
         "event": event,
     });
@@ -492,5 +523,64 @@ async fn store(
             tracing::warn!(source = %source.name, "event not acknowledged: {why}");
             unavailable(app, "Kafka unavailable")
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::secret::Secret;
+    use crate::webhook::config::{HmacCheck, SignatureEncoding};
+
+    fn source(hmac: bool) -> Source {
+        Source {
+            name: "s".into(),
+            topic: "t".into(),
+            secret_header: None,
+            hmac: hmac.then(|| HmacCheck {
+                header: "x-sig".into(),
+                secret: Secret::new("key"),
+                encoding: SignatureEncoding::Hex,
+                prefix: String::new(),
+                signs_timestamp: true,
+            }),
+            timestamp: Some(("x-ts".into(), Duration::from_secs(300))),
+            max_body_bytes: 1024,
+            content_types: vec!["application/json".into()],
+            idempotency_header: Some("idempotency-key".into()),
+            key: None,
+            event_type: None,
+            accepted_events: vec![],
+        }
+    }
+
+    fn headers(ts: &str, key: &str) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        h.insert("x-ts", HeaderValue::from_str(ts).expect("ts"));
+        h.insert("idempotency-key", HeaderValue::from_str(key).expect("key"));
+        h
+    }
+
+    #[test]
+    fn an_unsigned_idempotency_header_cannot_make_a_replay_new() {
+        let signed = source(true);
+        let body = br#"{"a":1}"#;
+        // A captured request replayed with another idempotency header: the same key.
+        assert_eq!(
+            idempotency_key(&signed, &headers("100", "first"), body),
+            idempotency_key(&signed, &headers("100", "forged"), body)
+        );
+        // The signed timestamp is part of what is signed, so of the key.
+        assert_ne!(
+            idempotency_key(&signed, &headers("100", "first"), body),
+            idempotency_key(&signed, &headers("101", "first"), body)
+        );
+        assert_eq!(
+            sender_key(&signed, &headers("100", "first")).as_deref(),
+            Some("first")
+        );
+        // Nothing signed: the sender's header is the key.
+        let open = source(false);
+        assert_eq!(idempotency_key(&open, &headers("1", "k-7"), body), "k-7");
     }
 }
