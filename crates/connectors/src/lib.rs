@@ -25,6 +25,7 @@ pub mod http_serve;
 pub mod json_path;
 pub mod kafka;
 pub mod mysql_cdc;
+pub mod no_panic;
 pub mod postgres;
 pub mod registry;
 pub mod secret;

@@ -67,10 +67,12 @@ pub struct WriterSchema {
 impl WriterSchema {
     /// Parses a schema text fetched for `id`.
     pub fn parse(id: u32, text: &str) -> Result<Self> {
-        let schema = Schema::parse_str(text).map_err(|e| ConnectorError::AvroDecode {
-            message: format!("with schema id {id}"),
-            reason: format!("the registry's schema does not parse: {e}"),
-            hint: "only AVRO schemas are supported; check the subject's schema type",
+        let schema = crate::no_panic::avro_schema_from_str(text).map_err(|e| {
+            ConnectorError::AvroDecode {
+                message: format!("with schema id {id}"),
+                reason: format!("the registry's schema does not parse: {e}"),
+                hint: "only AVRO schemas are supported; check the subject's schema type",
+            }
         })?;
         Self::from_schema(id, text.to_string(), schema)
     }

@@ -106,11 +106,12 @@ pub fn arrow_to_avro(
     if let (Some(ns), Json::Object(map)) = (namespace, &mut json) {
         map.insert("namespace".into(), json!(ns));
     }
-    let parsed = apache_avro::Schema::parse(&json).map_err(|e| ConnectorError::AvroSchema {
-        column: record_name.to_string(),
-        reason: format!("the generated schema does not parse: {e}"),
-        hint: "this is a bug in Strata's Arrow → Avro mapping; please report it",
-    })?;
+    let parsed =
+        crate::no_panic::avro_schema_from_json(&json).map_err(|e| ConnectorError::AvroSchema {
+            column: record_name.to_string(),
+            reason: format!("the generated schema does not parse: {e}"),
+            hint: "this is a bug in Strata's Arrow → Avro mapping; please report it",
+        })?;
     Ok(AvroSchema {
         json,
         schema: parsed,

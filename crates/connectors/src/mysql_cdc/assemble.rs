@@ -294,6 +294,9 @@ impl Assembler {
             160 | 161 | 164 => return Ok(Step::Pending),
             _ => {}
         }
+        if let Err(problem) = super::decode_guard::check_counts(raw_type, event.data()) {
+            return Err(self.decode_error("", "", format!("{}:{log_pos}", self.file), problem));
+        }
         let data = match event.read_data() {
             Ok(Some(d)) => d,
             Ok(None) => return Ok(Step::Pending),

@@ -9,23 +9,65 @@
 //! before parsing ([`frame`]) so that a cut one is found without asking the parser.
 
 use std::io::{BufRead, Read};
-use std::panic::{AssertUnwindSafe, catch_unwind};
 
 /// The binlog event header's length.
 pub const HEADER_LEN: usize = 19;
 /// The largest event accepted (MySQL's `max_allowed_packet` ceiling).
 pub const MAX_EVENT_BYTES: u32 = 1 << 30;
 
-/// Runs `f`, turning a panic of the parser into an error naming `what`.
-pub fn no_panic<T>(what: &str, f: impl FnOnce() -> T) -> Result<T, String> {
-    catch_unwind(AssertUnwindSafe(f)).map_err(|panic| {
-        let why = panic
-            .downcast_ref::<String>()
-            .map(String::as_str)
-            .or_else(|| panic.downcast_ref::<&str>().copied())
-            .unwrap_or("a malformed event");
-        format!("{what}: the parser failed on malformed bytes ({why})")
-    })
+pub use crate::no_panic::no_panic;
+
+/// Checks the counts an event's body declares against the bytes it has, for the event types
+/// whose mysql_common parser reserves memory by a count from the bytes (a few bytes asking for
+/// terabytes abort the process: an allocation failure is not a panic). Found by the
+/// `mysql_binlog` fuzz target: PREVIOUS_GTIDS' SID and interval counts.
+pub fn check_counts(event_type: u8, data: &[u8]) -> Result<(), String> {
+    if event_type != 35 {
+        return Ok(());
+    }
+    let too_many = |what: &str, n: u64, left: usize| {
+        format!("PREVIOUS_GTIDS declares {n} {what} in {left} bytes")
+    };
+    let Some(head) = data.get(..8) else {
+        return Ok(()); // too short: the parser refuses it
+    };
+    let header = u64::from_le_bytes(head.try_into().unwrap_or([0; 8]));
+    let tagged = header >> 56 != 0;
+    let n_sids = if tagged {
+        (header >> 8) & ((1 << 48) - 1)
+    } else {
+        header & ((1 << 56) - 1)
+    };
+    let mut buf = mysql_common::io::ParseBuf(&data[8..]);
+    // Each SID takes at least its uuid and its interval count.
+    if n_sids > (buf.len() / 24) as u64 {
+        return Err(too_many("SIDs", n_sids, buf.len()));
+    }
+    for _ in 0..n_sids {
+        if buf.len() < 16 {
+            return Ok(());
+        }
+        buf.0 = &buf.0[16..];
+        if tagged {
+            let Ok(tag_len) = mysql_common::misc::read_varlen_uint(&mut buf) else {
+                return Ok(());
+            };
+            if tag_len > buf.len() as u64 {
+                return Ok(());
+            }
+            buf.0 = &buf.0[tag_len as usize..];
+        }
+        let Some(n) = buf.0.get(..8) else {
+            return Ok(());
+        };
+        let n_intervals = u64::from_le_bytes(n.try_into().unwrap_or([0; 8]));
+        buf.0 = &buf.0[8..];
+        if n_intervals > (buf.len() / 16) as u64 {
+            return Err(too_many("GTID intervals", n_intervals, buf.len()));
+        }
+        buf.0 = &buf.0[n_intervals as usize * 16..];
+    }
+    Ok(())
 }
 
 /// How reading one framed event ended.
@@ -96,6 +138,30 @@ mod tests {
         let mut huge = event(19);
         huge[9..13].copy_from_slice(&u32::MAX.to_le_bytes());
         assert!(matches!(frame(&mut &huge[..]).unwrap(), Framed::Bad(_)));
+    }
+
+    #[test]
+    fn previous_gtids_counts_beyond_the_bytes_are_refused() {
+        // The fuzz finding: one SID claiming 2^43 intervals (a 140 TB reservation).
+        let mut d = 1u64.to_le_bytes().to_vec();
+        d.extend([7u8; 16]);
+        d.extend((1u64 << 43).to_le_bytes());
+        d.extend([0u8; 16]);
+        assert!(check_counts(35, &d).unwrap_err().contains("intervals"));
+        let mut sids = (1u64 << 40).to_le_bytes().to_vec();
+        sids.extend([0u8; 40]);
+        assert!(check_counts(35, &sids).unwrap_err().contains("SIDs"));
+        // A well-formed one passes: one SID, one interval.
+        let mut ok = 1u64.to_le_bytes().to_vec();
+        ok.extend([7u8; 16]);
+        ok.extend(1u64.to_le_bytes());
+        ok.extend(1u64.to_le_bytes());
+        ok.extend(6u64.to_le_bytes());
+        assert!(check_counts(35, &ok).is_ok());
+        assert!(
+            check_counts(2, &d).is_ok(),
+            "other events are not checked here"
+        );
     }
 
     #[test]

@@ -167,7 +167,7 @@ fn without_decimals(schema: &Schema) -> (Schema, Decimals) {
     if found.is_empty() {
         return (schema.clone(), found);
     }
-    match Schema::parse(&json) {
+    match crate::no_panic::avro_schema_from_json(&json) {
         Ok(stripped) => (stripped, found),
         Err(_) => (schema.clone(), found),
     }
