@@ -179,6 +179,13 @@ pub enum ConnectorError {
         hint: &'static str,
     },
 
+    /// The registry server's credentials are incomplete or contradictory.
+    #[error("registry authentication: {reason} (hint: see `strata registry serve --help`)")]
+    RegistryAuth {
+        /// What is wrong (names the flag, never a secret).
+        reason: String,
+    },
+
     /// The registry server cannot listen on its address.
     #[error("cannot listen on `{addr}`: {source} (hint: pick a free port, or 127.0.0.1:0 for any)")]
     Listen {

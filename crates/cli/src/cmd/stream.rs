@@ -14,6 +14,7 @@ use std::time::Duration;
 
 use strata_connectors::kafka::{Assignment, KafkaConfig};
 use strata_connectors::registry::{RegistryClient, RegistryConfig};
+use strata_connectors::secret::Secret;
 use strata_core::{BuildContext, Pipeline};
 use strata_runtime::sinks::{AvroOutput, InputGroup, KafkaAvroSink, register_output_schema};
 use strata_runtime::sources::{KafkaBatching, KafkaTopicSource};
@@ -166,7 +167,6 @@ pub struct Args {
         long,
         env = "STRATA_REGISTRY_URL",
         hide_env_values = true,
-        hide_env_values = true,
         default_value = "http://127.0.0.1:8081"
     )]
     pub registry: String,
@@ -174,8 +174,22 @@ pub struct Args {
     #[arg(long, env = "STRATA_REGISTRY_USER", hide_env_values = true)]
     pub registry_user: Option<String>,
     /// Schema Registry basic-auth password (Confluent Cloud: API secret).
-    #[arg(long, env = "STRATA_REGISTRY_PASSWORD", hide_env_values = true)]
-    pub registry_password: Option<String>,
+    #[arg(
+        long,
+        env = "STRATA_REGISTRY_PASSWORD",
+        hide_env_values = true,
+        value_parser = super::registry::secret
+    )]
+    pub registry_password: Option<Secret>,
+    /// Schema Registry bearer token, sent instead of basic auth.
+    #[arg(
+        long,
+        env = "STRATA_REGISTRY_TOKEN",
+        hide_env_values = true,
+        value_parser = super::registry::secret,
+        conflicts_with = "registry_user"
+    )]
+    pub registry_token: Option<Secret>,
     /// Produce and commit offsets in Kafka transactions (exactly once for read_committed readers).
     #[arg(long)]
     pub exactly_once: bool,
@@ -192,12 +206,14 @@ pub struct Args {
 }
 
 impl Args {
-    /// The registry to register the output schema in, with basic auth when a user is given.
+    /// The registry to register the output schema in, with basic auth when a user is given,
+    /// else the bearer token when one is.
     fn registry_config(&self) -> RegistryConfig {
         super::registry::registry_config(
             &self.registry,
             self.registry_user.as_deref(),
-            self.registry_password.as_deref(),
+            self.registry_password.as_ref(),
+            self.registry_token.as_ref(),
         )
     }
 }
