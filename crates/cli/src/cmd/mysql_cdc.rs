@@ -14,6 +14,7 @@ use std::time::Duration;
 
 use clap::{Args as ClapArgs, Subcommand};
 use strata_connectors::ConnectorError;
+use strata_connectors::kafka::KafkaLayers;
 use strata_connectors::mysql_cdc::MysqlCdcConfig;
 use strata_runtime::sinks::kafka_records::PositionFile;
 use strata_runtime::sources::mysql_cdc::{CdcStateFile, describe};
@@ -39,9 +40,12 @@ pub struct Args {
     /// Stop after this many milliseconds without a change (default: run forever).
     #[arg(long, env = "STRATA_CDC_STOP_WHEN_IDLE_MS", hide_env_values = true)]
     pub stop_when_idle_ms: Option<u64>,
-    /// Kafka bootstrap servers (overrides `kafka_brokers`).
+    /// Kafka bootstrap servers (overrides `kafka_brokers` and any `bootstrap.servers`).
     #[arg(long, env = "STRATA_KAFKA_BROKERS", hide_env_values = true)]
     pub brokers: Option<String>,
+    /// Kafka properties over the config's `kafka_properties`.
+    #[command(flatten)]
+    pub kafka: super::stream::KafkaProfileArgs,
 }
 
 fn failure(e: ConnectorError) -> Failure {
@@ -75,11 +79,21 @@ pub async fn run_mysql(args: &Args) -> Result<(), Failure> {
             args.config.display()
         ))
     })?;
-    let config = MysqlCdcConfig::from_yaml(&text).map_err(failure)?;
+    let mut config = MysqlCdcConfig::from_yaml(&text).map_err(failure)?;
+    let (brokers, properties) = args
+        .kafka
+        .layers(
+            KafkaLayers::new(
+                config.kafka_brokers.clone(),
+                config.kafka_properties.clone(),
+            ),
+            args.brokers.as_ref(),
+        )?
+        .into_parts();
+    config.kafka_brokers = brokers;
+    config.kafka_properties = properties;
     let prefix = config.topic_prefix.clone();
-    let ingest = open_mysql_cdc(config, args.brokers.clone())
-        .await
-        .map_err(run_failure)?;
+    let ingest = open_mysql_cdc(config, None).await.map_err(run_failure)?;
     for w in &ingest.warnings {
         eprintln!("warning: {w}");
     }
