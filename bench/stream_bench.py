@@ -89,8 +89,8 @@ def produce(topic, path, rate=None):
 
 def registry(work):
     port = free_port()
-    proc = subprocess.Popen([STRATA, "registry", "serve", "--listen", f"127.0.0.1:{port}", "--state",
-                             os.path.join(work, "registry.json")], stdout=subprocess.PIPE)
+    proc = subprocess.Popen([STRATA, "registry", "serve", "--init", "--listen", f"127.0.0.1:{port}",
+                             "--state", os.path.join(work, "registry.json")], stdout=subprocess.PIPE)
     proc.stdout.readline()
     return proc, f"http://127.0.0.1:{port}"
 

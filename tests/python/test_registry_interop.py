@@ -30,12 +30,15 @@ def run(*args, cwd):
 
 
 class Registry:
-    """`strata registry serve` on a free port (127.0.0.1:0; the URL is read from its first line)."""
+    """`strata registry serve` on a free port (127.0.0.1:0; the URL is read from its first line).
+    `init` passes `--init` (a new registry); `extra` flags and `env` variables are added."""
 
-    def __init__(self, state):
+    def __init__(self, state, *extra, init=True, env=None):
         self.proc = subprocess.Popen(
-            [STRATA, "registry", "serve", "--listen", "127.0.0.1:0", "--state", str(state)],
+            [STRATA, "registry", "serve", "--listen", "127.0.0.1:0", "--state", str(state),
+             *(["--init"] if init else []), *extra],
             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+            env={**os.environ, **(env or {})},
         )
         line = self.proc.stdout.readline()
         assert "listening on http://" in line, (line, self.proc.stderr.read() if self.proc.poll() is not None else "")
@@ -243,7 +246,7 @@ def test_schema_registry_client_calls(registry, tmp_path):
     assert client.delete_subject("orders-value") == [1, 2, 3]
     assert client.get_subjects() == []
     registry.stop()
-    again = Registry(tmp_path / "registry-state.json")
+    again = Registry(tmp_path / "registry-state.json", init=False)
     try:
         fresh = SchemaRegistryClient({"url": again.url})
         for i, s in [(id1, ORDER_SCHEMA), (id2, v2.schema_str), (id3, bad.schema_str)]:
@@ -254,3 +257,32 @@ def test_schema_registry_client_calls(registry, tmp_path):
         assert fresh.get_versions("orders-value") == [4]
     finally:
         again.stop()
+
+
+def test_confluent_client_needs_credentials_to_write(tmp_path):
+    """With `--auth-user` / `--auth-password` (from the environment) and `--auth-token`,
+    Confluent's client is refused writes without credentials (401, error_code 40101) and
+    registers with `basic.auth.user.info` or a static bearer token; reads stay open."""
+    r = Registry(tmp_path / "auth-state.json", "--auth-user", "sr-user", "--auth-token", "sr-token",
+                 env={"STRATA_REGISTRY_PASSWORD": "sr-pass"})
+    try:
+        order = Schema(ORDER_SCHEMA, "AVRO")
+        for conf in [{}, {"basic.auth.user.info": "sr-user:wrong"}]:
+            with pytest.raises(SchemaRegistryError) as e:
+                SchemaRegistryClient({"url": r.url, **conf}).register_schema("orders-value", order)
+            assert e.value.http_status_code == 401 and e.value.error_code == 40101, e.value
+        basic = SchemaRegistryClient({"url": r.url, "basic.auth.user.info": "sr-user:sr-pass"})
+        sid = basic.register_schema("orders-value", order)
+        bearer = SchemaRegistryClient({
+            "url": r.url,
+            "bearer.auth.credentials.source": "STATIC_TOKEN",
+            "bearer.auth.token": "sr-token",
+            "bearer.auth.logical.cluster": "lsrc-strata",
+        })
+        assert bearer.register_schema("payments-value", order) == sid
+        anonymous = SchemaRegistryClient({"url": r.url})
+        assert sorted(anonymous.get_subjects()) == ["orders-value", "payments-value"]
+        assert json.loads(anonymous.get_schema(sid).schema_str)["name"] == "Order"
+    finally:
+        r.stop()
+

@@ -16,6 +16,7 @@ fn help(args: &[&str]) -> String {
         )
         .env("STRATA_REGISTRY_URL", format!("http://u:{SECRET}@sr:8081"))
         .env("STRATA_REGISTRY_PASSWORD", SECRET)
+        .env("STRATA_REGISTRY_TOKEN", SECRET)
         .env("STRATA_KAFKA_BROKERS", format!("u:{SECRET}@broker:9092"))
         .output()
         .expect("run strata");

@@ -17,7 +17,7 @@ mod support;
 
 use strata_connectors::avro::AvroDecoder;
 use strata_connectors::registry::server::RunningRegistry;
-use strata_connectors::registry::{RegistryClient, RegistryServer};
+use strata_connectors::registry::{RegistryClient, RegistryOptions, RegistryServer};
 use support::{DurableBroker, broker, create_topics, unique};
 
 const PIPELINE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../pipelines/iot.yaml");
@@ -107,10 +107,14 @@ async fn read_all(brokers: &str, topic: &str, partitions: i32) -> Vec<Consumed> 
 }
 
 async fn registry(dir: &Path) -> RunningRegistry {
-    RegistryServer::bind("127.0.0.1:0", dir.join("registry.json"))
-        .await
-        .expect("registry")
-        .spawn()
+    RegistryServer::bind(
+        "127.0.0.1:0",
+        dir.join("registry.json"),
+        RegistryOptions::init(),
+    )
+    .await
+    .expect("registry")
+    .spawn()
 }
 
 struct Topics {

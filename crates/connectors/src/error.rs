@@ -62,6 +62,21 @@ pub enum ConnectorError {
         why: &'static str,
     },
 
+    /// A Kafka properties file (`--kafka-config`) is unreadable as one; `line` 0 is the whole
+    /// file. The problem never quotes a value or the text of a line.
+    #[error(
+        "kafka config file `{file}`{}: {problem} (hint: one `key=value` per line, `#` comments; see docs/streaming.md)",
+        line_suffix(*.line)
+    )]
+    KafkaConfigFile {
+        /// The file, as given.
+        file: String,
+        /// 1-based line, or 0 for the whole file.
+        line: usize,
+        /// What is wrong.
+        problem: String,
+    },
+
     /// A `${env:NAME}` reference in a Kafka setting cannot be resolved.
     #[error(
         "kafka property `{key}`: environment variable `{variable}` {problem} (hint: export it, or fix the `${{env:NAME}}` reference)"
@@ -177,6 +192,13 @@ pub enum ConnectorError {
         reason: String,
         /// What to do.
         hint: &'static str,
+    },
+
+    /// The registry server's credentials are incomplete or contradictory.
+    #[error("registry authentication: {reason} (hint: see `strata registry serve --help`)")]
+    RegistryAuth {
+        /// What is wrong (names the flag, never a secret).
+        reason: String,
     },
 
     /// The registry server cannot listen on its address.
@@ -482,5 +504,14 @@ impl ConnectorError {
             | ConnectorError::MysqlQuery { retryable, .. } => *retryable,
             _ => false,
         }
+    }
+}
+
+/// ` line N` for a line number, nothing for 0 (the whole file).
+fn line_suffix(line: usize) -> String {
+    if line == 0 {
+        String::new()
+    } else {
+        format!(" line {line}")
     }
 }

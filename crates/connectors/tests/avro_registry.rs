@@ -15,7 +15,9 @@ use strata_connectors::ConnectorError;
 use strata_connectors::avro::{
     AvroDecoder, AvroEncoder, WriterSchema, arrow_to_avro, unframe, values_to_batch,
 };
-use strata_connectors::registry::{CompatibilityLevel, RegistryClient, RegistryServer};
+use strata_connectors::registry::{
+    CompatibilityLevel, RegistryClient, RegistryOptions, RegistryServer,
+};
 
 fn record(fields: &str) -> String {
     format!(r#"{{"type":"record","name":"event","namespace":"t","fields":[{fields}]}}"#)
@@ -37,7 +39,7 @@ fn breaking() -> String {
 }
 
 async fn start(state: &std::path::Path) -> strata_connectors::registry::server::RunningRegistry {
-    RegistryServer::bind("127.0.0.1:0", state)
+    RegistryServer::bind("127.0.0.1:0", state, RegistryOptions::init())
         .await
         .expect("bind")
         .spawn()
@@ -191,8 +193,11 @@ async fn register_lookup_compatibility_config_and_restart() {
     );
     server.stop().await.unwrap();
 
-    // Restart on the same state file: same ids, versions and config.
-    let server = start(&state).await;
+    // Restart on the same state file (no `init` needed now): same ids, versions and config.
+    let server = RegistryServer::bind("127.0.0.1:0", &state, RegistryOptions::default())
+        .await
+        .expect("restart")
+        .spawn();
     let client = RegistryClient::from_url(server.url()).unwrap();
     for (id, text) in [(id1, v1()), (id2, v2()), (id3, breaking())] {
         let got = client.schema_by_id(id).await.unwrap();
@@ -350,7 +355,7 @@ async fn a_corrupt_state_file_is_refused_clearly() {
     let dir = tempfile::tempdir().unwrap();
     let state = dir.path().join("registry.json");
     std::fs::write(&state, b"{\"subjects\": 3}").unwrap();
-    let e = RegistryServer::bind("127.0.0.1:0", &state)
+    let e = RegistryServer::bind("127.0.0.1:0", &state, RegistryOptions::init())
         .await
         .unwrap_err()
         .to_string();
@@ -367,6 +372,7 @@ async fn a_failed_state_write_answers_500_and_changes_nothing() {
     let server = start(&state).await;
     let client = RegistryClient::from_url(server.url()).unwrap();
     // A non-empty directory where the state file should go: the rename fails.
+    std::fs::remove_file(&state).unwrap();
     std::fs::create_dir(&state).unwrap();
     std::fs::write(state.join("keep"), b"x").unwrap();
     match client.register("t-value", &v1()).await {
@@ -439,6 +445,132 @@ async fn basic_auth_is_sent_and_401_is_explained() {
     );
     assert!(e.to_string().contains("credentials"), "{e}");
     task.abort();
+}
+
+/// The embedded server with credentials: an unauthenticated write is refused with 401, a
+/// Confluent-style body and a challenge, before anything is stored; our client registers with
+/// basic auth or a bearer token; reads stay open unless they are protected too.
+#[tokio::test]
+async fn the_server_refuses_writes_without_credentials() {
+    use strata_connectors::registry::{RegistryAuth, RegistryConfig};
+    use strata_connectors::secret::Secret;
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("registry.json");
+    let auth = RegistryAuth::none()
+        .with_basic("sr-user", Secret::new("sr-pass"))
+        .with_token(Secret::new("sr-token"));
+    let server = RegistryServer::bind(
+        "127.0.0.1:0",
+        &state,
+        RegistryOptions::init().with_auth(auth.clone()),
+    )
+    .await
+    .unwrap()
+    .spawn();
+    let url = server.url().to_string();
+
+    // No credentials, then wrong ones: 401 with error_code 40101, nothing registered.
+    let anonymous = RegistryClient::from_url(&url).unwrap();
+    let wrong =
+        RegistryClient::new(RegistryConfig::new(&url).with_basic_auth("sr-user", "nope")).unwrap();
+    for client in [&anonymous, &wrong] {
+        match client.register("t-value", &v1()).await {
+            Err(ConnectorError::Registry {
+                status: 401,
+                error_code: 40101,
+                hint,
+                ..
+            }) => assert!(hint.contains("credentials"), "{hint}"),
+            other => panic!("expected 401 / 40101, got {other:?}"),
+        }
+    }
+    let raw = reqwest::Client::new()
+        .post(format!("{url}/subjects/t-value/versions"))
+        .header("content-type", "application/vnd.schemaregistry.v1+json")
+        .body(json!({ "schema": v1() }).to_string())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(raw.status().as_u16(), 401);
+    let challenges: Vec<&str> = raw
+        .headers()
+        .get_all("www-authenticate")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .collect();
+    assert!(
+        challenges.iter().any(|c| c.starts_with("Basic realm="))
+            && challenges.iter().any(|c| c.starts_with("Bearer realm=")),
+        "{challenges:?}"
+    );
+    let body: serde_json::Value = raw.json().await.unwrap();
+    assert_eq!(body["error_code"], 40101, "{body}");
+    // Deletes and config changes are writes too.
+    let delete = reqwest::Client::new()
+        .delete(format!("{url}/subjects/t-value"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(delete.status().as_u16(), 401);
+    // Reads stay open.
+    assert!(anonymous.subjects().await.unwrap().is_empty());
+
+    // With credentials: basic auth, then a bearer token.
+    let basic =
+        RegistryClient::new(RegistryConfig::new(&url).with_basic_auth("sr-user", "sr-pass"))
+            .unwrap();
+    let id = basic.ensure_registered("t-value", &v1()).await.unwrap();
+    let bearer =
+        RegistryClient::new(RegistryConfig::new(&url).with_bearer_token("sr-token")).unwrap();
+    assert_eq!(
+        bearer.ensure_registered("u-value", &v1()).await.unwrap(),
+        id
+    );
+    assert_eq!(
+        anonymous.subjects().await.unwrap(),
+        vec!["t-value".to_string(), "u-value".to_string()]
+    );
+    server.stop().await.unwrap();
+
+    // Protected reads: anonymous reads are refused too, authenticated ones answered.
+    let server = RegistryServer::bind(
+        "127.0.0.1:0",
+        &state,
+        RegistryOptions::default().with_auth(auth.protect_reads(true)),
+    )
+    .await
+    .unwrap()
+    .spawn();
+    let url = server.url().to_string();
+    match RegistryClient::from_url(&url)
+        .unwrap()
+        .schema_by_id(id)
+        .await
+    {
+        Err(ConnectorError::Registry { status: 401, .. }) => {}
+        other => panic!("expected 401, got {other:?}"),
+    }
+    let bearer =
+        RegistryClient::new(RegistryConfig::new(&url).with_bearer_token("sr-token")).unwrap();
+    assert!(bearer.schema_by_id(id).await.is_ok());
+    server.stop().await.unwrap();
+}
+
+/// Basic auth and a bearer token together are refused by the client (one `Authorization`
+/// header), and neither prints.
+#[test]
+fn the_client_takes_one_kind_of_credentials() {
+    use strata_connectors::registry::RegistryConfig;
+    let config = RegistryConfig::new("http://127.0.0.1:9")
+        .with_basic_auth("u", "hunter2")
+        .with_bearer_token("t0ken-secret");
+    let shown = format!("{config:?}");
+    assert!(
+        !shown.contains("hunter2") && !shown.contains("t0ken-secret"),
+        "{shown}"
+    );
+    let e = RegistryClient::new(config).unwrap_err().to_string();
+    assert!(e.contains("bearer token"), "{e}");
 }
 
 fn ts_utc() -> DataType {

@@ -33,3 +33,18 @@ async fn registry_config_and_errors_never_show_the_password() {
     assert!(!text.contains(SECRET), "{text}");
     assert!(text.contains("127.0.0.1:9"), "{text}");
 }
+
+#[test]
+fn kafka_settings_never_show_a_secret_value() {
+    use strata_connectors::kafka::{KafkaConfig, KafkaLayers, KafkaPropertiesFile};
+    let file = KafkaPropertiesFile::parse(
+        "client.properties",
+        &format!("sasl.username=u\nsasl.password={SECRET}\nssl.key.password={SECRET}\n"),
+    )
+    .expect("parses");
+    let layers = KafkaLayers::new(None, []).with_file(&file);
+    let config: KafkaConfig = layers.clone().config("b:9092").expect("config");
+    let shown = format!("{file:?} {layers:?} {config:?}");
+    assert!(!shown.contains(SECRET), "{shown}");
+    assert!(shown.contains("sasl.username"), "{shown}");
+}

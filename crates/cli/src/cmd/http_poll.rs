@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use strata_connectors::ConnectorError;
 use strata_connectors::http::PollerConfig;
+use strata_connectors::kafka::KafkaLayers;
 use strata_runtime::sinks::kafka_records::PositionFile;
 use strata_runtime::sources::http_poll::{PollerStateFile, state_of};
 use strata_runtime::sources::open_http_ingest;
@@ -29,9 +30,12 @@ pub struct Args {
     /// Cursor state file (overrides the config's `state_file`).
     #[arg(long, env = "STRATA_HTTP_STATE_FILE", hide_env_values = true)]
     pub state_file: Option<PathBuf>,
-    /// Kafka bootstrap servers (overrides `kafka.brokers`).
+    /// Kafka bootstrap servers (overrides `kafka.brokers` and any `bootstrap.servers`).
     #[arg(long, env = "STRATA_KAFKA_BROKERS", hide_env_values = true)]
     pub brokers: Option<String>,
+    /// Kafka properties over the config's `kafka.properties`.
+    #[command(flatten)]
+    pub kafka: super::stream::KafkaProfileArgs,
 }
 
 fn failure(e: ConnectorError) -> Failure {
@@ -60,9 +64,18 @@ pub async fn run(args: &Args) -> Result<(), Failure> {
     if let Some(s) = &args.state_file {
         config.state_file = Some(s.clone());
     }
-    if let Some(b) = &args.brokers {
-        config.kafka.brokers = b.clone();
-    }
+    let (brokers, properties) = args
+        .kafka
+        .layers(
+            KafkaLayers::new(
+                Some(config.kafka.brokers.clone()),
+                config.kafka.properties.clone(),
+            ),
+            args.brokers.as_ref(),
+        )?
+        .into_parts();
+    config.kafka.brokers = brokers.unwrap_or_default();
+    config.kafka.properties = properties;
     let name = config.name.clone();
     let state_file = PollerStateFile::new(config.state_path());
     let (source, sink) = tokio::task::spawn_blocking(move || open_http_ingest(config))

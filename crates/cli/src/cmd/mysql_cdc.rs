@@ -14,6 +14,7 @@ use std::time::Duration;
 
 use clap::{Args as ClapArgs, Subcommand};
 use strata_connectors::ConnectorError;
+use strata_connectors::kafka::KafkaLayers;
 use strata_connectors::mysql_cdc::MysqlCdcConfig;
 use strata_runtime::sinks::kafka_records::PositionFile;
 use strata_runtime::sources::mysql_cdc::{CdcStateFile, describe};
@@ -39,7 +40,7 @@ pub struct Args {
     /// Stop after this many milliseconds without a change (default: run forever).
     #[arg(long, env = "STRATA_CDC_STOP_WHEN_IDLE_MS", hide_env_values = true)]
     pub stop_when_idle_ms: Option<u64>,
-    /// Kafka bootstrap servers (overrides `kafka_brokers`).
+    /// Kafka bootstrap servers (overrides `kafka_brokers` and any `bootstrap.servers`).
     #[arg(long, env = "STRATA_KAFKA_BROKERS", hide_env_values = true)]
     pub brokers: Option<String>,
     /// Read archived binlog files (a folder of them, or one file) instead of a server, to their
@@ -50,6 +51,9 @@ pub struct Args {
     /// not in the files (`mysqldump --no-data` output; overrides `schema_ddl`).
     #[arg(long, value_name = "FILE.sql")]
     pub schema_ddl: Option<PathBuf>,
+    /// Kafka properties over the config's `kafka_properties`.
+    #[command(flatten)]
+    pub kafka: super::stream::KafkaProfileArgs,
 }
 
 fn failure(e: ConnectorError) -> Failure {
@@ -91,10 +95,20 @@ pub async fn run_mysql(args: &Args) -> Result<(), Failure> {
         config.schema_ddl = Some(ddl.clone());
     }
     config.validate().map_err(failure)?;
+    let (brokers, properties) = args
+        .kafka
+        .layers(
+            KafkaLayers::new(
+                config.kafka_brokers.clone(),
+                config.kafka_properties.clone(),
+            ),
+            args.brokers.as_ref(),
+        )?
+        .into_parts();
+    config.kafka_brokers = brokers;
+    config.kafka_properties = properties;
     let prefix = config.topic_prefix.clone();
-    let ingest = open_mysql_cdc(config, args.brokers.clone())
-        .await
-        .map_err(run_failure)?;
+    let ingest = open_mysql_cdc(config, None).await.map_err(run_failure)?;
     for w in &ingest.warnings {
         eprintln!("warning: {w}");
     }

@@ -1,7 +1,9 @@
 //! `strata registry serve`, `strata avro encode`, `strata avro decode`.
 //!
 //! `registry serve` runs Strata's embedded Confluent-compatible Schema Registry on a JSON state
-//! file until SIGTERM / Ctrl-C (graceful: in-flight requests finish). `avro encode` and
+//! file until SIGTERM / Ctrl-C (graceful: in-flight requests finish). A missing state file is
+//! refused unless `--init` is given; writes need credentials when `--auth-user` /
+//! `--auth-password` or `--auth-token` are set; growth is bounded by the `--max-*` flags. `avro encode` and
 //! `avro decode` are file-based dev commands, so that the Avro wire format can be checked against
 //! other implementations without a broker: a message file is a sequence of records, each a
 //! big-endian `u32` length followed by one Confluent-framed message (`0x00`, schema id, datum).
@@ -15,8 +17,10 @@ use strata_connectors::ConnectorError;
 use strata_connectors::avro::{AvroDecoder, AvroEncoder, arrow_to_avro};
 use strata_connectors::file::{NdjsonReader, ReaderOptions};
 use strata_connectors::registry::{
-    RegistryClient, RegistryConfig, RegistryServer, SubjectNameStrategy,
+    RegistryAuth, RegistryClient, RegistryConfig, RegistryLimits, RegistryOptions, RegistryServer,
+    SubjectNameStrategy,
 };
+use strata_connectors::secret::Secret;
 use strata_core::lineage::file_input_schema;
 use strata_core::{BuildContext, Pipeline};
 
@@ -49,7 +53,8 @@ pub struct ServeArgs {
         default_value = "127.0.0.1:8081"
     )]
     pub listen: String,
-    /// JSON state file (created when absent; kept across restarts).
+    /// JSON state file, kept across restarts. A missing file is refused unless `--init` is
+    /// given (a wrong working directory would otherwise restart the ids at 1).
     #[arg(
         long,
         env = "STRATA_REGISTRY_STATE",
@@ -57,6 +62,67 @@ pub struct ServeArgs {
         default_value = "registry-state.json"
     )]
     pub state: PathBuf,
+    /// Create the state file when it is missing (a new, empty registry); an existing one is
+    /// loaded, never wiped.
+    #[arg(long)]
+    pub init: bool,
+    /// Basic-auth user that writes need (with `--auth-password`).
+    #[arg(long, env = "STRATA_REGISTRY_USER", hide_env_values = true)]
+    pub auth_user: Option<String>,
+    /// Basic-auth password that writes need (with `--auth-user`).
+    #[arg(long, env = "STRATA_REGISTRY_PASSWORD", hide_env_values = true, value_parser = secret)]
+    pub auth_password: Option<Secret>,
+    /// Bearer token that writes accept (`Authorization: Bearer …`), alone or besides basic auth.
+    #[arg(long, env = "STRATA_REGISTRY_TOKEN", hide_env_values = true, value_parser = secret)]
+    pub auth_token: Option<Secret>,
+    /// Require the credentials for reads too (by default only POST / PUT / DELETE need them).
+    #[arg(long)]
+    pub auth_reads: bool,
+    /// Most schemas (global ids) the registry stores.
+    #[arg(long, default_value_t = 100_000)]
+    pub max_schemas: usize,
+    /// Most subjects (with versions or only a compatibility level).
+    #[arg(long, default_value_t = 100_000)]
+    pub max_subjects: usize,
+    /// Most versions kept per subject (soft-deleted ones count until deleted permanently).
+    #[arg(long, default_value_t = 1_000)]
+    pub max_versions_per_subject: usize,
+    /// Longest schema text accepted, in bytes.
+    #[arg(long, default_value_t = 1024 * 1024)]
+    pub max_schema_bytes: usize,
+    /// Most bytes of schema text stored in all.
+    #[arg(long, default_value_t = 512 * 1024 * 1024)]
+    pub max_total_schema_bytes: usize,
+}
+
+/// A flag value kept as a [`Secret`] (its `Debug` shows `***`).
+pub(crate) fn secret(value: &str) -> Result<Secret, std::convert::Infallible> {
+    Ok(Secret::new(value))
+}
+
+impl ServeArgs {
+    /// The server options the flags describe.
+    fn options(&self) -> Result<RegistryOptions, Failure> {
+        let auth = RegistryAuth::from_parts(
+            self.auth_user.as_deref(),
+            self.auth_password.clone(),
+            self.auth_token.clone(),
+            self.auth_reads,
+        )
+        .map_err(Failure::config)?;
+        let limits = RegistryLimits {
+            max_schemas: self.max_schemas,
+            max_subjects: self.max_subjects,
+            max_versions_per_subject: self.max_versions_per_subject,
+            max_schema_bytes: self.max_schema_bytes,
+            max_total_schema_bytes: self.max_total_schema_bytes,
+        };
+        Ok(RegistryOptions {
+            init: self.init,
+            auth,
+            limits,
+        })
+    }
 }
 
 /// How to reach a registry.
@@ -69,8 +135,17 @@ pub struct RegistryFlags {
     #[arg(long, env = "STRATA_REGISTRY_USER", hide_env_values = true)]
     pub registry_user: Option<String>,
     /// Basic-auth password (Confluent Cloud: API secret).
-    #[arg(long, env = "STRATA_REGISTRY_PASSWORD", hide_env_values = true)]
-    pub registry_password: Option<String>,
+    #[arg(long, env = "STRATA_REGISTRY_PASSWORD", hide_env_values = true, value_parser = secret)]
+    pub registry_password: Option<Secret>,
+    /// Bearer token sent instead of basic auth (`Authorization: Bearer …`).
+    #[arg(
+        long,
+        env = "STRATA_REGISTRY_TOKEN",
+        hide_env_values = true,
+        value_parser = secret,
+        conflicts_with = "registry_user"
+    )]
+    pub registry_token: Option<Secret>,
 }
 
 impl RegistryFlags {
@@ -78,24 +153,29 @@ impl RegistryFlags {
         RegistryClient::new(registry_config(
             &self.url,
             self.registry_user.as_deref(),
-            self.registry_password.as_deref(),
+            self.registry_password.as_ref(),
+            self.registry_token.as_ref(),
         ))
         .map_err(Failure::config)
     }
 }
 
 /// The registry at `url`, with HTTP basic auth when a user is given (`--registry-user`,
-/// `--registry-password`; also used by `stream avro`).
+/// `--registry-password`), else a bearer token when one is (`--registry-token`); also used by
+/// `stream avro`.
 pub(crate) fn registry_config(
     url: &str,
     user: Option<&str>,
-    password: Option<&str>,
+    password: Option<&Secret>,
+    token: Option<&Secret>,
 ) -> RegistryConfig {
-    let config = RegistryConfig::new(url);
-    match user {
-        Some(user) => config.with_basic_auth(user, password.unwrap_or_default()),
-        None => config,
+    let mut config = RegistryConfig::new(url);
+    if let Some(user) = user {
+        config.username = Some(user.to_string());
+        config.password = Some(password.cloned().unwrap_or_else(|| Secret::new("")));
     }
+    config.token = token.cloned();
+    config
 }
 
 /// Flags of `avro encode`.
@@ -169,14 +249,16 @@ fn registry_failure(e: ConnectorError) -> Failure {
 }
 
 async fn serve(args: &ServeArgs) -> Result<(), Failure> {
-    let server = RegistryServer::bind(&args.listen, &args.state)
+    let options = args.options()?;
+    let auth = options.auth.describe();
+    let server = RegistryServer::bind(&args.listen, &args.state, options)
         .await
         .map_err(|e| match e {
             ConnectorError::RegistryState { .. } => Failure::config(e),
             e => Failure::runtime(e),
         })?;
     println!(
-        "schema registry listening on {} (state: {})",
+        "schema registry listening on {} (state: {}; {auth})",
         server.url(),
         args.state.display()
     );

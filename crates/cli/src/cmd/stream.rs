@@ -12,8 +12,11 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use strata_connectors::kafka::{Assignment, KafkaConfig};
+use strata_connectors::kafka::{
+    Assignment, KafkaConfig, KafkaLayers, KafkaPropertiesFile, is_secret_property,
+};
 use strata_connectors::registry::{RegistryClient, RegistryConfig};
+use strata_connectors::secret::Secret;
 use strata_core::{BuildContext, Pipeline};
 use strata_runtime::sinks::{AvroOutput, InputGroup, KafkaAvroSink, register_output_schema};
 use strata_runtime::sources::{KafkaBatching, KafkaTopicSource};
@@ -22,17 +25,89 @@ use strata_runtime::{CommitPolicy, Driver, DriverOptions, Source};
 use super::stream_log::StreamLog;
 use crate::Failure;
 
+/// The brokers of the streaming commands when neither `--brokers` nor the properties give any.
+pub const DEFAULT_BROKERS: &str = "127.0.0.1:9092";
+
+/// Where librdkafka properties come from, for every command that talks to Kafka: a properties
+/// file, then `-X` flags over it (parsing and layering live in
+/// [`strata_connectors::kafka::KafkaLayers`]). `Debug` hides secret-looking values.
+#[derive(Clone, clap::Args)]
+pub struct KafkaProfileArgs {
+    /// librdkafka properties file: `key=value` lines, `#` comments, values may be
+    /// `${env:NAME}` — keeps credentials off the command line. `-X` flags override it; its
+    /// `bootstrap.servers` sets the brokers unless `--brokers` is given.
+    #[arg(
+        long,
+        env = "STRATA_KAFKA_CONFIG",
+        hide_env_values = true,
+        value_name = "FILE"
+    )]
+    pub kafka_config: Option<PathBuf>,
+    /// librdkafka property passed through (`-X security.protocol=SASL_SSL`), repeatable, over
+    /// `--kafka-config`; a value may be `${env:NAME}` (`-X 'sasl.password=${env:KAFKA_PASSWORD}'`).
+    /// Settings exactly-once depends on (`enable.auto.commit`, `isolation.level`, `acks`,
+    /// `enable.idempotence`) are refused when contradicted.
+    #[arg(short = 'X', long = "property", value_name = "KEY=VALUE")]
+    pub properties: Vec<String>,
+}
+
+impl std::fmt::Debug for KafkaProfileArgs {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let properties: Vec<String> = self
+            .properties
+            .iter()
+            .map(|p| match p.split_once('=') {
+                Some((k, _)) if is_secret_property(k) => format!("{k}=***"),
+                Some(_) => p.clone(),
+                None => "***".into(),
+            })
+            .collect();
+        f.debug_struct("KafkaProfileArgs")
+            .field("kafka_config", &self.kafka_config)
+            .field("properties", &properties)
+            .finish()
+    }
+}
+
+impl KafkaProfileArgs {
+    /// `base` (the command's own config, if any) with the properties file and the `-X` flags
+    /// over it, then `brokers` (`--brokers`) over all. Values stay raw (`${env:NAME}`).
+    pub fn layers(
+        &self,
+        base: KafkaLayers,
+        brokers: Option<&String>,
+    ) -> Result<KafkaLayers, Failure> {
+        let mut layers = base;
+        if let Some(path) = &self.kafka_config {
+            let file = KafkaPropertiesFile::load(path).map_err(Failure::config)?;
+            layers = layers.with_file(&file);
+        }
+        let mut properties = Vec::with_capacity(self.properties.len());
+        for (i, p) in self.properties.iter().enumerate() {
+            // The text is not repeated: without `=` it may be a stray secret.
+            let (k, v) = p.split_once('=').ok_or_else(|| {
+                Failure::config(anyhow::anyhow!(
+                    "-X number {}: expected KEY=VALUE (no `=` found)",
+                    i + 1
+                ))
+            })?;
+            properties.push((k.trim().to_string(), v.to_string()));
+        }
+        Ok(layers
+            .with_properties(properties)
+            .with_brokers(brokers.cloned()))
+    }
+}
+
 /// Kafka connection and partition flags shared by the streaming commands.
 #[derive(Debug, Clone, clap::Args)]
 pub struct KafkaArgs {
-    /// Bootstrap servers.
-    #[arg(
-        long,
-        env = "STRATA_KAFKA_BROKERS",
-        hide_env_values = true,
-        default_value = "127.0.0.1:9092"
-    )]
-    pub brokers: String,
+    /// Bootstrap servers [default: 127.0.0.1:9092, or `bootstrap.servers` of --kafka-config / -X].
+    #[arg(long, env = "STRATA_KAFKA_BROKERS", hide_env_values = true)]
+    pub brokers: Option<String>,
+    /// Properties file and `-X` flags.
+    #[command(flatten)]
+    pub profile: KafkaProfileArgs,
     /// Input topic (JSON values).
     #[arg(long)]
     pub input_topic: String,
@@ -45,12 +120,6 @@ pub struct KafkaArgs {
     /// Instance i of N (`i/N`): partitions p with p % N == i, without group coordination.
     #[arg(long)]
     pub instance: Option<String>,
-    /// librdkafka property passed through (`-X security.protocol=SASL_SSL`), repeatable; a value
-    /// may be `${env:NAME}` (`-X 'sasl.password=${env:KAFKA_PASSWORD}'`). Settings exactly-once
-    /// depends on (`enable.auto.commit`, `isolation.level`, `acks`, `enable.idempotence`) are
-    /// refused when contradicted.
-    #[arg(short = 'X', long = "property", value_name = "KEY=VALUE")]
-    pub properties: Vec<String>,
     /// Micro-batch bound: records.
     #[arg(long, default_value_t = 10_000)]
     pub max_rows: usize,
@@ -75,18 +144,15 @@ impl KafkaArgs {
         }
     }
 
-    /// The connection config.
+    /// The connection config: `--kafka-config`, then `-X`, then `--brokers`.
     pub fn config(&self) -> Result<KafkaConfig, Failure> {
-        let mut properties = Vec::with_capacity(self.properties.len());
-        for p in &self.properties {
-            let (k, v) = p
-                .split_once('=')
-                .ok_or_else(|| Failure::config(anyhow::anyhow!("-X {p}: expected KEY=VALUE")))?;
-            properties.push((k.to_string(), v.to_string()));
-        }
-        // `${env:NAME}` values keep secrets off the command line (and out of /proc/*/cmdline);
-        // a property that contradicts exactly-once is refused here, before anything runs.
-        KafkaConfig::from_profile(&self.brokers, properties).map_err(Failure::config)
+        // `--kafka-config` and `${env:NAME}` values keep secrets off the command line (and out
+        // of /proc/*/cmdline); a property that contradicts exactly-once is refused here, before
+        // anything runs.
+        self.profile
+            .layers(KafkaLayers::default(), self.brokers.as_ref())?
+            .config(DEFAULT_BROKERS)
+            .map_err(Failure::config)
     }
 
     /// The partition assignment and a name for this instance (state folder, transactional id).
@@ -166,7 +232,6 @@ pub struct Args {
         long,
         env = "STRATA_REGISTRY_URL",
         hide_env_values = true,
-        hide_env_values = true,
         default_value = "http://127.0.0.1:8081"
     )]
     pub registry: String,
@@ -174,8 +239,22 @@ pub struct Args {
     #[arg(long, env = "STRATA_REGISTRY_USER", hide_env_values = true)]
     pub registry_user: Option<String>,
     /// Schema Registry basic-auth password (Confluent Cloud: API secret).
-    #[arg(long, env = "STRATA_REGISTRY_PASSWORD", hide_env_values = true)]
-    pub registry_password: Option<String>,
+    #[arg(
+        long,
+        env = "STRATA_REGISTRY_PASSWORD",
+        hide_env_values = true,
+        value_parser = super::registry::secret
+    )]
+    pub registry_password: Option<Secret>,
+    /// Schema Registry bearer token, sent instead of basic auth.
+    #[arg(
+        long,
+        env = "STRATA_REGISTRY_TOKEN",
+        hide_env_values = true,
+        value_parser = super::registry::secret,
+        conflicts_with = "registry_user"
+    )]
+    pub registry_token: Option<Secret>,
     /// Produce and commit offsets in Kafka transactions (exactly once for read_committed readers).
     #[arg(long)]
     pub exactly_once: bool,
@@ -192,12 +271,14 @@ pub struct Args {
 }
 
 impl Args {
-    /// The registry to register the output schema in, with basic auth when a user is given.
+    /// The registry to register the output schema in, with basic auth when a user is given,
+    /// else the bearer token when one is.
     fn registry_config(&self) -> RegistryConfig {
         super::registry::registry_config(
             &self.registry,
             self.registry_user.as_deref(),
-            self.registry_password.as_deref(),
+            self.registry_password.as_ref(),
+            self.registry_token.as_ref(),
         )
     }
 }

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use strata_connectors::ConnectorError;
-use strata_connectors::kafka::ProducerSlot;
+use strata_connectors::kafka::{KafkaLayers, ProducerSlot};
 use strata_connectors::webhook::{WebhookConfig, WebhookServer};
 use strata_runtime::sinks::RepliedRecordsSink;
 use strata_runtime::sources::webhook_source;
@@ -34,9 +34,12 @@ pub struct Args {
     /// Address to listen on (overrides `listen`).
     #[arg(long, env = "STRATA_WEBHOOK_LISTEN", hide_env_values = true)]
     pub listen: Option<String>,
-    /// Kafka bootstrap servers (overrides `kafka.brokers`).
+    /// Kafka bootstrap servers (overrides `kafka.brokers` and any `bootstrap.servers`).
     #[arg(long, env = "STRATA_KAFKA_BROKERS", hide_env_values = true)]
     pub brokers: Option<String>,
+    /// Kafka properties over the config's `kafka.properties`.
+    #[command(flatten)]
+    pub kafka: super::stream::KafkaProfileArgs,
 }
 
 fn failure(e: ConnectorError) -> Failure {
@@ -53,9 +56,18 @@ pub async fn run(command: &ServeCommand) -> Result<(), Failure> {
     if let Some(l) = &args.listen {
         config.listen = l.clone();
     }
-    if let Some(b) = &args.brokers {
-        config.kafka.brokers = b.clone();
-    }
+    let (brokers, properties) = args
+        .kafka
+        .layers(
+            KafkaLayers::new(
+                Some(config.kafka.brokers.clone()),
+                config.kafka.properties.clone(),
+            ),
+            args.brokers.as_ref(),
+        )?
+        .into_parts();
+    config.kafka.brokers = brokers.unwrap_or_default();
+    config.kafka.properties = properties;
     let kafka = WebhookServer::kafka_config(&config).map_err(failure)?;
     let producer = Arc::new(ProducerSlot::open(&kafka).map_err(failure)?);
     let ack_timeout = config.ack_timeout();

@@ -219,7 +219,7 @@ impl Default for RetryConfig {
 }
 
 /// The Kafka target.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct KafkaTarget {
     /// Bootstrap servers.
@@ -232,6 +232,18 @@ pub struct KafkaTarget {
     /// Extra librdkafka properties.
     #[serde(default)]
     pub properties: BTreeMap<String, String>,
+}
+
+/// Secret-looking property values show as `***`.
+impl std::fmt::Debug for KafkaTarget {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KafkaTarget")
+            .field("brokers", &self.brokers)
+            .field("topic", &self.topic)
+            .field("key", &self.key)
+            .field("properties", &crate::kafka::redacted(&self.properties))
+            .finish()
+    }
 }
 
 /// Polling schedule.

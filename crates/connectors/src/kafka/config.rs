@@ -1,5 +1,7 @@
 //! Connection settings shared by the consumer and the producer, and topic checks that turn
-//! librdkafka's silent retries into clear errors.
+//! librdkafka's silent retries into clear errors. `Debug` output and errors never show the value
+//! of a secret-looking property ([`super::is_secret_property`]): not even librdkafka's own
+//! "invalid property" errors, which repeat the value.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -11,8 +13,8 @@ use rdkafka::types::RDKafkaErrorCode;
 
 use crate::error::{ConnectorError, Result};
 
-/// Where the cluster is and how to talk to it.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+/// Where the cluster is and how to talk to it. `Debug` hides secret property values.
+#[derive(Clone, Default, PartialEq, Eq)]
 pub struct KafkaConfig {
     /// `host:port[,host:port…]`.
     pub brokers: String,
@@ -21,6 +23,16 @@ pub struct KafkaConfig {
     pub properties: BTreeMap<String, String>,
     /// How long to wait for the cluster's metadata before calling it unreachable.
     pub metadata_timeout: Duration,
+}
+
+impl std::fmt::Debug for KafkaConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KafkaConfig")
+            .field("brokers", &crate::secret::redact_url(&self.brokers))
+            .field("properties", &super::properties::redacted(&self.properties))
+            .field("metadata_timeout", &self.metadata_timeout)
+            .finish()
+    }
 }
 
 impl KafkaConfig {
@@ -52,16 +64,8 @@ impl KafkaConfig {
     /// Strata forces these on every client it opens, after the user's properties.
     pub fn check(&self) -> Result<()> {
         for (key, value) in &self.properties {
-            let Some((_, allowed, why)) = FORCED.iter().find(|(k, _, _)| k == key) else {
-                continue;
-            };
-            if !allowed.iter().any(|a| a.eq_ignore_ascii_case(value.trim())) {
-                return Err(ConnectorError::KafkaProperty {
-                    key: key.clone(),
-                    value: value.clone(),
-                    required: allowed[0],
-                    why,
-                });
+            if let Some(e) = forced_violation(key, value) {
+                return Err(e);
             }
         }
         Ok(())
@@ -111,13 +115,43 @@ impl KafkaConfig {
             ) => "is the broker reachable at the configured address?",
             _ => "see the librdkafka error",
         };
+        let message = match e {
+            // rdkafka's text ends with the property's value: never show a secret one (an
+            // unknown key may be a misspelt secret one too).
+            KafkaError::ClientConfig(_, description, key, value) => {
+                let unknown = description.starts_with("No such configuration property");
+                let description = if !value.is_empty()
+                    && (unknown || super::properties::is_secret_property(&key))
+                {
+                    description.replace(&value, "***")
+                } else {
+                    description
+                };
+                format!("client config error for property `{key}`: {description}")
+            }
+            e => e.to_string(),
+        };
         ConnectorError::Kafka {
             brokers: self.brokers.clone(),
             topic: topic.to_string(),
-            message: e.to_string(),
+            message,
             hint,
         }
     }
+}
+
+/// The refusal of `key=value` when it contradicts a setting exactly-once depends on.
+pub(crate) fn forced_violation(key: &str, value: &str) -> Option<ConnectorError> {
+    let (_, allowed, why) = FORCED.iter().find(|(k, _, _)| *k == key)?;
+    if allowed.iter().any(|a| a.eq_ignore_ascii_case(value.trim())) {
+        return None;
+    }
+    Some(ConnectorError::KafkaProperty {
+        key: key.to_string(),
+        value: value.to_string(),
+        required: allowed[0],
+        why,
+    })
 }
 
 /// What a client is for: which forced settings apply to it.
@@ -176,17 +210,23 @@ const CONSUMER_FORCED: [&str; 3] = [
 ];
 const PRODUCER_FORCED: [&str; 2] = ["enable.idempotence", "acks"];
 
-/// Replaces `${env:NAME}` in `value` with the variable's value.
-fn expand_env(key: &str, value: &str) -> Result<String> {
+/// Replaces `${env:NAME}` in `value` with the variable's value. Errors name the variable, never
+/// the value.
+pub(crate) fn expand_env(key: &str, value: &str) -> Result<String> {
     let mut out = String::with_capacity(value.len());
     let mut rest = value;
     while let Some(start) = rest.find("${env:") {
         out.push_str(&rest[..start]);
         let after = &rest[start + 6..];
         let Some(end) = after.find('}') else {
+            // Only the name-like start: the rest of the value may be a secret.
+            let name: String = after
+                .chars()
+                .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+                .collect();
             return Err(ConnectorError::KafkaEnv {
                 key: key.to_string(),
-                variable: after.to_string(),
+                variable: name,
                 problem: "is not closed with `}`",
             });
         };
@@ -277,6 +317,42 @@ mod tests {
         let p = config.client_config_for(Role::Producer, &[]);
         assert_eq!(p.get("acks"), Some("all"));
         assert_eq!(p.get("enable.idempotence"), Some("true"));
+    }
+
+    #[test]
+    fn librdkafka_config_errors_never_show_a_secret_value() {
+        // A misspelt secret key: librdkafka refuses it, and rdkafka's text would end with it.
+        let mut config = KafkaConfig::new("127.0.0.1:9");
+        config
+            .properties
+            .insert("sasl.pasword".into(), "hunter2".into());
+        let e = partitions_of(&config, "t").expect_err("unknown property");
+        let text = format!("{e} {e:?}");
+        assert!(
+            text.contains("sasl.pasword") && !text.contains("hunter2"),
+            "{text}"
+        );
+        // A value that is not secret is still shown, so the user sees what is wrong.
+        let mut config = KafkaConfig::new("127.0.0.1:9");
+        config
+            .properties
+            .insert("security.protocol".into(), "plaintextt".into());
+        let e = partitions_of(&config, "t").expect_err("invalid value");
+        assert!(e.to_string().contains("plaintextt"), "{e}");
+    }
+
+    #[test]
+    fn an_unclosed_env_reference_names_only_the_variable() {
+        let e = KafkaConfig::from_profile(
+            "b:9092",
+            [(
+                "sasl.password".to_string(),
+                "${env:KAFKA_PW hunter2".to_string(),
+            )],
+        )
+        .expect_err("unclosed")
+        .to_string();
+        assert!(e.contains("KAFKA_PW") && !e.contains("hunter2"), "{e}");
     }
 
     #[test]

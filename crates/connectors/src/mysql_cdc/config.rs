@@ -119,18 +119,7 @@ pub struct MysqlCdcConfig {
 
 impl std::fmt::Debug for MysqlCdcConfig {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let properties: std::collections::BTreeMap<&str, &str> = self
-            .kafka_properties
-            .iter()
-            .map(|(k, v)| {
-                let shown = if crate::secret::is_secret_name(k) {
-                    "***"
-                } else {
-                    v
-                };
-                (k.as_str(), shown)
-            })
-            .collect();
+        let properties = crate::kafka::redacted(&self.kafka_properties);
         f.debug_struct("MysqlCdcConfig")
             .field("url", &crate::secret::redact_url(&self.url))
             .field("binlog_files", &self.binlog_files)

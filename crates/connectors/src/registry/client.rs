@@ -1,7 +1,7 @@
 //! REST client for a Confluent-compatible Schema Registry.
 //!
 //! Speaks `application/vnd.schemaregistry.v1+json`, optionally with HTTP basic auth (Confluent
-//! Cloud: API key + secret). Schemas fetched by id and ids of registered schemas are cached in
+//! Cloud: API key + secret) or a bearer token, sent with every request (reads and writes). Schemas fetched by id and ids of registered schemas are cached in
 //! memory (ids are immutable in a registry), so a decoder asks the registry once per writer
 //! schema. Every registry refusal becomes [`ConnectorError::Registry`] with the HTTP status, the
 //! registry's `error_code` and `message`; network failures are
@@ -28,7 +28,8 @@ use crate::{ConnectorError, Result};
 pub const CONTENT_TYPE: &str = "application/vnd.schemaregistry.v1+json";
 
 /// Where the registry is and how to authenticate. `Debug` shows the URL redacted and never the
-/// password.
+/// password or the token. Basic auth and a bearer token exclude each other (one
+/// `Authorization` header): [`RegistryClient::new`] refuses both.
 #[derive(Clone)]
 pub struct RegistryConfig {
     /// Base URL, e.g. `http://127.0.0.1:8081` or `https://psrc-xxxx.confluent.cloud`.
@@ -37,6 +38,8 @@ pub struct RegistryConfig {
     pub username: Option<String>,
     /// Basic-auth password (Confluent Cloud: the API secret).
     pub password: Option<Secret>,
+    /// Bearer token (`Authorization: Bearer …`).
+    pub token: Option<Secret>,
     /// Per-request timeout.
     pub timeout: Duration,
 }
@@ -48,6 +51,7 @@ impl RegistryConfig {
             url: url.into(),
             username: None,
             password: None,
+            token: None,
             timeout: Duration::from_secs(30),
         }
     }
@@ -58,6 +62,12 @@ impl RegistryConfig {
         self.password = Some(Secret::new(password));
         self
     }
+
+    /// Adds a bearer token.
+    pub fn with_bearer_token(mut self, token: impl Into<String>) -> Self {
+        self.token = Some(Secret::new(token));
+        self
+    }
 }
 
 impl std::fmt::Debug for RegistryConfig {
@@ -66,6 +76,7 @@ impl std::fmt::Debug for RegistryConfig {
             .field("url", &redact_url(&self.url))
             .field("username", &self.username)
             .field("password", &self.password)
+            .field("token", &self.token)
             .field("timeout", &self.timeout)
             .finish()
     }
@@ -141,8 +152,17 @@ pub struct RegistryClient {
 }
 
 impl RegistryClient {
-    /// A client for `config`; fails on a malformed URL.
+    /// A client for `config`; fails on a malformed URL, or on basic auth and a token together.
     pub fn new(config: RegistryConfig) -> Result<Self> {
+        if config.username.is_some() && config.token.is_some() {
+            return Err(ConnectorError::Registry {
+                operation: format!("connect to `{}`", redact_url(&config.url)),
+                status: 0,
+                error_code: 0,
+                message: "both basic auth (a user) and a bearer token are set".into(),
+                hint: "give either --registry-user / --registry-password or --registry-token",
+            });
+        }
         let base = Url::parse(&config.url).map_err(|e| ConnectorError::Registry {
             operation: format!("connect to `{}`", redact_url(&config.url)),
             status: 0,
@@ -210,6 +230,8 @@ impl RegistryClient {
             .header(reqwest::header::ACCEPT, CONTENT_TYPE);
         if let Some(user) = &self.config.username {
             req = req.basic_auth(user, self.config.password.as_ref().map(Secret::expose));
+        } else if let Some(token) = &self.config.token {
+            req = req.bearer_auth(token.expose());
         }
         if let Some(body) = body {
             req = req
@@ -588,7 +610,9 @@ fn hint_for(status: StatusCode, error_code: i64) -> &'static str {
         (_, 42203) => {
             "use one of BACKWARD, BACKWARD_TRANSITIVE, FORWARD, FORWARD_TRANSITIVE, FULL, FULL_TRANSITIVE, NONE"
         }
-        (401 | 403, _) => "check the registry credentials (basic auth user / password)",
+        (401 | 403, _) => {
+            "check the registry credentials (basic auth user / password, or the bearer token)"
+        }
         (s, _) if s >= 500 => "registry-side failure: retrying may help",
         _ => "see the registry's message",
     }

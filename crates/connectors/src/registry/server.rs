@@ -13,7 +13,19 @@
 //! subject; every change is written to the state file (JSON, temp file + fsync + rename) before
 //! it is answered, so a restart — or a crash at any point — keeps every id already handed out.
 //! A failed write leaves the in-memory state unchanged and answers 500. One process per state
-//! file: two servers on the same file would overwrite each other's changes.
+//! file: two servers on the same file would overwrite each other's changes (an exclusive lock
+//! beside the file refuses a second one).
+//!
+//! A missing state file is refused unless [`RegistryOptions::init`] is set (`--init`): started
+//! from the wrong folder, a registry would otherwise hand out ids from 1 again, and every record
+//! already written with those ids would decode with the wrong schema. `init` creates the file
+//! at once (so the next start finds it) and simply loads a file that exists.
+//!
+//! Writes need credentials when [`RegistryAuth`] has any (401, `error_code` 40101 otherwise;
+//! see [`super::auth`]). Growth is bounded by [`RegistryLimits`] — schemas, subjects, versions
+//! per subject, bytes per schema and in all — so an unauthenticated or runaway writer fills
+//! neither memory nor disk: a change over a bound is refused (422, `error_code` 42205; an
+//! oversized schema 42201) and changes nothing.
 
 use std::collections::{BTreeMap, HashMap};
 use std::future::Future;
@@ -24,14 +36,16 @@ use std::sync::Arc;
 use apache_avro::Schema;
 use axum::Router;
 use axum::body::Bytes;
-use axum::extract::{Path, Query, State};
-use axum::http::{StatusCode, header};
+use axum::extract::{Path, Query, Request, State};
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value as Json, json};
 use tokio::sync::Mutex;
 
+use super::auth::RegistryAuth;
 use super::client::CONTENT_TYPE;
 use super::compat::CompatibilityLevel;
 use crate::{ConnectorError, Result};
@@ -87,11 +101,81 @@ const FORMAT: u32 = 1;
 struct Live {
     store: Store,
     parsed: HashMap<u32, Schema>,
+    /// Bytes of every stored schema text (for [`RegistryLimits::max_total_schema_bytes`]).
+    schema_bytes: usize,
+}
+
+/// How far the registry may grow. A change that would pass a bound is refused with 422 and
+/// changes nothing; a state file already past a bound still loads (only growth is refused).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RegistryLimits {
+    /// Schemas (global ids) in all.
+    pub max_schemas: usize,
+    /// Subjects, counting those that only carry a compatibility level.
+    pub max_subjects: usize,
+    /// Versions kept per subject (soft-deleted ones count until permanently deleted).
+    pub max_versions_per_subject: usize,
+    /// Bytes of one schema's text, as sent.
+    pub max_schema_bytes: usize,
+    /// Bytes of all stored schema texts together (what the state file and memory hold).
+    pub max_total_schema_bytes: usize,
+}
+
+impl Default for RegistryLimits {
+    fn default() -> Self {
+        RegistryLimits {
+            max_schemas: 100_000,
+            max_subjects: 100_000,
+            max_versions_per_subject: 1_000,
+            max_schema_bytes: MAX_BODY_BYTES,
+            max_total_schema_bytes: 512 * 1024 * 1024,
+        }
+    }
+}
+
+/// The longest subject name accepted (Kafka topic names stop at 249 characters).
+pub const MAX_SUBJECT_BYTES: usize = 1024;
+
+/// How a registry server starts: whether it may create its state file, who may write, and how
+/// far it may grow. The default refuses a missing state file, has no authentication and the
+/// default [`RegistryLimits`].
+#[derive(Debug, Clone, Default)]
+pub struct RegistryOptions {
+    /// Create the state file when it is missing (`--init`); an existing file is loaded.
+    pub init: bool,
+    /// Who may write (and read).
+    pub auth: RegistryAuth,
+    /// Growth bounds.
+    pub limits: RegistryLimits,
+}
+
+impl RegistryOptions {
+    /// Options for a registry that may be new: `init` set, everything else default.
+    pub fn init() -> Self {
+        RegistryOptions {
+            init: true,
+            ..Self::default()
+        }
+    }
+
+    /// Sets [`RegistryOptions::auth`].
+    pub fn with_auth(mut self, auth: RegistryAuth) -> Self {
+        self.auth = auth;
+        self
+    }
+
+    /// Sets [`RegistryOptions::limits`].
+    pub fn with_limits(mut self, limits: RegistryLimits) -> Self {
+        self.limits = limits;
+        self
+    }
 }
 
 struct Inner {
     live: Mutex<Live>,
     file: PathBuf,
+    auth: RegistryAuth,
+    limits: RegistryLimits,
     /// `<state file>.lock`, exclusively locked while this server lives: a second registry on
     /// the same state would hand out the same ids for different schemas.
     _lock: std::fs::File,
@@ -188,6 +272,11 @@ impl ApiError {
     fn invalid_schema(msg: impl Into<String>) -> Self {
         Self::new(StatusCode::UNPROCESSABLE_ENTITY, 42201, msg)
     }
+
+    /// A change refused because it would pass one of the [`RegistryLimits`].
+    fn limit(msg: impl Into<String>) -> Self {
+        Self::new(StatusCode::UNPROCESSABLE_ENTITY, 42205, msg)
+    }
 }
 
 impl IntoResponse for ApiError {
@@ -255,9 +344,13 @@ fn normalize(value: &Json) -> String {
     out
 }
 
-/// The `schema` of a request body, validated: (normalised text, parsed). Public for the fuzz
-/// target: the body is attacker-controlled.
-pub fn schema_from_body(body: &[u8]) -> std::result::Result<(String, Schema), ApiError> {
+/// The `schema` of a request body, validated: (normalised text, parsed). A schema text longer
+/// than `max_bytes` is refused before it is parsed. Public for the fuzz target: the body is
+/// attacker-controlled.
+pub fn schema_from_body(
+    body: &[u8],
+    max_bytes: usize,
+) -> std::result::Result<(String, Schema), ApiError> {
     let j: Json = serde_json::from_slice(body).map_err(|e| {
         ApiError::new(
             StatusCode::BAD_REQUEST,
@@ -283,9 +376,15 @@ pub fn schema_from_body(body: &[u8]) -> std::result::Result<(String, Schema), Ap
     let text = j.get("schema").and_then(Json::as_str).ok_or_else(|| {
         ApiError::invalid_schema("Invalid schema: the body has no `schema` string")
     })?;
+    if text.len() > max_bytes {
+        return Err(ApiError::invalid_schema(format!(
+            "Invalid schema: its text is {} bytes, more than this registry accepts ({max_bytes} bytes, --max-schema-bytes)",
+            text.len()
+        )));
+    }
     let parsed_json: Json = serde_json::from_str(text)
         .map_err(|e| ApiError::invalid_schema(format!("Invalid schema {text}: not JSON: {e}")))?;
-    let schema = Schema::parse(&parsed_json)
+    let schema = crate::no_panic::avro_schema_from_json(&parsed_json)
         .map_err(|e| ApiError::invalid_schema(format!("Invalid schema {text}: {e}")))?;
     Ok((normalize(&parsed_json), schema))
 }
@@ -365,6 +464,59 @@ impl Live {
             .map(|(id, _)| *id)
     }
 
+    /// Refuses a change that would pass a bound: creating subject `s` (when it does not
+    /// exist), adding a version to it (`new_version`), storing a new schema of `new_schema`
+    /// bytes.
+    fn check_growth(
+        &self,
+        limits: &RegistryLimits,
+        s: &str,
+        new_schema: Option<usize>,
+        new_version: bool,
+    ) -> std::result::Result<(), ApiError> {
+        match self.store.subjects.get(s) {
+            None => {
+                if s.len() > MAX_SUBJECT_BYTES {
+                    return Err(ApiError::limit(format!(
+                        "Subject name is {} bytes, longer than this registry accepts ({MAX_SUBJECT_BYTES} bytes)",
+                        s.len()
+                    )));
+                }
+                if self.store.subjects.len() >= limits.max_subjects {
+                    return Err(ApiError::limit(format!(
+                        "Subject '{s}' cannot be created: this registry holds {} subjects, its limit (--max-subjects {})",
+                        self.store.subjects.len(),
+                        limits.max_subjects
+                    )));
+                }
+            }
+            Some(sub) if new_version && sub.versions.len() >= limits.max_versions_per_subject => {
+                return Err(ApiError::limit(format!(
+                    "Subject '{s}' has {} versions, the limit per subject (--max-versions-per-subject {}): delete old versions permanently or write to a new subject",
+                    sub.versions.len(),
+                    limits.max_versions_per_subject
+                )));
+            }
+            Some(_) => {}
+        }
+        if let Some(bytes) = new_schema {
+            if self.store.schemas.len() >= limits.max_schemas {
+                return Err(ApiError::limit(format!(
+                    "A new schema cannot be stored: this registry holds {} schemas, its limit (--max-schemas {})",
+                    self.store.schemas.len(),
+                    limits.max_schemas
+                )));
+            }
+            if self.schema_bytes.saturating_add(bytes) > limits.max_total_schema_bytes {
+                return Err(ApiError::limit(format!(
+                    "A new schema of {bytes} bytes cannot be stored: this registry holds {} bytes of schemas, its limit is {} bytes (--max-total-schema-bytes)",
+                    self.schema_bytes, limits.max_total_schema_bytes
+                )));
+            }
+        }
+        Ok(())
+    }
+
     /// Reasons `new` may not follow `versions` of `s` under the subject's level.
     fn incompatibilities(&self, s: &str, new: &Schema, versions: &[&StoredVersion]) -> Vec<String> {
         let existing: Vec<(u32, &Schema)> = versions
@@ -411,7 +563,24 @@ async fn write_state(file: &FsPath, store: &Store) -> std::io::Result<()> {
     Ok(())
 }
 
-async fn load_state(file: &FsPath) -> Result<Live> {
+/// The refusal of a missing state file without `init`, naming where it was looked for.
+fn missing_state(file: &FsPath) -> ConnectorError {
+    let reason = match std::env::current_dir() {
+        Ok(cwd) if file.is_relative() => format!(
+            "does not exist (looked for `{}`, relative to the working directory)",
+            cwd.join(file).display()
+        ),
+        _ => "does not exist".to_string(),
+    };
+    ConnectorError::RegistryState {
+        file: file.display().to_string(),
+        reason,
+        hint: "pass --init to create a new, empty registry there (ids start again at 1); to keep \
+               an existing registry, point --state at its file",
+    }
+}
+
+async fn load_state(file: &FsPath, init: bool) -> Result<Live> {
     let state_err = |reason: String, hint: &'static str| ConnectorError::RegistryState {
         file: file.display().to_string(),
         reason,
@@ -421,13 +590,26 @@ async fn load_state(file: &FsPath) -> Result<Live> {
         Ok(bytes) => serde_json::from_slice::<Store>(&bytes).map_err(|e| {
             state_err(
                 format!("not a registry state file: {e}"),
-                "restore the file from a backup, or move it away to start with an empty registry",
+                "restore the file from a backup, or move it away and pass --init to start an empty registry",
             )
         })?,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Store {
-            format: FORMAT,
-            ..Store::default()
-        },
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            if !init {
+                return Err(missing_state(file));
+            }
+            // Written at once: the next start (without --init) finds the registry.
+            let store = Store {
+                format: FORMAT,
+                ..Store::default()
+            };
+            write_state(file, &store).await.map_err(|e| {
+                state_err(
+                    format!("cannot create it: {e}"),
+                    "check the path and its permissions",
+                )
+            })?;
+            store
+        }
         Err(e) => {
             return Err(ConnectorError::Io {
                 file: file.display().to_string(),
@@ -444,7 +626,7 @@ async fn load_state(file: &FsPath) -> Result<Live> {
     }
     let mut parsed = HashMap::new();
     for (id, s) in &store.schemas {
-        let schema = Schema::parse_str(&s.schema).map_err(|e| {
+        let schema = crate::no_panic::avro_schema_from_str(&s.schema).map_err(|e| {
             state_err(
                 format!("schema {id} does not parse: {e}"),
                 "the file was edited by hand; restore it from a backup",
@@ -467,7 +649,12 @@ async fn load_state(file: &FsPath) -> Result<Live> {
             ));
         }
     }
-    Ok(Live { store, parsed })
+    let schema_bytes = store.schemas.values().map(|s| s.schema.len()).sum();
+    Ok(Live {
+        store,
+        parsed,
+        schema_bytes,
+    })
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -533,7 +720,7 @@ fn raw_schema(text: &str) -> Response {
 }
 
 async fn register(State(app): State<App>, Path(s): Path<String>, body: Bytes) -> ApiResult {
-    let (text, schema) = schema_from_body(&body)?;
+    let (text, schema) = schema_from_body(&body, app.limits.max_schema_bytes)?;
     let mut live = app.live.lock().await;
     let existing_id = live.id_of(&text);
     if let Some(sub) = live.store.subjects.get(&s)
@@ -541,6 +728,12 @@ async fn register(State(app): State<App>, Path(s): Path<String>, body: Bytes) ->
     {
         return ok(json!({"id": v.id}));
     }
+    live.check_growth(
+        &app.limits,
+        &s,
+        existing_id.is_none().then_some(text.len()),
+        true,
+    )?;
     let live_versions: Vec<&StoredVersion> = live
         .store
         .subjects
@@ -560,10 +753,12 @@ async fn register(State(app): State<App>, Path(s): Path<String>, body: Bytes) ->
         ));
     }
     let mut next = live.store.clone();
+    let mut added_bytes = 0;
     let id = match existing_id {
         Some(id) => id,
         None => {
             let id = next.schemas.keys().next_back().map_or(1, |m| m + 1);
+            added_bytes = text.len();
             next.schemas.insert(id, StoredSchema { schema: text });
             id
         }
@@ -576,6 +771,7 @@ async fn register(State(app): State<App>, Path(s): Path<String>, body: Bytes) ->
         deleted: false,
     });
     app.commit(&mut live, next).await?;
+    live.schema_bytes += added_bytes;
     live.parsed.entry(id).or_insert(schema);
     ok(json!({"id": id}))
 }
@@ -586,7 +782,7 @@ async fn lookup(
     Query(q): Q,
     body: Bytes,
 ) -> ApiResult {
-    let (text, _) = schema_from_body(&body)?;
+    let (text, _) = schema_from_body(&body, app.limits.max_schema_bytes)?;
     let live = app.live.lock().await;
     let deleted = flag(&q, "deleted");
     let sub = live.subject(&s, deleted)?;
@@ -722,7 +918,7 @@ async fn compat_version(
     Path((s, v)): Path<(String, String)>,
     body: Bytes,
 ) -> ApiResult {
-    let (_, schema) = schema_from_body(&body)?;
+    let (_, schema) = schema_from_body(&body, app.limits.max_schema_bytes)?;
     let live = app.live.lock().await;
     let against: Vec<&StoredVersion> = match parse_version(&v)? {
         // Nothing registered yet: any schema may be the first.
@@ -736,7 +932,7 @@ async fn compat_version(
 }
 
 async fn compat_all(State(app): State<App>, Path(s): Path<String>, body: Bytes) -> ApiResult {
-    let (_, schema) = schema_from_body(&body)?;
+    let (_, schema) = schema_from_body(&body, app.limits.max_schema_bytes)?;
     let live = app.live.lock().await;
     let against: Vec<&StoredVersion> = live
         .store
@@ -813,6 +1009,7 @@ async fn put_subject_config(
 ) -> ApiResult {
     let level = level_from_body(&body)?;
     let mut live = app.live.lock().await;
+    live.check_growth(&app.limits, &s, None, false)?;
     let mut next = live.store.clone();
     next.subjects.entry(s).or_default().compatibility = Some(level);
     app.commit(&mut live, next).await?;
@@ -841,6 +1038,31 @@ async fn delete_subject_config(State(app): State<App>, Path(s): Path<String>) ->
 
 async fn mode() -> ApiResult {
     ok(json!({"mode": "READWRITE"}))
+}
+
+/// Refuses a request that needs credentials and has none that [`RegistryAuth`] accepts: 401
+/// with a Confluent-style body and a challenge per accepted scheme, before the body is read.
+async fn require_auth(State(app): State<App>, request: Request, next: Next) -> Response {
+    let auth = &app.auth;
+    if !auth.required_for(request.method()) || auth.allows(request.headers()) {
+        return next.run(request).await;
+    }
+    let mut response = ApiError::new(
+        StatusCode::UNAUTHORIZED,
+        40101,
+        if request.headers().contains_key(header::AUTHORIZATION) {
+            "Unauthorized: the credentials are not valid"
+        } else {
+            "Unauthorized: this registry needs credentials for this request (basic auth or a bearer token)"
+        },
+    )
+    .into_response();
+    for challenge in auth.challenges() {
+        if let Ok(v) = HeaderValue::from_str(&challenge) {
+            response.headers_mut().append(header::WWW_AUTHENTICATE, v);
+        }
+    }
+    response
 }
 
 async fn not_found() -> ApiError {
@@ -887,6 +1109,10 @@ fn router(app: App) -> Router {
         .route("/mode", get(mode))
         .fallback(not_found)
         .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .layer(axum::middleware::from_fn_with_state(
+            app.clone(),
+            require_auth,
+        ))
         .with_state(app)
 }
 
@@ -902,17 +1128,27 @@ impl std::fmt::Debug for RegistryServer {
         f.debug_struct("RegistryServer")
             .field("addr", &self.addr)
             .field("state_file", &self.app.file)
+            .field("auth", &self.app.auth)
+            .field("limits", &self.app.limits)
             .finish()
     }
 }
 
 impl RegistryServer {
-    /// Loads `state_file` (an absent file is an empty registry) and listens on `addr`
-    /// (`127.0.0.1:0` picks a free port).
-    pub async fn bind(addr: &str, state_file: impl Into<PathBuf>) -> Result<Self> {
+    /// Loads `state_file` and listens on `addr` (`127.0.0.1:0` picks a free port). A missing
+    /// state file is refused unless `options.init` is set, and then created empty.
+    pub async fn bind(
+        addr: &str,
+        state_file: impl Into<PathBuf>,
+        options: RegistryOptions,
+    ) -> Result<Self> {
         let file = state_file.into();
+        // Before the lock: a refused start leaves no lock file (or folder) behind.
+        if !options.init && matches!(tokio::fs::try_exists(&file).await, Ok(false)) {
+            return Err(missing_state(&file));
+        }
         let lock = lock_state(&file)?;
-        let live = load_state(&file).await?;
+        let live = load_state(&file, options.init).await?;
         let listener =
             tokio::net::TcpListener::bind(addr)
                 .await
@@ -930,6 +1166,8 @@ impl RegistryServer {
             app: Arc::new(Inner {
                 live: Mutex::new(live),
                 file,
+                auth: options.auth,
+                limits: options.limits,
                 _lock: lock,
             }),
         })
@@ -1024,15 +1262,15 @@ mod tests {
     async fn a_second_registry_on_the_same_state_file_is_refused() {
         let dir = tempfile::tempdir().expect("tempdir");
         let file = dir.path().join("registry.json");
-        let first = RegistryServer::bind("127.0.0.1:0", &file)
+        let first = RegistryServer::bind("127.0.0.1:0", &file, RegistryOptions::init())
             .await
             .expect("first");
-        let err = RegistryServer::bind("127.0.0.1:0", &file)
+        let err = RegistryServer::bind("127.0.0.1:0", &file, RegistryOptions::init())
             .await
             .expect_err("the state is locked");
         assert!(err.to_string().contains("another registry holds"), "{err}");
         drop(first);
-        RegistryServer::bind("127.0.0.1:0", &file)
+        RegistryServer::bind("127.0.0.1:0", &file, RegistryOptions::default())
             .await
             .expect("free again once the first is gone");
     }
@@ -1040,10 +1278,14 @@ mod tests {
     #[tokio::test]
     async fn an_oversized_body_is_refused_before_it_is_parsed() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let running = RegistryServer::bind("127.0.0.1:0", dir.path().join("r.json"))
-            .await
-            .expect("bind")
-            .spawn();
+        let running = RegistryServer::bind(
+            "127.0.0.1:0",
+            dir.path().join("r.json"),
+            RegistryOptions::init(),
+        )
+        .await
+        .expect("bind")
+        .spawn();
         let huge = format!(r#"{{"schema": "{}"}}"#, "x".repeat(MAX_BODY_BYTES + 1));
         let status = reqwest::Client::new()
             .post(format!("{}/subjects/s/versions", running.url()))
@@ -1054,6 +1296,216 @@ mod tests {
             .expect("answer")
             .status();
         assert_eq!(status.as_u16(), 413);
+        running.stop().await.expect("stop");
+    }
+
+    #[tokio::test]
+    async fn a_missing_state_file_is_refused_without_init_and_created_with_it() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let file = dir.path().join("sub").join("registry.json");
+        let err = RegistryServer::bind("127.0.0.1:0", &file, RegistryOptions::default())
+            .await
+            .expect_err("missing");
+        let text = err.to_string();
+        assert!(
+            text.contains(&file.display().to_string())
+                && text.contains("does not exist")
+                && text.contains("--init"),
+            "{text}"
+        );
+        assert!(matches!(err, ConnectorError::RegistryState { .. }));
+        assert!(
+            !dir.path().join("sub").exists(),
+            "a refused start creates nothing"
+        );
+
+        let server = RegistryServer::bind("127.0.0.1:0", &file, RegistryOptions::init())
+            .await
+            .expect("init creates");
+        assert!(file.exists(), "the empty registry is written at once");
+        drop(server);
+        RegistryServer::bind("127.0.0.1:0", &file, RegistryOptions::default())
+            .await
+            .expect("found again without --init");
+    }
+
+    #[tokio::test]
+    async fn init_loads_an_existing_registry_instead_of_wiping_it() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let file = dir.path().join("registry.json");
+        let schema = r#"{"type":"record","name":"r","fields":[{"name":"a","type":"long"}]}"#;
+        let running = RegistryServer::bind("127.0.0.1:0", &file, RegistryOptions::init())
+            .await
+            .expect("bind")
+            .spawn();
+        let url = format!("{}/subjects/s-value/versions", running.url());
+        let http = reqwest::Client::new();
+        let post = || {
+            http.post(&url)
+                .header("content-type", CONTENT_TYPE)
+                .body(json!({ "schema": schema }).to_string())
+                .send()
+        };
+        assert_eq!(post().await.expect("answer").status().as_u16(), 200);
+        running.stop().await.expect("stop");
+
+        let running = RegistryServer::bind("127.0.0.1:0", &file, RegistryOptions::init())
+            .await
+            .expect("init on an existing file")
+            .spawn();
+        let versions: Json = reqwest::get(format!("{}/subjects/s-value/versions", running.url()))
+            .await
+            .expect("answer")
+            .json()
+            .await
+            .expect("json");
+        assert_eq!(versions, json!([1]), "the subject survived --init");
+        running.stop().await.expect("stop");
+    }
+
+    fn record(n: usize) -> String {
+        json!({"type": "record", "name": format!("r{n}"), "fields": [{"name": "a", "type": "long"}]})
+            .to_string()
+    }
+
+    async fn post_schema(url: &str, subject: &str, schema: &str) -> (u16, Json) {
+        let resp = reqwest::Client::new()
+            .post(format!("{url}/subjects/{subject}/versions"))
+            .header("content-type", CONTENT_TYPE)
+            .body(json!({ "schema": schema }).to_string())
+            .send()
+            .await
+            .expect("answer");
+        let status = resp.status().as_u16();
+        (status, resp.json().await.expect("json"))
+    }
+
+    #[tokio::test]
+    async fn growth_past_a_limit_is_refused_and_changes_nothing() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let file = dir.path().join("registry.json");
+        let limits = RegistryLimits {
+            max_schemas: 3,
+            max_subjects: 3,
+            max_versions_per_subject: 2,
+            max_schema_bytes: 200,
+            max_total_schema_bytes: 10_000,
+        };
+        let running = RegistryServer::bind(
+            "127.0.0.1:0",
+            &file,
+            RegistryOptions::init().with_limits(limits),
+        )
+        .await
+        .expect("bind")
+        .spawn();
+        let url = running.url().to_string();
+        let limited = |(status, body): (u16, Json), code: i64, words: &str| {
+            assert_eq!(
+                (status, body["error_code"].as_i64()),
+                (422, Some(code)),
+                "{body}"
+            );
+            let message = body["message"].as_str().unwrap_or_default();
+            assert!(message.contains(words), "{message}");
+        };
+        let put_config = |subject: &'static str| {
+            let url = url.clone();
+            async move {
+                reqwest::Client::new()
+                    .put(format!("{url}/config{subject}"))
+                    .header("content-type", CONTENT_TYPE)
+                    .body(r#"{"compatibility": "NONE"}"#)
+                    .send()
+                    .await
+                    .expect("answer")
+                    .status()
+                    .as_u16()
+            }
+        };
+        // Compatibility NONE, so every record may follow every other.
+        assert_eq!(put_config("").await, 200);
+
+        // Schema text size.
+        let big = json!({"type": "record", "name": "big", "doc": "x".repeat(300), "fields": []});
+        limited(
+            post_schema(&url, "a", &big.to_string()).await,
+            42201,
+            "--max-schema-bytes",
+        );
+        // Versions per subject.
+        assert_eq!(post_schema(&url, "a", &record(1)).await.0, 200);
+        assert_eq!(post_schema(&url, "a", &record(2)).await.0, 200);
+        limited(
+            post_schema(&url, "a", &record(3)).await,
+            42205,
+            "--max-versions-per-subject",
+        );
+        // Schemas: a third is stored, a fourth is not; a stored one may still be reused.
+        assert_eq!(post_schema(&url, "b", &record(3)).await.0, 200);
+        limited(
+            post_schema(&url, "c", &record(4)).await,
+            42205,
+            "--max-schemas",
+        );
+        assert_eq!(post_schema(&url, "c", &record(1)).await.0, 200);
+        // Subjects, counting one that would only carry a compatibility level.
+        limited(
+            post_schema(&url, "d", &record(1)).await,
+            42205,
+            "--max-subjects",
+        );
+        assert_eq!(put_config("/d").await, 422);
+        assert_eq!(
+            put_config("/a").await,
+            200,
+            "an existing subject may change"
+        );
+        // Nothing refused was stored.
+        running.stop().await.expect("stop");
+        let stored: Json =
+            serde_json::from_slice(&std::fs::read(&file).expect("read")).expect("json");
+        assert_eq!(stored["schemas"].as_object().map(|m| m.len()), Some(3));
+        let subjects: Vec<&String> = stored["subjects"]
+            .as_object()
+            .map(|m| m.keys().collect())
+            .unwrap_or_default();
+        assert_eq!(subjects, ["a", "b", "c"]);
+    }
+
+    #[tokio::test]
+    async fn the_total_schema_bytes_are_bounded() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let one = normalize(&serde_json::from_str(&record(1)).expect("json")).len();
+        let limits = RegistryLimits {
+            max_total_schema_bytes: one * 2,
+            ..RegistryLimits::default()
+        };
+        let running = RegistryServer::bind(
+            "127.0.0.1:0",
+            dir.path().join("r.json"),
+            RegistryOptions::init().with_limits(limits),
+        )
+        .await
+        .expect("bind")
+        .spawn();
+        let url = running.url().to_string();
+        assert_eq!(post_schema(&url, "a", &record(1)).await.0, 200);
+        assert_eq!(post_schema(&url, "b", &record(2)).await.0, 200);
+        let (status, body) = post_schema(&url, "c", &record(3)).await;
+        assert_eq!(
+            (status, body["error_code"].as_i64()),
+            (422, Some(42205)),
+            "{body}"
+        );
+        assert!(
+            body["message"]
+                .as_str()
+                .unwrap_or_default()
+                .contains("--max-total-schema-bytes")
+        );
+        // The same schema under another subject stores no new text.
+        assert_eq!(post_schema(&url, "c", &record(1)).await.0, 200);
         running.stop().await.expect("stop");
     }
 }

@@ -62,7 +62,7 @@ fn default_listen() -> String {
 }
 
 /// The Kafka cluster.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct KafkaCluster {
     /// Bootstrap servers.
@@ -70,6 +70,16 @@ pub struct KafkaCluster {
     /// Extra librdkafka properties.
     #[serde(default)]
     pub properties: BTreeMap<String, String>,
+}
+
+/// Secret-looking property values show as `***`.
+impl std::fmt::Debug for KafkaCluster {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KafkaCluster")
+            .field("brokers", &self.brokers)
+            .field("properties", &crate::kafka::redacted(&self.properties))
+            .finish()
+    }
 }
 
 /// One webhook source as written in the file.
