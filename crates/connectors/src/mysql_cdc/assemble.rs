@@ -402,6 +402,22 @@ impl Assembler {
                         hint: "a bug or a truncated binlog: restart from an earlier position",
                     });
                 };
+                // The rows event's own column count drives mysql_common's per-row loop: one
+                // that disagrees with its TABLE_MAP (a damaged event) would run it for up to
+                // 2^64 columns (found by the `mysql_binlog` fuzz target: minutes, gigabytes).
+                if rows.num_columns() != tme.columns_count() {
+                    return Err(ConnectorError::MysqlDecode {
+                        table,
+                        column: String::new(),
+                        position,
+                        problem: format!(
+                            "the rows event has {} columns, its TABLE_MAP {}",
+                            rows.num_columns(),
+                            tme.columns_count()
+                        ),
+                        hint: "a damaged binlog event",
+                    });
+                }
                 let ts_ms = header.timestamp() as i64 * 1000;
                 let event_start = match self.payload {
                     Some(p) => p.start,

@@ -54,10 +54,16 @@ fn write_value(value: Value<'_>, out: &mut String) -> Result<(), DecodeProblem> 
         Value::LargeArray(a) => write_array(a.iter(), out)?,
         Value::SmallObject(o) => write_object(o.iter(), out)?,
         Value::LargeObject(o) => write_object(o.iter(), out)?,
-        opaque @ Value::Opaque(_) => match opaque.parse().map_err(bad)? {
-            JsonDom::Scalar(JsonScalar::Number(JsonNumber::Decimal(d))) => push_display(out, d),
-            other => out.push_str(&serde_json::Value::from(other).to_string()),
-        },
+        // mysql_common's parse of an opaque date / time / decimal overflows (a panic with
+        // overflow checks) on some bytes: found by the `mysql_json_binary` fuzz target.
+        opaque @ Value::Opaque(_) => {
+            match crate::no_panic::no_panic("a binary JSON opaque value", || opaque.parse())?
+                .map_err(bad)?
+            {
+                JsonDom::Scalar(JsonScalar::Number(JsonNumber::Decimal(d))) => push_display(out, d),
+                other => out.push_str(&serde_json::Value::from(other).to_string()),
+            }
+        }
     }
     Ok(())
 }
@@ -133,6 +139,19 @@ mod tests {
     use mysql_async::binlog::BinlogVersion;
     use mysql_async::binlog::events::{Event, EventData, FormatDescriptionEvent, TableMapEvent};
     use mysql_async::binlog::value::BinlogValue;
+
+    #[test]
+    fn fuzz_finding_an_opaque_date_that_overflows_the_parser_is_an_error() {
+        // Found by the `mysql_json_binary` fuzz target: an opaque DATETIME whose packed value
+        // makes mysql_common's unpacking overflow (a panic with overflow checks on).
+        let bytes = [
+            0x0f, 0x0a, 0x08, 0, 0, 0, 0, 0, 0, 0, 0x80, 0xcd, 0xcd, 0xcd, 0x09,
+        ];
+        let value: Value<'_> = mysql_common::io::ParseBuf(&bytes)
+            .parse(())
+            .expect("parses as an opaque value");
+        let _ = to_text(value); // an error or a text, never a panic
+    }
 
     /// A binlog event: 19-byte v4 header, then `data` (no checksum).
     fn event(kind: u8, data: &[u8]) -> Vec<u8> {
