@@ -63,7 +63,21 @@ pg_up() {
       || { echo "initdb failed; see $DIR/pg-init.log" >&2; exit 1; }
   fi
   touch "$DIR/pg.log" && chown postgres "$DIR/pg.log"
-  su postgres -c "$B/pg_ctl -D $DIR/pg -l $DIR/pg.log -o \"-p $PG_PORT -k $DIR/pgsock -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=200\" -w start" >/dev/null \
+  # TLS for the sslmode tests: a CA made here, and a server certificate it signs for the name
+  # `localhost` only (so verify-full to 127.0.0.1 must fail and verify-ca must pass).
+  local T="$DIR/pgtls"
+  if [ ! -f "$T/server.key" ]; then
+    mkdir -p "$T"
+    openssl req -x509 -newkey rsa:2048 -nodes -days 30 -subj "/CN=strata-test-ca" \
+      -keyout "$T/ca.key" -out "$T/ca.pem" >/dev/null 2>&1
+    openssl req -newkey rsa:2048 -nodes -subj "/CN=localhost" \
+      -keyout "$T/server.key" -out "$T/server.csr" >/dev/null 2>&1
+    printf 'subjectAltName=DNS:localhost\n' > "$T/san.ext"
+    openssl x509 -req -in "$T/server.csr" -CA "$T/ca.pem" -CAkey "$T/ca.key" -CAcreateserial \
+      -days 30 -extfile "$T/san.ext" -out "$T/server.crt" >/dev/null 2>&1
+    chown postgres "$T/server.key" "$T/server.crt" && chmod 600 "$T/server.key"
+  fi
+  su postgres -c "$B/pg_ctl -D $DIR/pg -l $DIR/pg.log -o \"-p $PG_PORT -k $DIR/pgsock -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=200 -c ssl=on -c ssl_cert_file=$T/server.crt -c ssl_key_file=$T/server.key\" -w start" >/dev/null \
     || { echo "PostgreSQL did not start; see $DIR/pg.log" >&2; exit 1; }
 }
 
@@ -89,6 +103,7 @@ mysql_up() {
     --port="$MYSQL_PORT" --bind-address=127.0.0.1 --pid-file="$DIR/mariadbd.pid" \
     --log-error="$DIR/mariadb.err" --log-bin="$DIR/binlog" --binlog-format=ROW \
     --binlog-row-image=FULL --binlog-row-metadata=FULL --server-id=1 --user=root \
+    --ssl-cert="$DIR/pgtls/server.crt" --ssl-key="$DIR/pgtls/server.key" \
     --skip-name-resolve >/dev/null 2>&1 &
   for _ in $(seq 1 200); do mysql_ready && break; sleep 0.1; done
   mysql_ready || { echo "MariaDB did not start; see $DIR/mariadb.err" >&2; exit 1; }
@@ -157,6 +172,8 @@ case "${1:-}" in
 export STRATA_TEST_S3_ENDPOINT=http://127.0.0.1:$MOTO_PORT
 export STRATA_TEST_S3_BUCKET=$BUCKET
 export STRATA_TEST_PG_URL=postgres://postgres@127.0.0.1:$PG_PORT/postgres
+export STRATA_TEST_PG_CA=$DIR/pgtls/ca.pem
+export STRATA_TEST_MYSQL_CA=$DIR/pgtls/ca.pem
 export STRATA_TEST_KAFKA=127.0.0.1:$KAFKA_PORT
 export STRATA_TEST_MYSQL_URL=mysql://root@127.0.0.1:$MYSQL_PORT
 export STRATA_TEST_MYSQL_REPLICA_URL=mysql://root@127.0.0.1:$MYSQL_REPLICA_PORT

@@ -43,6 +43,10 @@ pub struct CommitPolicy {
     pub max_interval: Duration,
     /// Commit once this many units (files) are covered; 0: no bound by units.
     pub max_units: usize,
+    /// Commit once the input batches staged since the last commit hold this many bytes (their
+    /// Arrow memory): what a sink that holds its output until the commit may hold, whatever
+    /// the record sizes. `u64::MAX`: no bound by bytes.
+    pub max_bytes: u64,
 }
 
 impl CommitPolicy {
@@ -52,6 +56,7 @@ impl CommitPolicy {
             max_rows: u64::MAX,
             max_interval: Duration::MAX,
             max_units: 1,
+            max_bytes: u64::MAX,
         }
     }
 
@@ -62,6 +67,7 @@ impl CommitPolicy {
             max_rows: u64::MAX,
             max_interval: Duration::MAX,
             max_units: 0,
+            max_bytes: u64::MAX,
         }
     }
 
@@ -71,7 +77,14 @@ impl CommitPolicy {
             max_rows: rows.max(1),
             max_interval: interval,
             max_units: 0,
+            max_bytes: u64::MAX,
         }
+    }
+
+    /// Also commits once the staged input holds `bytes` bytes.
+    pub fn with_max_bytes(mut self, bytes: u64) -> Self {
+        self.max_bytes = bytes.max(1);
+        self
     }
 }
 
@@ -226,6 +239,7 @@ impl<S: Source, K: Sink + Committer, T: Transform> Driver<S, K, T> {
             pending: None,
             at_boundary: true,
             staged_rows: 0,
+            staged_bytes: 0,
             since_commit: Instant::now(),
             commits: 0,
             last_position: committed.position.clone(),
@@ -346,6 +360,8 @@ struct LoopState<'a> {
     at_boundary: bool,
     /// Input records staged since the last commit.
     staged_rows: u64,
+    /// Arrow memory of the input batches staged since the last commit.
+    staged_bytes: u64,
     since_commit: Instant,
     commits: u64,
     last_position: Option<Position>,
@@ -369,6 +385,9 @@ impl LoopState<'_> {
         };
         self.stage(out).await?;
         self.staged_rows += stats.rows_in;
+        self.staged_bytes = self
+            .staged_bytes
+            .saturating_add(batch.get_array_memory_size() as u64);
         self.hooks.on_batch(&stats);
         match position {
             Some(p) => self.reached(p),
@@ -407,6 +426,7 @@ impl LoopState<'_> {
         }
         let due = self.since_commit.elapsed() >= self.policy.max_interval
             || self.staged_rows >= self.policy.max_rows
+            || self.staged_bytes >= self.policy.max_bytes
             || (self.policy.max_units > 0 && pending.units() >= self.policy.max_units);
         if due { self.commit_now().await } else { Ok(()) }
     }
@@ -453,6 +473,7 @@ impl LoopState<'_> {
         self.last_position = Some(position);
         self.commits += 1;
         self.staged_rows = 0;
+        self.staged_bytes = 0;
         self.since_commit = Instant::now();
         Ok(())
     }

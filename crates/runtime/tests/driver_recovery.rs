@@ -167,3 +167,65 @@ proptest! {
         prop_assert_eq!(concat(&q), concat(&clean_q));
     }
 }
+
+/// Commits of one clean run over `records` in batches of 50 with `policy`.
+fn commits_with(records: Vec<String>, policy: CommitPolicy) -> u64 {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let n = records.len();
+    let source = ScriptedLog {
+        records: Arc::new(records),
+        next: 0,
+        sizes: vec![50; n.div_ceil(50)],
+        calls: 0,
+        fail_at: None,
+    };
+    let pipeline =
+        Pipeline::build(&spec(), source.schema(), &BuildContext::default()).expect("pipeline");
+    let sink = MemorySink {
+        store: Arc::new(Mutex::new(Store::default())),
+        rows: Vec::new(),
+        quarantine: Vec::new(),
+        commits: 0,
+        fail_at: None,
+        deltas: false,
+    };
+    let options = DriverOptions {
+        commit: policy,
+        channel_depth: 2,
+        stop_when_idle: None,
+        crash_after_commits: None,
+    };
+    let report = rt
+        .block_on(Driver::new(source, pipeline, sink, options).run(std::future::pending()))
+        .expect("run");
+    report.commits
+}
+
+#[test]
+fn a_byte_bound_commits_big_records_before_the_row_bound() {
+    // 1,500 records of ~64 KiB (an extra field the pipeline ignores): ~96 MiB of input that a
+    // row bound of 100,000 would stage whole.
+    let pad = "x".repeat(64 << 10);
+    let big: Vec<String> = events()
+        .into_iter()
+        .map(|e| match e.strip_suffix('}') {
+            Some(body) => format!(r#"{body},"pad":"{pad}"}}"#),
+            None => e,
+        })
+        .collect();
+    let rows_only = CommitPolicy::every(std::time::Duration::MAX, 100_000);
+    assert_eq!(
+        commits_with(big.clone(), rows_only),
+        1,
+        "one commit at the end"
+    );
+    let bounded = rows_only.with_max_bytes(8 << 20);
+    let commits = commits_with(big, bounded);
+    assert!(
+        (10..=16).contains(&commits),
+        "{commits} commits for ~96 MiB with an 8 MiB bound"
+    );
+}

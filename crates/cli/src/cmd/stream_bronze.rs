@@ -44,6 +44,11 @@ pub struct Args {
     /// Cut the files at least this often while records flow (milliseconds).
     #[arg(long, default_value_t = 60_000)]
     pub file_age_ms: u64,
+    /// Cut the files once the staged records hold this many bytes (in memory, all partitions
+    /// together): the memory bound whatever the record sizes (100,000 records of 1 MiB would
+    /// otherwise be staged whole).
+    #[arg(long, default_value_t = 256 << 20)]
+    pub file_bytes: u64,
 }
 
 /// Runs until idle (`--stop-when-idle-ms`), SIGTERM or Ctrl-C; staged records are written first.
@@ -75,7 +80,8 @@ pub async fn run(args: &Args) -> Result<(), Failure> {
         commit: CommitPolicy::every(
             Duration::from_millis(args.file_age_ms),
             args.file_records as u64,
-        ),
+        )
+        .with_max_bytes(args.file_bytes),
         channel_depth: 4,
         stop_when_idle: args.kafka.stop_when_idle_ms.map(Duration::from_millis),
         crash_after_commits: None,

@@ -92,6 +92,7 @@ pub async fn run(args: &Args) -> Result<(), Failure> {
             max_rows: u64::MAX,
             max_interval: Duration::MAX,
             max_units: 0,
+            max_bytes: u64::MAX,
         },
         channel_depth: 4,
         stop_when_idle: None,

@@ -73,6 +73,14 @@ pub struct MysqlCdcConfig {
     /// Password, if not in the URL (e.g. from an environment variable in the CLI).
     #[serde(default)]
     pub password: Option<crate::secret::Secret>,
+    /// TLS, with MySQL's `--ssl-mode` meanings: `disabled` (default), `required` (encrypted,
+    /// the certificate unchecked), `verify_identity` (the chain to `ssl_ca` and the host name).
+    /// `verify_ca` is refused (the driver cannot skip only the name check).
+    #[serde(default)]
+    pub ssl_mode: Option<String>,
+    /// PEM file of the certificate authorities to trust (default: the system's roots).
+    #[serde(default)]
+    pub ssl_ca: Option<PathBuf>,
     /// Logical server name: `source.name` in events and the middle of nothing else.
     #[serde(default = "default_name")]
     pub name: String,
@@ -122,6 +130,8 @@ impl std::fmt::Debug for MysqlCdcConfig {
         let properties = crate::kafka::redacted(&self.kafka_properties);
         f.debug_struct("MysqlCdcConfig")
             .field("url", &crate::secret::redact_url(&self.url))
+            .field("ssl_mode", &self.ssl_mode)
+            .field("ssl_ca", &self.ssl_ca)
             .field("binlog_files", &self.binlog_files)
             .field("schema_ddl", &self.schema_ddl)
             .field("password", &self.password)
@@ -170,6 +180,8 @@ impl MysqlCdcConfig {
             binlog_files: None,
             schema_ddl: None,
             password: None,
+            ssl_mode: None,
+            ssl_ca: None,
             name: default_name(),
             server_id: default_server_id(),
             tables,

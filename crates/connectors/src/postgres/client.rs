@@ -17,6 +17,7 @@ use crate::error::{ConnectorError, Result};
 #[derive(Clone)]
 pub struct Endpoint {
     config: Config,
+    tls: super::tls::TlsSettings,
     /// `host:port` for messages.
     pub host: String,
     /// Database name.
@@ -41,7 +42,21 @@ impl std::fmt::Debug for Endpoint {
 impl Endpoint {
     /// Builds the connection settings; reads the password from its environment variable.
     pub fn new(c: &PgConnection) -> Result<Self> {
-        let mut config = match (&c.url, &c.host) {
+        let (url, url_mode, url_root) = match &c.url {
+            Some(url) => {
+                let (rest, mode, root) = super::tls::split_url(url);
+                (Some(rest), mode, root)
+            }
+            None => (None, None, None),
+        };
+        let tls = super::tls::TlsSettings {
+            mode: match url_mode.as_deref().or(c.sslmode.as_deref()) {
+                Some(m) => super::tls::SslMode::parse(m)?,
+                None => super::tls::SslMode::default(),
+            },
+            root_cert: url_root.or_else(|| c.sslrootcert.clone()),
+        };
+        let mut config = match (&url, &c.host) {
             (Some(url), _) => url
                 .parse::<Config>()
                 .map_err(|e| ConnectorError::PgConfig {
@@ -86,8 +101,16 @@ impl Endpoint {
             });
         }
         let database = config.get_dbname().unwrap_or(&user).to_string();
+        // Fails early on an unreadable root file rather than at the first connection.
+        super::tls::connector(&tls)?;
+        config.ssl_mode(match tls.mode {
+            super::tls::SslMode::Disable => tokio_postgres::config::SslMode::Disable,
+            super::tls::SslMode::Prefer => tokio_postgres::config::SslMode::Prefer,
+            _ => tokio_postgres::config::SslMode::Require,
+        });
         Ok(Endpoint {
             config,
+            tls,
             host: format!("{host}:{port}"),
             database,
             user,
@@ -103,14 +126,29 @@ impl Endpoint {
     pub async fn connect(&self, application_name: &str) -> Result<Client> {
         let mut config = self.config.clone();
         config.application_name(application_name);
-        let (client, connection) = config
-            .connect(NoTls)
-            .await
-            .map_err(|e| self.connect_error(&e))?;
-        tokio::spawn(async move {
-            // Errors surface on the client's next call.
-            let _ = connection.await;
-        });
+        let client = match super::tls::connector(&self.tls)? {
+            None => {
+                let (client, connection) = config
+                    .connect(NoTls)
+                    .await
+                    .map_err(|e| self.connect_error(&e))?;
+                // Errors surface on the client's next call.
+                tokio::spawn(async move {
+                    let _ = connection.await;
+                });
+                client
+            }
+            Some(tls) => {
+                let (client, connection) = config
+                    .connect(tls)
+                    .await
+                    .map_err(|e| self.connect_error(&e))?;
+                tokio::spawn(async move {
+                    let _ = connection.await;
+                });
+                client
+            }
+        };
         Ok(client)
     }
 

@@ -70,6 +70,13 @@ pub struct PgConnection {
     /// `<prefix>-coordinator`, readers `<prefix>-reader-<n>` in `pg_stat_activity`.
     #[serde(default)]
     pub application_name: Option<String>,
+    /// libpq's `sslmode`: `disable`, `prefer` (default), `require`, `verify-ca`,
+    /// `verify-full` (see [`super::tls`]); a `sslmode` in the URL wins.
+    #[serde(default)]
+    pub sslmode: Option<String>,
+    /// PEM file of the certificate authorities to trust (default: the system's roots).
+    #[serde(default)]
+    pub sslrootcert: Option<std::path::PathBuf>,
 }
 
 /// What to do with `numeric` columns declared without precision and scale.

@@ -41,6 +41,7 @@ pub mod config;
 pub mod copy;
 pub mod incremental;
 pub mod snapshot;
+pub mod tls;
 pub mod types;
 
 pub use config::{
