@@ -395,3 +395,27 @@ fn fuzz_finding_a_rows_event_whose_column_count_disagrees_is_refused_at_once() {
     assert!(e.contains("columns, its TABLE_MAP"), "{e}");
     assert!(started.elapsed() < std::time::Duration::from_secs(5));
 }
+
+#[test]
+fn fuzz_finding_a_rows_event_with_no_columns_in_its_image_is_refused_at_once() {
+    // Found by the `mysql_binlog` fuzz target: an empty column bitmap made mysql_common's row
+    // iterator yield empty rows forever (past 4 GiB in two minutes).
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/fuzz/rows_without_columns.binlog");
+    let started = std::time::Instant::now();
+    let e = read_from(&path, None, &["mysql.t"], "")
+        .err()
+        .expect("refused")
+        .to_string();
+    assert!(e.contains("more rows than"), "{e}");
+    assert!(started.elapsed() < std::time::Duration::from_secs(5));
+}
+
+#[test]
+fn fuzz_finding_a_damaged_payload_header_is_an_error_not_a_panic() {
+    // Found by the `mysql_binlog` fuzz target: mysql_common indexes past the end of it.
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/fuzz/payload_header_cut.binlog");
+    let captured = ["mysql.t", "test.tb1", "mysql.t1", "mysql.foo"];
+    assert!(read_from(&path, None, &captured, "").is_err());
+}

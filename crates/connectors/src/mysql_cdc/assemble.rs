@@ -433,7 +433,22 @@ impl Assembler {
                     .columns_after_image()
                     .map_or_else(|| all.clone(), |bits| bits.iter_ones().collect());
                 let mut decoded = Vec::new();
+                // Every real row takes at least one byte (its null bitmap); a damaged event
+                // whose column bitmap is empty makes mysql_common's iterator yield empty rows
+                // forever without consuming anything (found by the `mysql_binlog` fuzz target).
+                let most_rows = rows.rows_data().len();
                 for row in rows.rows(tme) {
+                    if decoded.len() > most_rows {
+                        return Err(ConnectorError::MysqlDecode {
+                            table,
+                            column: String::new(),
+                            position,
+                            problem: format!(
+                                "the rows event yields more rows than its {most_rows} bytes hold"
+                            ),
+                            hint: "a damaged binlog event",
+                        });
+                    }
                     let (before, after) = row.map_err(|e| ConnectorError::MysqlDecode {
                         table: table.clone(),
                         column: String::new(),

@@ -24,18 +24,43 @@ use mysql_async::binlog::jsonb::{JsonDom, JsonNumber, JsonScalar, Value};
 
 use super::decode::DecodeProblem;
 
+/// MySQL's own bound on JSON nesting.
+pub const MAX_DEPTH: usize = 100;
+/// The longest text a document may print as. Binary JSON addresses values by offsets, and
+/// nothing stops two elements from pointing at the same sub-document: a few KB of shared
+/// offsets printed naively expand exponentially (found by the `mysql_binlog` fuzz target, past
+/// 4 GiB). MySQL documents are bounded by `max_allowed_packet` (1 GiB at most), and text is
+/// larger than the binary form only by punctuation.
+pub const MAX_TEXT_BYTES: usize = 256 << 20;
+
 /// The JSON text of a binary JSON value.
 pub fn to_text(value: Value<'_>) -> Result<String, DecodeProblem> {
     let mut out = String::new();
-    write_value(value, &mut out)?;
+    write_value(value, &mut out, 0)?;
     Ok(out)
+}
+
+fn check_bounds(out: &str, depth: usize) -> Result<(), DecodeProblem> {
+    if depth > MAX_DEPTH {
+        return Err(format!(
+            "malformed MySQL binary JSON: nested deeper than {MAX_DEPTH} levels"
+        ));
+    }
+    if out.len() > MAX_TEXT_BYTES {
+        return Err(format!(
+            "malformed MySQL binary JSON: it prints as more than {MAX_TEXT_BYTES} bytes \
+             (elements sharing offsets)"
+        ));
+    }
+    Ok(())
 }
 
 fn bad(e: impl std::fmt::Display) -> DecodeProblem {
     format!("malformed MySQL binary JSON: {e}")
 }
 
-fn write_value(value: Value<'_>, out: &mut String) -> Result<(), DecodeProblem> {
+fn write_value(value: Value<'_>, out: &mut String, depth: usize) -> Result<(), DecodeProblem> {
+    check_bounds(out, depth)?;
     match value {
         Value::Null => out.push_str("null"),
         Value::Bool(b) => out.push_str(if b { "true" } else { "false" }),
@@ -50,10 +75,10 @@ fn write_value(value: Value<'_>, out: &mut String) -> Result<(), DecodeProblem> 
             let text = std::str::from_utf8(s.str_raw()).map_err(bad)?;
             push_string(out, text);
         }
-        Value::SmallArray(a) => write_array(a.iter(), out)?,
-        Value::LargeArray(a) => write_array(a.iter(), out)?,
-        Value::SmallObject(o) => write_object(o.iter(), out)?,
-        Value::LargeObject(o) => write_object(o.iter(), out)?,
+        Value::SmallArray(a) => write_array(a.iter(), out, depth + 1)?,
+        Value::LargeArray(a) => write_array(a.iter(), out, depth + 1)?,
+        Value::SmallObject(o) => write_object(o.iter(), out, depth + 1)?,
+        Value::LargeObject(o) => write_object(o.iter(), out, depth + 1)?,
         // mysql_common's parse of an opaque date / time / decimal overflows (a panic with
         // overflow checks) on some bytes: found by the `mysql_json_binary` fuzz target.
         opaque @ Value::Opaque(_) => {
@@ -71,13 +96,14 @@ fn write_value(value: Value<'_>, out: &mut String) -> Result<(), DecodeProblem> 
 fn write_array<'a>(
     items: impl Iterator<Item = std::io::Result<Value<'a>>>,
     out: &mut String,
+    depth: usize,
 ) -> Result<(), DecodeProblem> {
     out.push('[');
     for (i, item) in items.enumerate() {
         if i > 0 {
             out.push_str(", ");
         }
-        write_value(item.map_err(bad)?, out)?;
+        write_value(item.map_err(bad)?, out, depth)?;
     }
     out.push(']');
     Ok(())
@@ -88,6 +114,7 @@ fn write_object<'a>(
         Item = std::io::Result<(mysql_async::binlog::jsonb::ObjectKey<'a>, Value<'a>)>,
     >,
     out: &mut String,
+    depth: usize,
 ) -> Result<(), DecodeProblem> {
     out.push('{');
     for (i, entry) in entries.enumerate() {
@@ -98,7 +125,7 @@ fn write_object<'a>(
         let key = std::str::from_utf8(key.value_raw()).map_err(bad)?;
         push_string(out, key);
         out.push_str(": ");
-        write_value(value, out)?;
+        write_value(value, out, depth)?;
     }
     out.push('}');
     Ok(())
