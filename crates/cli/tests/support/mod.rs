@@ -196,6 +196,13 @@ impl DurableBroker {
         let _ = self.child.wait();
     }
 
+    /// Stops the broker with SIGTERM (a graceful shutdown), waiting for it to exit.
+    pub fn stop_gracefully(&mut self) {
+        let pid = self.child.id().to_string();
+        let _ = Command::new("kill").args(["-TERM", &pid]).status();
+        let _ = self.child.wait();
+    }
+
     /// Starts it again on the same port and log.
     pub fn start_again(&mut self) {
         let again = Self::start(self.port, &self.bucket);
