@@ -3,43 +3,15 @@
 //! only) and a second CA made here. The server says whether each session is encrypted
 //! (`Ssl_cipher`), and a CDC source opens (its checks run) over a verified connection.
 
+mod tls_support;
+
 use std::path::{Path, PathBuf};
-use std::process::Command;
+
+use tls_support::{env, other_ca};
 
 use mysql_async::prelude::Queryable;
 use strata_connectors::mysql_cdc::MysqlCdcConfig;
 use strata_connectors::mysql_cdc::checks::{connect, connect_and_check, opts};
-
-fn env(var: &str) -> Option<String> {
-    match std::env::var(var) {
-        Ok(v) => Some(v),
-        Err(_) if std::env::var_os("CI").is_some() => {
-            panic!("CI is set but {var} is not: run scripts/services.sh up")
-        }
-        Err(_) => {
-            eprintln!("SKIPPED mysql_tls: {var} is unset");
-            None
-        }
-    }
-}
-
-fn other_ca(dir: &Path) -> PathBuf {
-    let (key, pem) = (dir.join("other.key"), dir.join("other.pem"));
-    let ok = Command::new("openssl")
-        .args([
-            "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
-        ])
-        .args(["-subj", "/CN=not-the-server-ca", "-keyout"])
-        .arg(&key)
-        .arg("-out")
-        .arg(&pem)
-        .output()
-        .expect("openssl runs")
-        .status
-        .success();
-    assert!(ok, "openssl made a CA");
-    pem
-}
 
 fn config(url: &str, mode: &str, ca: Option<&Path>) -> MysqlCdcConfig {
     let mut c = MysqlCdcConfig::new(url, vec!["mysql.user".into()], "/nonexistent/state.json");
@@ -62,7 +34,10 @@ async fn session(url: &str, mode: &str, ca: Option<&Path>) -> Result<String, Str
 
 #[tokio::test]
 async fn every_ssl_mode_does_what_mysql_does() {
-    let (Some(url), Some(ca)) = (env("STRATA_TEST_MYSQL_URL"), env("STRATA_TEST_MYSQL_CA")) else {
+    let (Some(url), Some(ca)) = (
+        env("mysql_tls", "STRATA_TEST_MYSQL_URL"),
+        env("mysql_tls", "STRATA_TEST_MYSQL_CA"),
+    ) else {
         return;
     };
     let ca = PathBuf::from(ca);

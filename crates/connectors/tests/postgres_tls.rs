@@ -3,43 +3,14 @@
 //! only), and a second CA made here that signed nothing the server has. The server itself says
 //! whether each session is encrypted (`pg_stat_ssl`).
 
+mod tls_support;
+
 use std::path::{Path, PathBuf};
-use std::process::Command;
+
+use tls_support::{env, other_ca};
 
 use strata_connectors::postgres::PgConnection;
 use strata_connectors::postgres::client::Endpoint;
-
-fn env(var: &str) -> Option<String> {
-    match std::env::var(var) {
-        Ok(v) => Some(v),
-        Err(_) if std::env::var_os("CI").is_some() => {
-            panic!("CI is set but {var} is not: run scripts/services.sh up")
-        }
-        Err(_) => {
-            eprintln!("SKIPPED postgres_tls: {var} is unset");
-            None
-        }
-    }
-}
-
-/// A CA of our own (`openssl`), unrelated to the server's.
-fn other_ca(dir: &Path) -> PathBuf {
-    let (key, pem) = (dir.join("other.key"), dir.join("other.pem"));
-    let ok = Command::new("openssl")
-        .args([
-            "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
-        ])
-        .args(["-subj", "/CN=not-the-server-ca", "-keyout"])
-        .arg(&key)
-        .arg("-out")
-        .arg(&pem)
-        .output()
-        .expect("openssl runs")
-        .status
-        .success();
-    assert!(ok, "openssl made a CA");
-    pem
-}
 
 /// `Ok(encrypted)` of a session opened with `url` and `root`, or the error text.
 async fn session(url: &str, root: Option<&Path>) -> Result<bool, String> {
@@ -64,7 +35,10 @@ async fn session(url: &str, root: Option<&Path>) -> Result<bool, String> {
 
 #[tokio::test]
 async fn every_sslmode_does_what_libpq_does() {
-    let (Some(url), Some(ca)) = (env("STRATA_TEST_PG_URL"), env("STRATA_TEST_PG_CA")) else {
+    let (Some(url), Some(ca)) = (
+        env("postgres_tls", "STRATA_TEST_PG_URL"),
+        env("postgres_tls", "STRATA_TEST_PG_CA"),
+    ) else {
         return;
     };
     let ca = PathBuf::from(ca);
