@@ -28,9 +28,9 @@ use super::decode::DecodeProblem;
 pub const MAX_DEPTH: usize = 100;
 /// The longest text a document may print as. Binary JSON addresses values by offsets, and
 /// nothing stops two elements from pointing at the same sub-document: a few KB of shared
-/// offsets printed naively expand exponentially (found by the `mysql_binlog` fuzz target, past
-/// 4 GiB). MySQL documents are bounded by `max_allowed_packet` (1 GiB at most), and text is
-/// larger than the binary form only by punctuation.
+/// offsets printed naively would expand exponentially (a defensive bound: no such input has
+/// been seen). MySQL documents are bounded by `max_allowed_packet` (1 GiB at most), and text
+/// is larger than the binary form only by punctuation.
 pub const MAX_TEXT_BYTES: usize = 256 << 20;
 
 /// The JSON text of a binary JSON value.
