@@ -66,6 +66,11 @@ pg_up() {
   # TLS for the sslmode tests: a CA made here, and a server certificate it signs for the name
   # `localhost` only (so verify-full to 127.0.0.1 must fail and verify-ca must pass).
   local T="$DIR/pgtls"
+  if ! command -v openssl >/dev/null 2>&1; then
+    echo "installing openssl (apt)"
+    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq openssl) >"$DIR/apt-openssl.log" 2>&1 \
+      || { echo "apt-get install openssl failed; see $DIR/apt-openssl.log" >&2; exit 1; }
+  fi
   if [ ! -f "$T/server.key" ]; then
     mkdir -p "$T"
     openssl req -x509 -newkey rsa:2048 -nodes -days 30 -subj "/CN=strata-test-ca" \
