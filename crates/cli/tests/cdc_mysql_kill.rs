@@ -635,7 +635,7 @@ async fn sigkill_mid_stream_is_exactly_once() {
         format!(
             "url: {url}\nname: killtest\nserver_id: {server_id}\ntables: [{db}.t1, {db}.t2]\n\
              snapshot_mode: initial\nstate_file: {}\ntopic_prefix: {prefix}\n\
-             kafka_brokers: {brokers}\nmax_batch_events: 40\n",
+             kafka_brokers: {brokers}\nmax_batch_events: 40\nmax_transaction_events: 3\n",
             state.display()
         ),
     )

@@ -419,3 +419,131 @@ fn fuzz_finding_a_damaged_payload_header_is_an_error_not_a_panic() {
     let captured = ["mysql.t", "test.tb1", "mysql.t1", "mysql.foo"];
     assert!(read_from(&path, None, &captured, "").is_err());
 }
+
+/// Every transaction, or part of one, of `source` after `from`, in parts of `part` events;
+/// with the events each handed out.
+fn read_parts(source: &Path, from: Option<&Position>, part: usize) -> (Read, Vec<usize>) {
+    let files = list(source).unwrap();
+    let captured = tables(&["toddy_test.outbox", "dtb.foo", "dtb.bar"]);
+    let ddl = DdlSchemas::declared("", "").expect("ddl");
+    let mut reader = BinlogFileReader::new(files, from, &captured, ddl, "fixture", 1)
+        .unwrap()
+        .with_part_events(part);
+    let mut read = Read {
+        events: Vec::new(),
+        positions: Vec::new(),
+    };
+    let mut sizes = Vec::new();
+    while let Some(txns) = reader.next_transactions().unwrap() {
+        for t in txns {
+            read.positions.push(t.position.clone());
+            sizes.push(t.events.len());
+            read.events.extend(t.events);
+        }
+    }
+    (read, sizes)
+}
+
+#[test]
+fn a_transaction_handed_out_in_parts_resumes_inside_it() {
+    let dir = tempfile::tempdir().unwrap();
+    copy(dir.path(), "binlog.000009", "mariadb-bin.000001", None);
+    copy(dir.path(), "binlog.000010", "vector.binlog", None);
+    let (whole, _) = read_parts(dir.path(), None, usize::MAX);
+    let (parts, sizes) = read_parts(dir.path(), None, 1);
+    // Parts of one event each — or of one rows event's rows (two here), the unit a part is cut
+    // at: the same events, and positions inside the transactions.
+    assert_eq!(changes(&parts.events), changes(&whole.events));
+    assert!(sizes.iter().all(|n| *n <= 2), "{sizes:?}");
+    let inside = parts.positions.iter().filter(|p| p.part.is_some()).count();
+    assert!(inside >= 3, "no transaction was cut into parts: {inside}");
+    // Resume from every position handed out, inside a transaction or at its end: exactly the
+    // events after it, never one again, and the same positions from there on.
+    for (i, p) in parts.positions.iter().enumerate() {
+        let handed: usize = sizes[..=i].iter().sum();
+        let (rest, _) = read_parts(dir.path(), Some(p), 1);
+        assert_eq!(
+            changes(&rest.events),
+            changes(&parts.events[handed..]),
+            "after {p:?}"
+        );
+        assert_eq!(rest.positions, parts.positions[i + 1..], "after {p:?}");
+        // A reader that takes whole transactions resumes there too.
+        let (rest_whole, _) = read_parts(dir.path(), Some(p), usize::MAX);
+        assert_eq!(changes(&rest_whole.events), changes(&parts.events[handed..]));
+    }
+}
+
+#[test]
+fn a_part_position_that_does_not_match_the_binlog_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    copy(dir.path(), "binlog.000010", "vector.binlog", None);
+    let (parts, _) = read_parts(dir.path(), None, 1);
+    let p = parts
+        .positions
+        .iter()
+        .find(|p| p.part.is_some())
+        .expect("a part")
+        .clone();
+    // The state names another last event than the binlog has at that count.
+    let mut wrong_row = p.clone();
+    if let Some(part) = wrong_row.part.as_mut() {
+        part.row += 7;
+    }
+    let files = list(dir.path()).unwrap();
+    let captured = tables(&["dtb.foo"]);
+    let mut reader = BinlogFileReader::new(
+        files.clone(),
+        Some(&wrong_row),
+        &captured,
+        DdlSchemas::declared("", "").unwrap(),
+        "fixture",
+        1,
+    )
+    .unwrap()
+    .with_part_events(1);
+    let mut error = None;
+    loop {
+        match reader.next_transactions() {
+            Ok(Some(_)) => continue,
+            Ok(None) => break,
+            Err(e) => {
+                error = Some(e.to_string());
+                break;
+            }
+        }
+    }
+    let error = error.expect("refused");
+    assert!(
+        error.contains("resuming inside a transaction handed out in parts"),
+        "{error}"
+    );
+    // More events handed out than the transaction has.
+    let mut too_many = p.clone();
+    if let Some(part) = too_many.part.as_mut() {
+        part.events += 1_000;
+    }
+    let mut reader = BinlogFileReader::new(
+        files,
+        Some(&too_many),
+        &captured,
+        DdlSchemas::declared("", "").unwrap(),
+        "fixture",
+        1,
+    )
+    .unwrap()
+    .with_part_events(1);
+    let mut error = None;
+    loop {
+        match reader.next_transactions() {
+            Ok(Some(_)) => continue,
+            Ok(None) => break,
+            Err(e) => {
+                error = Some(e.to_string());
+                break;
+            }
+        }
+    }
+    let error = error.expect("refused");
+    assert!(error.contains("the transaction ended after"), "{error}");
+}

@@ -39,6 +39,10 @@ pub enum Position {
         /// `@@server_id` of the server whose binlog `file`/`pos` point into, when known.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         server_id: Option<u32>,
+        /// Inside a transaction handed out in parts: how much of the transaction starting at
+        /// `file`/`pos` was handed out.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        part: Option<strata_connectors::mysql_cdc::TxnPart>,
     },
     /// An HTTP API cursor: the cursor sent on the next cycle and, for a cycle cut off
     /// mid-pagination, the page it resumes at.
@@ -185,6 +189,12 @@ mod tests {
                 gtid_set: Some("0-1-45".into()),
                 gtid: Some("0-1-45".into()),
                 server_id: Some(1),
+                part: Some(strata_connectors::mysql_cdc::TxnPart {
+                    events: 30_000,
+                    file: "binlog.000003".into(),
+                    pos: 2000,
+                    row: 17,
+                }),
             },
             Position::Cursor {
                 cursor: Some("1861".into()),

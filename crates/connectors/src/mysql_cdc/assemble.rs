@@ -14,6 +14,16 @@
 //! `source.pos`, and row numbers run on across the payload's rows events — `(file, pos, row)`
 //! stays unique, which the exactly-once read-back relies on.
 //!
+//! Large transactions: once a transaction's pending events reach the part size
+//! ([`Assembler::with_part_events`]) at the end of a rows event (so a part may exceed it by the
+//! rows of one rows event, at most `binlog_row_event_max_size` bytes), they are handed out as a [`Transaction`] whose position is
+//! the transaction's start plus a [`TxnPart`] (events handed out so far, and the last one's
+//! `file`/`pos`/`row`), so a 10M-row UPDATE never sits in memory whole. An assembler started at
+//! such a position skips that many events of the transaction that starts there — it knows where
+//! each transaction starts (the end of the one before it), so this holds for a live dump that
+//! starts right there and for archived files read from their first event — and checks that the
+//! last one it skipped is the one the position names (when it is the same binlog file).
+//!
 //! How it fails: an event that cannot be parsed, or a rows event whose table cannot be typed,
 //! is a [`ConnectorError::MysqlDecode`] naming the table, column and `file:pos` — never skipped.
 
@@ -26,7 +36,7 @@ use serde_json::Map;
 use super::debezium::{ChangeEvent, Op, Source};
 use super::decode;
 use super::gtid::{Gtid, GtidSet};
-use super::position::Position;
+use super::position::{Position, TxnPart};
 use super::schema::Column;
 use crate::error::{ConnectorError, Result};
 
@@ -93,6 +103,19 @@ pub struct Assembler {
     payload: Option<Payload>,
     /// Reading whole files from their start: a PREVIOUS_GTIDS event is the GTID state there.
     from_file_start: bool,
+    /// Pending events of one transaction that are handed out as a part.
+    part_events: usize,
+    /// Where the transaction being read starts: the end of the one before it.
+    txn_start: Position,
+    /// Events of the transaction being read handed out in parts (or skipped as such).
+    handed_in_txn: u64,
+    /// The part the start position is inside (and where its transaction starts), until that
+    /// transaction is reached.
+    resume_part: Option<(Position, TxnPart)>,
+    /// Events still to skip of the transaction being read (handed out by an earlier run).
+    skip: u64,
+    /// What the last skipped event must be (checked when the skipping ends).
+    skip_to: Option<TxnPart>,
     /// Rows decoded so far (for rates).
     pub rows_decoded: u64,
 }
@@ -175,8 +198,39 @@ impl Assembler {
             pending: Vec::new(),
             payload: None,
             from_file_start: false,
+            part_events: usize::MAX,
+            txn_start: position.boundary(),
+            handed_in_txn: 0,
+            resume_part: position.part.clone().map(|p| (position.boundary(), p)),
+            skip: 0,
+            skip_to: None,
             rows_decoded: 0,
-        })
+        }
+        .armed())
+    }
+
+    /// Hands a transaction out in parts of `events` change events (at least 1).
+    pub fn with_part_events(mut self, events: usize) -> Self {
+        self.part_events = events.max(1);
+        self
+    }
+
+    /// Starts skipping when the transaction about to be read is the one the start position is
+    /// inside.
+    fn armed(mut self) -> Self {
+        self.arm();
+        self
+    }
+
+    fn arm(&mut self) {
+        let starts_here = |(at, _): &(Position, TxnPart)| {
+            at.file == self.txn_start.file && at.pos == self.txn_start.pos
+        };
+        if let Some((_, part)) = self.resume_part.take_if(|r| starts_here(r)) {
+            self.skip = part.events;
+            self.handed_in_txn = 0;
+            self.skip_to = Some(part);
+        }
     }
 
     /// Files are read from their first event (archived files): a file's PREVIOUS_GTIDS event
@@ -185,6 +239,18 @@ impl Assembler {
     /// and positions name the file read, not ROTATE events.
     pub fn reading_whole_files(mut self) -> Self {
         self.from_file_start = true;
+        // The first transaction read starts at the first file's start, not at the start
+        // position: skipping waits for the transaction that starts there.
+        if let Some(part) = self.skip_to.take() {
+            self.resume_part = Some((self.txn_start.clone(), part));
+            self.skip = 0;
+        }
+        self.txn_start = Position {
+            pos: 4,
+            gtid: None,
+            ..self.txn_start.clone()
+        };
+        self.arm();
         self
     }
 
@@ -358,12 +424,12 @@ impl Assembler {
                     if !sql.eq_ignore_ascii_case("COMMIT") {
                         self.mapped.clear();
                     }
-                    Ok(Step::Done(self.commit(log_pos)))
+                    Ok(Step::Done(self.commit(log_pos)?))
                 } else {
                     Ok(Step::Pending)
                 }
             }
-            EventData::XidEvent(_) => Ok(Step::Done(self.commit(log_pos))),
+            EventData::XidEvent(_) => Ok(Step::Done(self.commit(log_pos)?)),
             EventData::TableMapEvent(tme) => {
                 let id = tme.table_id();
                 let key = (
@@ -509,7 +575,7 @@ impl Assembler {
                         None => u32::try_from(i).unwrap_or(u32::MAX),
                     };
                     self.rows_decoded += 1;
-                    self.pending.push(ChangeEvent {
+                    self.accept(ChangeEvent {
                         op,
                         before: if op == Op::Create { None } else { before },
                         after: if op == Op::Delete { None } else { after },
@@ -527,7 +593,10 @@ impl Assembler {
                         },
                         key_columns: mapped.key.clone(),
                         ts_ms: now_ms(),
-                    });
+                    })?;
+                }
+                if self.pending.len() >= self.part_events {
+                    return Ok(Step::Done(self.part()));
                 }
                 Ok(Step::Pending)
             }
@@ -535,7 +604,75 @@ impl Assembler {
         }
     }
 
-    fn commit(&mut self, log_pos: u64) -> Transaction {
+    /// Takes an event of the transaction being read: skipped while an earlier run's part is
+    /// being read again, else pending.
+    fn accept(&mut self, event: ChangeEvent) -> Result<()> {
+        if self.skip == 0 {
+            self.pending.push(event);
+            return Ok(());
+        }
+        self.skip -= 1;
+        self.handed_in_txn = self.handed_in_txn.saturating_add(1);
+        if self.skip == 0
+            && let Some(want) = self.skip_to.take()
+            && want.file == event.source.file
+            && (want.pos, want.row) != (event.source.pos, event.source.row)
+        {
+            return Err(self.resume_mismatch(format!(
+                "event {} of the transaction is at {}:{} row {}, the start position names {}:{} \
+                 row {}",
+                want.events, event.source.file, event.source.pos, event.source.row, want.file,
+                want.pos, want.row
+            )));
+        }
+        Ok(())
+    }
+
+    fn resume_mismatch(&self, problem: String) -> ConnectorError {
+        ConnectorError::MysqlDecode {
+            table: String::new(),
+            column: String::new(),
+            position: format!("{}:{}", self.txn_start.file, self.txn_start.pos),
+            problem: format!("resuming inside a transaction handed out in parts: {problem}"),
+            hint: "the binlog is not the one the state file was written against (a restored or \
+                   rewritten binlog?): restore the matching state file, or re-snapshot",
+        }
+    }
+
+    /// Hands out the pending events of an unfinished transaction as a part.
+    fn part(&mut self) -> Transaction {
+        let mut events = std::mem::take(&mut self.pending);
+        for e in &mut events {
+            e.source.gtid = self.gtid.clone();
+        }
+        self.handed_in_txn = self.handed_in_txn.saturating_add(events.len() as u64);
+        let part = events.last().map(|last| TxnPart {
+            events: self.handed_in_txn,
+            file: last.source.file.clone(),
+            pos: last.source.pos,
+            row: last.source.row,
+        });
+        Transaction {
+            events,
+            position: Position {
+                // The GTID state before this transaction: it is added at its commit.
+                gtid_set: self.gtids.as_ref().map(|s| s.to_string()),
+                part,
+                ..self.txn_start.clone()
+            },
+        }
+    }
+
+    fn commit(&mut self, log_pos: u64) -> Result<Transaction> {
+        if self.skip > 0 {
+            let problem = format!(
+                "the transaction ended after {} events, the start position says {} were \
+                 handed out",
+                self.handed_in_txn,
+                self.handed_in_txn.saturating_add(self.skip)
+            );
+            return Err(self.resume_mismatch(problem));
+        }
         self.in_txn = false;
         let mut events = std::mem::take(&mut self.pending);
         for e in &mut events {
@@ -544,16 +681,18 @@ impl Assembler {
         if let (Some(set), Some(g)) = (&mut self.gtids, self.cur_gtid.take()) {
             set.add(&g);
         }
-        Transaction {
-            events,
-            position: Position {
-                file: self.file.clone(),
-                pos: log_pos,
-                gtid: self.gtid.clone(),
-                gtid_set: self.gtids.as_ref().map(|s| s.to_string()),
-                server_id: self.server_id,
-            },
-        }
+        let position = Position {
+            file: self.file.clone(),
+            pos: log_pos,
+            gtid: self.gtid.clone(),
+            gtid_set: self.gtids.as_ref().map(|s| s.to_string()),
+            server_id: self.server_id,
+            part: None,
+        };
+        self.handed_in_txn = 0;
+        self.txn_start = position.clone();
+        self.arm();
+        Ok(Transaction { events, position })
     }
 }
 

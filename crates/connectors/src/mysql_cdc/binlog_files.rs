@@ -171,6 +171,13 @@ impl BinlogFileReader {
         })
     }
 
+    /// Hands a transaction of more than `events` change events out in parts of that size
+    /// (unset: whole).
+    pub fn with_part_events(mut self, events: usize) -> Self {
+        self.asm = self.asm.with_part_events(events);
+        self
+    }
+
     /// Where this reader started.
     pub fn start_position(&self) -> &Position {
         &self.start
@@ -216,7 +223,7 @@ impl BinlogFileReader {
             if self
                 .skip_through
                 .as_ref()
-                .is_some_and(|p| !after(&t.position, p))
+                .is_some_and(|p| !t.position.order(p).is_gt())
             {
                 continue;
             }
@@ -484,7 +491,3 @@ impl BinlogFileReader {
     }
 }
 
-/// True when `a` is after `b` in binlog order.
-fn after(a: &Position, b: &Position) -> bool {
-    compare(&a.file, a.pos, &b.file, b.pos) == std::cmp::Ordering::Greater
-}

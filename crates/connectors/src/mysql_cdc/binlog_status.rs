@@ -85,6 +85,7 @@ pub async fn show(conn: &mut Conn) -> Result<Position> {
                 .map(|s| s.split_whitespace().collect::<String>())
                 .filter(|s| !s.is_empty() && super::gtid::GtidSet::parse(s).is_ok()),
             server_id: None,
+            part: None,
         }),
         _ => Err(ConnectorError::MysqlQuery {
             operation: "reading the binlog position".into(),

@@ -115,10 +115,15 @@ pub struct MysqlCdcConfig {
     /// `${env:NAME}`), checked like every Kafka profile.
     #[serde(default)]
     pub kafka_properties: std::collections::BTreeMap<String, String>,
-    /// Most events handed out per poll of the binlog (whole transactions: a larger transaction
-    /// is handed out whole).
+    /// Most events handed out per poll of the binlog (whole transactions, or parts of a large
+    /// one: see `max_transaction_events`).
     #[serde(default = "default_batch")]
     pub max_batch_events: usize,
+    /// Most change events of one transaction held in memory: a larger transaction is handed
+    /// out in parts of this size, each saved with a position inside the transaction, so a
+    /// restart reads it again from its start and skips what was handed out.
+    #[serde(default = "default_batch")]
+    pub max_transaction_events: usize,
     /// Most rows per snapshot batch. The snapshot is streamed from the server as batches are
     /// taken, so the source holds at most this many snapshot rows plus one read ahead.
     #[serde(default = "default_batch")]
@@ -147,6 +152,7 @@ impl std::fmt::Debug for MysqlCdcConfig {
             .field("kafka_brokers", &self.kafka_brokers)
             .field("kafka_properties", &properties)
             .field("max_batch_events", &self.max_batch_events)
+            .field("max_transaction_events", &self.max_transaction_events)
             .field("snapshot_batch_rows", &self.snapshot_batch_rows)
             .finish()
     }
@@ -194,6 +200,7 @@ impl MysqlCdcConfig {
             kafka_brokers: None,
             kafka_properties: std::collections::BTreeMap::new(),
             max_batch_events: default_batch(),
+            max_transaction_events: default_batch(),
             snapshot_batch_rows: default_batch(),
         }
     }
@@ -237,6 +244,9 @@ impl MysqlCdcConfig {
         }
         if self.topic_prefix.is_empty() {
             problems.push("topic_prefix: must not be empty".into());
+        }
+        if self.max_transaction_events == 0 {
+            problems.push("max_transaction_events: must be > 0".into());
         }
         if self.max_batch_events == 0 {
             problems.push("max_batch_events: must be > 0".into());

@@ -58,7 +58,7 @@ pub use checks::ServerInfo;
 pub use config::{MysqlCdcConfig, ResumeBy, SnapshotLocking, SnapshotMode};
 pub use debezium::{ChangeEvent, Op, to_batch};
 pub use gtid::{Gtid, GtidSet};
-pub use position::{CdcState, Position, StateFile};
+pub use position::{CdcState, Position, StateFile, TxnPart};
 pub use snapshot_lock::SnapshotMethod;
 pub use stream::BinlogReader;
 
@@ -293,7 +293,8 @@ impl MysqlCdcSource {
             ddl,
             &config.name,
             config.max_batch_events,
-        )?;
+        )?
+        .with_part_events(config.max_transaction_events);
         Ok(MysqlCdcSource {
             opts: Opts::default(),
             info: ServerInfo::default(),
@@ -397,6 +398,7 @@ impl MysqlCdcSource {
                         self.info.full_metadata,
                         &self.config.name,
                         self.config.max_batch_events,
+                        self.config.max_transaction_events,
                     )
                     .await
                     {

@@ -2,7 +2,10 @@
 //!
 //! A [`Position`] is the end of a committed transaction: `file` + `pos` (the byte offset after
 //! its XID / COMMIT event), the GTID of that transaction, and — where the server has GTIDs — the
-//! GTID state at that point ([`super::gtid`]: MariaDB's GTID list, one entry per domain, or
+//! GTID state at that point. A transaction larger than a batch is handed out in parts
+//! ([`TxnPart`]): the position of a part is the end of the transaction before it plus how many
+//! of its change events were handed out, so a restart reads the transaction again from its start
+//! and skips those — memory stays bounded by the part size, on every restart too ([`super::gtid`]: MariaDB's GTID list, one entry per domain, or
 //! MySQL's executed GTID set). The reader resumes by that GTID state when it is known and the
 //! config says `resume_by: gtid` (the default on servers with GTIDs): it names the transactions,
 //! not one server's files, so it survives a fail-over to a replica. Otherwise it resumes by
@@ -40,6 +43,26 @@ pub struct Position {
     /// on another server must not use them.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub server_id: Option<u32>,
+    /// Inside a large transaction handed out in parts: the fields above are where that
+    /// transaction starts (the end of the one before it), and this says how much of it was
+    /// handed out. `None` at a transaction boundary.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub part: Option<TxnPart>,
+}
+
+/// How much of a transaction handed out in parts was handed out.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TxnPart {
+    /// Change events of the transaction handed out so far, in binlog order (a restart skips
+    /// this many before handing out more).
+    pub events: u64,
+    /// The last of them: its `source.file`, `source.pos` and `source.row` (what the Kafka
+    /// read-back compares with, and what a restart checks it skipped to).
+    pub file: String,
+    /// Its `source.pos`.
+    pub pos: u64,
+    /// Its `source.row`.
+    pub row: u32,
 }
 
 impl Position {
@@ -51,7 +74,36 @@ impl Position {
             gtid: None,
             gtid_set: None,
             server_id: None,
+            part: None,
         }
+    }
+
+    /// The same point without its part: where the transaction it is inside starts.
+    pub fn boundary(&self) -> Position {
+        Position {
+            part: None,
+            ..self.clone()
+        }
+    }
+
+    /// True when the change event at `file`/`pos`/`row` was handed out before this position:
+    /// before its transaction boundary, or (inside a transaction handed out in part) at or
+    /// before the last event of that part.
+    pub fn covers(&self, file: &str, pos: u64, row: u32) -> bool {
+        match &self.part {
+            None => super::resume::compare(file, pos, &self.file, self.pos).is_lt(),
+            Some(p) => super::resume::compare(file, pos, &p.file, p.pos)
+                .then(row.cmp(&p.row))
+                .is_le(),
+        }
+    }
+
+    /// Orders positions of one binlog: by file/offset, then a boundary before the parts of the
+    /// transaction that starts there, parts by how much they handed out.
+    pub fn order(&self, other: &Position) -> std::cmp::Ordering {
+        let parts = |p: &Position| p.part.as_ref().map_or(0, |t| t.events.saturating_add(1));
+        super::resume::compare(&self.file, self.pos, &other.file, other.pos)
+            .then(parts(self).cmp(&parts(other)))
     }
 }
 
@@ -117,6 +169,35 @@ impl StateFile {
 mod tests {
     use super::*;
 
+    fn part(events: u64, pos: u64, row: u32) -> Position {
+        Position {
+            part: Some(TxnPart {
+                events,
+                file: "binlog.000002".into(),
+                pos,
+                row,
+            }),
+            ..Position::at("binlog.000002", 1000)
+        }
+    }
+
+    #[test]
+    fn a_part_covers_its_events_and_orders_between_its_boundaries() {
+        let boundary = Position::at("binlog.000002", 1000);
+        let p = part(5, 1200, 4);
+        assert!(boundary.covers("binlog.000002", 900, 7));
+        assert!(!boundary.covers("binlog.000002", 1200, 0));
+        assert!(p.covers("binlog.000002", 1200, 4));
+        assert!(p.covers("binlog.000002", 1100, 9));
+        assert!(!p.covers("binlog.000002", 1200, 5));
+        assert!(!p.covers("binlog.000002", 1300, 0));
+        let end = Position::at("binlog.000002", 1500);
+        assert!(boundary.order(&p).is_lt());
+        assert!(p.order(&part(10, 1300, 1)).is_lt());
+        assert!(p.order(&end).is_lt());
+        assert_eq!(p.boundary(), boundary);
+    }
+
     #[test]
     fn saves_and_loads_atomically() {
         let dir = tempfile::tempdir().unwrap();
@@ -129,6 +210,12 @@ mod tests {
                 gtid: Some("0-1-7".into()),
                 gtid_set: Some("0-1-7,1-2-3".into()),
                 server_id: Some(1),
+                part: Some(TxnPart {
+                    events: 20_000,
+                    file: "binlog.000001".into(),
+                    pos: 900,
+                    row: 3,
+                }),
             },
             snapshot_done: true,
         };
@@ -145,6 +232,12 @@ mod tests {
             Position::at("b.000001", 4)
         );
         std::fs::write(f.path(), b"{").unwrap();
+        assert!(
+            !serde_json::to_string(&Position::at("b.000001", 4))
+                .unwrap()
+                .contains("part"),
+            "a boundary writes no part"
+        );
         assert!(
             f.load()
                 .unwrap_err()

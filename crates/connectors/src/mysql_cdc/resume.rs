@@ -227,8 +227,7 @@ pub async fn scan(kafka: &KafkaConfig, source: &MysqlCdcSource, prefix: &str) ->
             let recs = read_to_end(&consumer, kafka, &topic, partition, start).await?;
             delivered.records_read += recs.len() as u64;
             let first_event = recs.iter().find_map(|r| r.event.as_ref());
-            let reached_older = first_event
-                .is_some_and(|(f, p, _, _)| compare(f, *p, &floor.file, floor.pos).is_lt());
+            let reached_older = first_event.is_some_and(|(f, p, r, _)| floor.covers(f, *p, *r));
             if reached_older || start <= low {
                 collect(&mut delivered, &topic, &recs, &floor);
                 break;
@@ -250,13 +249,14 @@ pub async fn scan(kafka: &KafkaConfig, source: &MysqlCdcSource, prefix: &str) ->
     Ok(delivered)
 }
 
-/// Remembers the events of `recs` at or after `floor`.
+/// Remembers the events of `recs` that `floor` does not cover (at or after its boundary, or
+/// after the last event of its part).
 fn collect(delivered: &mut Delivered, topic: &str, recs: &[Rec], floor: &Position) {
     for (i, r) in recs.iter().enumerate() {
         let Some((file, pos, row, op)) = &r.event else {
             continue;
         };
-        if compare(file, *pos, &floor.file, floor.pos).is_lt() {
+        if floor.covers(file, *pos, *row) {
             continue;
         }
         let tombstone_missing = op == "d"
@@ -395,6 +395,30 @@ mod tests {
             !ids.contains_key(&(900, 0)),
             "older than the start position"
         );
+    }
+
+    #[test]
+    fn inside_a_transaction_handed_out_in_part_only_later_events_are_collected() {
+        let floor = Position {
+            part: Some(crate::mysql_cdc::TxnPart {
+                events: 2,
+                file: "binlog.000002".into(),
+                pos: 1100,
+                row: 1,
+            }),
+            ..Position::at("binlog.000002", 1000)
+        };
+        let recs = vec![
+            rec(0, "a", Some(("binlog.000002", 1100, 0, "c"))),
+            rec(1, "b", Some(("binlog.000002", 1100, 1, "c"))),
+            rec(2, "c", Some(("binlog.000002", 1100, 2, "c"))),
+            rec(3, "d", Some(("binlog.000002", 1400, 0, "c"))),
+        ];
+        let mut d = Delivered::none();
+        collect(&mut d, "t", &recs, &floor);
+        let mut ids: Vec<(u64, u32)> = d.events.keys().map(|id| (id.pos, id.row)).collect();
+        ids.sort();
+        assert_eq!(ids, vec![(1100, 2), (1400, 0)]);
     }
 
     #[test]

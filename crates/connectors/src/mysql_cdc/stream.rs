@@ -1,7 +1,8 @@
 //! The live binlog reader: connects as a replica and feeds the dump's events to the shared
-//! decoder ([`super::assemble`]), which hands out **only whole transactions**, each with the
+//! decoder ([`super::assemble`]), which hands out **only committed transactions**, each with the
 //! position after its commit (XID or `COMMIT` query event; a standalone DDL is its own
-//! transaction). Columns are typed from `information_schema` (names from the TABLE_MAP when the
+//! transaction) — a transaction of more than `max_transaction_events` change events in parts of
+//! that size, each with a position inside it that a new reader resumes from. Columns are typed from `information_schema` (names from the TABLE_MAP when the
 //! server writes full row metadata). A compressed transaction (TRANSACTION_PAYLOAD, MySQL
 //! 8.0.20+) is expanded by the driver; this reader expands it too and checks that exactly its
 //! events follow ([`super::payload`]), so a payload the driver could not open is an error.
@@ -89,6 +90,7 @@ impl BinlogReader {
         full_metadata: bool,
         name: &str,
         max_events: usize,
+        part_events: usize,
     ) -> Result<Self> {
         let mut meta = connect(opts).await?;
         let this_server = super::binlog_status::server_id(&mut meta).await?;
@@ -165,7 +167,7 @@ impl BinlogReader {
                 _ => query_error("starting the binlog dump", e),
             }
         })?;
-        let asm = Assembler::new(position, tables, name, Some(this_server))?;
+        let asm = Assembler::new(position, tables, name, Some(this_server))?.with_part_events(part_events);
         Ok(BinlogReader {
             stream,
             meta,

@@ -86,6 +86,7 @@ pub fn position_of(p: &BinlogPosition) -> Position {
         gtid_set: p.gtid_set.clone(),
         gtid: p.gtid.clone(),
         server_id: p.server_id,
+        part: p.part.clone(),
     }
 }
 
@@ -98,12 +99,14 @@ pub fn binlog_of(source: &str, position: &Position) -> Result<BinlogPosition> {
             gtid_set,
             gtid,
             server_id,
+            part,
         } => Ok(BinlogPosition {
             file: file.clone(),
             pos: *pos,
             gtid: gtid.clone(),
             gtid_set: gtid_set.clone(),
             server_id: *server_id,
+            part: part.clone(),
         }),
         other => Err(RuntimeError::Protocol {
             table: source.to_string(),
@@ -121,12 +124,22 @@ pub fn describe(position: Option<&Position>) -> String {
             pos,
             gtid_set,
             gtid,
+            part,
             ..
-        }) => match (gtid_set, gtid) {
-            (Some(set), _) => format!("{file}:{pos} (GTID {set})"),
-            (None, Some(g)) => format!("{file}:{pos} (GTID {g})"),
-            (None, None) => format!("{file}:{pos}"),
-        },
+        }) => {
+            let at = match (gtid_set, gtid) {
+                (Some(set), _) => format!("{file}:{pos} (GTID {set})"),
+                (None, Some(g)) => format!("{file}:{pos} (GTID {g})"),
+                (None, None) => format!("{file}:{pos}"),
+            };
+            match part {
+                Some(p) => format!(
+                    "{at}, {} events into the transaction that starts there (handed out in parts)",
+                    p.events
+                ),
+                None => at,
+            }
+        }
         Some(other) => format!("{other:?}"),
         None => "(none)".into(),
     }
