@@ -692,6 +692,8 @@ async fn reconnects_after_the_dump_thread_is_killed_exactly_once() {
     config.snapshot_mode = SnapshotMode::Never;
     config.reconnect_timeout_secs = 30;
     config.max_batch_events = 500;
+    // The 20 000-row transaction goes out in parts: kills inside it resume inside it.
+    config.max_transaction_events = 700;
     let mut src = MysqlCdcSource::open(config).await.unwrap();
 
     // Writer: 150 small transactions (3 inserts + 1 update each), then one of 20 000 rows,

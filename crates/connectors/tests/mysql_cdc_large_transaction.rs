@@ -105,7 +105,7 @@ async fn a_two_million_row_transaction_is_handed_out_in_bounded_parts() {
     let started = Instant::now();
     c.query_drop(format!(
         "INSERT INTO `{db}`.t (id, v, note) SELECT seq, seq % 1000, CONCAT('row ', seq) \
-         FROM seq_0_to_{}",
+         FROM `{db}`.seq_0_to_{}",
         ROWS - 1
     ))
     .await
@@ -116,6 +116,7 @@ async fn a_two_million_row_transaction_is_handed_out_in_bounded_parts() {
     let mut next_id = 0u64;
     let mut largest = 0usize;
     read_until(&mut src, &mut next_id, ROWS / 3, &mut largest).await;
+    eprintln!("a third read: peak RSS {} MiB", peak_rss_mb());
     let saved = std::fs::read_to_string(&state).unwrap();
     assert!(
         saved.contains("\"part\""),
