@@ -470,7 +470,10 @@ fn a_transaction_handed_out_in_parts_resumes_inside_it() {
         assert_eq!(rest.positions, parts.positions[i + 1..], "after {p:?}");
         // A reader that takes whole transactions resumes there too.
         let (rest_whole, _) = read_parts(dir.path(), Some(p), usize::MAX);
-        assert_eq!(changes(&rest_whole.events), changes(&parts.events[handed..]));
+        assert_eq!(
+            changes(&rest_whole.events),
+            changes(&parts.events[handed..])
+        );
     }
 }
 

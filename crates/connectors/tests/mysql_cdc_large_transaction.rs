@@ -133,9 +133,16 @@ async fn a_two_million_row_transaction_is_handed_out_in_bounded_parts() {
         .await
         .unwrap()
         .unwrap();
-    assert!(tail.events.is_empty(), "{} events after the last row", tail.events.len());
+    assert!(
+        tail.events.is_empty(),
+        "{} events after the last row",
+        tail.events.len()
+    );
     let saved = std::fs::read_to_string(&state).unwrap();
-    assert!(!saved.contains("\"part\""), "the commit ends the parts: {saved}");
+    assert!(
+        !saved.contains("\"part\""),
+        "the commit ends the parts: {saved}"
+    );
 
     let peak = peak_rss_mb();
     eprintln!(

@@ -43,9 +43,10 @@ pub struct Args {
     /// Kafka bootstrap servers (overrides `kafka_brokers` and any `bootstrap.servers`).
     #[arg(long, env = "STRATA_KAFKA_BROKERS", hide_env_values = true)]
     pub brokers: Option<String>,
-    /// Read archived binlog files (a folder of them, or one file) instead of a server, to their
-    /// end: a backfill after the server purged its binlogs (overrides `binlog_files`).
-    #[arg(long, value_name = "DIR|FILE")]
+    /// Read archived binlog files (a folder of them, one file, or `s3://bucket/prefix/` with
+    /// the `AWS_*` environment) instead of a server, to their end: a backfill after the server
+    /// purged its binlogs (overrides `binlog_files`).
+    #[arg(long, value_name = "DIR|FILE|s3://BUCKET/PREFIX")]
     pub binlog_files: Option<PathBuf>,
     /// `CREATE TABLE` statements for tables whose binlog has no column names and whose DDL is
     /// not in the files (`mysqldump --no-data` output; overrides `schema_ddl`).

@@ -621,8 +621,13 @@ impl Assembler {
             return Err(self.resume_mismatch(format!(
                 "event {} of the transaction is at {}:{} row {}, the start position names {}:{} \
                  row {}",
-                want.events, event.source.file, event.source.pos, event.source.row, want.file,
-                want.pos, want.row
+                want.events,
+                event.source.file,
+                event.source.pos,
+                event.source.row,
+                want.file,
+                want.pos,
+                want.row
             )));
         }
         Ok(())

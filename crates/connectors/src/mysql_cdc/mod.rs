@@ -29,6 +29,7 @@
 
 pub mod assemble;
 pub mod binlog_files;
+pub mod binlog_objects;
 pub mod binlog_status;
 pub mod charset;
 pub mod checks;
@@ -159,6 +160,19 @@ impl MysqlCdcSource {
     /// Checks everything and decides where to start (snapshot, saved position, or the current
     /// end of the binlog). With `binlog_files`, reads those files instead ([`Self::open_files`]).
     pub async fn open(config: MysqlCdcConfig) -> Result<Self> {
+        if let Some(url) = config.binlog_files.as_ref().and_then(|p| p.to_str())
+            && binlog_objects::parse_url(url).is_some()
+        {
+            let url = url.to_string();
+            let saved = StateFile::new(&config.state_file).load()?;
+            let from = saved.as_ref().map(|s| s.position.file.as_str());
+            let staging = binlog_objects::staging_dir(&config.state_file);
+            let folder = binlog_objects::stage(&url, from, &staging).await?;
+            tracing::info!(url = %url, staging = %folder.display(), "binlog objects staged");
+            let mut config = config;
+            config.binlog_files = Some(folder);
+            return Self::open_files(config);
+        }
         if config.binlog_files.is_some() {
             return Self::open_files(config);
         }

@@ -167,7 +167,8 @@ impl BinlogReader {
                 _ => query_error("starting the binlog dump", e),
             }
         })?;
-        let asm = Assembler::new(position, tables, name, Some(this_server))?.with_part_events(part_events);
+        let asm = Assembler::new(position, tables, name, Some(this_server))?
+            .with_part_events(part_events);
         Ok(BinlogReader {
             stream,
             meta,
