@@ -118,6 +118,8 @@ fn crash_mid_run_then_rerun_gives_every_row_exactly_once() {
                 "iot",
                 "--pipeline",
                 PIPELINE,
+                "--commit-files",
+                "1",
             ])
             .env("STRATA_TEST_CRASH_AFTER_COMMITS", crash_after)
             .output()
@@ -221,6 +223,79 @@ fn several_files_per_commit_stay_exactly_once_across_a_crash() {
     assert!(
         last.contains("[3/5]") && last.contains("[5/5]") && !last.contains("[4/5]"),
         "{last}"
+    );
+}
+
+/// Many small bronze files share commits, bounded by records (`--commit-rows`): a crash after
+/// two commits and a re-run still give every row exactly once, each commit covering whole files;
+/// with the defaults, 20 small files are one commit.
+#[test]
+fn small_files_share_commits_by_rows_and_stay_exactly_once_across_a_crash() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let d = dir.path();
+    let (want_rows, want_quarantined) = prepare(d, "20000", "1000");
+    let batch = |lake: &str, extra: &[&str]| {
+        let mut c = strata(d);
+        c.args([
+            "batch",
+            "--lake",
+            lake,
+            "--source",
+            "iot",
+            "--pipeline",
+            PIPELINE,
+        ])
+        .args(extra);
+        c
+    };
+    let out = batch("lake", &["--commit-rows", "3500"])
+        .env("STRATA_TEST_CRASH_AFTER_COMMITS", "2")
+        .output()
+        .expect("run");
+    assert!(
+        !out.status.success(),
+        "the crash hook must kill the process"
+    );
+    let last = ok(&mut batch("lake", &["--commit-rows", "3500"]));
+    // 20 files of 1,000 lines, commits at the file that reaches 3,500 records: 4 files each.
+    assert!(
+        last.contains("8 already committed, 12 to process"),
+        "{last}"
+    );
+    assert!(
+        last.contains("[4/12]") && last.contains("[8/12]") && last.contains("[12/12]"),
+        "{last}"
+    );
+    assert!(
+        !last.contains("[1/12]") && !last.contains("[5/12]"),
+        "{last}"
+    );
+    assert_eq!(each_key_once(&read(d, "iot_events")), want_rows);
+    let q: usize = read(d, "iot_events_quarantine")
+        .iter()
+        .map(|b| b.num_rows())
+        .sum();
+    assert_eq!(q, want_quarantined);
+
+    // Defaults: the 20 files are well under a million records, so one commit covers them all.
+    ok(strata(d).args([
+        "bronze",
+        "put",
+        "--lake",
+        "lake2",
+        "--source",
+        "iot",
+        "--date",
+        "2025-11-20",
+        "--input",
+        "in.ndjson.zst",
+        "--lines-per-file",
+        "1000",
+    ]));
+    let copy = ok(&mut batch("lake2", &[]));
+    assert!(
+        copy.contains("[20/20]") && !copy.contains("[19/20]"),
+        "{copy}"
     );
 }
 

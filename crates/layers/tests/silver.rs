@@ -9,7 +9,7 @@ use std::collections::HashSet;
 use arrow::array::AsArray;
 use futures::TryStreamExt;
 use strata_layers::silver::{
-    SilverAppend, SilverCatalog, WriteOptions, append, committed_coverage,
+    CoverageIndex, SilverAppend, SilverCatalog, WriteOptions, append, committed_coverage,
 };
 
 async fn count_rows(table: &iceberg::table::Table) -> usize {
@@ -122,6 +122,81 @@ async fn appends_record_coverage_and_reruns_add_nothing() {
         "no partitioned data files under {}",
         data.display()
     );
+}
+
+/// A writer's coverage index reads each snapshot once however many commits it makes (the check
+/// no longer re-parses every snapshot's coverage per commit), and still sees another writer's
+/// commits: a file it committed is skipped, a chunk mixing it with a new one is refused.
+#[tokio::test]
+async fn a_coverage_index_reads_each_snapshot_once_and_sees_other_writers() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let catalog = SilverCatalog::open_local(dir.path())
+        .await
+        .expect("catalog");
+    let (schema, batches) = iot_output(200, 3);
+    let mut table = catalog
+        .ensure_table("aged", &schema, Some("ts"))
+        .await
+        .expect("table");
+    let mut index = CoverageIndex::default();
+    for i in 0..12 {
+        let mut writer = SilverAppend::start(&table, &WriteOptions::default())
+            .await
+            .expect("start");
+        for b in &batches {
+            writer.write(b).await.expect("write");
+        }
+        let done = writer
+            .commit_indexed(&catalog, &[format!("bronze/{i}.ndjson")], &[], &mut index)
+            .await
+            .expect("commit");
+        assert!(!done.report.skipped);
+        table = done.table;
+    }
+    // 12 commits, each checked against the version it commits onto: 11 snapshots existed
+    // before the last one, each read once (without the index: 0 + 1 + … + 11 = 66 reads).
+    assert_eq!(index.snapshots_read(), 11);
+    // Another writer commits file 12 behind this writer's back.
+    let other = append(
+        &catalog,
+        &table,
+        &batches,
+        &["bronze/12.ndjson".into()],
+        &[],
+    )
+    .await
+    .expect("other writer");
+    assert!(!other.skipped);
+    let mut writer = SilverAppend::start(&table, &WriteOptions::default())
+        .await
+        .expect("start");
+    writer.write(&batches[0]).await.expect("write");
+    let again = writer
+        .commit_indexed(&catalog, &["bronze/12.ndjson".into()], &[], &mut index)
+        .await
+        .expect("commit");
+    assert!(
+        again.report.skipped && again.report.lost_race,
+        "{:?}",
+        again.report
+    );
+    let mut writer = SilverAppend::start(&again.table, &WriteOptions::default())
+        .await
+        .expect("start");
+    writer.write(&batches[0]).await.expect("write");
+    let mixed = writer
+        .commit_indexed(
+            &catalog,
+            &["bronze/12.ndjson".into(), "bronze/13.ndjson".into()],
+            &[],
+            &mut index,
+        )
+        .await;
+    assert!(
+        mixed.is_err(),
+        "a chunk mixing a committed file with a new one"
+    );
+    assert_eq!(index.snapshots_read(), 13);
 }
 
 fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {

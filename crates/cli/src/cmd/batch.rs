@@ -4,7 +4,7 @@
 //! is documented on the sink).
 
 use std::sync::Arc;
-use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use strata_core::{BuildContext, Pipeline};
 use strata_layers::bronze::BronzeDate;
@@ -61,11 +61,21 @@ pub struct Args {
     /// Drop the silver tables and rebuild them from bronze.
     #[arg(long)]
     pub full_refresh: bool,
-    /// Bronze files per silver commit (each commit lists every file it covers, so a file is
-    /// still committed exactly once; more files per commit means fewer snapshots and
-    /// checkpoints when bronze holds many small files).
-    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..))]
-    pub commit_files: u32,
+    /// Most bronze files per silver commit (unset: no bound by count). A commit always covers
+    /// whole files and lists every one of them, so a file is still committed exactly once;
+    /// `--commit-files 1` commits after each file.
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
+    pub commit_files: Option<u32>,
+    /// Commit once the files read since the last commit hold this many records (at the end of
+    /// the file that reaches it): many small bronze files share a commit, a large file is one.
+    #[arg(long, default_value_t = 1_000_000, value_parser = clap::value_parser!(u64).range(1..))]
+    pub commit_rows: u64,
+    /// Commit once the records read since the last commit take this many MiB in memory.
+    #[arg(long, default_value_t = 512, value_parser = clap::value_parser!(u64).range(1..))]
+    pub commit_mb: u64,
+    /// Commit at least this often while files are read (seconds).
+    #[arg(long, default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..))]
+    pub commit_seconds: u64,
     /// Test hook: abort the process right after this many silver commits (crash tests).
     #[arg(
         long,
@@ -125,8 +135,10 @@ pub async fn run_with_spec(args: &Args, spec: strata_core::PipelineSpec) -> Resu
     let sink = SilverFilesSink::new(tables, run_id.as_nanos());
     let options = DriverOptions {
         commit: CommitPolicy {
-            max_units: args.commit_files as usize,
-            ..CommitPolicy::per_file()
+            max_rows: args.commit_rows,
+            max_interval: Duration::from_secs(args.commit_seconds),
+            max_units: args.commit_files.map_or(0, |n| n as usize),
+            max_bytes: args.commit_mb.saturating_mul(1 << 20),
         },
         channel_depth: plan.channel_depth,
         stop_when_idle: None,

@@ -162,7 +162,10 @@ pub async fn run(args: &Args) -> Result<(), Failure> {
             to: None,
             batch_rows: 8192,
             full_refresh: false,
-            commit_files: 1,
+            commit_files: None,
+            commit_rows: 1_000_000,
+            commit_mb: 512,
+            commit_seconds: 60,
             crash_after_commits: None,
         };
         super::batch::run_with_spec(&batch, spec).await?;

@@ -1,7 +1,7 @@
 //! Appends of pipeline output to a silver table: streamed into Parquet data files, made visible
 //! by one atomic commit that records what it covers, fenced against concurrent writers.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
 
 use arrow::array::RecordBatch;
@@ -66,9 +66,32 @@ pub fn current_summary_property(table: &Table, key: &str) -> Option<String> {
 
 /// Everything earlier commits of `table` cover, read from their snapshot summaries.
 pub fn committed_coverage(table: &Table) -> Result<BTreeSet<String>> {
-    let mut covered = BTreeSet::new();
-    for snapshot in table.metadata().snapshots() {
-        if let Some(list) = snapshot.summary().additional_properties.get(COVERED_KEY) {
+    let mut index = CoverageIndex::default();
+    index.refresh(table)?;
+    Ok(index.covered.into_iter().collect())
+}
+
+/// What the commits of one table cover, kept up to date by reading only the snapshots added
+/// since the last look: a writer that commits often onto an old table checks its inputs
+/// against this set instead of parsing every snapshot's coverage list again (which made the
+/// commit cost grow with the table's age).
+#[derive(Debug, Default, Clone)]
+pub struct CoverageIndex {
+    covered: HashSet<String>,
+    /// Snapshots already read.
+    seen: HashSet<i64>,
+}
+
+impl CoverageIndex {
+    /// Reads the coverage of the snapshots of `table` not read before.
+    pub fn refresh(&mut self, table: &Table) -> Result<()> {
+        for snapshot in table.metadata().snapshots() {
+            if !self.seen.insert(snapshot.snapshot_id()) {
+                continue;
+            }
+            let Some(list) = snapshot.summary().additional_properties.get(COVERED_KEY) else {
+                continue;
+            };
             let items: Vec<String> =
                 serde_json::from_str(list).map_err(|e| LayersError::Iceberg {
                     context: format!(
@@ -78,10 +101,45 @@ pub fn committed_coverage(table: &Table) -> Result<BTreeSet<String>> {
                     ),
                     message: format!("`{COVERED_KEY}` is not a JSON list of strings: {e}"),
                 })?;
-            covered.extend(items);
+            self.covered.extend(items);
         }
+        Ok(())
     }
-    Ok(covered)
+
+    /// True when an earlier commit covers `item`.
+    pub fn contains(&self, item: &str) -> bool {
+        self.covered.contains(item)
+    }
+
+    /// Everything covered, sorted.
+    pub fn to_sorted(&self) -> BTreeSet<String> {
+        self.covered.iter().cloned().collect()
+    }
+
+    /// Snapshots read so far (each read once).
+    pub fn snapshots_read(&self) -> usize {
+        self.seen.len()
+    }
+
+    /// Whether `covered` is already committed to `table` (reading only its new snapshots).
+    pub fn state(&mut self, table: &Table, covered: &[String]) -> Result<Coverage> {
+        self.refresh(table)?;
+        let done: Vec<&String> = covered.iter().filter(|c| self.contains(c)).collect();
+        if !covered.is_empty() && done.len() == covered.len() {
+            return Ok(Coverage::Done);
+        }
+        if let Some(first) = done.first() {
+            return Err(LayersError::Iceberg {
+                context: format!("appending to {}", table.identifier()),
+                message: format!(
+                    "{} of {} inputs are already committed (first: {first}); split the chunk",
+                    done.len(),
+                    covered.len(),
+                ),
+            });
+        }
+        Ok(Coverage::New)
+    }
 }
 
 /// Appends `batches` to `table` in one commit that records `covered` (bronze files or source
@@ -94,7 +152,7 @@ pub async fn append(
     covered: &[String],
     extra: &[(String, String)],
 ) -> Result<AppendReport> {
-    if coverage_state(table, covered)? == Coverage::Done {
+    if CoverageIndex::default().state(table, covered)? == Coverage::Done {
         return Ok(AppendReport::skipped());
     }
     let mut writer = SilverAppend::start(table, &WriteOptions::default()).await?;
@@ -300,12 +358,25 @@ impl SilverAppend {
         covered: &[String],
         extra: &[(String, String)],
     ) -> Result<Committed> {
+        self.commit_indexed(catalog, covered, extra, &mut CoverageIndex::default())
+            .await
+    }
+
+    /// [`Self::commit`], checking coverage with `index` (kept by a writer across its commits,
+    /// so each commit reads only the snapshots added since the last one).
+    pub async fn commit_indexed(
+        self,
+        catalog: &SilverCatalog,
+        covered: &[String],
+        extra: &[(String, String)],
+        index: &mut CoverageIndex,
+    ) -> Result<Committed> {
         let mut summary: HashMap<String, String> = extra.iter().cloned().collect();
         summary.insert(
             COVERED_KEY.to_string(),
             serde_json::to_string(covered).map_err(|e| LayersError::Internal(e.to_string()))?,
         );
-        self.commit_checked(catalog, summary, |base| coverage_state(base, covered))
+        self.commit_checked(catalog, summary, |base| index.state(base, covered))
             .await
     }
 
@@ -318,7 +389,7 @@ impl SilverAppend {
         mut self,
         catalog: &SilverCatalog,
         summary: HashMap<String, String>,
-        check: impl Fn(&Table) -> Result<Coverage>,
+        mut check: impl FnMut(&Table) -> Result<Coverage>,
     ) -> Result<Committed> {
         self.flush().await?;
         let name = self.name.clone();
@@ -383,27 +454,6 @@ pub enum Coverage {
     New,
     /// Already committed: drop this append.
     Done,
-}
-
-/// Whether `covered` is already committed to `table`: all of it (skip), none (commit), or
-/// partly (an error: the caller mixed old and new inputs in one chunk).
-fn coverage_state(table: &Table, covered: &[String]) -> Result<Coverage> {
-    let already = committed_coverage(table)?;
-    let done: Vec<&String> = covered.iter().filter(|c| already.contains(*c)).collect();
-    if !covered.is_empty() && done.len() == covered.len() {
-        return Ok(Coverage::Done);
-    }
-    if let Some(first) = done.first() {
-        return Err(LayersError::Iceberg {
-            context: format!("appending to {}", table.identifier()),
-            message: format!(
-                "{} of {} inputs are already committed (first: {first}); split the chunk",
-                done.len(),
-                covered.len(),
-            ),
-        });
-    }
-    Ok(Coverage::New)
 }
 
 /// `strata-<nanos since epoch>-<pid>-<n>`: unique per append across processes and restarts.

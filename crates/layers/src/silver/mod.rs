@@ -22,8 +22,8 @@ mod object_storage;
 mod query;
 
 pub use append::{
-    AppendReport, COVERED_KEY, Committed, Coverage, SilverAppend, WriteOptions, append,
-    committed_coverage, current_summary_property,
+    AppendReport, COVERED_KEY, Committed, Coverage, CoverageIndex, SilverAppend, WriteOptions,
+    append, committed_coverage, current_summary_property,
 };
 pub use catalog::{
     CATALOG_NAME, CatalogConfig, SilverCatalog, check_silver_schema, silver_arrow_schema,

@@ -6,9 +6,12 @@
 //! their quarantine already covered (skipped) and commits the rows. Two writers on the same
 //! table: commits are compare-and-swaps on the version whose coverage was checked, so a file is
 //! committed once; the writer that loses a rows commit stops with an error saying so.
+//!
+//! Commit cost does not grow with the table's age through the coverage check: the sink keeps
+//! a [`CoverageIndex`] per table, so each commit reads only the snapshots added since the last.
 
 use arrow::array::RecordBatch;
-use strata_layers::silver::{SilverAppend, committed_coverage};
+use strata_layers::silver::{CoverageIndex, SilverAppend};
 
 use super::silver_tables::SilverTables;
 use crate::contract::{CommitReport, Committed, Committer, Sink, StateUpdate};
@@ -22,6 +25,8 @@ pub struct SilverFilesSink {
     quarantine: Option<SilverAppend>,
     state_prefix: String,
     commits: usize,
+    rows_covered: CoverageIndex,
+    quarantine_covered: CoverageIndex,
 }
 
 impl std::fmt::Debug for SilverFilesSink {
@@ -43,6 +48,8 @@ impl SilverFilesSink {
             quarantine: None,
             state_prefix,
             commits: 0,
+            rows_covered: CoverageIndex::default(),
+            quarantine_covered: CoverageIndex::default(),
         }
     }
 }
@@ -73,7 +80,8 @@ impl Sink for SilverFilesSink {
 #[async_trait::async_trait]
 impl Committer for SilverFilesSink {
     async fn committed(&mut self) -> Result<Committed> {
-        let covered = committed_coverage(&self.tables.rows)?;
+        self.rows_covered.refresh(&self.tables.rows)?;
+        let covered = self.rows_covered.to_sorted();
         let (state, state_deltas) = self.tables.committed_state().await?;
         Ok(Committed {
             position: (!covered.is_empty()).then(|| Position::files(covered)),
@@ -98,7 +106,14 @@ impl Committer for SilverFilesSink {
             Some(w) => w,
             None => self.tables.start_quarantine().await?,
         };
-        let q = quarantine.commit(&self.tables.catalog, files, &[]).await?;
+        let q = quarantine
+            .commit_indexed(
+                &self.tables.catalog,
+                files,
+                &[],
+                &mut self.quarantine_covered,
+            )
+            .await?;
         self.tables.quarantine = q.table;
         let path = format!("{}-{:06}.ckpt", self.state_prefix, self.commits);
         let extra = self.tables.state_summary(path, state).await?;
@@ -106,7 +121,9 @@ impl Committer for SilverFilesSink {
             Some(w) => w,
             None => self.tables.start_rows().await?,
         };
-        let r = rows.commit(&self.tables.catalog, files, &extra).await?;
+        let r = rows
+            .commit_indexed(&self.tables.catalog, files, &extra, &mut self.rows_covered)
+            .await?;
         self.tables.rows = r.table;
         let covers = files.join(", ");
         if r.report.skipped {
