@@ -16,6 +16,8 @@ Usage (broker, registry and release build needed):
     python bench/stream_bench.py --memory            # the 1M / 5M RSS run
     python bench/stream_bench.py --ab BASE_BIN HEAD_BIN [EVENTS]   # throughput, two binaries
                                                                    # alternating A/B/A/B
+    python bench/stream_bench.py --latency [RATE]                 # the latency run alone
+    STRATA_DRIVER_ARGS="--max-wait-ms 5" python bench/stream_bench.py ...   # extra driver flags
 """
 import json
 import os
@@ -99,7 +101,7 @@ def run_driver(work, url, t_in, t_out, t_dlq, idle_ms, sample_rss=None):
     cmd = [STRATA, "stream", "avro", "--brokers", BROKERS, "--input-topic", t_in, "--output-topic",
            t_out, "--dlq-topic", t_dlq, "--pipeline", PIPELINE, "--registry", url, "--partitions", "0",
            "--group", t_in + "-g", "--state-dir", os.path.join(work, "state"), "--stop-when-idle-ms",
-           str(idle_ms), "--max-wait-ms", "20"]
+           str(idle_ms), "--max-wait-ms", "20"] + os.environ.get("STRATA_DRIVER_ARGS", "").split()
     start = time.perf_counter()
     # Progress lines are logs (stderr) in newer builds: read both streams.
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
@@ -232,6 +234,12 @@ def main():
     if sys.argv[1:2] == ["--ab"]:
         n = int(sys.argv[4]) if len(sys.argv) > 4 else 1_000_000
         ab(work, sys.argv[2], sys.argv[3], n)
+        return
+    if sys.argv[1:2] == ["--latency"]:
+        rate = float(sys.argv[2]) if len(sys.argv) > 2 else 10_000
+        offered, count, p50, p99 = latency(work, int(rate * 30), rate)
+        print(f"latency at {offered:,.0f} events/s offered ({count:,} output records): "
+              f"p50 {p50:.0f} ms, p99 {p99:.0f} ms")
         return
     if "--memory" in sys.argv:
         for mark, (got, rss) in sorted(memory(work).items()):

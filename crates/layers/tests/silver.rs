@@ -199,6 +199,47 @@ async fn a_coverage_index_reads_each_snapshot_once_and_sees_other_writers() {
     assert_eq!(index.snapshots_read(), 13);
 }
 
+/// An append reads no manifest of earlier snapshots (their number grows with every commit, so
+/// reading them made each commit slower than the one before): with the manifests of all earlier
+/// commits gone from disk, one more append still commits.
+#[tokio::test]
+async fn an_append_reads_no_manifest_of_earlier_commits() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let catalog = SilverCatalog::open_local(dir.path())
+        .await
+        .expect("catalog");
+    let (schema, batches) = iot_output(300, 4);
+    let mut table = catalog
+        .ensure_table("aging", &schema, Some("ts"))
+        .await
+        .expect("table");
+    for i in 0..3 {
+        let done = append(&catalog, &table, &batches, &[format!("bronze/{i}")], &[])
+            .await
+            .expect("append");
+        assert!(!done.skipped);
+        table = catalog
+            .ensure_table("aging", &schema, Some("ts"))
+            .await
+            .expect("reload");
+    }
+    let manifests: Vec<_> = walk(&dir.path().join("warehouse"))
+        .into_iter()
+        .filter(|p| {
+            let name = p.file_name().map(|n| n.to_string_lossy().into_owned());
+            name.is_some_and(|n| n.ends_with(".avro") && !n.starts_with("snap-"))
+        })
+        .collect();
+    assert!(manifests.len() >= 3, "{manifests:?}");
+    for m in &manifests {
+        std::fs::remove_file(m).expect("remove");
+    }
+    let done = append(&catalog, &table, &batches, &["bronze/3".to_string()], &[])
+        .await
+        .expect("an append must not read earlier manifests");
+    assert!(!done.skipped);
+}
+
 fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
     let mut out = Vec::new();
     if let Ok(entries) = std::fs::read_dir(dir) {

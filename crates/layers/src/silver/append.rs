@@ -409,8 +409,14 @@ impl SilverAppend {
                 });
             }
             let tx = Transaction::new(&base);
+            // iceberg-rust's duplicate check loads every manifest of the table on every append
+            // (to refuse a data file path that is already live): a cost that grows with the
+            // table's age — 0.02 s per commit at the first commit, 0.5 s at the thousandth.
+            // Our data file names are unique per append (`unique_prefix`), and what must not
+            // be committed twice is an *input*, which `check` decides from the coverage index.
             let tx = tx
                 .fast_append()
+                .with_check_duplicate(false)
                 .add_data_files(self.files.clone())
                 .set_snapshot_properties(summary.clone())
                 .apply(tx)
