@@ -101,7 +101,7 @@ def run_driver(work, url, t_in, t_out, t_dlq, idle_ms, sample_rss=None):
     cmd = [STRATA, "stream", "avro", "--brokers", BROKERS, "--input-topic", t_in, "--output-topic",
            t_out, "--dlq-topic", t_dlq, "--pipeline", PIPELINE, "--registry", url, "--partitions", "0",
            "--group", t_in + "-g", "--state-dir", os.path.join(work, "state"), "--stop-when-idle-ms",
-           str(idle_ms), "--max-wait-ms", "20"] + os.environ.get("STRATA_DRIVER_ARGS", "").split()
+           str(idle_ms), "--max-wait-ms", os.environ.get("STRATA_MAX_WAIT_MS", "20")] + os.environ.get("STRATA_DRIVER_ARGS", "").split()
     start = time.perf_counter()
     # Progress lines are logs (stderr) in newer builds: read both streams.
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
