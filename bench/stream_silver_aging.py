@@ -31,7 +31,7 @@ def main():
     lake = os.path.join(work, "lake")
     cmd = [STRATA, "stream", "silver", "--brokers", BROKERS, "--input-topic", t_in, "--group",
            t_in + "-g", "--partitions", "0", "--pipeline", PIPELINE, "--lake", lake,
-           "--commit-interval-ms", "1000", "--stop-when-idle-ms", "5000"]
+           "--commit-interval-ms", "1000", "--stop-when-idle-ms", "30000"]
     start = time.perf_counter()
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     commits = []

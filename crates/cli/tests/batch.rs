@@ -51,20 +51,7 @@ fn prepare(d: &Path, events: &str, lines_per_file: &str) -> (usize, usize) {
         "--out",
         "in.ndjson.zst",
     ]));
-    ok(strata(d).args([
-        "bronze",
-        "put",
-        "--lake",
-        "lake",
-        "--source",
-        "iot",
-        "--date",
-        "2025-11-20",
-        "--input",
-        "in.ndjson.zst",
-        "--lines-per-file",
-        lines_per_file,
-    ]));
+    put_bronze(d, "lake", lines_per_file);
     let expected = ok(strata(d).args([
         "transform",
         "--json",
@@ -78,6 +65,24 @@ fn prepare(d: &Path, events: &str, lines_per_file: &str) -> (usize, usize) {
     let expected: serde_json::Value = serde_json::from_str(&expected).expect("json");
     let count = |k: &str| expected["metrics"][k].as_u64().unwrap_or(0) as usize;
     (count("rows_out"), count("quarantined"))
+}
+
+/// `in.ndjson.zst` into the bronze of `lake`, cut into files of `lines_per_file` lines.
+fn put_bronze(d: &Path, lake: &str, lines_per_file: &str) {
+    ok(strata(d).args([
+        "bronze",
+        "put",
+        "--lake",
+        lake,
+        "--source",
+        "iot",
+        "--date",
+        "2025-11-20",
+        "--input",
+        "in.ndjson.zst",
+        "--lines-per-file",
+        lines_per_file,
+    ]));
 }
 
 /// Asserts no (device_id, seq) appears twice and returns the row count.
@@ -278,20 +283,7 @@ fn small_files_share_commits_by_rows_and_stay_exactly_once_across_a_crash() {
     assert_eq!(q, want_quarantined);
 
     // Defaults: the 20 files are well under a million records, so one commit covers them all.
-    ok(strata(d).args([
-        "bronze",
-        "put",
-        "--lake",
-        "lake2",
-        "--source",
-        "iot",
-        "--date",
-        "2025-11-20",
-        "--input",
-        "in.ndjson.zst",
-        "--lines-per-file",
-        "1000",
-    ]));
+    put_bronze(d, "lake2", "1000");
     let copy = ok(&mut batch("lake2", &[]));
     assert!(
         copy.contains("[20/20]") && !copy.contains("[19/20]"),

@@ -477,6 +477,23 @@ fn a_transaction_handed_out_in_parts_resumes_inside_it() {
     }
 }
 
+/// The error reading `source` from `from` in parts of one event stops with.
+fn first_error(source: &Path, from: &Position) -> String {
+    let files = list(source).unwrap();
+    let captured = tables(&["dtb.foo"]);
+    let ddl = DdlSchemas::declared("", "").unwrap();
+    let mut reader = BinlogFileReader::new(files, Some(from), &captured, ddl, "fixture", 1)
+        .unwrap()
+        .with_part_events(1);
+    loop {
+        match reader.next_transactions() {
+            Ok(Some(_)) => continue,
+            Ok(None) => panic!("read to the end from {from:?}"),
+            Err(e) => return e.to_string(),
+        }
+    }
+}
+
 #[test]
 fn a_part_position_that_does_not_match_the_binlog_is_refused() {
     let dir = tempfile::tempdir().unwrap();
@@ -493,30 +510,7 @@ fn a_part_position_that_does_not_match_the_binlog_is_refused() {
     if let Some(part) = wrong_row.part.as_mut() {
         part.row += 7;
     }
-    let files = list(dir.path()).unwrap();
-    let captured = tables(&["dtb.foo"]);
-    let mut reader = BinlogFileReader::new(
-        files.clone(),
-        Some(&wrong_row),
-        &captured,
-        DdlSchemas::declared("", "").unwrap(),
-        "fixture",
-        1,
-    )
-    .unwrap()
-    .with_part_events(1);
-    let mut error = None;
-    loop {
-        match reader.next_transactions() {
-            Ok(Some(_)) => continue,
-            Ok(None) => break,
-            Err(e) => {
-                error = Some(e.to_string());
-                break;
-            }
-        }
-    }
-    let error = error.expect("refused");
+    let error = first_error(dir.path(), &wrong_row);
     assert!(
         error.contains("resuming inside a transaction handed out in parts"),
         "{error}"
@@ -526,27 +520,6 @@ fn a_part_position_that_does_not_match_the_binlog_is_refused() {
     if let Some(part) = too_many.part.as_mut() {
         part.events += 1_000;
     }
-    let mut reader = BinlogFileReader::new(
-        files,
-        Some(&too_many),
-        &captured,
-        DdlSchemas::declared("", "").unwrap(),
-        "fixture",
-        1,
-    )
-    .unwrap()
-    .with_part_events(1);
-    let mut error = None;
-    loop {
-        match reader.next_transactions() {
-            Ok(Some(_)) => continue,
-            Ok(None) => break,
-            Err(e) => {
-                error = Some(e.to_string());
-                break;
-            }
-        }
-    }
-    let error = error.expect("refused");
+    let error = first_error(dir.path(), &too_many);
     assert!(error.contains("the transaction ended after"), "{error}");
 }
