@@ -34,13 +34,15 @@ def main():
            "--commit-interval-ms", "1000", "--stop-when-idle-ms", "30000"]
     start = time.perf_counter()
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    commits = []
+    commits, other = [], []
 
     def read():
         for line in proc.stdout:
             m = re.search(r"^committed (\d+) rows.*\((\d+) ms\)", line.strip())
             if m:
                 commits.append((time.perf_counter() - start, int(m.group(1)), int(m.group(2))))
+            elif "WARN" in line or "ERROR" in line or "warning" in line or "stopped" in line:
+                other.append((round(time.perf_counter() - start, 1), line.strip()[-200:]))
 
     reader = threading.Thread(target=read)
     reader.start()
@@ -65,6 +67,8 @@ def main():
                                          "*.metadata.json")), key=os.path.getmtime)
     if meta:
         print(f"\nnewest metadata file: {os.path.getsize(meta[-1]) / 1e6:.2f} MB")
+    for t, line in other[-8:]:
+        print(f"[{t} s] {line}")
 
 
 if __name__ == "__main__":
