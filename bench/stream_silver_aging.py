@@ -32,6 +32,7 @@ def main():
     cmd = [STRATA, "stream", "silver", "--brokers", BROKERS, "--input-topic", t_in, "--group",
            t_in + "-g", "--partitions", "0", "--pipeline", PIPELINE, "--lake", lake,
            "--commit-interval-ms", "1000", "--stop-when-idle-ms", "30000"]
+    cmd += os.environ.get("STRATA_DRIVER_ARGS", "").split()
     start = time.perf_counter()
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     commits, other = [], []
