@@ -116,17 +116,25 @@ async fn binlog_objects_on_s3_read_like_a_local_folder_and_resume() {
     assert_eq!(rows(&from_s3), rows(&from_folder));
     assert!(dir.path().join("s3.json.binlogs/binlog.000010").is_file());
 
-    // Resume from a position inside the second file: the first file is not fetched again.
+    // Resume from a position inside the second file: objects before it are neither fetched
+    // again nor kept (the first file's copy is removed), and a half-written copy left by an
+    // interrupted run is removed too.
     let inside = states
         .iter()
         .find(|s| s.position.file == "binlog.000010" && s.position.part.is_some())
         .expect("a part position in the second file")
         .clone();
-    let staging = dir.path().join("resumed.json.binlogs");
-    let resumed_state =
-        strata_connectors::mysql_cdc::StateFile::new(dir.path().join("resumed.json"));
-    resumed_state.save(&inside).unwrap();
-    let (rest, _) = read_all(config("resumed.json", url)).await;
+    let staging = dir.path().join("s3.json.binlogs");
+    assert!(staging.join("binlog.000009").is_file());
+    std::fs::copy(
+        staging.join("binlog.000010"),
+        staging.join("binlog.000011.staging"),
+    )
+    .unwrap();
+    strata_connectors::mysql_cdc::StateFile::new(dir.path().join("s3.json"))
+        .save(&inside)
+        .unwrap();
+    let (rest, _) = read_all(config("s3.json", url)).await;
     let handed: usize = from_s3
         .iter()
         .filter(|e| {
@@ -138,7 +146,11 @@ async fn binlog_objects_on_s3_read_like_a_local_folder_and_resume() {
     assert_eq!(rows(&rest), rows(&from_s3[handed..]));
     assert!(
         !staging.join("binlog.000009").exists(),
-        "fetched a file before the position"
+        "a file before the position stayed"
+    );
+    assert!(
+        !staging.join("binlog.000011.staging").exists(),
+        "a half copy stayed"
     );
     assert!(staging.join("binlog.000010").is_file());
 }

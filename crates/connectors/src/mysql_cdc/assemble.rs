@@ -226,10 +226,14 @@ impl Assembler {
         let starts_here = |(at, _): &(Position, TxnPart)| {
             at.file == self.txn_start.file && at.pos == self.txn_start.pos
         };
-        if let Some((_, part)) = self.resume_part.take_if(|r| starts_here(r)) {
+        if let Some((at, part)) = self.resume_part.take_if(|r| starts_here(r)) {
             self.skip = part.events;
             self.handed_in_txn = 0;
-            self.skip_to = Some(part);
+            // The last skipped event can be checked by file/pos/row only in the binlog that
+            // wrote them: after a fail-over by GTID the same transaction sits elsewhere in
+            // the replica's files (which may well have the same names), and the count alone
+            // says where to continue.
+            self.skip_to = (at.server_id == self.server_id).then_some(part);
         }
     }
 
@@ -644,12 +648,18 @@ impl Assembler {
         }
     }
 
-    /// Hands out the pending events of an unfinished transaction as a part.
-    fn part(&mut self) -> Transaction {
+    /// The pending events, each with the GTID of the transaction they belong to.
+    fn take_pending(&mut self) -> Vec<ChangeEvent> {
         let mut events = std::mem::take(&mut self.pending);
         for e in &mut events {
             e.source.gtid = self.gtid.clone();
         }
+        events
+    }
+
+    /// Hands out the pending events of an unfinished transaction as a part.
+    fn part(&mut self) -> Transaction {
+        let events = self.take_pending();
         self.handed_in_txn = self.handed_in_txn.saturating_add(events.len() as u64);
         let part = events.last().map(|last| TxnPart {
             events: self.handed_in_txn,
@@ -679,10 +689,7 @@ impl Assembler {
             return Err(self.resume_mismatch(problem));
         }
         self.in_txn = false;
-        let mut events = std::mem::take(&mut self.pending);
-        for e in &mut events {
-            e.source.gtid = self.gtid.clone();
-        }
+        let events = self.take_pending();
         if let (Some(set), Some(g)) = (&mut self.gtids, self.cur_gtid.take()) {
             set.add(&g);
         }

@@ -27,6 +27,9 @@ use object_store::{ObjectStore, ObjectStoreExt};
 use super::resume::compare;
 use crate::error::{ConnectorError, Result};
 
+/// Suffix of an object being copied (renamed to its own name once complete).
+const PARTIAL_SUFFIX: &str = ".staging";
+
 fn error(what: &str, message: String, hint: &'static str) -> ConnectorError {
     ConnectorError::MysqlState {
         file: what.to_string(),
@@ -96,6 +99,7 @@ pub async fn stage(url: &str, from_file: Option<&str>, staging: &Path) -> Result
             "the staging folder sits beside the state file: check that folder is writable",
         )
     })?;
+    forget_staged_before(staging, from_file);
     for (name, location, size) in objects {
         let target = staging.join(&name);
         if std::fs::metadata(&target).is_ok_and(|m| m.len() == size) {
@@ -112,13 +116,34 @@ pub async fn stage(url: &str, from_file: Option<&str>, staging: &Path) -> Result
     Ok(staging.to_path_buf())
 }
 
+/// Removes copies an interrupted run left half-written, and staged files named before
+/// `from_file`: everything before the saved position was read, so the staging folder holds no
+/// more than what is still to read.
+fn forget_staged_before(staging: &Path, from_file: Option<&str>) {
+    let Ok(entries) = std::fs::read_dir(staging) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let read_already = from_file.is_some_and(|from| compare(&name, 0, from, 0).is_lt());
+        if read_already || name.ends_with(PARTIAL_SUFFIX) {
+            // A file that cannot be removed is only disk space, not a wrong read: the reader
+            // skips files before the position.
+            let _ = std::fs::remove_file(entry.path());
+        }
+    }
+}
+
 /// Streams one object into `target` (through a temporary name, synced, then renamed).
 async fn copy(
     store: &dyn ObjectStore,
     location: &ObjectPath,
     target: &Path,
 ) -> std::result::Result<(), String> {
-    let partial = target.with_extension("staging");
+    // Appended, not `with_extension`: binlog names end in their sequence number.
+    let mut partial = target.as_os_str().to_owned();
+    partial.push(PARTIAL_SUFFIX);
+    let partial = PathBuf::from(partial);
     let mut file = std::fs::File::create(&partial).map_err(|e| e.to_string())?;
     let mut chunks = store
         .get(location)
