@@ -1498,3 +1498,143 @@ async fn cdc_events_pass_the_shipped_orders_pipeline() {
         );
     }
 }
+
+/// Connector → pipeline → keyed table: the change events of a MariaDB `orders` table, run
+/// through `pipelines/orders.yaml` and `pipelines/orders_history.yaml` and merged in two chunks,
+/// give the table MariaDB ends with (snapshot) and one version per change (historical, even
+/// with the newest chunk merged first).
+#[tokio::test]
+async fn cdc_events_build_the_orders_snapshot_and_history() {
+    use arrow::array::{Array, AsArray};
+    use arrow::datatypes::Int64Type;
+    use strata_core::keyed::{IS_CURRENT, KeyedTable};
+    let Some(url) = url() else { return };
+    let mut c = root(&url).await;
+    let db = fresh_db(&mut c, "cdc_keyed").await;
+    c.query_drop(format!(
+        "CREATE TABLE `{db}`.orders (id BIGINT PRIMARY KEY, customer VARCHAR(64) NOT NULL, \
+         status VARCHAR(16) NOT NULL, amount DECIMAL(12,2) NOT NULL, \
+         updated_at TIMESTAMP(3) NOT NULL DEFAULT CURRENT_TIMESTAMP(3)) ENGINE=InnoDB"
+    ))
+    .await
+    .unwrap();
+    c.query_drop(format!(
+        "INSERT INTO `{db}`.orders (id, customer, status, amount) VALUES \
+         (1000, 'Cliente 1', 'pending', 10.50), (1001, 'Cliente 2', 'paid', 99.90)"
+    ))
+    .await
+    .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = MysqlCdcConfig::new(&url, vec![format!("{db}.orders")], dir.path().join("s"));
+    config.server_id = server_id();
+    let mut src = MysqlCdcSource::open(config).await.unwrap();
+    let mut log = Vec::new();
+    read_n(&mut src, 2, &mut log).await;
+    for q in [
+        format!(
+            "INSERT INTO `{db}`.orders (id, customer, status, amount) VALUES \
+             (1002, 'Cliente 3', 'pending', 5.00), (1003, 'Cliente 4', 'pending', 7.00)"
+        ),
+        format!("UPDATE `{db}`.orders SET status = 'paid' WHERE id IN (1000, 1002)"),
+        format!("UPDATE `{db}`.orders SET status = 'shipped', amount = 11.00 WHERE id = 1000"),
+        format!("DELETE FROM `{db}`.orders WHERE id = 1001"),
+    ] {
+        c.query_drop(q).await.unwrap();
+    }
+    read_n(&mut src, 8, &mut log).await;
+    let expected: Vec<(i64, String, String)> = c
+        .query(format!(
+            "SELECT id, status, CAST(amount AS CHAR) FROM `{db}`.orders ORDER BY id"
+        ))
+        .await
+        .unwrap();
+    let values: Vec<Vec<u8>> = log
+        .iter()
+        .map(|e| e.to_json().to_string().into_bytes())
+        .collect();
+    let pipelines = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../pipelines");
+    let mut tables = Vec::new();
+    for name in ["orders", "orders_history"] {
+        let text = std::fs::read_to_string(pipelines.join(format!("{name}.yaml"))).unwrap();
+        let spec = strata_core::PipelineSpec::from_yaml(&text).unwrap();
+        let mut pipeline = strata_core::Pipeline::build(
+            &spec,
+            strata_core::lineage::file_input_schema(),
+            &strata_core::BuildContext::default(),
+        )
+        .unwrap();
+        let keyed = KeyedTable::from_spec(&spec.output, pipeline.output_schema())
+            .unwrap()
+            .unwrap();
+        let batch = strata_core::lineage::file_batch(&values, "mysql", "cdc", 1, 0).unwrap();
+        let out = pipeline.process(&batch).unwrap();
+        assert_eq!(out.quarantined.num_rows(), 0, "{name}");
+        let rows = arrow::compute::concat_batches(&pipeline.output_schema(), &out.rows).unwrap();
+        assert_eq!(rows.num_rows(), 8, "{name}: one row per change event");
+        // The history is built from the newest half first, then the oldest: its order comes
+        // from the binlog position, not from arrival. The snapshot, whose hard deletes forget
+        // the key, gets them in binlog order (as `strata cdc mysql` delivers them).
+        let newest = rows.slice(4, 4);
+        let oldest = rows.slice(0, 4);
+        let (now, later) = if name == "orders" {
+            (oldest, newest)
+        } else {
+            (newest, oldest)
+        };
+        let first = keyed.merge(&now).unwrap();
+        let base = arrow::array::RecordBatch::try_new(
+            keyed.base_schema().clone(),
+            first.columns()[..keyed.base_schema().fields().len()].to_vec(),
+        )
+        .unwrap();
+        let both = arrow::compute::concat_batches(keyed.base_schema(), &[base, later]).unwrap();
+        tables.push(keyed.merge(&both).unwrap());
+    }
+    let summary = |b: &arrow::array::RecordBatch, only_current: bool| {
+        let ids = b
+            .column_by_name("order_id")
+            .unwrap()
+            .as_primitive::<Int64Type>();
+        let status = b.column_by_name("status").unwrap().as_string::<i32>();
+        let amount = arrow::compute::cast(
+            b.column_by_name("amount").unwrap(),
+            &arrow::datatypes::DataType::Utf8,
+        )
+        .unwrap();
+        let amount = amount.as_string::<i32>();
+        let current = b.column_by_name(IS_CURRENT).map(|c| c.as_boolean().clone());
+        (0..b.num_rows())
+            .filter(|&i| !only_current || current.as_ref().is_some_and(|c| c.value(i)))
+            .map(|i| {
+                (
+                    ids.value(i),
+                    status.value(i).to_string(),
+                    amount.value(i).to_string(),
+                )
+            })
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(
+        summary(&tables[0], false),
+        expected,
+        "snapshot = MariaDB's table"
+    );
+    assert_eq!(
+        summary(&tables[1], true),
+        expected,
+        "current versions = MariaDB's table"
+    );
+    assert_eq!(tables[1].num_rows(), 8, "one version per change");
+    let history = summary(&tables[1], false);
+    let of_1000: Vec<&str> = history
+        .iter()
+        .filter(|r| r.0 == 1000)
+        .map(|r| r.1.as_str())
+        .collect();
+    assert_eq!(of_1000, vec!["pending", "paid", "shipped"]);
+    assert_eq!(
+        tables[1].column_by_name("valid_to").unwrap().null_count(),
+        3
+    );
+    c.query_drop(format!("DROP DATABASE `{db}`")).await.unwrap();
+}

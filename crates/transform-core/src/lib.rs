@@ -41,6 +41,7 @@ mod checkpoint;
 pub mod error;
 mod expr;
 mod ipc_guard;
+pub mod keyed;
 pub mod line_format;
 pub mod lineage;
 pub mod metrics;

@@ -306,6 +306,7 @@ impl Pipeline {
         let mut out_fields: Vec<FieldRef> = declared.fields().iter().cloned().collect();
         out_fields.extend(lineage.iter().map(|&i| input_schema.fields()[i].clone()));
         let output_schema = Arc::new(Schema::new(out_fields));
+        crate::keyed::KeyedTable::from_spec(&spec.output, output_schema.clone())?;
         let mut q_fields: Vec<FieldRef> = vec![
             Arc::new(Field::new(QUARANTINE_RAW, DataType::Binary, true)),
             Arc::new(Field::new(QUARANTINE_STEP, DataType::Utf8, false)),

@@ -59,7 +59,7 @@ pub enum InputFormat {
 }
 
 /// The declared output of a pipeline.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct OutputSpec {
     /// Ordered `column: type` map. Lineage columns are appended after these automatically.
@@ -70,6 +70,62 @@ pub struct OutputSpec {
     /// Partition transforms for table writers, e.g. `day(event_time)`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub partition_by: Vec<String>,
+    /// What the table keeps: every row (`append`, the default), the current row per key
+    /// (`snapshot`) or every version per key (`historical`).
+    #[serde(default, skip_serializing_if = "TableKind::is_append")]
+    pub kind: TableKind,
+    /// The columns identifying a row of a keyed table (`snapshot`, `historical`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub key: Vec<String>,
+    /// The columns ordering the changes of one key (compared in this order): a binlog file,
+    /// position and row index, an LSN, or a version column. Never the arrival order.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub sequence: Vec<String>,
+    /// The column holding the change kind (`c`, `u`, `r` upsert; `d` deletes), if the input is
+    /// change events; without it every row is an upsert.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub op: Option<String>,
+    /// What a delete does to a `snapshot` table.
+    #[serde(default, skip_serializing_if = "DeleteMode::is_hard")]
+    pub deletes: DeleteMode,
+}
+
+/// What a silver table keeps (`output.kind`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TableKind {
+    /// Every output row, appended (the default).
+    #[default]
+    Append,
+    /// The current row per key (SCD1): upserts replace, deletes remove.
+    Snapshot,
+    /// Every version per key (SCD2), with `valid_from`, `valid_to` and `is_current`.
+    Historical,
+}
+
+impl TableKind {
+    /// True for the default.
+    pub fn is_append(&self) -> bool {
+        *self == TableKind::Append
+    }
+}
+
+/// What a delete does to a `snapshot` table (`output.deletes`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DeleteMode {
+    /// The key's row is removed.
+    #[default]
+    Hard,
+    /// The key's row stays, with its `op` column saying `d` (readers filter on it).
+    Soft,
+}
+
+impl DeleteMode {
+    /// True for the default.
+    pub fn is_hard(&self) -> bool {
+        *self == DeleteMode::Hard
+    }
 }
 
 /// One step of a pipeline, tagged by `type` in YAML.
@@ -434,11 +490,7 @@ impl PipelineSpec {
                 description: None,
                 input: InputSpec::default(),
                 steps: Vec::new(),
-                output: OutputSpec {
-                    schema: IndexMap::new(),
-                    event_time: None,
-                    partition_by: Vec::new(),
-                },
+                output: OutputSpec::default(),
             },
         }
     }

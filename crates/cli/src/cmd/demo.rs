@@ -32,7 +32,7 @@ pub struct Args {
 
 struct Source {
     name: &'static str,
-    spec: &'static str,
+    specs: &'static [&'static str],
     records: Records,
 }
 
@@ -44,7 +44,7 @@ enum Records {
 
 const START_MS: i64 = 1_763_646_312_000;
 
-const GOLD: [(&str, &str); 5] = [
+const GOLD: [(&str, &str); 6] = [
     (
         "IoT: readings per site and hour (first 8)",
         "SELECT location_site AS site, date_trunc('hour', ts) AS hour, count(*) AS readings, \
@@ -58,16 +58,19 @@ const GOLD: [(&str, &str); 5] = [
     ),
     (
         "Orders (MySQL CDC): current status of live orders",
-        "SELECT status, count(*) AS orders, sum(amount) AS total_amount FROM ( \
-           SELECT status, op, amount, row_number() OVER (PARTITION BY order_id ORDER BY binlog_pos DESC) AS rn \
-           FROM orders_changes) WHERE rn = 1 AND op <> 'd' GROUP BY 1 ORDER BY 2 DESC",
+        "SELECT status, count(*) AS orders, sum(amount) AS total_amount FROM orders \
+         GROUP BY 1 ORDER BY 2 DESC",
     ),
     (
         "Orders (MySQL CDC) × customers (PostgreSQL full load): live revenue per segment",
-        "SELECT c.segment, count(*) AS orders, sum(o.amount) AS revenue FROM ( \
-           SELECT customer, op, amount, row_number() OVER (PARTITION BY order_id ORDER BY binlog_pos DESC) AS rn \
-           FROM orders_changes) o JOIN customers c ON o.customer = c.name \
-         WHERE o.rn = 1 AND o.op <> 'd' GROUP BY 1 ORDER BY 3 DESC",
+        "SELECT c.segment, count(*) AS orders, sum(o.amount) AS revenue FROM orders o \
+         JOIN customers c ON o.customer = c.name GROUP BY 1 ORDER BY 3 DESC",
+    ),
+    (
+        "Orders (MySQL CDC, historical): how long orders stay in each status",
+        "SELECT status, count(*) AS versions, \
+         round(avg(date_part('epoch', valid_to) - date_part('epoch', valid_from)) / 60, 1) AS avg_minutes \
+         FROM orders_history WHERE op <> 'd' AND valid_to IS NOT NULL GROUP BY 1 ORDER BY 2 DESC",
     ),
     (
         "X: posts and likes per author",
@@ -94,27 +97,31 @@ pub async fn run(args: &Args) -> Result<(), Failure> {
     let sources = [
         Source {
             name: "iot",
-            spec: include_str!("../../../../pipelines/iot.yaml"),
+            specs: &[include_str!("../../../../pipelines/iot.yaml")],
             records: Records::Lines(iot_events(n, 7, iot_faults, START_MS)),
         },
         Source {
             name: "pipefy",
-            spec: include_str!("../../../../pipelines/pipefy.yaml"),
+            specs: &[include_str!("../../../../pipelines/pipefy.yaml")],
             records: Records::Lines(pipefy_events(n / 10, 8, START_MS)),
         },
         Source {
             name: "x",
-            spec: include_str!("../../../../pipelines/x_posts.yaml"),
+            specs: &[include_str!("../../../../pipelines/x_posts.yaml")],
             records: Records::Lines(x_posts(n / 10, 9, START_MS)),
         },
         Source {
             name: "mysql.shop.orders",
-            spec: include_str!("../../../../pipelines/mysql_orders_cdc.yaml"),
+            specs: &[
+                include_str!("../../../../pipelines/mysql_orders_cdc.yaml"),
+                include_str!("../../../../pipelines/orders.yaml"),
+                include_str!("../../../../pipelines/orders_history.yaml"),
+            ],
             records: Records::Lines(mysql_order_changes(n / 5, 10, START_MS)),
         },
         Source {
             name: "postgres.crm.customers",
-            spec: include_str!("../../../../pipelines/pg_customers.yaml"),
+            specs: &[include_str!("../../../../pipelines/pg_customers.yaml")],
             records: Records::Table(postgres_customers(2_000, 11, START_MS)?),
         },
     ];
@@ -151,24 +158,26 @@ pub async fn run(args: &Args) -> Result<(), Failure> {
                 );
             }
         }
-        let spec = PipelineSpec::from_yaml(source.spec)?;
-        let batch = super::batch::Args {
-            lake: lake_url.clone(),
-            catalog: None,
-            memory_mb: 1024,
-            source: source.name.to_string(),
-            pipeline: PathBuf::from(format!("<built-in {}>", spec.name)),
-            from: None,
-            to: None,
-            batch_rows: 8192,
-            full_refresh: false,
-            commit_files: None,
-            commit_rows: 1_000_000,
-            commit_mb: 512,
-            commit_seconds: 60,
-            crash_after_commits: None,
-        };
-        super::batch::run_with_spec(&batch, spec).await?;
+        for text in source.specs {
+            let spec = PipelineSpec::from_yaml(text)?;
+            let batch = super::batch::Args {
+                lake: lake_url.clone(),
+                catalog: None,
+                memory_mb: 1024,
+                source: source.name.to_string(),
+                pipeline: PathBuf::from(format!("<built-in {}>", spec.name)),
+                from: None,
+                to: None,
+                batch_rows: 8192,
+                full_refresh: false,
+                commit_files: None,
+                commit_rows: 1_000_000,
+                commit_mb: 512,
+                commit_seconds: 60,
+                crash_after_commits: None,
+            };
+            super::batch::run_with_spec(&batch, spec).await?;
+        }
         println!();
     }
     let catalog = SilverCatalog::open_local(&lake_dir.join("catalog"))

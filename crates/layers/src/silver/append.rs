@@ -254,6 +254,13 @@ impl SilverAppend {
     pub fn rows(&self) -> u64 {
         self.rows
     }
+
+    /// Closes the files written and hands them over uncommitted (for a commit of another
+    /// kind, such as an overwrite).
+    pub(crate) async fn into_files(mut self) -> Result<Vec<DataFile>> {
+        self.flush().await?;
+        Ok(self.files)
+    }
 }
 
 /// Opens data-file writers for `table`. A free function: a `&SilverAppend` held across an
@@ -451,7 +458,7 @@ impl SilverAppend {
 }
 
 /// How many times a commit is retried after another writer committed first.
-const COMMIT_ATTEMPTS: usize = 8;
+pub(crate) const COMMIT_ATTEMPTS: usize = 8;
 
 /// What a commit check decided about a table version.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -474,7 +481,7 @@ fn unique_prefix() -> String {
 }
 
 /// Casts a pipeline batch to the table's Arrow schema (with Iceberg field ids), column by name.
-fn conform(batch: &RecordBatch, target: &SchemaRef, table: &str) -> Result<RecordBatch> {
+pub(crate) fn conform(batch: &RecordBatch, target: &SchemaRef, table: &str) -> Result<RecordBatch> {
     let mut columns = Vec::with_capacity(target.fields().len());
     for field in target.fields() {
         let column = batch

@@ -7,6 +7,9 @@
 //!   partitioning, and the bronze files (or positions) the chunk covers stored in the snapshot
 //!   summary under `strata.covered`: a re-run that covers nothing new commits nothing.
 //!
+//! * [`SilverMerge`] — keyed tables (`snapshot`, `historical`): change events merged into the
+//!   rows of the keys they touch, committed copy-on-write by [`commit_overwrite`] (a row-level
+//!   commit of our own; iceberg-rust 0.10.1 has none);
 //! * [`SilverAppend`] — the streaming form: batches go to Parquet as they come, memory bounded
 //!   by [`WriteOptions`].
 //!
@@ -18,7 +21,9 @@ mod append;
 mod catalog;
 mod commit;
 mod evolve;
+mod merge;
 mod object_storage;
+mod overwrite;
 mod query;
 
 pub use append::{
@@ -29,5 +34,7 @@ pub use catalog::{
     CATALOG_NAME, CatalogConfig, SilverCatalog, check_silver_schema, silver_arrow_schema,
 };
 pub use iceberg::table::Table as IcebergTable;
+pub use merge::{MergeReport, SilverMerge};
 pub use object_storage::{ObjectStorage, ObjectStorageFactory, S3_OPTION_PREFIX};
+pub use overwrite::{LiveFiles, OverwriteReport, commit_overwrite};
 pub use query::{session, sql};

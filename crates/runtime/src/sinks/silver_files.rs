@@ -13,6 +13,8 @@
 use arrow::array::RecordBatch;
 use strata_layers::silver::{CoverageIndex, SilverAppend};
 
+use super::silver_tables::RowsWriter;
+
 use super::silver_tables::SilverTables;
 use crate::contract::{CommitReport, Committed, Committer, Sink, StateUpdate};
 use crate::error::{Result, RuntimeError};
@@ -21,7 +23,7 @@ use crate::position::Position;
 /// Stages into the silver tables; commits per set of whole files.
 pub struct SilverFilesSink {
     tables: SilverTables,
-    rows: Option<SilverAppend>,
+    rows: Option<RowsWriter>,
     quarantine: Option<SilverAppend>,
     state_prefix: String,
     commits: usize,

@@ -24,7 +24,7 @@ use strata_layers::silver::{
     Coverage, IcebergTable as Table, SilverAppend, current_summary_property,
 };
 
-use super::silver_tables::SilverTables;
+use super::silver_tables::{RowsWriter, SilverTables};
 use crate::contract::{CommitReport, Committed, Committer, Sink, StateUpdate};
 use crate::error::{Result, RuntimeError};
 use crate::position::{Position, SummaryKeys};
@@ -35,7 +35,7 @@ pub struct SilverStreamSink {
     epoch: i64,
     rows_at: Positions,
     quarantine_at: Positions,
-    rows: Option<SilverAppend>,
+    rows: Option<RowsWriter>,
     quarantine: Option<SilverAppend>,
     seq: u64,
 }
@@ -90,7 +90,7 @@ impl SilverStreamSink {
                     summary.insert(key.to_string(), s);
                 }
             }
-            let empty = self.tables.start_rows().await?;
+            let empty = self.tables.start_append().await?;
             let claim = empty
                 .commit_checked(&self.tables.catalog, summary, |base| {
                     if epoch_of(base) != current {

@@ -1,10 +1,17 @@
 //! The two silver tables a pipeline writes — its rows and `<name>_quarantine` — and the
 //! pipeline checkpoints stored beside them in the lake.
 
+use std::collections::HashMap;
+
+use arrow::array::RecordBatch;
 use arrow::datatypes::SchemaRef;
 use strata_core::Pipeline;
+use strata_core::keyed::KeyedTable;
 use strata_layers::lake::Lake;
-use strata_layers::silver::{IcebergTable as Table, SilverAppend, SilverCatalog, WriteOptions};
+use strata_layers::silver::{
+    Committed, Coverage, CoverageIndex, IcebergTable as Table, SilverAppend, SilverCatalog,
+    SilverMerge, WriteOptions,
+};
 
 use crate::contract::StateUpdate;
 use crate::error::{Result, RuntimeError};
@@ -25,6 +32,8 @@ pub struct SilverTables {
     pub rows_options: WriteOptions,
     /// Parquet buffers of the quarantine table.
     pub quarantine_options: WriteOptions,
+    /// The keyed kind of the rows table (`None`: append).
+    pub keyed: Option<KeyedTable>,
     /// Paths of the committed state chain: the full state, then its deltas.
     state_chain: Vec<String>,
 }
@@ -55,8 +64,16 @@ impl SilverTables {
                 }
             }
         }
-        let event_time = pipeline.spec().output.event_time.as_deref();
-        let rows = ensure(&catalog, &name, &pipeline.output_schema(), event_time).await?;
+        let keyed = KeyedTable::from_spec(&pipeline.spec().output, pipeline.output_schema())?;
+        let rows = match &keyed {
+            // A keyed table is rewritten key by key: one file per day would scatter each key's
+            // neighbours, so it is not partitioned by event time.
+            Some(k) => ensure(&catalog, &name, k.table_schema(), None).await?,
+            None => {
+                let event_time = pipeline.spec().output.event_time.as_deref();
+                ensure(&catalog, &name, &pipeline.output_schema(), event_time).await?
+            }
+        };
         let quarantine = ensure(&catalog, &qname, &pipeline.quarantine_schema(), None).await?;
         Ok(SilverTables {
             catalog,
@@ -65,6 +82,7 @@ impl SilverTables {
             quarantine,
             rows_options,
             quarantine_options,
+            keyed,
             state_chain: Vec::new(),
         })
     }
@@ -145,8 +163,20 @@ impl SilverTables {
         Ok(path)
     }
 
-    /// Starts staging rows.
-    pub async fn start_rows(&self) -> Result<SilverAppend> {
+    /// Starts staging rows: appended, or merged by key for a keyed table.
+    pub async fn start_rows(&self) -> Result<RowsWriter> {
+        Ok(match &self.keyed {
+            Some(k) => RowsWriter::Merge(SilverMerge::start(
+                &self.rows,
+                k.clone(),
+                &self.rows_options,
+            )),
+            None => RowsWriter::Append(self.start_append().await?),
+        })
+    }
+
+    /// Starts an append to the rows table (also a commit of summary properties alone).
+    pub async fn start_append(&self) -> Result<SilverAppend> {
         Ok(SilverAppend::start(&self.rows, &self.rows_options).await?)
     }
 
@@ -163,4 +193,74 @@ async fn ensure(
     event_time: Option<&str>,
 ) -> Result<Table> {
     Ok(catalog.ensure_table(name, schema, event_time).await?)
+}
+
+/// Rows staged for the rows table until a commit.
+#[derive(Debug)]
+pub enum RowsWriter {
+    /// An append table: rows go to Parquet as they come.
+    Append(SilverAppend),
+    /// A keyed table: change events are buffered and merged at the commit.
+    Merge(SilverMerge),
+}
+
+impl RowsWriter {
+    /// Stages a batch of pipeline output.
+    pub async fn write(&mut self, rows: &RecordBatch) -> Result<()> {
+        match self {
+            RowsWriter::Append(w) => w.write(rows).await?,
+            RowsWriter::Merge(w) => w.write(rows)?,
+        }
+        Ok(())
+    }
+
+    /// Commits what is staged after `check` accepted the version it commits onto.
+    pub async fn commit_checked(
+        self,
+        catalog: &SilverCatalog,
+        summary: HashMap<String, String>,
+        check: impl FnMut(&Table) -> strata_layers::Result<Coverage>,
+    ) -> Result<Committed> {
+        match self {
+            RowsWriter::Append(w) => Ok(w.commit_checked(catalog, summary, check).await?),
+            RowsWriter::Merge(w) => {
+                let (committed, merge) = w.commit_checked(catalog, summary, check).await?;
+                log_merge(&committed, &merge);
+                Ok(committed)
+            }
+        }
+    }
+
+    /// Commits what is staged, recording the inputs it `covered` (checked with `index`).
+    pub async fn commit_indexed(
+        self,
+        catalog: &SilverCatalog,
+        covered: &[String],
+        extra: &[(String, String)],
+        index: &mut CoverageIndex,
+    ) -> Result<Committed> {
+        match self {
+            RowsWriter::Append(w) => Ok(w.commit_indexed(catalog, covered, extra, index).await?),
+            RowsWriter::Merge(w) => {
+                let (committed, merge) = w.commit_indexed(catalog, covered, extra, index).await?;
+                log_merge(&committed, &merge);
+                Ok(committed)
+            }
+        }
+    }
+}
+
+fn log_merge(committed: &Committed, merge: &strata_layers::silver::MergeReport) {
+    if committed.report.skipped {
+        return;
+    }
+    tracing::info!(
+        table = %committed.table.identifier(),
+        events = merge.events,
+        files_rewritten = merge.rewrite.removed_files,
+        rows_before = merge.rewrite.removed_rows,
+        rows_after = merge.rewrite.added_rows,
+        files_pruned = merge.files_pruned,
+        "merged change events (copy-on-write)"
+    );
 }
