@@ -105,11 +105,11 @@ def lake(tmp_path_factory):
                 "--pipeline", str(ROOT / "pipelines" / f"{pipeline}.yaml"), cwd=d)
     cat_dir = d / "lake" / "catalog"
     catalog = SqlCatalog("strata", uri=f"sqlite:///{cat_dir}/catalog.db", warehouse=f"file://{cat_dir}/warehouse")
-    return catalog, expected_tables(log)
+    return catalog, expected_tables(log), d
 
 
 def test_pyiceberg_reads_the_snapshot_table(lake):
-    catalog, (snapshot, _) = lake
+    catalog, (snapshot, _), _ = lake
     table = catalog.load_table("silver.orders")
     data = table.scan().to_arrow()
     got = dict(zip(data.column("order_id").to_pylist(), data.column("status").to_pylist()))
@@ -120,7 +120,7 @@ def test_pyiceberg_reads_the_snapshot_table(lake):
 
 
 def test_pyiceberg_reads_the_historical_table(lake):
-    catalog, (_, history) = lake
+    catalog, (_, history), _ = lake
     data = catalog.load_table("silver.orders_history").scan().to_arrow()
     ms = lambda t: None if t is None else int(t.timestamp() * 1000)
     got = sorted(
@@ -131,7 +131,7 @@ def test_pyiceberg_reads_the_historical_table(lake):
 
 
 def test_every_file_pyiceberg_lists_exists(lake):
-    catalog, _ = lake
+    catalog, _, _ = lake
     for name in ["silver.orders", "silver.orders_history"]:
         table = catalog.load_table(name)
         files = table.inspect.files().column("file_path").to_pylist()
@@ -140,3 +140,26 @@ def test_every_file_pyiceberg_lists_exists(lake):
             assert os.path.exists(f.removeprefix("file://")), f
         # The replaced files are gone from the current snapshot, not from history.
         assert len(table.snapshots()) == 2
+
+
+def test_pyiceberg_reads_the_same_rows_after_maintain(lake):
+    """Runs last: compaction, expiry to one snapshot and file cleanup, then the same rows."""
+    catalog, (snapshot, history), d = lake
+    out = run("maintain", "--lake", "lake", "--keep-snapshots", "1", "--grace-seconds", "0", cwd=d)
+    assert "silver.orders" not in out and "orders:" in out, out
+    orders = catalog.load_table("silver.orders")
+    assert len(orders.snapshots()) == 1
+    data = orders.scan().to_arrow()
+    assert dict(zip(data.column("order_id").to_pylist(), data.column("status").to_pylist())) == snapshot
+    hist = catalog.load_table("silver.orders_history").scan().to_arrow()
+    assert hist.num_rows == len(history)
+    for name in ["silver.orders", "silver.orders_history", "silver.orders_quarantine"]:
+        table = catalog.load_table(name)
+        if table.current_snapshot().summary.get("total-data-files") == "0":
+            continue  # pyiceberg 0.12's inspect.files() fails on a table without files
+        for f in table.inspect.files().column("file_path").to_pylist():
+            assert os.path.exists(f.removeprefix("file://")), f
+        data_dir = pathlib.Path(table.location().removeprefix("file://")) / "data"
+        on_disk = {str(p) for p in data_dir.rglob("*") if p.is_file()}
+        listed = {f.removeprefix("file://") for f in table.inspect.files().column("file_path").to_pylist()}
+        assert on_disk == listed, "unreferenced data files are deleted"

@@ -33,6 +33,9 @@ enum Command {
     Batch(cmd::batch::Args),
     /// SQL over the lake's silver tables.
     Sql(cmd::sql::Args),
+    /// Table maintenance: compact small files, expire snapshots, delete unreferenced files
+    /// and checkpoints (safe while writers run).
+    Maintain(cmd::maintain::Args),
     /// Generate every source into a local bronze, run the batch path to silver, query gold.
     Demo(cmd::demo::Args),
     /// Load an external source: `ingest postgres` (full load → bronze), `ingest mysql-cdc`, `ingest http` (API poller → Kafka).
@@ -149,6 +152,7 @@ fn main() -> ExitCode {
         Command::Bronze(BronzeCommand::Put(a)) => block_on(cmd::bronze::run(&a)),
         Command::Batch(a) => block_on(cmd::batch::run(&a)),
         Command::Sql(a) => block_on(cmd::sql::run(&a)),
+        Command::Maintain(a) => block_on(cmd::maintain::run(&a)),
         Command::Demo(a) => block_on(cmd::demo::run(&a)),
         Command::Ingest(c) => block_on(cmd::ingest::run(&c)),
         Command::Registry(c) => block_on(cmd::registry::run_registry(&c)),

@@ -96,6 +96,7 @@ async fn appends_record_coverage_and_reruns_add_nothing() {
     assert!(mixed.is_err());
     assert_eq!(count_rows(&table).await, rows + more_rows);
     let covered: HashSet<String> = committed_coverage(&table)
+        .await
         .expect("coverage")
         .into_iter()
         .collect();

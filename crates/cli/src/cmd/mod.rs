@@ -6,6 +6,7 @@ pub mod demo;
 pub mod generate;
 pub mod http_poll;
 pub mod ingest;
+pub mod maintain;
 pub mod mysql_cdc;
 pub mod progress;
 pub mod registry;

@@ -64,12 +64,17 @@ pub fn current_summary_property(table: &Table, key: &str) -> Option<String> {
         .and_then(|s| s.summary().additional_properties.get(key).cloned())
 }
 
-/// Everything earlier commits of `table` cover, read from their snapshot summaries.
-pub fn committed_coverage(table: &Table) -> Result<BTreeSet<String>> {
+/// Everything earlier commits of `table` cover, read from their snapshot summaries (and the
+/// archive of expired snapshots' coverage `strata maintain` keeps).
+pub async fn committed_coverage(table: &Table) -> Result<BTreeSet<String>> {
     let mut index = CoverageIndex::default();
-    index.refresh(table)?;
+    index.load(table).await?;
     Ok(index.covered.into_iter().collect())
 }
+
+/// Table property naming the file that holds what expired snapshots covered (a JSON list of
+/// strings in the table's metadata folder), so expiring snapshots never un-covers an input.
+pub const COVERED_ARCHIVE_KEY: &str = "strata.covered-archive";
 
 /// What the commits of one table cover, kept up to date by reading only the snapshots added
 /// since the last look: a writer that commits often onto an old table checks its inputs
@@ -80,11 +85,37 @@ pub struct CoverageIndex {
     covered: HashSet<String>,
     /// Snapshots already read.
     seen: HashSet<i64>,
+    /// The coverage archive read (see [`COVERED_ARCHIVE_KEY`]).
+    archive: Option<String>,
 }
 
 impl CoverageIndex {
-    /// Reads the coverage of the snapshots of `table` not read before.
+    /// Reads the coverage archive of `table` if it changed, then its unread snapshots.
+    pub async fn load(&mut self, table: &Table) -> Result<()> {
+        if let Some(path) = table.metadata().properties().get(COVERED_ARCHIVE_KEY)
+            && self.archive.as_ref() != Some(path)
+        {
+            let items = read_archive(table, path).await?;
+            self.covered.extend(items);
+            self.archive = Some(path.clone());
+        }
+        self.refresh(table)
+    }
+
+    /// Reads the coverage of the snapshots of `table` not read before. An archive newer than
+    /// the one [`CoverageIndex::load`] read is an error (maintenance expired snapshots
+    /// meanwhile): the caller loads again.
     pub fn refresh(&mut self, table: &Table) -> Result<()> {
+        if let Some(path) = table.metadata().properties().get(COVERED_ARCHIVE_KEY)
+            && self.archive.as_ref() != Some(path)
+        {
+            return Err(LayersError::Iceberg {
+                context: format!("checking what {} covers", table.identifier()),
+                message: format!(
+                    "maintenance archived expired snapshots' coverage in {path} meanwhile; run again"
+                ),
+            });
+        }
         for snapshot in table.metadata().snapshots() {
             if !self.seen.insert(snapshot.snapshot_id()) {
                 continue;
@@ -121,6 +152,11 @@ impl CoverageIndex {
         self.seen.len()
     }
 
+    /// The coverage archive read last, if any.
+    pub fn archive(&self) -> Option<&str> {
+        self.archive.as_deref()
+    }
+
     /// Whether `covered` is already committed to `table` (reading only its new snapshots).
     pub fn state(&mut self, table: &Table, covered: &[String]) -> Result<Coverage> {
         self.refresh(table)?;
@@ -152,7 +188,9 @@ pub async fn append(
     covered: &[String],
     extra: &[(String, String)],
 ) -> Result<AppendReport> {
-    if CoverageIndex::default().state(table, covered)? == Coverage::Done {
+    let mut index = CoverageIndex::default();
+    index.load(table).await?;
+    if index.state(table, covered)? == Coverage::Done {
         return Ok(AppendReport::skipped());
     }
     let mut writer = SilverAppend::start(table, &WriteOptions::default()).await?;
@@ -378,6 +416,7 @@ impl SilverAppend {
         extra: &[(String, String)],
         index: &mut CoverageIndex,
     ) -> Result<Committed> {
+        index.load(&self.table).await?;
         let mut summary: HashMap<String, String> = extra.iter().cloned().collect();
         summary.insert(
             COVERED_KEY.to_string(),
@@ -503,5 +542,25 @@ pub(crate) fn conform(batch: &RecordBatch, target: &SchemaRef, table: &str) -> R
     RecordBatch::try_new(target.clone(), columns).map_err(|e| LayersError::Iceberg {
         context: format!("appending to {table}"),
         message: e.to_string(),
+    })
+}
+
+/// The items of a coverage archive file.
+pub(crate) async fn read_archive(table: &Table, path: &str) -> Result<Vec<String>> {
+    let name = table.identifier().to_string();
+    let bytes = table
+        .file_io()
+        .new_input(path)
+        .map_err(iceberg_err(format!(
+            "opening the coverage archive of {name}"
+        )))?
+        .read()
+        .await
+        .map_err(iceberg_err(format!(
+            "reading the coverage archive {path} of {name}"
+        )))?;
+    serde_json::from_slice(&bytes).map_err(|e| LayersError::Iceberg {
+        context: format!("reading the coverage archive {path} of {name}"),
+        message: format!("not a JSON list of strings: {e}"),
     })
 }

@@ -278,6 +278,20 @@ impl SilverCatalog {
         &self.db_path
     }
 
+    /// Names of the silver tables, sorted.
+    pub async fn table_names(&self) -> Result<Vec<String>> {
+        let mut names: Vec<String> = self
+            .catalog
+            .list_tables(&self.namespace)
+            .await
+            .map_err(iceberg_err("listing silver tables".to_string()))?
+            .into_iter()
+            .map(|t| t.name().to_string())
+            .collect();
+        names.sort();
+        Ok(names)
+    }
+
     /// Identifier of a silver table.
     pub fn ident(&self, table: &str) -> TableIdent {
         TableIdent::new(self.namespace.clone(), table.to_string())

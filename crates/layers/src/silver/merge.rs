@@ -17,8 +17,6 @@ use std::collections::{HashMap, HashSet};
 use arrow::array::{Array, AsArray, RecordBatch};
 use arrow::compute::concat_batches;
 use arrow::datatypes::{DataType, Int32Type, Int64Type};
-use futures::{StreamExt, TryStreamExt};
-use iceberg::scan::FileScanTask;
 use iceberg::spec::{Datum, ManifestEntryRef};
 use iceberg::table::Table;
 use strata_core::keyed::KeyedTable;
@@ -27,8 +25,8 @@ use super::append::{
     AppendReport, COMMIT_ATTEMPTS, COVERED_KEY, Committed, Coverage, CoverageIndex, SilverAppend,
     WriteOptions, conform,
 };
-use super::catalog::{SilverCatalog, iceberg_err};
-use super::overwrite::{LiveFiles, OverwriteReport, commit_overwrite};
+use super::catalog::SilverCatalog;
+use super::overwrite::{LiveFiles, OverwriteReport, commit_overwrite, read_data_files};
 use crate::error::{LayersError, Result};
 
 /// A chunk of change events for a keyed table, merged and committed by
@@ -104,6 +102,7 @@ impl SilverMerge {
         extra: &[(String, String)],
         index: &mut CoverageIndex,
     ) -> Result<(Committed, MergeReport)> {
+        index.load(&self.table).await?;
         let mut summary: HashMap<String, String> = extra.iter().cloned().collect();
         summary.insert(
             COVERED_KEY.to_string(),
@@ -281,39 +280,10 @@ async fn read_rows(
     keyed: &KeyedTable,
     files: &[ManifestEntryRef],
 ) -> Result<Vec<RecordBatch>> {
-    if files.is_empty() {
-        return Ok(Vec::new());
-    }
     let name = table.identifier().to_string();
-    let schema = table.metadata().current_schema().clone();
-    let field_ids: Vec<i32> = schema.as_struct().fields().iter().map(|f| f.id).collect();
-    let tasks: Vec<iceberg::Result<FileScanTask>> = files
+    read_data_files(table, files)
+        .await?
         .iter()
-        .map(|e| {
-            Ok(FileScanTask::builder()
-                .with_file_size_in_bytes(e.file_size_in_bytes())
-                .with_start(0)
-                .with_length(e.file_size_in_bytes())
-                .with_record_count(Some(e.record_count()))
-                .with_data_file_path(e.file_path().to_string())
-                .with_data_file_format(e.file_format())
-                .with_schema(schema.clone())
-                .with_project_field_ids(field_ids.clone())
-                .with_partition(Some(e.data_file().partition().clone()))
-                .with_case_sensitive(true)
-                .build())
-        })
-        .collect();
-    let stream = table
-        .reader_builder()
-        .build()
-        .read(Box::pin(futures::stream::iter(tasks)))
-        .map_err(iceberg_err(format!("reading rows of {name} to merge")))?
-        .stream();
-    let batches: Vec<RecordBatch> = stream
-        .map(|b| b.map_err(iceberg_err(format!("reading rows of {name} to merge"))))
-        .try_collect()
-        .await?;
-    let base = keyed.base_schema();
-    batches.iter().map(|b| conform(b, base, &name)).collect()
+        .map(|b| conform(b, keyed.base_schema(), &name))
+        .collect()
 }

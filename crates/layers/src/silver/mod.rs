@@ -21,20 +21,22 @@ mod append;
 mod catalog;
 mod commit;
 mod evolve;
+mod maintain;
 mod merge;
 mod object_storage;
 mod overwrite;
 mod query;
 
 pub use append::{
-    AppendReport, COVERED_KEY, Committed, Coverage, CoverageIndex, SilverAppend, WriteOptions,
-    append, committed_coverage, current_summary_property,
+    AppendReport, COVERED_ARCHIVE_KEY, COVERED_KEY, Committed, Coverage, CoverageIndex,
+    SilverAppend, WriteOptions, append, committed_coverage, current_summary_property,
 };
 pub use catalog::{
     CATALOG_NAME, CatalogConfig, SilverCatalog, check_silver_schema, silver_arrow_schema,
 };
 pub use iceberg::table::Table as IcebergTable;
+pub use maintain::{MaintainOptions, MaintainReport, maintain};
 pub use merge::{MergeReport, SilverMerge};
 pub use object_storage::{ObjectStorage, ObjectStorageFactory, S3_OPTION_PREFIX};
-pub use overwrite::{LiveFiles, OverwriteReport, commit_overwrite};
+pub use overwrite::{LiveFiles, OverwriteReport, RewritePlan, commit_overwrite, commit_rewrite};
 pub use query::{session, sql};

@@ -20,7 +20,7 @@ use std::collections::{HashMap, HashSet};
 use futures::future::try_join_all;
 use iceberg::spec::{
     DataFile, FormatVersion, MAIN_BRANCH, ManifestContentType, ManifestEntryRef, ManifestFile,
-    ManifestListWriter, ManifestStatus, ManifestWriterBuilder, Operation, Snapshot,
+    ManifestListWriter, ManifestStatus, ManifestWriter, ManifestWriterBuilder, Operation, Snapshot,
     SnapshotReference, SnapshotRetention, Summary, TableMetadataBuilder,
 };
 use iceberg::table::Table;
@@ -90,6 +90,66 @@ impl LiveFiles {
     pub fn paths(&self) -> HashSet<&str> {
         self.data_files().map(|e| e.file_path()).collect()
     }
+
+    /// Every live data file with the partition spec id of its manifest.
+    pub fn data_files_with_spec(&self) -> impl Iterator<Item = (i32, &ManifestEntryRef)> {
+        self.manifests
+            .iter()
+            .zip(&self.entries)
+            .filter(|(m, _)| m.content == ManifestContentType::Data)
+            .flat_map(|(m, entries)| entries.iter().map(move |e| (m.partition_spec_id, e)))
+    }
+
+    /// Manifests the version lists.
+    pub fn manifest_count(&self) -> usize {
+        self.manifests.len()
+    }
+
+    /// Paths of the manifests.
+    pub fn manifest_paths(&self) -> impl Iterator<Item = &str> {
+        self.manifests.iter().map(|m| m.manifest_path.as_str())
+    }
+}
+
+/// Reads whole data files of `table` at its current schema (older files are read with the
+/// columns added since as null and promoted types widened, by iceberg-rust's reader).
+pub(crate) async fn read_data_files(
+    table: &Table,
+    files: &[ManifestEntryRef],
+) -> Result<Vec<arrow::array::RecordBatch>> {
+    use futures::{StreamExt, TryStreamExt};
+    if files.is_empty() {
+        return Ok(Vec::new());
+    }
+    let name = table.identifier().to_string();
+    let schema = table.metadata().current_schema().clone();
+    let field_ids: Vec<i32> = schema.as_struct().fields().iter().map(|f| f.id).collect();
+    let tasks: Vec<iceberg::Result<iceberg::scan::FileScanTask>> = files
+        .iter()
+        .map(|e| {
+            Ok(iceberg::scan::FileScanTask::builder()
+                .with_file_size_in_bytes(e.file_size_in_bytes())
+                .with_start(0)
+                .with_length(e.file_size_in_bytes())
+                .with_record_count(Some(e.record_count()))
+                .with_data_file_path(e.file_path().to_string())
+                .with_data_file_format(e.file_format())
+                .with_schema(schema.clone())
+                .with_project_field_ids(field_ids.clone())
+                .with_partition(Some(e.data_file().partition().clone()))
+                .with_case_sensitive(true)
+                .build())
+        })
+        .collect();
+    table
+        .reader_builder()
+        .build()
+        .read(Box::pin(futures::stream::iter(tasks)))
+        .map_err(iceberg_err(format!("reading data files of {name}")))?
+        .stream()
+        .map(|b| b.map_err(iceberg_err(format!("reading data files of {name}"))))
+        .try_collect()
+        .await
 }
 
 /// What an overwrite commit did.
@@ -115,6 +175,33 @@ pub async fn commit_overwrite(
     remove: &HashSet<String>,
     add: Vec<DataFile>,
     properties: HashMap<String, String>,
+) -> Result<Option<(Table, OverwriteReport)>> {
+    let plan = RewritePlan {
+        operation: Operation::Overwrite,
+        merge_manifests: false,
+    };
+    commit_rewrite(catalog, base, live, remove, add, properties, plan).await
+}
+
+/// How [`commit_rewrite`] records its snapshot.
+#[derive(Debug, Clone)]
+pub struct RewritePlan {
+    /// `overwrite` (rows changed) or `replace` (same rows, other files: compaction).
+    pub operation: Operation,
+    /// Rewrite every manifest into one per partition spec (bounds the manifest list, which
+    /// otherwise grows by one manifest per append).
+    pub merge_manifests: bool,
+}
+
+/// [`commit_overwrite`] with the snapshot's operation and manifest merging chosen.
+pub async fn commit_rewrite(
+    catalog: &SilverCatalog,
+    base: &Table,
+    live: &LiveFiles,
+    remove: &HashSet<String>,
+    add: Vec<DataFile>,
+    properties: HashMap<String, String>,
+    plan: RewritePlan,
 ) -> Result<Option<(Table, OverwriteReport)>> {
     let name = base.identifier().name().to_string();
     let metadata = base.metadata();
@@ -142,35 +229,43 @@ pub async fn commit_overwrite(
     let mut report = OverwriteReport::default();
     let mut manifests: Vec<ManifestFile> = Vec::with_capacity(live.manifests.len() + 1);
     let mut totals = Totals::default();
+    // Rewritten manifests, one writer per partition spec when merging, else per manifest.
+    let mut writers: Vec<(i32, ManifestWriter)> = Vec::new();
     for (i, (manifest, entries)) in live.manifests.iter().zip(&live.entries).enumerate() {
         let touched = entries.iter().any(|e| remove.contains(e.file_path()));
-        if !touched {
+        if !touched && !plan.merge_manifests {
             for e in entries {
                 totals.add(e.data_file());
             }
             manifests.push(manifest.clone());
             continue;
         }
-        let spec = metadata
-            .partition_spec_by_id(manifest.partition_spec_id)
-            .ok_or_else(|| {
+        let spec_id = manifest.partition_spec_id;
+        let reuse = plan.merge_manifests && writers.iter().any(|(id, _)| *id == spec_id);
+        if !reuse {
+            let spec = metadata.partition_spec_by_id(spec_id).ok_or_else(|| {
                 LayersError::Internal(format!(
-                    "{name}: manifest {} names partition spec {} the table does not have",
-                    manifest.manifest_path, manifest.partition_spec_id
+                    "{name}: manifest {} names partition spec {spec_id} the table does not have",
+                    manifest.manifest_path
                 ))
             })?;
-        let path = manifest_path(base, &commit_id, i);
-        let output = base
-            .file_io()
-            .new_output(&path)
-            .map_err(iceberg_err(format!("writing a manifest of {name}")))?;
-        let mut writer = ManifestWriterBuilder::new(
-            output,
-            Some(snapshot_id),
-            schema.clone(),
-            spec.as_ref().clone(),
-        )
-        .build_v2_data();
+            let path = manifest_path(base, &commit_id, i);
+            let output = base
+                .file_io()
+                .new_output(&path)
+                .map_err(iceberg_err(format!("writing a manifest of {name}")))?;
+            let writer = ManifestWriterBuilder::new(
+                output,
+                Some(snapshot_id),
+                schema.clone(),
+                spec.as_ref().clone(),
+            )
+            .build_v2_data();
+            writers.push((spec_id, writer));
+        }
+        let Some((_, writer)) = writers.iter_mut().rev().find(|(id, _)| *id == spec_id) else {
+            return Err(LayersError::Internal("no manifest writer".into()));
+        };
         for e in entries {
             let (seq, file_seq) = sequence_numbers(e, &name)?;
             let file = e.data_file().clone();
@@ -185,12 +280,16 @@ pub async fn commit_overwrite(
             }
             .map_err(iceberg_err(format!("rewriting a manifest of {name}")))?;
         }
-        manifests.push(
-            writer
-                .write_manifest_file()
-                .await
-                .map_err(iceberg_err(format!("writing a manifest of {name}")))?,
-        );
+        if !plan.merge_manifests
+            && let Some((_, writer)) = writers.pop()
+        {
+            manifests.push(
+                writer
+                    .write_manifest_file()
+                    .await
+                    .map_err(iceberg_err(format!("writing a manifest of {name}")))?,
+            );
+        }
     }
     let mut removed_bytes = 0u64;
     for e in live.data_files() {
@@ -200,18 +299,26 @@ pub async fn commit_overwrite(
     }
     let mut added_bytes = 0u64;
     if !add.is_empty() {
-        let path = manifest_path(base, &commit_id, live.manifests.len());
-        let output = base
-            .file_io()
-            .new_output(&path)
-            .map_err(iceberg_err(format!("writing a manifest of {name}")))?;
-        let mut writer = ManifestWriterBuilder::new(
-            output,
-            Some(snapshot_id),
-            schema.clone(),
-            metadata.default_partition_spec().as_ref().clone(),
-        )
-        .build_v2_data();
+        // Merging: the new files join the merged manifest of the current spec.
+        let default_spec = metadata.default_partition_spec_id();
+        if !writers.iter().any(|(id, _)| *id == default_spec) {
+            let path = manifest_path(base, &commit_id, live.manifests.len());
+            let output = base
+                .file_io()
+                .new_output(&path)
+                .map_err(iceberg_err(format!("writing a manifest of {name}")))?;
+            let writer = ManifestWriterBuilder::new(
+                output,
+                Some(snapshot_id),
+                schema.clone(),
+                metadata.default_partition_spec().as_ref().clone(),
+            )
+            .build_v2_data();
+            writers.push((default_spec, writer));
+        }
+        let Some((_, writer)) = writers.iter_mut().find(|(id, _)| *id == default_spec) else {
+            return Err(LayersError::Internal("no manifest writer".into()));
+        };
         for file in add {
             report.added_files += 1;
             report.added_rows += file.record_count();
@@ -222,11 +329,13 @@ pub async fn commit_overwrite(
                 .add_file(file, -1)
                 .map_err(iceberg_err(format!("writing the new manifest of {name}")))?;
         }
+    }
+    for (_, writer) in writers {
         manifests.push(
             writer
                 .write_manifest_file()
                 .await
-                .map_err(iceberg_err(format!("writing the new manifest of {name}")))?,
+                .map_err(iceberg_err(format!("writing a manifest of {name}")))?,
         );
     }
 
@@ -268,7 +377,7 @@ pub async fn commit_overwrite(
         .with_parent_snapshot_id(metadata.current_snapshot_id())
         .with_sequence_number(sequence_number)
         .with_summary(Summary {
-            operation: Operation::Overwrite,
+            operation: plan.operation,
             additional_properties: summary,
         })
         .with_schema_id(metadata.current_schema_id())

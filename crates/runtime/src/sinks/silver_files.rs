@@ -82,7 +82,7 @@ impl Sink for SilverFilesSink {
 #[async_trait::async_trait]
 impl Committer for SilverFilesSink {
     async fn committed(&mut self) -> Result<Committed> {
-        self.rows_covered.refresh(&self.tables.rows)?;
+        self.rows_covered.load(&self.tables.rows).await?;
         let covered = self.rows_covered.to_sorted();
         let (state, state_deltas) = self.tables.committed_state().await?;
         Ok(Committed {
