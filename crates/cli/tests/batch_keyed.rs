@@ -56,17 +56,28 @@ fn rows(dir: &Path, lake: &str, table: &str) -> Vec<Row> {
         let catalog = SilverCatalog::open_local(&dir.join(lake).join("catalog"))
             .await
             .expect("catalog");
-        catalog.read_table(table).await.expect("the table stays readable")
+        catalog
+            .read_table(table)
+            .await
+            .expect("the table stays readable")
     });
     let mut out = Vec::new();
     for b in &batches {
-        let id = b.column_by_name("order_id").unwrap().as_primitive::<Int64Type>();
-        let pos = b.column_by_name("binlog_pos").unwrap().as_primitive::<Int64Type>();
+        let id = b
+            .column_by_name("order_id")
+            .unwrap()
+            .as_primitive::<Int64Type>();
+        let pos = b
+            .column_by_name("binlog_pos")
+            .unwrap()
+            .as_primitive::<Int64Type>();
         let status = b.column_by_name("status").unwrap().as_string::<i32>();
-        let valid_to = b.column_by_name("valid_to").map(|c| {
-            arrow::compute::cast(c, &arrow::datatypes::DataType::Int64).unwrap()
-        });
-        let current = b.column_by_name("is_current").map(|c| c.as_boolean().clone());
+        let valid_to = b
+            .column_by_name("valid_to")
+            .map(|c| arrow::compute::cast(c, &arrow::datatypes::DataType::Int64).unwrap());
+        let current = b
+            .column_by_name("is_current")
+            .map(|c| c.as_boolean().clone());
         for i in 0..b.num_rows() {
             out.push((
                 id.value(i),
