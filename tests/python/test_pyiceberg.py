@@ -92,3 +92,31 @@ def test_a_column_widened_by_strata_reads_promoted_in_pyiceberg(tmp_path):
     assert data.num_rows == first + second
     assert str(data.schema.field("battery").type) == "int64"
     assert data.column("battery").null_count < data.num_rows
+
+
+def test_declared_partitioning_and_its_evolution_read_in_pyiceberg(tmp_path):
+    """`partition_by: [day(ts)]`, then `[day(ts), bucket(4, device_id)]` on the same table:
+    pyiceberg sees the new spec, both specs' files, and every row; a bucket filter prunes."""
+    d = tmp_path
+    v1 = (ROOT / "pipelines" / "iot.yaml").read_text()
+    assert 'partition_by: ["day(ts)"]' in v1
+    (d / "v1.yaml").write_text(v1)
+    (d / "v2.yaml").write_text(v1.replace('partition_by: ["day(ts)"]', 'partition_by: ["day(ts)", "bucket(4, device_id)"]'))
+    run("generate", "iot", "--events", "3000", "--out", "a.ndjson", cwd=d)
+    run("generate", "iot", "--events", "3000", "--seed", "7", "--start-ms", "1763732712000",
+        "--out", "b.ndjson", cwd=d)
+    for name, spec in [("a.ndjson", "v1.yaml"), ("b.ndjson", "v2.yaml")]:
+        run("bronze", "put", "--lake", "lake", "--source", "iot", "--date", "2025-11-20", "--input", name, cwd=d)
+        out = run("batch", "--lake", "lake", "--source", "iot", "--pipeline", spec, cwd=d)
+    cat_dir = d / "lake" / "catalog"
+    catalog = SqlCatalog("strata", uri=f"sqlite:///{cat_dir}/catalog.db", warehouse=f"file://{cat_dir}/warehouse")
+    table = catalog.load_table("silver.iot_events")
+    assert [f.transform.__class__.__name__ for f in table.spec().fields] == ["DayTransform", "BucketTransform"]
+    assert len(table.specs()) == 2
+    data = table.scan().to_arrow()
+    rows = int(table.current_snapshot().summary["total-records"])
+    assert data.num_rows == rows > 4000
+    device = data.column("device_id")[0].as_py()
+    one = table.scan(row_filter=f"device_id == '{device}'").to_arrow()
+    assert 0 < one.num_rows < data.num_rows
+    assert set(one.column("device_id").to_pylist()) == {device}

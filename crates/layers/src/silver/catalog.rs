@@ -8,7 +8,6 @@ use std::sync::Arc;
 use arrow::datatypes::{DataType, Field, Schema as ArrowSchema, TimeUnit};
 use iceberg::arrow::arrow_schema_to_schema_auto_assign_ids;
 use iceberg::io::StorageFactory;
-use iceberg::spec::{Transform, UnboundPartitionSpec};
 use iceberg::table::Table;
 use iceberg::{Catalog, CatalogBuilder, NamespaceIdent, TableCreation, TableIdent};
 use iceberg_catalog_sql::{SqlBindStyle, SqlCatalog, SqlCatalogBuilder};
@@ -345,7 +344,28 @@ impl SilverCatalog {
         schema: &ArrowSchema,
         event_time: Option<&str>,
     ) -> Result<Table> {
+        let partition_by: Vec<String> = event_time
+            .map(|c| format!("day({c})"))
+            .into_iter()
+            .collect();
+        self.ensure_table_partitioned(table, schema, &partition_by)
+            .await
+    }
+
+    /// Loads `table`, creating it from `schema` partitioned as `partition_by` declares (see
+    /// `partitioning.rs`; empty: unpartitioned) if it does not exist. An existing table's schema
+    /// and partitioning evolve towards the declared ones.
+    pub async fn ensure_table_partitioned(
+        &self,
+        table: &str,
+        schema: &ArrowSchema,
+        partition_by: &[String],
+    ) -> Result<Table> {
         let ident = self.ident(table);
+        let evolve = |existing: Table| async move {
+            let t = super::evolve::evolve(self, existing, &silver_arrow_schema(schema)).await?;
+            super::partitioning::evolve_spec(self, t, partition_by).await
+        };
         if self
             .catalog
             .table_exists(&ident)
@@ -357,7 +377,7 @@ impl SilverCatalog {
                 .load_table(&ident)
                 .await
                 .map_err(iceberg_err(format!("loading {table}")))?;
-            return super::evolve::evolve(self, existing, &silver_arrow_schema(schema)).await;
+            return evolve(existing).await;
         }
         let iceberg_schema = arrow_schema_to_schema_auto_assign_ids(&silver_arrow_schema(schema))
             .map_err(iceberg_err(format!(
@@ -367,28 +387,18 @@ impl SilverCatalog {
             .name(table.to_string())
             .schema(iceberg_schema.clone())
             .build();
-        if let Some(column) = event_time {
-            let field =
-                iceberg_schema
-                    .field_by_name(column)
-                    .ok_or_else(|| LayersError::Iceberg {
-                        context: format!("partitioning {table}"),
-                        message: format!("event-time column `{column}` is not in the table schema"),
-                    })?;
-            let spec = UnboundPartitionSpec::builder()
-                .add_partition_field(field.id, format!("{column}_day"), Transform::Day)
-                .map_err(iceberg_err(format!("partitioning {table}")))?
-                .build();
-            creation.partition_spec = Some(spec);
+        if !partition_by.is_empty() {
+            creation.partition_spec = Some(super::partitioning::unbound_spec(
+                &iceberg_schema,
+                partition_by,
+                table,
+            )?);
         }
         match self.catalog.create_table(&self.namespace, creation).await {
             Ok(created) => Ok(created),
             // Another writer created it between our lookup and our create: use theirs.
             Err(e) => match self.catalog.table_exists(&ident).await {
-                Ok(true) => {
-                    let existing = self.load(table).await?;
-                    super::evolve::evolve(self, existing, &silver_arrow_schema(schema)).await
-                }
+                Ok(true) => evolve(self.load(table).await?).await,
                 _ => Err(iceberg_err(format!("creating {table}"))(e)),
             },
         }

@@ -2,7 +2,8 @@
 //! one-second commits.
 //!
 //! 1. **Compact**: small data files of a partition are rewritten into files of the target size,
-//!    and all manifests into one per partition spec, in one `replace` snapshot through the
+//!    files of an older partition spec into the current one, and all manifests into one per
+//!    partition spec, in one `replace` snapshot through the
 //!    same row-level commit as keyed tables ([`super::overwrite::commit_rewrite`]). Commit cost
 //!    follows the manifest list, which an append grows by one manifest each time.
 //! 2. **Expire snapshots**: all but the newest `keep_snapshots` and those younger than the
@@ -142,9 +143,15 @@ async fn compact(
             return Ok(());
         }
         // Small files grouped by partition (spec and value); a group of one stays.
+        // Files of an older partition spec are rewritten into the current one whatever
+        // their size (partition evolution completes here).
+        let current_spec = table.metadata().default_partition_spec_id();
         let mut groups: HashMap<String, Vec<ManifestEntryRef>> = HashMap::new();
+        let mut respec: Vec<ManifestEntryRef> = Vec::new();
         for (spec_id, e) in live.data_files_with_spec() {
-            if e.file_size_in_bytes() < options.small_file_bytes {
+            if spec_id != current_spec {
+                respec.push(e.clone());
+            } else if e.file_size_in_bytes() < options.small_file_bytes {
                 let key = format!("{spec_id}:{:?}", e.data_file().partition());
                 groups.entry(key).or_default().push(e.clone());
             }
@@ -153,6 +160,7 @@ async fn compact(
             .into_values()
             .filter(|g| g.len() > 1)
             .flatten()
+            .chain(respec)
             .collect();
         let merge_manifests = live.manifest_count() > 1;
         if chosen.is_empty() && !merge_manifests {

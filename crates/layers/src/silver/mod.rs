@@ -25,6 +25,7 @@ mod maintain;
 mod merge;
 mod object_storage;
 mod overwrite;
+mod partitioning;
 mod query;
 
 pub use append::{

@@ -64,16 +64,23 @@ impl SilverTables {
                 }
             }
         }
-        let keyed = KeyedTable::from_spec(&pipeline.spec().output, pipeline.output_schema())?;
-        let rows = match &keyed {
-            // A keyed table is rewritten key by key: one file per day would scatter each key's
-            // neighbours, so it is not partitioned by event time.
-            Some(k) => ensure(&catalog, &name, k.table_schema(), None).await?,
-            None => {
-                let event_time = pipeline.spec().output.event_time.as_deref();
-                ensure(&catalog, &name, &pipeline.output_schema(), event_time).await?
-            }
+        let output = &pipeline.spec().output;
+        let keyed = KeyedTable::from_spec(output, pipeline.output_schema())?;
+        // Declared partitioning wins. Otherwise an append table is cut by day of its event
+        // time, and a keyed table, rewritten key by key, is not partitioned (a day per file
+        // would scatter a key's neighbours over many small files).
+        let partition_by: Vec<String> = match (&keyed, &output.event_time) {
+            _ if !output.partition_by.is_empty() => output.partition_by.clone(),
+            (None, Some(et)) => vec![format!("day({et})")],
+            _ => Vec::new(),
         };
+        let schema = match &keyed {
+            Some(k) => k.table_schema().clone(),
+            None => pipeline.output_schema(),
+        };
+        let rows = catalog
+            .ensure_table_partitioned(&name, &schema, &partition_by)
+            .await?;
         let quarantine = ensure(&catalog, &qname, &pipeline.quarantine_schema(), None).await?;
         Ok(SilverTables {
             catalog,
