@@ -154,6 +154,7 @@ fn every_shipped_pipeline_validates_as_a_plain_argument() {
     for name in [
         "iot",
         "pipefy",
+        "card_phases",
         "x_posts",
         "mysql_orders_cdc",
         "orders",

@@ -14,6 +14,12 @@
 //!   current version's `valid_to` is null; a delete is a version of its own, closed at once
 //!   (`valid_to = valid_from`), and leaves no current version.
 //!
+//! * `change_state`: one row per change of a key, ordered by sequence like `historical`, with
+//!   the declared state column's transition: `from_state` (the previous change's state),
+//!   `to_state`, `entered_at` (its event time), `left_at` (the next change's) and
+//!   `duration_ms`; so a key's durations add up to its lifetime. A change that keeps the state
+//!   is a row too (from = to), so a late event between two of them still lands correctly.
+//!
 //! Hard deletes forget the key: an event older than the delete that arrives in a later commit
 //! brings the key back. Sources that can deliver that late (not a binlog, which is ordered) use
 //! `deletes: soft`, whose row remembers the delete's sequence.
@@ -34,6 +40,16 @@ pub const VALID_FROM: &str = "valid_from";
 pub const VALID_TO: &str = "valid_to";
 /// True for the version that is current (a deleted key has none).
 pub const IS_CURRENT: &str = "is_current";
+/// The state a change-state row leaves (null for a key's first state).
+pub const FROM_STATE: &str = "from_state";
+/// The state a change-state row enters.
+pub const TO_STATE: &str = "to_state";
+/// When the state was entered (the event time).
+pub const ENTERED_AT: &str = "entered_at";
+/// When the state was left (the next change's event time; null while in it).
+pub const LEFT_AT: &str = "left_at";
+/// Milliseconds spent in the state (null while in it).
+pub const DURATION_MS: &str = "duration_ms";
 
 /// A keyed table kind, validated against the pipeline's output schema.
 #[derive(Debug, Clone)]
@@ -44,6 +60,7 @@ pub struct KeyedTable {
     op: Option<usize>,
     deletes: DeleteMode,
     event_time: Option<usize>,
+    state: Option<usize>,
     base: SchemaRef,
     table: SchemaRef,
 }
@@ -66,6 +83,7 @@ impl KeyedTable {
                 ("key", !output.key.is_empty()),
                 ("sequence", !output.sequence.is_empty()),
                 ("op", output.op.is_some()),
+                ("state", output.state.is_some()),
             ] {
                 if set {
                     return Err(spec_error(
@@ -113,6 +131,48 @@ impl KeyedTable {
             None => None,
         };
         let mut fields: Vec<FieldRef> = base.fields().iter().cloned().collect();
+        let state = match (&output.state, output.kind) {
+            (Some(c), TableKind::ChangeState) => Some(column_index(&base, "state", c)?),
+            (None, TableKind::ChangeState) => {
+                return Err(spec_error(
+                    "state",
+                    "a change_state table needs the state column whose transitions it records",
+                ));
+            }
+            (Some(_), _) => {
+                return Err(spec_error("state", "only a change_state table uses it"));
+            }
+            (None, _) => None,
+        };
+        if let Some(s) = state {
+            let Some(et) = event_time else {
+                return Err(spec_error(
+                    "event_time",
+                    "a change_state table needs the event time its states are entered at",
+                ));
+            };
+            let time = base.field(et).data_type().clone();
+            if !matches!(time, DataType::Timestamp(..)) {
+                return Err(spec_error(
+                    "event_time",
+                    "a change_state table needs a timestamp",
+                ));
+            }
+            let state_type = base.field(s).data_type().clone();
+            for name in [FROM_STATE, TO_STATE, ENTERED_AT, LEFT_AT, DURATION_MS] {
+                if base.index_of(name).is_ok() {
+                    return Err(spec_error(
+                        "schema",
+                        format!("`{name}` is a column a change_state table adds; rename yours"),
+                    ));
+                }
+            }
+            fields.push(Arc::new(Field::new(FROM_STATE, state_type.clone(), true)));
+            fields.push(Arc::new(Field::new(TO_STATE, state_type, true)));
+            fields.push(Arc::new(Field::new(ENTERED_AT, time.clone(), true)));
+            fields.push(Arc::new(Field::new(LEFT_AT, time, true)));
+            fields.push(Arc::new(Field::new(DURATION_MS, DataType::Int64, true)));
+        }
         if output.kind == TableKind::Historical {
             let Some(et) = event_time else {
                 return Err(spec_error(
@@ -140,6 +200,7 @@ impl KeyedTable {
             op,
             deletes: output.deletes,
             event_time,
+            state,
             table: Arc::new(Schema::new(fields)),
             base,
         }))
@@ -216,6 +277,7 @@ impl KeyedTable {
                 self.take_rows(rows, &keep)
             }
             TableKind::Historical => self.history(rows, &versions, &deleted, last_of_key),
+            TableKind::ChangeState => self.transitions(rows, &versions, &keys),
             TableKind::Append => Err(CoreError::Internal(
                 "an append table has no keyed merge".into(),
             )),
@@ -255,6 +317,63 @@ impl KeyedTable {
         columns.push(valid_from);
         columns.push(valid_to);
         columns.push(Arc::new(BooleanArray::from(current)));
+        Ok(RecordBatch::try_new(self.table.clone(), columns)?)
+    }
+
+    fn transitions(
+        &self,
+        rows: &RecordBatch,
+        versions: &[u32],
+        keys: &Rows,
+    ) -> Result<RecordBatch> {
+        let (Some(et), Some(state)) = (self.event_time, self.state) else {
+            return Err(CoreError::Internal(
+                "change_state without event time or state".into(),
+            ));
+        };
+        let same_key = |a: u32, b: u32| keys.row(a as usize) == keys.row(b as usize);
+        let mut previous: Vec<Option<u32>> = Vec::with_capacity(versions.len());
+        let mut next: Vec<Option<u32>> = Vec::with_capacity(versions.len());
+        for (i, &row) in versions.iter().enumerate() {
+            previous.push((i > 0 && same_key(versions[i - 1], row)).then(|| versions[i - 1]));
+            next.push(versions.get(i + 1).filter(|&&n| same_key(n, row)).copied());
+        }
+        let base = self.take_rows(rows, versions)?;
+        let at = |indices: Vec<Option<u32>>, column: usize| {
+            take(rows.column(column), &UInt32Array::from(indices), None)
+        };
+        let here: Vec<Option<u32>> = versions.iter().map(|&v| Some(v)).collect();
+        let entered = at(here.clone(), et)?;
+        let left = at(next, et)?;
+        let millis = |a: &ArrayRef| -> Result<ArrayRef> {
+            let unit = match a.data_type() {
+                DataType::Timestamp(unit, _) => *unit,
+                _ => return Err(CoreError::Internal("event time is not a timestamp".into())),
+            };
+            let ints = cast(a, &DataType::Int64)?;
+            let per_ms = match unit {
+                arrow::datatypes::TimeUnit::Second => {
+                    return Ok(arrow::compute::kernels::numeric::mul(
+                        &ints,
+                        &arrow::array::Int64Array::new_scalar(1000),
+                    )?);
+                }
+                arrow::datatypes::TimeUnit::Millisecond => 1,
+                arrow::datatypes::TimeUnit::Microsecond => 1_000,
+                arrow::datatypes::TimeUnit::Nanosecond => 1_000_000,
+            };
+            Ok(arrow::compute::kernels::numeric::div(
+                &ints,
+                &arrow::array::Int64Array::new_scalar(per_ms),
+            )?)
+        };
+        let duration = arrow::compute::kernels::numeric::sub(&millis(&left)?, &millis(&entered)?)?;
+        let mut columns: Vec<ArrayRef> = base.columns().to_vec();
+        columns.push(at(previous, state)?);
+        columns.push(at(here, state)?);
+        columns.push(entered);
+        columns.push(left);
+        columns.push(duration);
         Ok(RecordBatch::try_new(self.table.clone(), columns)?)
     }
 

@@ -88,6 +88,9 @@ pub struct OutputSpec {
     /// What a delete does to a `snapshot` table.
     #[serde(default, skip_serializing_if = "DeleteMode::is_hard")]
     pub deletes: DeleteMode,
+    /// The state column whose transitions a `change_state` table records.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub state: Option<String>,
 }
 
 /// What a silver table keeps (`output.kind`).
@@ -101,6 +104,9 @@ pub enum TableKind {
     Snapshot,
     /// Every version per key (SCD2), with `valid_from`, `valid_to` and `is_current`.
     Historical,
+    /// The transitions of one state column per key: `from_state`, `to_state`, `entered_at`,
+    /// `left_at` and `duration_ms`.
+    ChangeState,
 }
 
 impl TableKind {

@@ -44,7 +44,7 @@ enum Records {
 
 const START_MS: i64 = 1_763_646_312_000;
 
-const GOLD: [(&str, &str); 6] = [
+const GOLD: [(&str, &str); 7] = [
     (
         "IoT: readings per site and hour (first 8)",
         "SELECT location_site AS site, date_trunc('hour', ts) AS hour, count(*) AS readings, \
@@ -55,6 +55,13 @@ const GOLD: [(&str, &str); 6] = [
         "Pipefy: cards moved into each phase",
         "SELECT to_phase AS phase, count(*) AS moves, count(DISTINCT card_id) AS cards \
          FROM pipefy_card_events WHERE action = 'card.move' GROUP BY 1 ORDER BY 2 DESC",
+    ),
+    (
+        "Pipefy: time cards spend in each phase (change-state table)",
+        "SELECT to_state AS phase, count(*) AS moves, \
+         round(avg(duration_ms) / 60000.0, 1) AS avg_minutes, \
+         sum(CASE WHEN left_at IS NULL THEN 1 ELSE 0 END) AS cards_there_now \
+         FROM card_phases GROUP BY 1 ORDER BY 2 DESC",
     ),
     (
         "Orders (MySQL CDC): current status of live orders",
@@ -102,7 +109,10 @@ pub async fn run(args: &Args) -> Result<(), Failure> {
         },
         Source {
             name: "pipefy",
-            specs: &[include_str!("../../../../pipelines/pipefy.yaml")],
+            specs: &[
+                include_str!("../../../../pipelines/pipefy.yaml"),
+                include_str!("../../../../pipelines/card_phases.yaml"),
+            ],
             records: Records::Lines(pipefy_events(n / 10, 8, START_MS)),
         },
         Source {

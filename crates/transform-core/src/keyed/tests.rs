@@ -318,3 +318,140 @@ fn null_keys_and_empty_input_do_not_panic() {
     assert_eq!(t.merge(&with_null).unwrap().num_rows(), 2);
     assert!(with_null.column(0).is_null(0));
 }
+
+mod change_state {
+    use super::*;
+    use arrow::array::TimestampMillisecondArray;
+    use arrow::datatypes::TimeUnit;
+
+    fn schema() -> SchemaRef {
+        Arc::new(Schema::new(vec![
+            Field::new("card", DataType::Int64, false),
+            Field::new("phase", DataType::Utf8, true),
+            Field::new("seq", DataType::Int64, false),
+            Field::new(
+                "at",
+                DataType::Timestamp(TimeUnit::Millisecond, None),
+                false,
+            ),
+        ]))
+    }
+
+    fn table() -> KeyedTable {
+        let output = OutputSpec {
+            kind: TableKind::ChangeState,
+            key: vec!["card".into()],
+            sequence: vec!["seq".into()],
+            state: Some("phase".into()),
+            event_time: Some("at".into()),
+            ..OutputSpec::default()
+        };
+        KeyedTable::from_spec(&output, schema()).unwrap().unwrap()
+    }
+
+    /// (card, phase, seq, at ms)
+    fn moves(rows: &[(i64, &str, i64, i64)]) -> RecordBatch {
+        RecordBatch::try_new(
+            schema(),
+            vec![
+                Arc::new(Int64Array::from_iter_values(rows.iter().map(|r| r.0))),
+                Arc::new(StringArray::from_iter_values(rows.iter().map(|r| r.1))),
+                Arc::new(Int64Array::from_iter_values(rows.iter().map(|r| r.2))),
+                Arc::new(TimestampMillisecondArray::from_iter_values(
+                    rows.iter().map(|r| r.3),
+                )),
+            ],
+        )
+        .unwrap()
+    }
+
+    fn fold(t: &KeyedTable, chunks: &[Vec<(i64, &'static str, i64, i64)>]) -> RecordBatch {
+        let mut current: Option<RecordBatch> = None;
+        for chunk in chunks {
+            let new = moves(chunk);
+            let input = match &current {
+                Some(c) => {
+                    let n = t.base_schema().fields().len();
+                    let old =
+                        RecordBatch::try_new(t.base_schema().clone(), c.columns()[..n].to_vec())
+                            .unwrap();
+                    concat_batches(t.base_schema(), &[old, new]).unwrap()
+                }
+                None => new,
+            };
+            current = Some(t.merge(&input).unwrap());
+        }
+        current.unwrap()
+    }
+
+    #[test]
+    fn each_change_records_where_it_came_from_and_how_long_it_stayed() {
+        let t = table();
+        // The middle move arrives last.
+        let out = fold(
+            &t,
+            &[
+                vec![(7, "Inbox", 1, 1_000), (7, "Done", 3, 9_000)],
+                vec![(7, "Doing", 2, 4_000)],
+            ],
+        );
+        assert_eq!(strs(&out, TO_STATE), vec!["Inbox", "Doing", "Done"]);
+        let from = out.column_by_name(FROM_STATE).unwrap().as_string::<i32>();
+        assert!(from.is_null(0));
+        assert_eq!((from.value(1), from.value(2)), ("Inbox", "Doing"));
+        assert_eq!(
+            ints(&out, DURATION_MS),
+            vec![Some(3_000), Some(5_000), None]
+        );
+        assert!(
+            out.column_by_name(LEFT_AT).unwrap().is_null(2),
+            "still in Done"
+        );
+    }
+
+    fn card_moves() -> impl Strategy<Value = Vec<(i64, &'static str, i64, i64)>> {
+        prop::collection::vec((0i64..4, 0usize..4, 0i64..5_000), 1..30).prop_map(|raw| {
+            let mut at = 0;
+            raw.into_iter()
+                .enumerate()
+                .map(|(i, (card, phase, gap))| {
+                    at += gap;
+                    (
+                        card,
+                        ["Inbox", "Doing", "Review", "Done"][phase],
+                        i as i64,
+                        at,
+                    )
+                })
+                .collect()
+        })
+    }
+
+    proptest! {
+        #[test]
+        fn durations_add_up_to_each_cards_lifetime_in_any_arrival_order(
+            (log, order) in card_moves().prop_flat_map(|log| {
+                let n = log.len();
+                (Just(log), Just((0..n).collect::<Vec<_>>()).prop_shuffle())
+            })
+        ) {
+            let t = table();
+            let shuffled: Vec<_> = order.iter().map(|&i| log[i]).collect();
+            let chunks: Vec<Vec<_>> = shuffled.chunks(4).map(|c| c.to_vec()).collect();
+            let out = fold(&t, &chunks);
+            prop_assert_eq!(&out, &fold(&t, &[log.clone()]));
+            let cards = ints(&out, "card");
+            let durations = ints(&out, DURATION_MS);
+            for card in 0..4 {
+                let times: Vec<i64> = log.iter().filter(|m| m.0 == card).map(|m| m.3).collect();
+                let Some(first) = times.first() else { continue };
+                let last = times.last().copied().unwrap_or(*first);
+                let sum: i64 = (0..out.num_rows())
+                    .filter(|&i| cards[i] == Some(card))
+                    .filter_map(|i| durations[i])
+                    .sum();
+                prop_assert_eq!(sum, last - first, "card {}", card);
+            }
+        }
+    }
+}
