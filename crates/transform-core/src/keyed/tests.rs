@@ -439,7 +439,7 @@ mod change_state {
             let shuffled: Vec<_> = order.iter().map(|&i| log[i]).collect();
             let chunks: Vec<Vec<_>> = shuffled.chunks(4).map(|c| c.to_vec()).collect();
             let out = fold(&t, &chunks);
-            prop_assert_eq!(&out, &fold(&t, &[log.clone()]));
+            prop_assert_eq!(&out, &fold(&t, std::slice::from_ref(&log)));
             let cards = ints(&out, "card");
             let durations = ints(&out, DURATION_MS);
             for card in 0..4 {
