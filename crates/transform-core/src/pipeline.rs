@@ -205,6 +205,9 @@ impl Pipeline {
                 StepSpec::Flatten(p) => {
                     Box::new(steps::flatten::Flatten::build(p, name, &loc, &schema)?)
                 }
+                StepSpec::CdcUnwrap(p) => {
+                    Box::new(steps::cdc_unwrap::CdcUnwrap::build(p, name, &loc, &schema)?)
+                }
                 StepSpec::Filter(p) => Box::new(steps::filter::Filter::build(
                     p, name, &loc, &schema, &session,
                 )?),

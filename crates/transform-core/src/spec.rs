@@ -148,6 +148,8 @@ pub enum StepSpec {
     Cast(CastSpec),
     /// Struct fields to top-level columns.
     Flatten(FlattenSpec),
+    /// A Debezium change event to its row image, op, source position and change time.
+    CdcUnwrap(CdcUnwrapSpec),
     /// Keep rows where an SQL predicate is true.
     Filter(FilterSpec),
     /// Add or replace columns computed by SQL expressions.
@@ -158,6 +160,40 @@ pub enum StepSpec {
     Mask(MaskSpec),
     /// Drop repeated keys (stateful).
     Dedup(DedupSpec),
+}
+
+/// `cdc_unwrap`: a Debezium envelope → row image, op, `source_<field>` columns, `source_ts`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CdcUnwrapSpec {
+    /// Step name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// The struct column with the row before the change.
+    #[serde(default = "default_before")]
+    pub before: String,
+    /// The struct column with the row after the change.
+    #[serde(default = "default_after")]
+    pub after: String,
+    /// The change-kind column (`c`, `u`, `d`, `r`).
+    #[serde(default = "default_op")]
+    pub op: String,
+    /// The struct column describing where the change was read (flattened to `source_<field>`).
+    #[serde(default = "default_source")]
+    pub source: String,
+}
+
+fn default_before() -> String {
+    "before".into()
+}
+fn default_after() -> String {
+    "after".into()
+}
+fn default_op() -> String {
+    "op".into()
+}
+fn default_source() -> String {
+    "source".into()
 }
 
 /// `parse_json`: raw bytes → typed columns.
@@ -389,6 +425,7 @@ impl StepSpec {
             StepSpec::Rename(_) => "rename",
             StepSpec::Cast(_) => "cast",
             StepSpec::Flatten(_) => "flatten",
+            StepSpec::CdcUnwrap(_) => "cdc_unwrap",
             StepSpec::Filter(_) => "filter",
             StepSpec::Derive(_) => "derive",
             StepSpec::Expect(_) => "expect",
@@ -405,6 +442,7 @@ impl StepSpec {
             StepSpec::Rename(s) => s.name.as_deref(),
             StepSpec::Cast(s) => s.name.as_deref(),
             StepSpec::Flatten(s) => s.name.as_deref(),
+            StepSpec::CdcUnwrap(s) => s.name.as_deref(),
             StepSpec::Filter(s) => s.name.as_deref(),
             StepSpec::Derive(s) => s.name.as_deref(),
             StepSpec::Expect(s) => s.name.as_deref(),

@@ -3,6 +3,7 @@
 //! of `build`, never out of `process`.
 
 pub mod cast;
+pub mod cdc_unwrap;
 pub mod dedup;
 pub mod derive;
 pub mod expect;
