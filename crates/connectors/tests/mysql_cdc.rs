@@ -1401,16 +1401,15 @@ async fn fails_over_to_a_replica_by_gtid_exactly_once() {
     c.query_drop(format!("DROP DATABASE `{db}`")).await.unwrap();
 }
 
-/// The contract between the CDC source and `pipelines/mysql_orders_cdc.yaml`: a `shop.orders`
-/// table on MariaDB (snapshot rows, inserts, updates, a delete), each event as the Kafka sink
-/// writes it (`ChangeEvent::to_json`), run through the shipped pipeline: nothing quarantined, and
-/// every column the events provide is filled.
-#[tokio::test]
-async fn cdc_events_pass_the_shipped_orders_pipeline() {
-    use arrow::array::Array;
-    let Some(url) = url() else { return };
-    let mut c = root(&url).await;
-    let db = fresh_db(&mut c, "cdc_contract").await;
+/// A fresh database with a `shop.orders`-shaped table of two rows, and a CDC source on it (its
+/// state in `dir`).
+async fn orders_table(
+    c: &mut Conn,
+    url: &str,
+    prefix: &str,
+    dir: &std::path::Path,
+) -> (String, MysqlCdcSource) {
+    let db = fresh_db(c, prefix).await;
     c.query_drop(format!(
         "CREATE TABLE `{db}`.orders (id BIGINT PRIMARY KEY, customer VARCHAR(64) NOT NULL, \
          status VARCHAR(16) NOT NULL, amount DECIMAL(12,2) NOT NULL, \
@@ -1424,10 +1423,22 @@ async fn cdc_events_pass_the_shipped_orders_pipeline() {
     ))
     .await
     .unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let mut config = MysqlCdcConfig::new(&url, vec![format!("{db}.orders")], dir.path().join("s"));
+    let mut config = MysqlCdcConfig::new(url, vec![format!("{db}.orders")], dir.join("s"));
     config.server_id = server_id();
-    let mut src = MysqlCdcSource::open(config).await.unwrap();
+    (db, MysqlCdcSource::open(config).await.unwrap())
+}
+
+/// The contract between the CDC source and `pipelines/mysql_orders_cdc.yaml`: a `shop.orders`
+/// table on MariaDB (snapshot rows, inserts, updates, a delete), each event as the Kafka sink
+/// writes it (`ChangeEvent::to_json`), run through the shipped pipeline: nothing quarantined, and
+/// every column the events provide is filled.
+#[tokio::test]
+async fn cdc_events_pass_the_shipped_orders_pipeline() {
+    use arrow::array::Array;
+    let Some(url) = url() else { return };
+    let mut c = root(&url).await;
+    let dir = tempfile::tempdir().unwrap();
+    let (db, mut src) = orders_table(&mut c, &url, "cdc_contract", dir.path()).await;
     let mut log = Vec::new();
     read_n(&mut src, 2, &mut log).await;
     for q in [
@@ -1510,24 +1521,8 @@ async fn cdc_events_build_the_orders_snapshot_and_history() {
     use strata_core::keyed::{IS_CURRENT, KeyedTable};
     let Some(url) = url() else { return };
     let mut c = root(&url).await;
-    let db = fresh_db(&mut c, "cdc_keyed").await;
-    c.query_drop(format!(
-        "CREATE TABLE `{db}`.orders (id BIGINT PRIMARY KEY, customer VARCHAR(64) NOT NULL, \
-         status VARCHAR(16) NOT NULL, amount DECIMAL(12,2) NOT NULL, \
-         updated_at TIMESTAMP(3) NOT NULL DEFAULT CURRENT_TIMESTAMP(3)) ENGINE=InnoDB"
-    ))
-    .await
-    .unwrap();
-    c.query_drop(format!(
-        "INSERT INTO `{db}`.orders (id, customer, status, amount) VALUES \
-         (1000, 'Cliente 1', 'pending', 10.50), (1001, 'Cliente 2', 'paid', 99.90)"
-    ))
-    .await
-    .unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let mut config = MysqlCdcConfig::new(&url, vec![format!("{db}.orders")], dir.path().join("s"));
-    config.server_id = server_id();
-    let mut src = MysqlCdcSource::open(config).await.unwrap();
+    let (db, mut src) = orders_table(&mut c, &url, "cdc_keyed", dir.path()).await;
     let mut log = Vec::new();
     read_n(&mut src, 2, &mut log).await;
     for q in [

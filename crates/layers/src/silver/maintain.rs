@@ -389,39 +389,54 @@ async fn sweep_files(
 ) -> Result<()> {
     let refs = referenced_files(table).await?;
     let (location, folder) = table_folder(table)?;
-    let cutoff = now_ms() - options.grace_ms;
-    let prefix = lake.path(folder.split('/'));
-    let listed: Vec<object_store::ObjectMeta> = lake
-        .store()
-        .list(Some(&prefix))
-        .try_collect()
-        .await
-        .map_err(|e| LayersError::Iceberg {
-            context: format!("listing the files of {}", table.identifier()),
-            message: e.to_string(),
-        })?;
-    for meta in listed {
-        let relative = lake.relative(&meta.location);
+    for (relative, meta) in old_objects(lake, &folder, options.grace_ms).await? {
         let Some(below) = relative.strip_prefix(&folder) else {
             continue;
         };
         let path = format!("{location}{below}");
-        if refs.contains(&path) || meta.last_modified.timestamp_millis() > cutoff {
+        if refs.contains(&path) {
             continue;
         }
         report.files_deleted.0 += 1;
         report.files_deleted.1 += meta.size;
         if !options.dry_run {
-            lake.store()
-                .delete(&meta.location)
-                .await
-                .map_err(|e| LayersError::Iceberg {
-                    context: format!("deleting {path}"),
-                    message: e.to_string(),
-                })?;
+            delete(lake, &meta).await?;
         }
     }
     Ok(())
+}
+
+/// Objects below `folder` of the lake older than the grace period, with their lake paths.
+async fn old_objects(
+    lake: &Lake,
+    folder: &str,
+    grace_ms: i64,
+) -> Result<Vec<(String, object_store::ObjectMeta)>> {
+    let cutoff = now_ms() - grace_ms;
+    let listed: Vec<object_store::ObjectMeta> = lake
+        .store()
+        .list(Some(&lake.path(folder.split('/'))))
+        .try_collect()
+        .await
+        .map_err(|e| LayersError::Iceberg {
+            context: format!("listing {folder} of the lake"),
+            message: e.to_string(),
+        })?;
+    Ok(listed
+        .into_iter()
+        .filter(|m| m.last_modified.timestamp_millis() <= cutoff)
+        .map(|m| (lake.relative(&m.location), m))
+        .collect())
+}
+
+async fn delete(lake: &Lake, meta: &object_store::ObjectMeta) -> Result<()> {
+    lake.store()
+        .delete(&meta.location)
+        .await
+        .map_err(|e| LayersError::Iceberg {
+            context: format!("deleting {} of the lake", lake.relative(&meta.location)),
+            message: e.to_string(),
+        })
 }
 
 /// Lake paths of pipeline checkpoints the retained snapshots name: any summary value that is
@@ -450,31 +465,13 @@ async fn prune_checkpoints(
 ) -> Result<()> {
     let named = named_checkpoints(table);
     let folder = format!("catalog/state/{}", table.identifier().name());
-    let cutoff = now_ms() - options.grace_ms;
-    let prefix = lake.path(folder.split('/'));
-    let listed: Vec<object_store::ObjectMeta> = lake
-        .store()
-        .list(Some(&prefix))
-        .try_collect()
-        .await
-        .map_err(|e| LayersError::Iceberg {
-            context: format!("listing the checkpoints of {}", table.identifier()),
-            message: e.to_string(),
-        })?;
-    for meta in listed {
-        let relative = lake.relative(&meta.location);
-        if named.contains(&relative) || meta.last_modified.timestamp_millis() > cutoff {
+    for (relative, meta) in old_objects(lake, &folder, options.grace_ms).await? {
+        if named.contains(&relative) {
             continue;
         }
         report.checkpoints_deleted += 1;
         if !options.dry_run {
-            lake.store()
-                .delete(&meta.location)
-                .await
-                .map_err(|e| LayersError::Iceberg {
-                    context: format!("deleting the checkpoint {relative}"),
-                    message: e.to_string(),
-                })?;
+            delete(lake, &meta).await?;
         }
     }
     Ok(())
