@@ -24,6 +24,7 @@
 //! brings the key back. Sources that can deliver that late (not a binlog, which is ordered) use
 //! `deletes: soft`, whose row remembers the delete's sequence.
 
+use std::cmp::Ordering;
 use std::sync::Arc;
 
 use arrow::array::{Array, ArrayRef, BooleanArray, RecordBatch, StringArray, UInt32Array};
@@ -244,14 +245,37 @@ impl KeyedTable {
         let keys = self.row_form(rows, &self.key)?;
         let seqs = self.row_form(rows, &self.sequence)?;
         let deleted = self.deleted(rows)?;
-        let mut order: Vec<u32> = (0..n as u32).collect();
-        order.sort_by(|&a, &b| {
-            let (a, b) = (a as usize, b as usize);
+        let cmp = |a: &u32, b: &u32| {
+            let (a, b) = (*a as usize, *b as usize);
             keys.row(a)
                 .cmp(&keys.row(b))
                 .then_with(|| seqs.row(a).cmp(&seqs.row(b)))
                 .then(a.cmp(&b))
-        });
+        };
+        // The table's rows come first and are already in order (a merge writes them sorted):
+        // only the rest (the events) is sorted, then the two runs are merged, O(n + k log k)
+        // instead of O(n log n) for n table rows and k events.
+        let mut sorted_prefix = n.min(1);
+        while sorted_prefix < n
+            && cmp(&(sorted_prefix as u32 - 1), &(sorted_prefix as u32)) == Ordering::Less
+        {
+            sorted_prefix += 1;
+        }
+        let mut rest: Vec<u32> = (sorted_prefix as u32..n as u32).collect();
+        rest.sort_by(cmp);
+        let mut order: Vec<u32> = Vec::with_capacity(n);
+        let (mut i, mut j) = (0u32, 0usize);
+        while (i as usize) < sorted_prefix || j < rest.len() {
+            let take_prefix = (i as usize) < sorted_prefix
+                && (j == rest.len() || cmp(&i, &rest[j]) == Ordering::Less);
+            if take_prefix {
+                order.push(i);
+                i += 1;
+            } else {
+                order.push(rest[j]);
+                j += 1;
+            }
+        }
         // One entry per (key, sequence): the first row of each run, in key then sequence order.
         let mut versions: Vec<u32> = Vec::with_capacity(n);
         for (i, &row) in order.iter().enumerate() {

@@ -144,15 +144,20 @@ impl SilverMerge {
             }
             let live = LiveFiles::read(&base).await?;
             let (candidates, pruned) = candidates(&base, &self.keyed, &live, &events)?;
-            let mut input = read_rows(&base, &self.keyed, &candidates).await?;
-            input.push(events.clone());
-            let input = concat_batches(self.keyed.base_schema(), &input).map_err(|e| {
-                LayersError::Internal(format!("{}: joining rows to merge: {e}", self.name))
-            })?;
+            // Each copy of the rows is dropped as soon as the next exists: the table's rows
+            // can be most of the memory a merge needs.
+            let input = {
+                let mut parts = read_rows(&base, &self.keyed, &candidates).await?;
+                parts.push(events.clone());
+                concat_batches(self.keyed.base_schema(), &parts).map_err(|e| {
+                    LayersError::Internal(format!("{}: joining rows to merge: {e}", self.name))
+                })?
+            };
             let merged = self.keyed.merge(&input).map_err(|e| LayersError::Iceberg {
                 context: format!("merging change events into {}", self.name),
                 message: e.to_string(),
             })?;
+            drop(input);
             let mut writer = SilverAppend::start(&base, &self.options).await?;
             writer.write(&merged).await?;
             let files = writer.into_files().await?;
