@@ -3,9 +3,11 @@
 //! `maintain` (compaction + manifest merge + expiry to 10 snapshots) every MAINTAIN_EVERY commits.
 //! Prints the mean commit time over windows of the table's life: flat = cost does not grow.
 //!
-//!     COMMITS=10000 MAINTAIN_EVERY=500 cargo bench --bench commit_aging
+//!     cargo build --release --bin strata --bin commit_aging
+//!     COMMITS=10000 MAINTAIN_EVERY=500 $CARGO_TARGET_DIR/release/commit_aging
 //!
-//! (release profile; writes to a temporary local lake.)
+//! (A binary, not a `cargo bench` target: a bench target pulls the dev-dependencies in, whose
+//! features force a second build of every dependency. Writes to a temporary local lake.)
 
 use std::time::Instant;
 
@@ -26,8 +28,13 @@ fn env(name: &str, default: usize) -> usize {
 }
 
 async fn run(commits: usize, maintain_every: Option<usize>) -> Vec<f64> {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let lake_url = dir.path().join("lake").display().to_string();
+    let dir = std::env::temp_dir().join(format!(
+        "strata-commit-aging-{}-{}",
+        std::process::id(),
+        maintain_every.unwrap_or(0)
+    ));
+    let _ = std::fs::remove_dir_all(&dir);
+    let lake_url = dir.join("lake").display().to_string();
     let lake = Lake::open(&lake_url).expect("lake");
     let catalog = SilverCatalog::open(&CatalogConfig::for_lake(&lake_url, None).expect("config"))
         .await
@@ -83,6 +90,7 @@ async fn run(commits: usize, maintain_every: Option<usize>) -> Vec<f64> {
             table = catalog.load("aging").await.expect("reload");
         }
     }
+    let _ = std::fs::remove_dir_all(&dir);
     times
 }
 
