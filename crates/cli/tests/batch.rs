@@ -302,7 +302,8 @@ fn demo_runs_every_source_to_silver_and_gold_without_servers() {
         "batch `orders_changes`",
         "gold — IoT: readings per site and hour",
         "gold — Orders (MySQL CDC): current status of live orders",
-        "bronze: 2000 rows of `postgres.crm.customers` (full load, Parquet)",
+        "bronze: 2000 rows of `postgres.crm.customers` (full load 1, Parquet)",
+        "bronze: 1950 rows of `postgres.crm.customers` (full load 2, Parquet)",
         "batch `customers`",
         "2000 rows in",
         "gold — Orders (MySQL CDC) × customers (PostgreSQL full load): live revenue per segment",
@@ -320,6 +321,24 @@ fn demo_runs_every_source_to_silver_and_gold_without_servers() {
         "SELECT count(*) AS n FROM x_posts WHERE created_at >= TIMESTAMP '2025-11-20T00:00:00Z'",
     ));
     assert!(q.contains("| n "), "{q}");
+    // The second full load replaced the customers snapshot: its valid rows, and no others.
+    let second = &out[out.find("(full load 2, Parquet)").expect("second load")..];
+    let done = second
+        .lines()
+        .find(|l| l.starts_with("done in"))
+        .expect("second customers batch");
+    let kept: u64 = done
+        .split(", ")
+        .find_map(|part| part.strip_suffix(" out"))
+        .and_then(|n| n.parse().ok())
+        .expect("rows out");
+    let q = ok(strata(dir.path()).arg("sql").arg("--lake").arg(&lake).arg(
+        "SELECT count(*) AS n, count(DISTINCT customer_id) AS k FROM customers",
+    ));
+    assert!(
+        q.contains(&format!("| {kept} | {kept} |")),
+        "customers after the second load should be its {kept} valid rows:\n{q}"
+    );
 }
 
 #[test]

@@ -173,6 +173,96 @@ fn ingest_postgres_into_bronze_then_batch_to_silver() {
         .count();
     assert_eq!(again, 2 * files.len(), "{out}");
 
+    // The customers table mirrors the newest complete load (`full_load: replace`). Customers
+    // deleted at the source disappear at the next load; one that changed is updated.
+    psql(
+        &url,
+        &format!(
+            "DELETE FROM {schema}.customers WHERE customer_id BETWEEN 101 AND 200;
+             UPDATE {schema}.customers SET city = 'Olinda', updated_at = updated_at + interval '1 day'
+               WHERE customer_id = 7;"
+        ),
+    );
+    let mut cmd = strata(d);
+    ingest(&mut cmd);
+    let (code, out, err) = run(&mut cmd);
+    assert_eq!(code, 0, "{out}\n{err}");
+    let batch = |d: &Path| {
+        let (code, out, err) = run(strata(d).args([
+            "batch",
+            "--lake",
+            "lake",
+            "--source",
+            &source,
+            "--pipeline",
+            PIPELINE,
+        ]));
+        assert_eq!(code, 0, "{out}\n{err}");
+        (out, err)
+    };
+    let (_, log) = batch(d);
+    assert!(
+        log.contains("reading the newest complete load whole"),
+        "{log}"
+    );
+    let customers = |d: &Path| -> (Vec<i64>, Vec<String>) {
+        let rows = rt.block_on(async {
+            let catalog = SilverCatalog::open_local(&d.join("lake/catalog"))
+                .await
+                .expect("catalog");
+            catalog.read_table("customers").await.expect("customers")
+        });
+        let mut pairs: Vec<(i64, String)> = rows
+            .iter()
+            .flat_map(|b| {
+                let ids = b
+                    .column_by_name("customer_id")
+                    .expect("id")
+                    .as_primitive::<Int64Type>()
+                    .clone();
+                let cities = b
+                    .column_by_name("city")
+                    .expect("city")
+                    .as_string::<i32>()
+                    .clone();
+                (0..b.num_rows()).map(move |i| (ids.value(i), cities.value(i).to_string()))
+            })
+            .collect();
+        pairs.sort();
+        pairs.into_iter().unzip()
+    };
+    let (ids, cities) = customers(d);
+    // 2,970 valid customers, less the 99 valid ones deleted (200 has an invalid email).
+    assert_eq!(ids.len(), 2871, "one row per customer still at the source");
+    assert!(ids.windows(2).all(|w| w[0] < w[1]), "no key twice");
+    assert!(
+        !ids.iter().any(|id| (101..=200).contains(id)),
+        "deleted customers are gone"
+    );
+    assert_eq!(cities[ids.binary_search(&7).expect("customer 7")], "Olinda");
+
+    // A load cut off before its end (no marker: the process died before the commit) is never
+    // taken for the whole table, even though its parts are in bronze.
+    psql(
+        &url,
+        &format!("DELETE FROM {schema}.customers WHERE customer_id > 1000"),
+    );
+    let mut cmd = strata(d);
+    ingest(&mut cmd);
+    let (code, out, err) = run(&mut cmd);
+    assert_eq!(code, 0, "{out}\n{err}");
+    let loads = d.join(format!("lake/bronze/source={source}/_loads"));
+    let mut markers: Vec<_> = std::fs::read_dir(&loads)
+        .expect("load markers")
+        .map(|e| e.expect("entry").path())
+        .collect();
+    markers.sort();
+    assert_eq!(markers.len(), 4, "{markers:?}");
+    std::fs::remove_file(markers.last().expect("newest")).expect("remove marker");
+    let (_, log) = batch(d);
+    assert!(log.contains("of no complete load"), "{log}");
+    assert_eq!(customers(d).0, ids, "a partial load changes nothing");
+
     // Bad input: exit code 2 and the message names what to fix.
     std::fs::write(
         &config,

@@ -33,7 +33,7 @@ use arrow::datatypes::{DataType, Field, FieldRef, Schema, SchemaRef};
 use arrow::row::{RowConverter, Rows, SortField};
 
 use crate::error::{CoreError, Result};
-use crate::spec::{DeleteMode, OutputSpec, TableKind};
+use crate::spec::{DeleteMode, FullLoadMode, OutputSpec, TableKind};
 
 /// Start of a historical version's validity (its event time).
 pub const VALID_FROM: &str = "valid_from";
@@ -60,6 +60,7 @@ pub struct KeyedTable {
     sequence: Vec<usize>,
     op: Option<usize>,
     deletes: DeleteMode,
+    full_load: FullLoadMode,
     event_time: Option<usize>,
     state: Option<usize>,
     base: SchemaRef,
@@ -81,6 +82,7 @@ impl KeyedTable {
     pub fn from_spec(output: &OutputSpec, base: SchemaRef) -> Result<Option<Self>> {
         if output.kind == TableKind::Append {
             for (field, set) in [
+                ("full_load", !output.full_load.is_upsert()),
                 ("key", !output.key.is_empty()),
                 ("sequence", !output.sequence.is_empty()),
                 ("op", output.op.is_some()),
@@ -94,6 +96,14 @@ impl KeyedTable {
                 }
             }
             return Ok(None);
+        }
+        if output.full_load == FullLoadMode::Replace
+            && (output.kind != TableKind::Snapshot || output.deletes != DeleteMode::Hard)
+        {
+            return Err(spec_error(
+                "full_load",
+                "`replace` mirrors the newest full load in a `snapshot` table with hard deletes",
+            ));
         }
         if output.key.is_empty() {
             return Err(spec_error("key", "a keyed table needs its key columns"));
@@ -200,6 +210,7 @@ impl KeyedTable {
             sequence,
             op,
             deletes: output.deletes,
+            full_load: output.full_load,
             event_time,
             state,
             table: Arc::new(Schema::new(fields)),
@@ -441,6 +452,8 @@ impl KeyedTable {
             .collect())
     }
 }
+
+mod replace;
 
 #[cfg(test)]
 mod tests;

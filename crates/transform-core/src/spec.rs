@@ -91,6 +91,29 @@ pub struct OutputSpec {
     /// The state column whose transitions a `change_state` table records.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub state: Option<String>,
+    /// What a `snapshot` table fed by database full loads does with keys a newer load lacks:
+    /// keep them (`upsert`, the default) or delete them (`replace`: the table mirrors the
+    /// newest complete load, read whole by `strata batch`).
+    #[serde(default, skip_serializing_if = "FullLoadMode::is_upsert")]
+    pub full_load: FullLoadMode,
+}
+
+/// How a `snapshot` table takes a full load (`output.full_load`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FullLoadMode {
+    /// Every row upserts its key; keys missing from a load stay (the default).
+    #[default]
+    Upsert,
+    /// The newest complete load is the table: keys it lacks are deleted.
+    Replace,
+}
+
+impl FullLoadMode {
+    /// True for the default.
+    pub fn is_upsert(&self) -> bool {
+        *self == FullLoadMode::Upsert
+    }
 }
 
 /// What a silver table keeps (`output.kind`).

@@ -6,6 +6,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use strata_core::spec::FullLoadMode;
 use strata_core::{BuildContext, Pipeline};
 use strata_layers::bronze::BronzeDate;
 use strata_layers::lake::Lake;
@@ -121,6 +122,11 @@ pub async fn run_with_spec(args: &Args, spec: strata_core::PipelineSpec) -> Resu
         run_id.as_micros() as i64,
     )
     .await?;
+    // A table that mirrors the newest full load reads that load whole, in one commit.
+    let source = match spec.output.full_load {
+        FullLoadMode::Replace => source.whole_loads().await?,
+        FullLoadMode::Upsert => source,
+    };
     let pipeline = Pipeline::build(&spec, source.schema(), &BuildContext::default())
         .map_err(|e| Failure::config(anyhow::anyhow!("{}: {e}", args.pipeline.display())))?;
     let tables = SilverTables::open(

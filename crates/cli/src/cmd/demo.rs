@@ -13,7 +13,7 @@ use strata_core::PipelineSpec;
 use strata_core::sample::{
     IotFaults, iot_events, mysql_order_changes, pipefy_events, postgres_customers, x_posts,
 };
-use strata_layers::bronze::{BronzeDate, BronzeWriter};
+use strata_layers::bronze::{BronzeDate, BronzeWriter, LoadMarker, PutOutcome};
 use strata_layers::lake::Lake;
 use strata_layers::silver::{SilverCatalog, sql};
 
@@ -39,7 +39,8 @@ struct Source {
 /// What a source delivers to bronze: raw lines (NDJSON) or typed rows (Parquet full load).
 enum Records {
     Lines(Vec<String>),
-    Table(arrow::array::RecordBatch),
+    /// Successive full loads of a table, each landed and processed in turn.
+    Loads(Vec<arrow::array::RecordBatch>),
 }
 
 const START_MS: i64 = 1_763_646_312_000;
@@ -132,12 +133,12 @@ pub async fn run(args: &Args) -> Result<(), Failure> {
         Source {
             name: "postgres.crm.customers",
             specs: &[include_str!("../../../../pipelines/pg_customers.yaml")],
-            records: Records::Table(postgres_customers(2_000, 11, START_MS)?),
+            records: Records::Loads(customer_loads()?),
         },
     ];
     println!("strata demo: lake at {}\n", lake_dir.display());
     for source in &sources {
-        match &source.records {
+        let rounds = match &source.records {
             Records::Lines(lines) => {
                 for (i, chunk) in lines.chunks(50_000).enumerate() {
                     let first = i * 50_000 + 1;
@@ -148,45 +149,34 @@ pub async fn run(args: &Args) -> Result<(), Failure> {
                         .map_err(Failure::runtime)?;
                 }
                 println!("bronze: {} records of `{}`", lines.len(), source.name);
+                1
             }
-            Records::Table(batch) => {
-                let snapshot = strata_core::sample::iso_millis(START_MS);
-                writer
-                    .put_parquet(
-                        source.name,
-                        date,
-                        "full-load-000001",
-                        std::slice::from_ref(batch),
-                        &[("strata.snapshot_time", snapshot.as_str())],
-                    )
-                    .await
-                    .map_err(Failure::runtime)?;
-                println!(
-                    "bronze: {} rows of `{}` (full load, Parquet)",
-                    batch.num_rows(),
-                    source.name
-                );
+            Records::Loads(loads) => loads.len(),
+        };
+        for round in 0..rounds {
+            if let Records::Loads(loads) = &source.records {
+                land_full_load(&writer, source.name, date, round, &loads[round]).await?;
             }
-        }
-        for text in source.specs {
-            let spec = PipelineSpec::from_yaml(text)?;
-            let batch = super::batch::Args {
-                lake: lake_url.clone(),
-                catalog: None,
-                memory_mb: 1024,
-                source: source.name.to_string(),
-                pipeline: PathBuf::from(format!("<built-in {}>", spec.name)),
-                from: None,
-                to: None,
-                batch_rows: 8192,
-                full_refresh: false,
-                commit_files: None,
-                commit_rows: 1_000_000,
-                commit_mb: 512,
-                commit_seconds: 60,
-                crash_after_commits: None,
-            };
-            super::batch::run_with_spec(&batch, spec).await?;
+            for text in source.specs {
+                let spec = PipelineSpec::from_yaml(text)?;
+                let batch = super::batch::Args {
+                    lake: lake_url.clone(),
+                    catalog: None,
+                    memory_mb: 1024,
+                    source: source.name.to_string(),
+                    pipeline: PathBuf::from(format!("<built-in {}>", spec.name)),
+                    from: None,
+                    to: None,
+                    batch_rows: 8192,
+                    full_refresh: false,
+                    commit_files: None,
+                    commit_rows: 1_000_000,
+                    commit_mb: 512,
+                    commit_seconds: 60,
+                    crash_after_commits: None,
+                };
+                super::batch::run_with_spec(&batch, spec).await?;
+            }
         }
         println!();
     }
@@ -204,6 +194,57 @@ pub async fn run(args: &Args) -> Result<(), Failure> {
         "demo done in {:.1} s. Query it yourself:\n  strata sql --lake {} \"SELECT count(*) FROM iot_events\"",
         started.elapsed().as_secs_f64(),
         lake_dir.display()
+    );
+    Ok(())
+}
+
+/// Two full loads of the CRM's customers a day apart: in the second, every 40th customer was
+/// deleted at the source, so the `customers` snapshot (`full_load: replace`) loses them.
+fn customer_loads() -> Result<Vec<arrow::array::RecordBatch>, Failure> {
+    let first = postgres_customers(2_000, 11, START_MS)?;
+    let kept: arrow::array::BooleanArray =
+        (0..first.num_rows()).map(|i| Some(i % 40 != 7)).collect();
+    let second = arrow::compute::filter_record_batch(&first, &kept).map_err(Failure::runtime)?;
+    Ok(vec![first, second])
+}
+
+/// Lands full load number `round` as `strata ingest postgres` does: a Parquet part named after
+/// the load's snapshot, then the marker saying the load is complete.
+async fn land_full_load(
+    writer: &BronzeWriter,
+    source: &str,
+    date: BronzeDate,
+    round: usize,
+    rows: &arrow::array::RecordBatch,
+) -> Result<(), Failure> {
+    let at_ms = START_MS + round as i64 * 86_400_000;
+    let snapshot = strata_core::sample::iso_millis(at_ms);
+    let load = format!("full-{}", snapshot.replace(['-', ':', '.'], ""));
+    let outcome = writer
+        .put_parquet(
+            source,
+            date,
+            &format!("{load}-c00000-all-p00000"),
+            std::slice::from_ref(rows),
+            &[("strata.snapshot_time", snapshot.as_str())],
+        )
+        .await
+        .map_err(Failure::runtime)?;
+    let (PutOutcome::Created { path, .. } | PutOutcome::AlreadyPresent { path }) = outcome;
+    let marker = LoadMarker {
+        load,
+        snapshot_time: snapshot,
+        objects: vec![path],
+        rows: rows.num_rows() as u64,
+    };
+    writer
+        .put_load_marker(source, &marker)
+        .await
+        .map_err(Failure::runtime)?;
+    println!(
+        "bronze: {} rows of `{source}` (full load {}, Parquet)",
+        rows.num_rows(),
+        round + 1
     );
     Ok(())
 }

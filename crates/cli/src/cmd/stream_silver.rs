@@ -57,6 +57,13 @@ pub struct Args {
 /// Runs the driver until idle (`--stop-when-idle-ms`), SIGTERM or Ctrl-C.
 pub async fn run(args: &Args) -> Result<(), Failure> {
     let spec = super::load_spec(&args.pipeline)?;
+    if !spec.output.full_load.is_upsert() {
+        return Err(Failure::config(anyhow::anyhow!(
+            "{}: output.full_load: replace mirrors whole full loads from bronze; a stream has no \
+             loads to mirror. Run it with `strata batch`, or drop full_load",
+            args.pipeline.display()
+        )));
+    }
     let kafka = args.kafka.config()?;
     // The table holds the positions, so partitions are assigned explicitly and reading starts
     // exactly there; without --partitions / --instance this writer reads them all.

@@ -50,6 +50,11 @@ impl BronzeReader {
         BronzeReader { lake }
     }
 
+    /// The lake it reads.
+    pub fn lake(&self) -> &Lake {
+        &self.lake
+    }
+
     /// Files of `source` whose date is within `[from, to]` (both optional), sorted by date then
     /// name — the order sources wrote them.
     pub async fn list(
@@ -73,6 +78,9 @@ impl BronzeReader {
         let mut dates = Vec::new();
         for p in listing.common_prefixes {
             let Some(last) = p.filename() else { continue };
+            if last == super::loads::LOADS_FOLDER {
+                continue;
+            }
             let Some(text) = last.strip_prefix("date=") else {
                 continue;
             };

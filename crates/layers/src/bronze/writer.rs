@@ -48,6 +48,11 @@ impl BronzeWriter {
         }
     }
 
+    /// The lake it writes.
+    pub fn lake(&self) -> &Lake {
+        &self.lake
+    }
+
     /// The object path of a bronze file (validated).
     pub fn object_path(&self, source: &str, date: BronzeDate, name: &str) -> Result<Path> {
         validate_source(source)?;
@@ -128,7 +133,7 @@ impl BronzeWriter {
 
     /// Create-only put. If the object exists with the same bytes, the write is a recognised
     /// retry; with other bytes it is a conflict — never an overwrite.
-    async fn put_create(&self, path: &Path, bytes: Bytes) -> Result<PutOutcome> {
+    pub(super) async fn put_create(&self, path: &Path, bytes: Bytes) -> Result<PutOutcome> {
         let shown = self.lake.relative(path);
         let store: &Arc<dyn ObjectStore> = self.lake.store();
         let opts = PutOptions {

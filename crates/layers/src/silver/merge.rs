@@ -9,6 +9,9 @@
 //!    keys' new rows (untouched rows of those files pass through unchanged);
 //! 3. the result is written to new files, and [`commit_overwrite`] swaps them for the old ones.
 //!
+//! A `snapshot` table with `full_load: replace` takes each commit as a whole full load: every
+//! live file is read, and the rows of keys the load lacks are left out of the merge (deleted).
+//!
 //! If another writer commits first, the new files are deleted and all three steps are redone on
 //! the new version: an update that landed meanwhile is merged, never overwritten.
 
@@ -143,11 +146,27 @@ impl SilverMerge {
                 return Ok((committed, MergeReport::default()));
             }
             let live = LiveFiles::read(&base).await?;
-            let (candidates, pruned) = candidates(&base, &self.keyed, &live, &events)?;
+            // A replacing full load touches every key: those it lacks are deleted.
+            let replace = self.keyed.replaces_missing_keys();
+            let (candidates, pruned) = if replace {
+                (live.data_files().cloned().collect(), 0)
+            } else {
+                candidates(&base, &self.keyed, &live, &events)?
+            };
             // Each copy of the rows is dropped as soon as the next exists: the table's rows
             // can be most of the memory a merge needs.
             let input = {
                 let mut parts = read_rows(&base, &self.keyed, &candidates).await?;
+                if replace {
+                    parts = parts
+                        .iter()
+                        .map(|rows| self.keyed.rows_in_load(rows, &events))
+                        .collect::<strata_core::Result<Vec<_>>>()
+                        .map_err(|e| LayersError::Iceberg {
+                            context: format!("replacing {} with a full load", self.name),
+                            message: e.to_string(),
+                        })?;
+                }
                 parts.push(events.clone());
                 concat_batches(self.keyed.base_schema(), &parts).map_err(|e| {
                     LayersError::Internal(format!("{}: joining rows to merge: {e}", self.name))

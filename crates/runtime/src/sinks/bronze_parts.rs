@@ -6,9 +6,10 @@
 //! is counted as already present. The objects of a load are visible as they land — bronze is
 //! append-only raw data, and a rerun writes a new snapshot beside them — but the watermarks,
 //! which decide what the next incremental run reads, are stored only by the commit at the end
-//! of a load every part of which was written.
+//! of a load every part of which was written, together with a marker per full-loaded table
+//! ([`LoadMarker`]) naming its parts, so a table that mirrors the source reads a load only whole.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -16,7 +17,7 @@ use std::sync::{Arc, Mutex};
 use arrow::array::RecordBatch;
 use arrow::datatypes::Schema;
 use strata_connectors::postgres::WatermarkState;
-use strata_layers::bronze::{BronzeDate, BronzeWriter, PutOutcome};
+use strata_layers::bronze::{BronzeDate, BronzeWriter, LoadMarker, PutOutcome};
 
 use crate::contract::{CommitReport, Committed, Committer, Sink, StateUpdate};
 use crate::error::{Result, RuntimeError};
@@ -38,6 +39,8 @@ pub struct PartCounts {
     pub state_stored: AtomicBool,
     /// The bronze folders written (`bronze/source=…/date=…`).
     pub folders: Mutex<BTreeSet<String>>,
+    /// Load markers written by the commit (paths below the lake root).
+    pub markers: Mutex<Vec<String>>,
 }
 
 /// Load parts → bronze Parquet objects; watermarks → the state file at commit.
@@ -48,6 +51,8 @@ pub struct BronzePartsSink {
     dry_run: bool,
     counts: Arc<PartCounts>,
     staged_rows: u64,
+    /// The parts of each full-loaded table, by bronze source: marked complete at the commit.
+    full_loads: BTreeMap<String, LoadMarker>,
 }
 
 impl std::fmt::Debug for BronzePartsSink {
@@ -76,6 +81,7 @@ impl BronzePartsSink {
             dry_run,
             counts: Arc::new(PartCounts::default()),
             staged_rows: 0,
+            full_loads: BTreeMap::new(),
         }
     }
 
@@ -136,13 +142,35 @@ impl Sink for BronzePartsSink {
             .writer
             .put_parquet(source, date, object, &[plain], &kv)
             .await?;
-        match outcome {
-            PutOutcome::Created { bytes, .. } => {
+        let path = match outcome {
+            PutOutcome::Created { bytes, path } => {
                 self.counts.created.fetch_add(1, Ordering::Relaxed);
                 self.counts.bytes.fetch_add(bytes, Ordering::Relaxed);
+                path
             }
-            PutOutcome::AlreadyPresent { .. } => {
+            PutOutcome::AlreadyPresent { path } => {
                 self.counts.present.fetch_add(1, Ordering::Relaxed);
+                path
+            }
+        };
+        if metadata.get("strata.pg.mode").map(String::as_str) == Some("full") {
+            // `full-<stamp>-c…-p…`: the load is the part's mode and snapshot stamp.
+            let load = object.splitn(3, '-').take(2).collect::<Vec<_>>().join("-");
+            let marker = self
+                .full_loads
+                .entry(source.to_string())
+                .or_insert_with(|| LoadMarker {
+                    load,
+                    snapshot_time: metadata
+                        .get("strata.snapshot_time")
+                        .cloned()
+                        .unwrap_or_default(),
+                    objects: Vec::new(),
+                    rows: 0,
+                });
+            if !marker.objects.contains(&path) {
+                marker.objects.push(path);
+                marker.rows += rows.num_rows() as u64;
             }
         }
         if let Ok(mut folders) = self.counts.folders.lock() {
@@ -182,6 +210,16 @@ impl Committer for BronzePartsSink {
             }
             .store(path)?;
             self.counts.state_stored.store(true, Ordering::Relaxed);
+        }
+        // Every part is stored: the full loads are complete.
+        for (source, marker) in std::mem::take(&mut self.full_loads) {
+            if self.dry_run {
+                continue;
+            }
+            let path = self.writer.put_load_marker(&source, &marker).await?;
+            if let Ok(mut markers) = self.counts.markers.lock() {
+                markers.push(path);
+            }
         }
         let rows = std::mem::take(&mut self.staged_rows);
         Ok(CommitReport {

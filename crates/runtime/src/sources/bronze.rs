@@ -1,5 +1,7 @@
 //! Bronze files of one source (NDJSON or Parquet full loads), read in the order they were
 //! written; each file is a commit boundary, and files a committed position covers are skipped.
+//! For a table that mirrors the newest full load, [`BronzeSource::whole_loads`] reads that load
+//! whole instead, with one boundary at its end ([`super::bronze_loads`]).
 
 use arrow::datatypes::SchemaRef;
 use strata_layers::bronze::{BronzeDate, BronzeFile, BronzeFileReader, BronzeReader};
@@ -21,6 +23,14 @@ pub struct BronzeSource {
     ingested_at_micros: i64,
     next_file: usize,
     current: Option<(String, BronzeFileReader)>,
+    /// Whole-load mode: the load markers, then (after the seek) what the one commit covers.
+    loads: Option<WholeLoads>,
+}
+
+#[derive(Debug, Default)]
+struct WholeLoads {
+    markers: Vec<(String, strata_layers::bronze::LoadMarker)>,
+    cover: Option<Vec<String>>,
 }
 
 impl std::fmt::Debug for BronzeSource {
@@ -79,7 +89,19 @@ impl BronzeSource {
             ingested_at_micros,
             next_file: 0,
             current: None,
+            loads: None,
         })
+    }
+
+    /// Reads only whole, complete full loads: the newest one not yet covered, with one commit
+    /// boundary after its last part (see [`super::bronze_loads`]).
+    pub async fn whole_loads(mut self) -> Result<Self> {
+        let markers = self.reader.loads(&self.source).await?;
+        self.loads = Some(WholeLoads {
+            markers,
+            cover: None,
+        });
+        Ok(self)
     }
 
     async fn open_next(&mut self) -> Result<Option<()>> {
@@ -158,8 +180,43 @@ impl Source for BronzeSource {
             super::covered_files(&self.name(), committed)?
                 .iter()
                 .collect();
-        self.files.retain(|f| !done.contains(&f.relative));
         self.next_file = 0;
+        if let Some(loads) = self.loads.as_mut() {
+            let plan = super::bronze_loads::LoadPlan::plan(
+                &self.source,
+                &self.files,
+                &loads.markers,
+                &done,
+            )?;
+            if plan.incomplete_parts > 0 {
+                tracing::warn!(
+                    source = %self.source,
+                    parts = plan.incomplete_parts,
+                    "bronze parts of no complete load (cut off or still running) are not read"
+                );
+            }
+            if !plan.stale.is_empty() {
+                tracing::warn!(
+                    source = %self.source,
+                    loads = ?plan.stale,
+                    "complete loads older than the one the table holds are left alone"
+                );
+            }
+            if let Some(load) = &plan.load {
+                tracing::info!(
+                    source = %self.source,
+                    load = %load,
+                    parts = plan.files.len(),
+                    superseded = ?plan.superseded,
+                    "reading the newest complete load whole"
+                );
+            }
+            self.listed = plan.files.len();
+            self.files = plan.files;
+            loads.cover = plan.load.is_some().then_some(plan.cover);
+            return Ok(());
+        }
+        self.files.retain(|f| !done.contains(&f.relative));
         Ok(())
     }
 
@@ -181,10 +238,23 @@ impl Source for BronzeSource {
                             position: None,
                         })
                     }
-                    None => Ok(Polled::Reached(Position::files([name]))),
+                    None => match self.loads.as_mut() {
+                        // A load commits whole: one boundary, after its last part.
+                        Some(loads) => match self.next_file >= self.files.len() {
+                            true => Ok(Polled::Reached(Position::files(
+                                loads.cover.take().unwrap_or_default(),
+                            ))),
+                            false => continue,
+                        },
+                        None => Ok(Polled::Reached(Position::files([name]))),
+                    },
                 };
             }
             if self.open_next().await?.is_none() {
+                // A load without parts (an emptied table) still commits: it empties the table.
+                if let Some(cover) = self.loads.as_mut().and_then(|l| l.cover.take()) {
+                    return Ok(Polled::Reached(Position::files(cover)));
+                }
                 return Ok(Polled::End);
             }
         }

@@ -5,6 +5,7 @@
 //! cover.
 
 mod bronze;
+pub mod bronze_loads;
 pub mod http_poll;
 mod kafka;
 pub mod mysql_cdc;

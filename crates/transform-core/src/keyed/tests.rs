@@ -8,7 +8,7 @@ use arrow::datatypes::{DataType, Field, Int64Type, Schema, SchemaRef};
 use proptest::prelude::*;
 
 use super::*;
-use crate::spec::{DeleteMode, OutputSpec, TableKind};
+use crate::spec::{DeleteMode, FullLoadMode, OutputSpec, TableKind};
 
 fn base() -> SchemaRef {
     Arc::new(Schema::new(vec![
@@ -186,6 +186,63 @@ fn a_keyed_kind_is_validated_against_the_output() {
     assert!(err.to_string().contains("not a string"), "{err}");
     let append = OutputSpec {
         key: vec!["id".into()],
+        ..OutputSpec::default()
+    };
+    assert!(KeyedTable::from_spec(&append, base()).is_err());
+}
+
+#[test]
+fn a_replacing_full_load_deletes_the_keys_it_lacks_and_keeps_unchanged_rows() {
+    let mut output = OutputSpec {
+        kind: TableKind::Snapshot,
+        key: vec!["id".into()],
+        sequence: vec!["seq".into()],
+        event_time: Some("ts".into()),
+        full_load: FullLoadMode::Replace,
+        ..OutputSpec::default()
+    };
+    let t = KeyedTable::from_spec(&output, base()).unwrap().unwrap();
+    assert!(t.replaces_missing_keys());
+    let first = apply(
+        &t,
+        None,
+        &[
+            e(1, "a", "r", 1, 1),
+            e(2, "b", "r", 1, 1),
+            e(3, "c", "r", 1, 1),
+        ],
+    );
+    // The next load: key 1 changed, key 2 is gone at the source, key 3 unchanged, key 4 new.
+    let load = events(&[
+        e(1, "a2", "r", 2, 2),
+        e(3, "c", "r", 1, 1),
+        e(4, "d", "r", 1, 2),
+    ]);
+    let kept = t.rows_in_load(&as_base(&t, &first), &load).unwrap();
+    assert_eq!(ints(&kept, "id"), vec![Some(1), Some(3)]);
+    let next = t
+        .merge(&concat_batches(t.base_schema(), &[kept, load]).unwrap())
+        .unwrap();
+    assert_eq!(ints(&next, "id"), vec![Some(1), Some(3), Some(4)]);
+    assert_eq!(strs(&next, "v"), vec!["a2", "c", "d"]);
+    // An empty load empties the table.
+    let nothing = events(&[]);
+    assert_eq!(
+        t.rows_in_load(&as_base(&t, &next), &nothing)
+            .unwrap()
+            .num_rows(),
+        0
+    );
+    // Only a snapshot with hard deletes can mirror a load.
+    output.deletes = DeleteMode::Soft;
+    output.op = Some("op".into());
+    let err = KeyedTable::from_spec(&output, base()).unwrap_err();
+    assert!(err.to_string().contains("full_load"), "{err}");
+    output.deletes = DeleteMode::Hard;
+    output.kind = TableKind::Historical;
+    assert!(KeyedTable::from_spec(&output, base()).is_err());
+    let append = OutputSpec {
+        full_load: FullLoadMode::Replace,
         ..OutputSpec::default()
     };
     assert!(KeyedTable::from_spec(&append, base()).is_err());
