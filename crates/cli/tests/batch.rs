@@ -332,9 +332,11 @@ fn demo_runs_every_source_to_silver_and_gold_without_servers() {
         .find_map(|part| part.strip_suffix(" out"))
         .and_then(|n| n.parse().ok())
         .expect("rows out");
-    let q = ok(strata(dir.path()).arg("sql").arg("--lake").arg(&lake).arg(
-        "SELECT count(*) AS n, count(DISTINCT customer_id) AS k FROM customers",
-    ));
+    let q = ok(strata(dir.path())
+        .arg("sql")
+        .arg("--lake")
+        .arg(&lake)
+        .arg("SELECT count(*) AS n, count(DISTINCT customer_id) AS k FROM customers"));
     assert!(
         q.contains(&format!("| {kept} | {kept} |")),
         "customers after the second load should be its {kept} valid rows:\n{q}"

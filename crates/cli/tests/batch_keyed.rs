@@ -1,5 +1,5 @@
 //! Keyed tables through `strata batch` as a user runs it: `pipelines/orders.yaml` (snapshot) and
-//! `pipelines/orders_history.yaml` (historical) over CDC events in many small bronze files, with
+//! its `output.also` table `orders_history` (historical), written in the same pass, over CDC events in many small bronze files, with
 //! the process SIGKILLed again and again in the middle of its overwrite commits. After every
 //! kill the tables are readable; after the final run they equal those of an uninterrupted run:
 //! every change landed exactly once.
@@ -10,6 +10,9 @@ use std::process::{Command, Stdio};
 use arrow::array::{Array, AsArray, RecordBatch};
 use arrow::datatypes::Int64Type;
 use strata_layers::silver::SilverCatalog;
+
+/// The tables `pipelines/orders.yaml` writes in one pass.
+const TABLES: [&str; 2] = ["orders", "orders_history"];
 
 fn pipeline(name: &str) -> String {
     format!("{}/../../pipelines/{name}.yaml", env!("CARGO_MANIFEST_DIR"))
@@ -117,32 +120,56 @@ fn kill_9_during_overwrite_commits_then_rerun_lands_every_change_once() {
             "400",
         ]));
     }
-    for name in ["orders", "orders_history"] {
-        let p = pipeline(name);
-        ok(strata(d).args(batch_args("reference", &p)));
-        // SIGKILL at moments spread over a run of 30 commits; the table must stay readable.
-        let mut kills = 0;
-        for delay_ms in [120u64, 260, 400, 550, 700, 900, 1100, 1400, 1800, 2300] {
-            let mut child = strata(d)
-                .args(batch_args("lake", &p))
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .spawn()
-                .expect("spawn");
-            std::thread::sleep(std::time::Duration::from_millis(delay_ms));
-            if child.try_wait().expect("wait").is_none() {
-                kills += 1;
-            }
-            let _ = child.kill();
-            let _ = child.wait();
-            if d.join("lake/catalog/catalog.db").exists() {
+    // One pass writes both tables: `orders` (snapshot) and its `also` table `orders_history`.
+    let p = pipeline("orders");
+    ok(strata(d).args(batch_args("reference", &p)));
+    // SIGKILL at moments spread over a run of 30 commits; the tables must stay readable.
+    let mut kills = 0;
+    for delay_ms in [120u64, 260, 400, 550, 700, 900, 1100, 1400, 1800, 2300] {
+        let mut child = strata(d)
+            .args(batch_args("lake", &p))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn");
+        std::thread::sleep(std::time::Duration::from_millis(delay_ms));
+        if child.try_wait().expect("wait").is_none() {
+            kills += 1;
+        }
+        let _ = child.kill();
+        let _ = child.wait();
+        if d.join("lake/catalog/catalog.db").exists() {
+            for name in TABLES {
                 rows(d, "lake", name);
             }
         }
-        assert!(kills >= 5, "{name}: only {kills} runs were killed mid-way");
-        ok(strata(d).args(batch_args("lake", &p)));
+    }
+    assert!(kills >= 5, "only {kills} runs were killed mid-way");
+    ok(strata(d).args(batch_args("lake", &p)));
+    for name in TABLES {
         let (got, want) = (rows(d, "lake", name), rows(d, "reference", name));
+        assert!(!want.is_empty(), "{name}");
         assert_eq!(got.len(), want.len(), "{name}");
         assert_eq!(got, want, "{name}: every change exactly once");
     }
+    // A table added to `also` after the pipeline wrote rows would only get what comes next: the
+    // run is refused, naming it, until a full refresh rebuilds every table.
+    let text = std::fs::read_to_string(&p).expect("pipeline");
+    let added = text.replace(
+        "    - { name: orders_history, kind: historical }\n",
+        "    - { name: orders_history, kind: historical }\n    - { name: orders_log, kind: append }\n",
+    );
+    assert_ne!(added, text);
+    std::fs::write(d.join("orders-more.yaml"), added).expect("write");
+    let out = strata(d)
+        .args(batch_args("lake", "orders-more.yaml"))
+        .output()
+        .expect("run");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("orders_log") && err.contains("--full-refresh"), "{err}");
+    let mut refresh = batch_args("lake", "orders-more.yaml");
+    refresh.push("--full-refresh");
+    ok(strata(d).args(refresh));
+    assert_eq!(rows(d, "lake", "orders"), rows(d, "reference", "orders"));
 }

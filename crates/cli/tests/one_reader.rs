@@ -158,7 +158,6 @@ fn every_shipped_pipeline_validates_as_a_plain_argument() {
         "x_posts",
         "mysql_orders_cdc",
         "orders",
-        "orders_history",
         "pg_customers",
     ] {
         let out = ok(strata(dir.path())

@@ -310,6 +310,32 @@ impl Pipeline {
         out_fields.extend(lineage.iter().map(|&i| input_schema.fields()[i].clone()));
         let output_schema = Arc::new(Schema::new(out_fields));
         crate::keyed::KeyedTable::from_spec(&spec.output, output_schema.clone())?;
+        let mut also_names = std::collections::HashSet::new();
+        for (i, (name, also)) in spec.output.also_outputs().into_iter().enumerate() {
+            let field = format!("also[{i}]");
+            let valid =
+                !name.is_empty() && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+            if !valid || name == spec.name || name == format!("{}_quarantine", spec.name) {
+                return Err(CoreError::spec(
+                    "output",
+                    field,
+                    format!(
+                        "`{name}` cannot name another table: use letters, digits and _, and not the pipeline's own tables"
+                    ),
+                ));
+            }
+            if !also_names.insert(name.clone()) {
+                return Err(CoreError::spec("output", field, format!("`{name}` twice")));
+            }
+            for (j, p) in also.partition_by.iter().enumerate() {
+                validate_partition(p, &declared).map_err(|e| {
+                    CoreError::spec("output", format!("{field}.partition_by[{j}]"), e)
+                })?;
+            }
+            crate::keyed::KeyedTable::from_spec(&also, output_schema.clone()).map_err(|e| {
+                CoreError::spec("output", format!("{field} ({name})"), e.to_string())
+            })?;
+        }
         let mut q_fields: Vec<FieldRef> = vec![
             Arc::new(Field::new(QUARANTINE_RAW, DataType::Binary, true)),
             Arc::new(Field::new(QUARANTINE_STEP, DataType::Utf8, false)),

@@ -96,6 +96,71 @@ pub struct OutputSpec {
     /// newest complete load, read whole by `strata batch`).
     #[serde(default, skip_serializing_if = "FullLoadMode::is_upsert")]
     pub full_load: FullLoadMode,
+    /// More tables fed from the same rows in the same pass (e.g. the `historical` table beside a
+    /// `snapshot`), each committed with the same input positions.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub also: Vec<AlsoOutput>,
+}
+
+/// Another table written from a pipeline's output rows (`output.also`). It has the output's
+/// schema and event time; the keyed fields it leaves out are the main output's.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AlsoOutput {
+    /// The table's name.
+    pub name: String,
+    /// What it keeps.
+    pub kind: TableKind,
+    /// Key columns (default: the output's).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub key: Vec<String>,
+    /// Sequence columns (default: the output's).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub sequence: Vec<String>,
+    /// The change-kind column (default: the output's).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub op: Option<String>,
+    /// What a delete does (default: the output's).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deletes: Option<DeleteMode>,
+    /// The state column of a `change_state` table.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub state: Option<String>,
+    /// Partition transforms (default: none for a keyed table).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub partition_by: Vec<String>,
+}
+
+impl OutputSpec {
+    /// The full output spec of each `also` table, by name: the main output's schema, event time
+    /// and keyed fields, with the table's own choices over them.
+    pub fn also_outputs(&self) -> Vec<(String, OutputSpec)> {
+        self.also
+            .iter()
+            .map(|a| {
+                let keyed = a.kind != TableKind::Append;
+                let pick = |own: &Vec<String>, main: &Vec<String>| match (own.is_empty(), keyed) {
+                    (false, _) => own.clone(),
+                    (true, true) => main.clone(),
+                    (true, false) => Vec::new(),
+                };
+                let spec = OutputSpec {
+                    schema: self.schema.clone(),
+                    event_time: self.event_time.clone(),
+                    partition_by: a.partition_by.clone(),
+                    kind: a.kind,
+                    key: pick(&a.key, &self.key),
+                    sequence: pick(&a.sequence, &self.sequence),
+                    op: a.op.clone().or_else(|| self.op.clone().filter(|_| keyed)),
+                    deletes: a.deletes.unwrap_or(self.deletes),
+                    state: a.state.clone(),
+                    full_load: FullLoadMode::Upsert,
+                    also: Vec::new(),
+                };
+                (a.name.clone(), spec)
+            })
+            .collect()
+    }
 }
 
 /// How a `snapshot` table takes a full load (`output.full_load`).
@@ -734,6 +799,35 @@ pub fn parse_duration_micros(text: &str) -> std::result::Result<i64, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn also_tables_take_the_outputs_keyed_fields_unless_they_set_their_own() {
+        let yaml = "name: orders\nsteps: []\noutput:\n  kind: snapshot\n  key: [id]\n  sequence: [seq]\n  op: op\n  event_time: ts\n  also:\n    - { name: orders_history, kind: historical }\n    - { name: orders_log, kind: append }\n    - { name: by_state, kind: change_state, key: [state_key], state: s, partition_by: [\"day(ts)\"] }\n  schema: {id: int64, seq: int64, op: string, ts: timestamp, s: string, state_key: string}\n";
+        let spec = PipelineSpec::from_yaml(yaml).unwrap();
+        let also = spec.output.also_outputs();
+        assert_eq!(also.len(), 3);
+        let (name, history) = &also[0];
+        assert_eq!(name, "orders_history");
+        assert_eq!(history.kind, TableKind::Historical);
+        assert_eq!(
+            (history.key.clone(), history.sequence.clone()),
+            (vec!["id".to_string()], vec!["seq".to_string()])
+        );
+        assert_eq!(history.op.as_deref(), Some("op"));
+        assert!(history.also.is_empty() && history.full_load.is_upsert());
+        // An append table takes no keyed fields, so it validates as an append table.
+        let (_, log) = &also[1];
+        assert!(log.key.is_empty() && log.sequence.is_empty() && log.op.is_none());
+        let (_, states) = &also[2];
+        assert_eq!(states.key, vec!["state_key".to_string()]);
+        assert_eq!(states.state.as_deref(), Some("s"));
+        assert_eq!(states.partition_by, vec!["day(ts)".to_string()]);
+        let e = PipelineSpec::from_yaml(
+            &yaml.replace("kind: historical }", "kind: historical, wat: 1 }"),
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("wat"), "{e}");
+    }
 
     #[test]
     fn unknown_step_type_and_field_are_rejected() {

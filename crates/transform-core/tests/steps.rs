@@ -490,3 +490,32 @@ fn functions_that_only_exist_simplified_work() {
         0
     );
 }
+
+#[test]
+fn output_also_tables_are_validated_with_their_place_named() {
+    let keyed = "output:\n  kind: snapshot\n  key: [a]\n  sequence: [a]\n  event_time: ts\n  schema: {a: int64, b: string, ts: timestamp}\n";
+    let head =
+        "name: t\nsteps:\n  - type: parse_json\n    schema: {a: int64, b: string, ts: timestamp}\n";
+    let with_also = |also: &str| format!("{head}{keyed}  also:\n{also}");
+    assert!(build_yaml(&with_also("    - { name: t_history, kind: historical }\n")).is_ok());
+    let e = spec_error(&with_also("    - { name: t_states, kind: change_state }\n"));
+    assert!(
+        e.contains("also[0] (t_states)") && e.contains("state"),
+        "{e}"
+    );
+    let e = spec_error(&with_also(
+        "    - { name: t_quarantine, kind: historical }\n",
+    ));
+    assert!(
+        e.contains("also[0]") && e.contains("pipeline's own tables"),
+        "{e}"
+    );
+    let e = spec_error(&with_also(
+        "    - { name: h, kind: historical }\n    - { name: h, kind: snapshot }\n",
+    ));
+    assert!(e.contains("also[1]") && e.contains("`h` twice"), "{e}");
+    let e = spec_error(&with_also(
+        "    - { name: h, kind: historical, partition_by: [\"hour(nope)\"] }\n",
+    ));
+    assert!(e.contains("also[0].partition_by[0]"), "{e}");
+}

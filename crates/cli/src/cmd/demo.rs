@@ -126,7 +126,6 @@ pub async fn run(args: &Args) -> Result<(), Failure> {
             specs: &[
                 include_str!("../../../../pipelines/mysql_orders_cdc.yaml"),
                 include_str!("../../../../pipelines/orders.yaml"),
-                include_str!("../../../../pipelines/orders_history.yaml"),
             ],
             records: Records::Lines(mysql_order_changes(n / 5, 10, START_MS)),
         },

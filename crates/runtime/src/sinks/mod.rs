@@ -24,4 +24,4 @@ pub use memory::MemoryPlan;
 pub use parquet_files::ParquetFilesSink;
 pub use silver_files::SilverFilesSink;
 pub use silver_stream::SilverStreamSink;
-pub use silver_tables::{RowsWriter, SilverTables};
+pub use silver_tables::{AlsoTable, RowsWriter, SilverTables};

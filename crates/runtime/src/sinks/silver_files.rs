@@ -1,9 +1,9 @@
 //! Silver fed from files (`strata batch`): each commit covers whole bronze files.
 //!
 //! Exactly once across crashes: a commit stores the files it covers and the path of the
-//! pipeline state after them in one atomic snapshot of the rows table. The quarantine commit
-//! comes first; if the process dies between the two, the re-run recomputes the files, finds
-//! their quarantine already covered (skipped) and commits the rows. Two writers on the same
+//! pipeline state after them in one atomic snapshot of the rows table. The quarantine and
+//! `output.also` commits come first; if the process dies before the rows commit, the re-run
+//! recomputes the files, finds them already covered there (skipped) and commits the rows. Two writers on the same
 //! table: commits are compare-and-swaps on the version whose coverage was checked, so a file is
 //! committed once; the writer that loses a rows commit stops with an error saying so.
 //!
@@ -25,10 +25,12 @@ pub struct SilverFilesSink {
     tables: SilverTables,
     rows: Option<RowsWriter>,
     quarantine: Option<SilverAppend>,
+    also: Vec<Option<RowsWriter>>,
     state_prefix: String,
     commits: usize,
     rows_covered: CoverageIndex,
     quarantine_covered: CoverageIndex,
+    also_covered: Vec<CoverageIndex>,
 }
 
 impl std::fmt::Debug for SilverFilesSink {
@@ -44,7 +46,10 @@ impl SilverFilesSink {
     /// A sink over `tables`; `run_id` makes this run's checkpoint names unique.
     pub fn new(tables: SilverTables, run_id: u128) -> Self {
         let state_prefix = format!("catalog/state/{}/{run_id}", tables.name());
+        let n = tables.also.len();
         SilverFilesSink {
+            also: (0..n).map(|_| None).collect(),
+            also_covered: (0..n).map(|_| CoverageIndex::default()).collect(),
             tables,
             rows: None,
             quarantine: None,
@@ -64,6 +69,14 @@ impl Sink for SilverFilesSink {
         }
         if let Some(w) = self.rows.as_mut() {
             w.write(rows).await?;
+        }
+        for i in 0..self.also.len() {
+            if self.also[i].is_none() {
+                self.also[i] = Some(self.tables.start_also(i).await?);
+            }
+            if let Some(w) = self.also[i].as_mut() {
+                w.write(rows).await?;
+            }
         }
         Ok(())
     }
@@ -117,6 +130,16 @@ impl Committer for SilverFilesSink {
             )
             .await?;
         self.tables.quarantine = q.table;
+        for i in 0..self.also.len() {
+            let writer = match self.also[i].take() {
+                Some(w) => w,
+                None => self.tables.start_also(i).await?,
+            };
+            let a = writer
+                .commit_indexed(&self.tables.catalog, files, &[], &mut self.also_covered[i])
+                .await?;
+            self.tables.also[i].table = a.table;
+        }
         let path = format!("{}-{:06}.ckpt", self.state_prefix, self.commits);
         let extra = self.tables.state_summary(path, state).await?;
         let rows = match self.rows.take() {

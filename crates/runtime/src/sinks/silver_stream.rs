@@ -8,10 +8,10 @@
 //! checked against the version it is based on, so a zombie writer's late commit finds a newer
 //! epoch and is refused.
 //!
-//! Rows and quarantine are two tables, so two commits: quarantine first. If the process dies in
-//! between, the quarantine table is ahead; the replay from the rows table's positions drops
-//! quarantined records below the quarantine table's positions (they carry their partition and
-//! offset), so neither table ever holds a record twice.
+//! Rows, quarantine and the `output.also` tables are separate tables, so separate commits: the
+//! rows table last. If the process dies in between, the others are ahead; the replay from the
+//! rows table's positions drops records below each table's own positions (they carry their
+//! partition and offset), so no table ever holds a record twice.
 
 use std::collections::HashMap;
 
@@ -37,6 +37,8 @@ pub struct SilverStreamSink {
     quarantine_at: Positions,
     rows: Option<RowsWriter>,
     quarantine: Option<SilverAppend>,
+    also_at: Vec<Positions>,
+    also: Vec<Option<RowsWriter>>,
     seq: u64,
 }
 
@@ -53,7 +55,10 @@ impl std::fmt::Debug for SilverStreamSink {
 impl SilverStreamSink {
     /// A sink over `tables`; the writer epoch is taken at [`Committer::committed`].
     pub fn new(tables: SilverTables) -> Self {
+        let n = tables.also.len();
         SilverStreamSink {
+            also_at: vec![Positions::new(); n],
+            also: (0..n).map(|_| None).collect(),
             tables,
             epoch: 0,
             rows_at: Positions::new(),
@@ -218,6 +223,18 @@ fn not_before(batch: &RecordBatch, from: &Positions) -> Result<RecordBatch> {
 #[async_trait::async_trait]
 impl Sink for SilverStreamSink {
     async fn write(&mut self, rows: &RecordBatch) -> Result<()> {
+        for i in 0..self.also.len() {
+            let rows = not_before(rows, &self.also_at[i])?;
+            if rows.num_rows() == 0 {
+                continue;
+            }
+            if self.also[i].is_none() {
+                self.also[i] = Some(self.tables.start_also(i).await?);
+            }
+            if let Some(w) = self.also[i].as_mut() {
+                w.write(&rows).await?;
+            }
+        }
         let rows = not_before(rows, &self.rows_at)?;
         if rows.num_rows() == 0 {
             return Ok(());
@@ -252,6 +269,12 @@ impl Committer for SilverStreamSink {
         self.epoch = self.claim_epoch().await?;
         self.rows_at = positions_of(&self.tables.rows)?;
         self.quarantine_at = positions_of(&self.tables.quarantine)?;
+        self.also_at = self
+            .tables
+            .also
+            .iter()
+            .map(|a| positions_of(&a.table))
+            .collect::<Result<_>>()?;
         let (state, state_deltas) = self.tables.committed_state().await?;
         Ok(Committed {
             position: (!self.rows_at.is_empty()).then(|| Position::kafka(self.rows_at.clone())),
@@ -273,19 +296,23 @@ impl Committer for SilverStreamSink {
             });
         };
         let epoch = self.epoch;
-        // Quarantine first; positions only move forward.
-        let mut q_to = self.quarantine_at.clone();
-        for (p, o) in &to {
-            let e = q_to.entry(*p).or_insert(*o);
-            *e = (*e).max(*o);
-        }
-        let q_summary = HashMap::from([
-            (
-                SummaryKeys::KAFKA_POSITIONS.to_string(),
-                positions_json(&q_to),
-            ),
-            (SummaryKeys::WRITER_EPOCH.to_string(), epoch.to_string()),
-        ]);
+        // Quarantine and the also tables first; positions only move forward.
+        let ahead = |at: &Positions| -> (Positions, HashMap<String, String>) {
+            let mut next = at.clone();
+            for (p, o) in &to {
+                let e = next.entry(*p).or_insert(*o);
+                *e = (*e).max(*o);
+            }
+            let summary = HashMap::from([
+                (
+                    SummaryKeys::KAFKA_POSITIONS.to_string(),
+                    positions_json(&next),
+                ),
+                (SummaryKeys::WRITER_EPOCH.to_string(), epoch.to_string()),
+            ]);
+            (next, summary)
+        };
+        let (q_to, q_summary) = ahead(&self.quarantine_at);
         let quarantine = match self.quarantine.take() {
             Some(w) => w,
             None => self.tables.start_quarantine().await?,
@@ -299,6 +326,22 @@ impl Committer for SilverStreamSink {
             .await?;
         self.tables.quarantine = q.table;
         self.quarantine_at = q_to;
+        for i in 0..self.also.len() {
+            let (a_to, a_summary) = ahead(&self.also_at[i]);
+            let writer = match self.also[i].take() {
+                Some(w) => w,
+                None => self.tables.start_also(i).await?,
+            };
+            let a = writer
+                .commit_checked(
+                    &self.tables.catalog,
+                    a_summary,
+                    guard(epoch, self.also_at[i].clone()),
+                )
+                .await?;
+            self.tables.also[i].table = a.table;
+            self.also_at[i] = a_to;
+        }
         let path = format!(
             "catalog/state/{}/stream-e{epoch:06}-{:09}.ckpt",
             self.tables.name(),

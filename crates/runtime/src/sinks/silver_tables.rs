@@ -1,5 +1,9 @@
-//! The two silver tables a pipeline writes — its rows and `<name>_quarantine` — and the
-//! pipeline checkpoints stored beside them in the lake.
+//! The silver tables a pipeline writes — its rows, `<name>_quarantine` and the tables of
+//! `output.also` — and the pipeline checkpoints stored beside them in the lake.
+//!
+//! The rows table holds the positions a restart resumes from and is committed last; the others
+//! are committed before it with the same positions, so they are never behind it and a replay
+//! finds what they already hold.
 
 use std::collections::HashMap;
 
@@ -34,6 +38,8 @@ pub struct SilverTables {
     pub quarantine_options: WriteOptions,
     /// The keyed kind of the rows table (`None`: append).
     pub keyed: Option<KeyedTable>,
+    /// The `output.also` tables, in declared order.
+    pub also: Vec<AlsoTable>,
     /// Paths of the committed state chain: the full state, then its deltas.
     state_chain: Vec<String>,
 }
@@ -57,8 +63,10 @@ impl SilverTables {
             ));
         }
         let qname = format!("{name}_quarantine");
+        let also_specs = pipeline.spec().output.also_outputs();
         if full_refresh {
-            for table in [&name, &qname] {
+            let also_names = also_specs.iter().map(|(n, _)| n);
+            for table in [&name, &qname].into_iter().chain(also_names) {
                 if catalog.drop_table_if_exists(table).await? {
                     tracing::info!(table = %table, "full refresh: dropped silver table");
                 }
@@ -82,6 +90,38 @@ impl SilverTables {
             .ensure_table_partitioned(&name, &schema, &partition_by)
             .await?;
         let quarantine = ensure(&catalog, &qname, &pipeline.quarantine_schema(), None).await?;
+        let mut also = Vec::with_capacity(also_specs.len());
+        for (also_name, spec) in &also_specs {
+            let keyed = KeyedTable::from_spec(spec, pipeline.output_schema())?;
+            let schema = match &keyed {
+                Some(k) => k.table_schema().clone(),
+                None => pipeline.output_schema(),
+            };
+            let partition_by: Vec<String> = match (&keyed, &spec.event_time) {
+                _ if !spec.partition_by.is_empty() => spec.partition_by.clone(),
+                (None, Some(et)) => vec![format!("day({et})")],
+                _ => Vec::new(),
+            };
+            let table = catalog
+                .ensure_table_partitioned(also_name, &schema, &partition_by)
+                .await?;
+            // A table added to a pipeline that already wrote rows would only get what comes
+            // next (the input resumes after the rows table's positions): refuse, don't diverge.
+            let holds = |t: &Table| {
+                strata_layers::silver::current_summary_property(t, "total-records")
+                    .and_then(|n| n.parse::<u64>().ok())
+                    .unwrap_or(0)
+                    > 0
+            };
+            if table.metadata().current_snapshot().is_none() && holds(&rows) {
+                return Err(RuntimeError::config(
+                    format!("output.also table `{also_name}`"),
+                    format!("is new, and `{name}` already holds rows it would never get"),
+                    "rebuild the pipeline's tables with --full-refresh (batch), or give the table its own pipeline",
+                ));
+            }
+            also.push(AlsoTable { table, keyed });
+        }
         Ok(SilverTables {
             catalog,
             lake,
@@ -90,6 +130,7 @@ impl SilverTables {
             rows_options,
             quarantine_options,
             keyed,
+            also,
             state_chain: Vec::new(),
         })
     }
@@ -182,6 +223,24 @@ impl SilverTables {
         })
     }
 
+    /// Starts staging rows for the `output.also` table number `i`.
+    pub async fn start_also(&self, i: usize) -> Result<RowsWriter> {
+        let Some(also) = self.also.get(i) else {
+            return Err(RuntimeError::Stage {
+                stage: "sink",
+                message: format!("no output.also table number {i}"),
+            });
+        };
+        Ok(match &also.keyed {
+            Some(k) => RowsWriter::Merge(SilverMerge::start(
+                &also.table,
+                k.clone(),
+                &self.rows_options,
+            )),
+            None => RowsWriter::Append(SilverAppend::start(&also.table, &self.rows_options).await?),
+        })
+    }
+
     /// Starts an append to the rows table (also a commit of summary properties alone).
     pub async fn start_append(&self) -> Result<SilverAppend> {
         Ok(SilverAppend::start(&self.rows, &self.rows_options).await?)
@@ -200,6 +259,15 @@ async fn ensure(
     event_time: Option<&str>,
 ) -> Result<Table> {
     Ok(catalog.ensure_table(name, schema, event_time).await?)
+}
+
+/// A table of `output.also`: the pipeline's rows, kept as its own kind.
+#[derive(Debug, Clone)]
+pub struct AlsoTable {
+    /// The table.
+    pub table: Table,
+    /// Its keyed kind (`None`: append).
+    pub keyed: Option<KeyedTable>,
 }
 
 /// Rows staged for the rows table until a commit.
