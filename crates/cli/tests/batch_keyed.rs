@@ -167,7 +167,10 @@ fn kill_9_during_overwrite_commits_then_rerun_lands_every_change_once() {
         .expect("run");
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(2), "{err}");
-    assert!(err.contains("orders_log") && err.contains("--full-refresh"), "{err}");
+    assert!(
+        err.contains("orders_log") && err.contains("--full-refresh"),
+        "{err}"
+    );
     let mut refresh = batch_args("lake", "orders-more.yaml");
     refresh.push("--full-refresh");
     ok(strata(d).args(refresh));

@@ -191,6 +191,19 @@ pub enum LayersError {
         hint: &'static str,
     },
 
+    /// A gold model that cannot be used: its header, its SQL, or its place in the DAG.
+    #[error("model {file}{at}: {problem} (hint: {hint})")]
+    Model {
+        /// The model's file (or name, when no file holds it).
+        file: String,
+        /// `:line:column` in the file when known, else empty.
+        at: String,
+        /// What is wrong.
+        problem: String,
+        /// What to do.
+        hint: &'static str,
+    },
+
     /// A bug.
     #[error("internal error (a bug in strata-layers, please report it): {0}")]
     Internal(String),

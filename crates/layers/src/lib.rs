@@ -11,6 +11,7 @@
 pub mod bronze;
 pub mod durable;
 pub mod error;
+pub mod gold;
 pub mod lake;
 pub mod parquet_file;
 pub mod silver;

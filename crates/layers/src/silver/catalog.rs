@@ -248,6 +248,33 @@ impl SilverCatalog {
         })
     }
 
+    /// The same catalog, addressing the tables of `namespace` (e.g. `gold`), which is created
+    /// if missing.
+    pub async fn in_namespace(&self, namespace: &str) -> Result<SilverCatalog> {
+        let ns = NamespaceIdent::new(namespace.to_string());
+        let exists = |c: &Arc<SqlCatalog>, ns: &NamespaceIdent| {
+            let (c, ns) = (c.clone(), ns.clone());
+            async move {
+                c.namespace_exists(&ns)
+                    .await
+                    .map_err(iceberg_err("checking namespace"))
+            }
+        };
+        if !exists(&self.catalog, &ns).await? {
+            let created = self.catalog.create_namespace(&ns, HashMap::new()).await;
+            // Two writers at once: the loser finds it created.
+            if let Err(e) = created
+                && !exists(&self.catalog, &ns).await?
+            {
+                return Err(iceberg_err(format!("creating namespace `{namespace}`"))(e));
+            }
+        }
+        Ok(SilverCatalog {
+            namespace: ns,
+            ..self.clone()
+        })
+    }
+
     /// The compare-and-swap pointer of this catalog (Strata's own commits).
     pub(crate) fn pointer(&self) -> &CatalogPointer {
         &self.pointer
