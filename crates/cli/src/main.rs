@@ -36,6 +36,9 @@ enum Command {
     /// Table maintenance: compact small files, expire snapshots, delete unreferenced files
     /// and checkpoints (safe while writers run).
     Maintain(cmd::maintain::Args),
+    /// Gold SQL models: `models plan` (what would run and why), `models run`.
+    #[command(subcommand)]
+    Models(cmd::models::ModelsCommand),
     /// Generate every source into a local bronze, run the batch path to silver, query gold.
     Demo(cmd::demo::Args),
     /// Load an external source: `ingest postgres` (full load → bronze), `ingest mysql-cdc`, `ingest http` (API poller → Kafka).
@@ -153,6 +156,7 @@ fn main() -> ExitCode {
         Command::Batch(a) => block_on(cmd::batch::run(&a)),
         Command::Sql(a) => block_on(cmd::sql::run(&a)),
         Command::Maintain(a) => block_on(cmd::maintain::run(&a)),
+        Command::Models(c) => block_on(cmd::models::run_command(&c)),
         Command::Demo(a) => block_on(cmd::demo::run(&a)),
         Command::Ingest(c) => block_on(cmd::ingest::run(&c)),
         Command::Registry(c) => block_on(cmd::registry::run_registry(&c)),

@@ -7,6 +7,7 @@ pub mod generate;
 pub mod http_poll;
 pub mod ingest;
 pub mod maintain;
+pub mod models;
 pub mod mysql_cdc;
 pub mod progress;
 pub mod registry;
