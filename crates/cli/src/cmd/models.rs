@@ -109,7 +109,11 @@ pub async fn run_command(command: &ModelsCommand) -> Result<(), Failure> {
                     r.elapsed.as_secs_f64()
                 );
             }
-            println!("{} models ran, {} up to date", runs.len(), selected.len() - runs.len());
+            println!(
+                "{} models ran, {} up to date",
+                runs.len(),
+                selected.len() - runs.len()
+            );
             Ok(())
         }
     }
