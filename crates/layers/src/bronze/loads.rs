@@ -57,7 +57,6 @@ impl BronzeReader {
     /// root. A marker that is not valid JSON of this shape is an error naming it.
     pub async fn loads(&self, source: &str) -> Result<Vec<(String, LoadMarker)>> {
         use futures::TryStreamExt;
-        use object_store::ObjectStoreExt;
         validate_source(source)?;
         let source_part = format!("source={source}");
         let prefix = self
@@ -77,19 +76,7 @@ impl BronzeReader {
         let mut loads = Vec::with_capacity(objects.len());
         for o in objects {
             let shown = self.lake().relative(&o.location);
-            let bytes = store
-                .get(&o.location)
-                .await
-                .map_err(|source| LayersError::Store {
-                    path: shown.clone(),
-                    source,
-                })?
-                .bytes()
-                .await
-                .map_err(|source| LayersError::Store {
-                    path: shown.clone(),
-                    source,
-                })?;
+            let bytes = self.lake().get(&shown).await?;
             let marker: LoadMarker =
                 serde_json::from_slice(&bytes).map_err(|e| LayersError::BronzeName {
                     kind: "load marker",
