@@ -1,21 +1,34 @@
-//! `strata models plan | run`: the gold models of a `models/` folder (see
-//! `strata_layers::gold`): what would run and why, then running it into gold Iceberg tables.
+//! `strata models plan | run | test | audit | docs`: the gold models of a `models/` folder (see
+//! `strata_layers::gold`): what would run and why, running them into gold Iceberg tables
+//! through write-audit-publish, their unit tests, their audits, and a documentation page.
 
 use std::path::PathBuf;
 
-use strata_layers::gold::{ModelGraph, plan, run};
-use strata_layers::silver::{CatalogConfig, SilverCatalog};
+use anyhow::anyhow;
+use strata_layers::gold::incremental::{EPOCH, FAR_FUTURE};
+use strata_layers::gold::{
+    AuditOutcome, GOLD, ModelGraph, ModelStatus, RunOptions, Severity, audit_published,
+    column_lineage, docs_html, model_facts, plan, run, run_unit_test,
+};
+use strata_layers::silver::{CatalogConfig, SilverCatalog, session};
 
 use crate::Failure;
 
 /// `models` subcommands.
 #[derive(Debug, clap::Subcommand)]
 pub enum ModelsCommand {
-    /// What would run, wave by wave, and why (new model, changed SQL, changed input); writes
-    /// nothing.
+    /// What would run, wave by wave, and why (new model, changed SQL, changed input), with each
+    /// output column's input columns; writes nothing.
     Plan(Args),
-    /// Recompute the models that have a reason to run, into gold tables.
+    /// Recompute the models that have a reason to run: each is staged, audited, and published
+    /// only if its blocking audits pass.
     Run(RunArgs),
+    /// Run the models' unit tests (the YAML beside each model), in memory.
+    Test(TestArgs),
+    /// Run the models' audits against their published tables.
+    Audit(Args),
+    /// Write a static HTML page of the models, their columns, owners, tags and DAG.
+    Docs(DocsArgs),
 }
 
 /// Flags every `models` subcommand takes.
@@ -50,6 +63,30 @@ pub struct RunArgs {
     /// Run the selected models even when nothing they depend on changed.
     #[arg(long)]
     pub force: bool,
+    /// Recompute incremental models over their whole input.
+    #[arg(long)]
+    pub full_refresh: bool,
+}
+
+/// Flags of `models test` (no lake is read).
+#[derive(Debug, clap::Args)]
+pub struct TestArgs {
+    /// The folder of model `.sql` files.
+    #[arg(long, default_value = "models")]
+    pub models: PathBuf,
+    /// Models to take (as for `run`).
+    #[arg(long = "select")]
+    pub select: Vec<String>,
+}
+
+/// Flags of `models docs`.
+#[derive(Debug, clap::Args)]
+pub struct DocsArgs {
+    #[command(flatten)]
+    common: Args,
+    /// Where to write the page.
+    #[arg(long, default_value = "models.html")]
+    pub out: PathBuf,
 }
 
 async fn open(args: &Args) -> Result<(SilverCatalog, ModelGraph), Failure> {
@@ -62,6 +99,20 @@ async fn open(args: &Args) -> Result<(SilverCatalog, ModelGraph), Failure> {
     Ok((catalog, graph))
 }
 
+fn print_audits(model: &str, audits: &[AuditOutcome]) {
+    for a in audits {
+        let verdict = match (a.passed(), a.severity) {
+            (true, _) => "passed".to_string(),
+            (false, Severity::Blocking) => format!("FAILED ({} failing)", a.failing),
+            (false, Severity::Warn) => format!("warning ({} failing)", a.failing),
+        };
+        println!("  audit {model} {}: {verdict}", a.name);
+        for row in &a.sample {
+            println!("    {row}");
+        }
+    }
+}
+
 /// Runs a `models` subcommand.
 pub async fn run_command(command: &ModelsCommand) -> Result<(), Failure> {
     match command {
@@ -71,21 +122,29 @@ pub async fn run_command(command: &ModelsCommand) -> Result<(), Failure> {
             let planned = plan(&catalog, &graph, &selected)
                 .await
                 .map_err(Failure::runtime)?;
+            let ctx = session(&catalog).await.map_err(Failure::runtime)?;
             for p in &planned {
-                let model = graph.model(&p.name);
-                let reads = model
-                    .map(|m| {
-                        let models = m.upstream_models.iter().map(|u| format!("gold.{u}"));
-                        let tables = m.upstream_tables.iter().map(|t| format!("silver.{t}"));
-                        models.chain(tables).collect::<Vec<_>>().join(", ")
-                    })
-                    .unwrap_or_default();
+                let Some(model) = graph.model(&p.name) else {
+                    continue;
+                };
+                let models = model.upstream_models.iter().map(|u| format!("gold.{u}"));
+                let tables = model.upstream_tables.iter().map(|t| format!("silver.{t}"));
+                let reads = models.chain(tables).collect::<Vec<_>>().join(", ");
                 let why = if p.reasons.is_empty() {
                     "up to date".to_string()
                 } else {
                     format!("runs: {}", p.reasons.join("; "))
                 };
                 println!("wave {} {}: {why} (reads {reads})", p.wave + 1, p.name);
+                // Lineage needs the tables it reads; a model over a gold table not built yet
+                // has none until then.
+                if let Ok(lineage) =
+                    column_lineage(&ctx, &model.sql_for_interval(EPOCH, FAR_FUTURE)).await
+                {
+                    for l in lineage {
+                        println!("    {} ← {}", l.column, l.sources.join(", "));
+                    }
+                }
             }
             let runs = planned.iter().filter(|p| !p.reasons.is_empty()).count();
             println!("{runs} of {} models would run", planned.len());
@@ -94,25 +153,136 @@ pub async fn run_command(command: &ModelsCommand) -> Result<(), Failure> {
         ModelsCommand::Run(args) => {
             let (catalog, graph) = open(&args.common).await?;
             let selected = graph.select(&args.common.select).map_err(Failure::config)?;
-            let runs = run(&catalog, &graph, &selected, args.force)
+            let options = RunOptions {
+                force: args.force,
+                full_refresh: args.full_refresh,
+            };
+            let report = run(&catalog, &graph, &selected, options)
                 .await
-                .map_err(|e| match e {
-                    strata_layers::LayersError::Model { .. } => Failure::config(e),
-                    other => Failure::runtime(other),
-                })?;
-            for r in &runs {
-                println!(
-                    "model {}: {} rows in {} files ({:.2} s)",
-                    r.name,
-                    r.rows,
-                    r.files,
-                    r.elapsed.as_secs_f64()
-                );
+                .map_err(Failure::runtime)?;
+            let mut failures = Vec::new();
+            for r in &report.models {
+                let interval = r
+                    .interval_start
+                    .as_ref()
+                    .map(|s| format!(" from {s}, {} rows replaced", r.replaced_rows))
+                    .unwrap_or_default();
+                match &r.status {
+                    ModelStatus::Published => println!(
+                        "model {}: {} rows in {} files{interval}, published snapshot {} ({:.2} s)",
+                        r.name,
+                        r.rows,
+                        r.files,
+                        r.snapshot_id.unwrap_or_default(),
+                        r.elapsed.as_secs_f64()
+                    ),
+                    ModelStatus::AuditFailed => {
+                        println!(
+                            "model {}: NOT PUBLISHED, a blocking audit failed; readers keep the previous snapshot (the new one, {}, is staged on branch {})",
+                            r.name,
+                            r.snapshot_id.unwrap_or_default(),
+                            strata_layers::gold::STAGE_BRANCH
+                        );
+                        failures.push(format!("{}: audit failed", r.name));
+                    }
+                    ModelStatus::Failed(e) => {
+                        println!("model {}: FAILED: {e}", r.name);
+                        failures.push(e.clone());
+                    }
+                    ModelStatus::Skipped { upstream } => {
+                        println!("model {}: skipped, {GOLD}.{upstream} failed", r.name);
+                    }
+                }
+                print_audits(&r.name, &r.audits);
+            }
+            let ran = report.models.len();
+            println!(
+                "{ran} models ran, {} up to date",
+                selected.len().saturating_sub(ran)
+            );
+            if report.succeeded() {
+                return Ok(());
+            }
+            let message = anyhow!("models not published: {}", failures.join("; "));
+            let sql_failed = report
+                .models
+                .iter()
+                .any(|m| matches!(m.status, ModelStatus::Failed(_)));
+            Err(if sql_failed {
+                Failure::config(message)
+            } else {
+                Failure::runtime(message)
+            })
+        }
+        ModelsCommand::Test(args) => {
+            let graph = ModelGraph::load(&args.models).map_err(Failure::config)?;
+            let selected = graph.select(&args.select).map_err(Failure::config)?;
+            let (mut passed, mut failed) = (0usize, 0usize);
+            for model in graph.models().filter(|m| selected.contains(&m.name)) {
+                let file = model
+                    .sidecar
+                    .as_ref()
+                    .unwrap_or(&model.file)
+                    .display()
+                    .to_string();
+                for test in &model.tests {
+                    let out = run_unit_test(model, test, &file)
+                        .await
+                        .map_err(Failure::config)?;
+                    if out.passed() {
+                        passed += 1;
+                        println!(
+                            "test {}::{} passed ({:.0} ms)",
+                            out.model,
+                            out.test,
+                            out.elapsed.as_secs_f64() * 1000.0
+                        );
+                    } else {
+                        failed += 1;
+                        println!("test {}::{} FAILED, rows differ:", out.model, out.test);
+                        for line in &out.diff {
+                            println!("    {line}");
+                        }
+                    }
+                }
+            }
+            println!("{passed} tests passed, {failed} failed");
+            if failed > 0 {
+                return Err(Failure::runtime(anyhow!("{failed} model tests failed")));
+            }
+            Ok(())
+        }
+        ModelsCommand::Audit(args) => {
+            let (catalog, graph) = open(args).await?;
+            let selected = graph.select(&args.select).map_err(Failure::config)?;
+            let found = audit_published(&catalog, &graph, &selected)
+                .await
+                .map_err(Failure::config)?;
+            let mut blocking = 0usize;
+            for (model, outcomes) in &found {
+                print_audits(model, outcomes);
+                blocking += outcomes.iter().filter(|a| a.blocks()).count();
             }
             println!(
-                "{} models ran, {} up to date",
-                runs.len(),
-                selected.len() - runs.len()
+                "{} audits on {} models, {blocking} blocking failures",
+                found.iter().map(|(_, o)| o.len()).sum::<usize>(),
+                found.len()
+            );
+            if blocking > 0 {
+                return Err(Failure::runtime(anyhow!("{blocking} audits failed")));
+            }
+            Ok(())
+        }
+        ModelsCommand::Docs(args) => {
+            let (catalog, graph) = open(&args.common).await?;
+            let facts = model_facts(&catalog, &graph)
+                .await
+                .map_err(Failure::runtime)?;
+            std::fs::write(&args.out, docs_html(&graph, &facts)).map_err(Failure::runtime)?;
+            println!(
+                "wrote {} ({} models)",
+                args.out.display(),
+                graph.models().count()
             );
             Ok(())
         }

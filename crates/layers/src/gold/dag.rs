@@ -76,7 +76,11 @@ impl ModelGraph {
             by_name.insert(m.name.clone(), m);
         }
         for m in by_name.values() {
-            if let Some(missing) = m.upstream_models.iter().find(|u| !by_name.contains_key(*u)) {
+            if let Some(missing) = m
+                .depends_on()
+                .into_iter()
+                .find(|u| !by_name.contains_key(u))
+            {
                 return Err(dag_err(
                     m.file.display().to_string(),
                     format!("reads gold.{missing}, which no model defines"),
@@ -87,7 +91,7 @@ impl ModelGraph {
         // Kahn's algorithm, wave by wave; names sort each wave so runs are reproducible.
         let mut waiting: BTreeMap<&str, usize> = by_name
             .values()
-            .map(|m| (m.name.as_str(), m.upstream_models.len()))
+            .map(|m| (m.name.as_str(), m.depends_on().len()))
             .collect();
         let mut levels: Vec<Vec<String>> = Vec::new();
         loop {
@@ -104,11 +108,7 @@ impl ModelGraph {
             }
             for m in by_name.values() {
                 if let Some(n) = waiting.get_mut(m.name.as_str()) {
-                    *n -= m
-                        .upstream_models
-                        .iter()
-                        .filter(|u| ready.contains(u))
-                        .count();
+                    *n -= m.depends_on().iter().filter(|u| ready.contains(u)).count();
                 }
             }
             levels.push(ready);
@@ -154,7 +154,7 @@ impl ModelGraph {
         let mut frontier = vec![name.to_string()];
         while let Some(n) = frontier.pop() {
             for m in self.models.values() {
-                if m.upstream_models.contains(&n) && found.insert(m.name.clone()) {
+                if m.depends_on().contains(&n) && found.insert(m.name.clone()) {
                     frontier.push(m.name.clone());
                 }
             }
@@ -168,7 +168,7 @@ impl ModelGraph {
         let mut frontier = vec![name.to_string()];
         while let Some(n) = frontier.pop() {
             if let Some(m) = self.models.get(&n) {
-                for u in &m.upstream_models {
+                for u in &m.depends_on() {
                     if found.insert(u.clone()) {
                         frontier.push(u.clone());
                     }
@@ -234,18 +234,18 @@ fn find_cycle(
             return path;
         };
         let Some(next) = current
-            .upstream_models
-            .iter()
+            .depends_on()
+            .into_iter()
             .find(|u| waiting.contains_key(u.as_str()))
         else {
             return path;
         };
-        if let Some(at) = path.iter().position(|p| p == next) {
+        if let Some(at) = path.iter().position(|p| *p == next) {
             let mut cycle = path[at..].to_vec();
-            cycle.push(next.clone());
+            cycle.push(next);
             return cycle;
         }
-        path.push(next.clone());
+        path.push(next);
     }
 }
 

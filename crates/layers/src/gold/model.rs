@@ -11,6 +11,8 @@
 //! -- description: One row per live order, with its customer's segment.
 //! -- columns:
 //! --   order_id: The shop's order id.
+//! -- audits:
+//! --   - unique: [order_id]
 //! SELECT o.order_id, c.segment FROM orders o JOIN gold.dim_customer c USING (customer_id)
 //! ```
 //!
@@ -18,6 +20,9 @@
 //! SQL parser's line and column numbers are the file's own. Upstream tables are found in the
 //! SQL by DataFusion's parser: `gold.<name>` is another model, a bare or `silver.` name a
 //! silver table.
+//!
+//! A YAML file beside the model (`fact_orders.yaml`) may add `audits` (see [`super::audit`])
+//! and `tests` (see [`super::unit_test`]).
 
 use std::path::{Path, PathBuf};
 
@@ -29,6 +34,9 @@ use indexmap::IndexMap;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
+use super::audit::Audit;
+use super::incremental::{EPOCH, FAR_FUTURE};
+use super::unit_test::UnitTest;
 use crate::error::{LayersError, Result};
 
 /// The schema (Iceberg namespace) gold models are written to and referenced by.
@@ -55,6 +63,11 @@ pub enum Materialization {
     /// The whole table is recomputed and replaced in one commit.
     #[default]
     Full,
+    /// Rows from `@start` (the newest `time_column` value minus `lookback`) are recomputed
+    /// and replace the table's rows from then on.
+    IncrementalByTime,
+    /// The output's rows replace the table's rows of the same grain key.
+    IncrementalByKey,
 }
 
 /// The header of a model file.
@@ -87,6 +100,27 @@ pub struct ModelHeader {
     /// Per-column descriptions.
     #[serde(default)]
     pub columns: IndexMap<String, String>,
+    /// The output's time column (incremental models).
+    #[serde(default)]
+    pub time_column: Option<String>,
+    /// How far before the newest time an incremental run starts (`2h`, `1d`; default 0).
+    #[serde(default)]
+    pub lookback: Option<String>,
+    /// Checks the output must pass before it is published.
+    #[serde(default)]
+    pub audits: Vec<Audit>,
+}
+
+/// The YAML beside a model (`<model>.yaml`): more audits, and unit tests.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ModelSidecar {
+    /// Audits, added to the header's.
+    #[serde(default)]
+    pub audits: Vec<Audit>,
+    /// Unit tests.
+    #[serde(default)]
+    pub tests: Vec<UnitTest>,
 }
 
 /// A parsed model.
@@ -106,6 +140,14 @@ pub struct Model {
     pub upstream_tables: Vec<String>,
     /// SHA-256 of the SQL and header: what `plan` compares to the table's last run.
     pub fingerprint: String,
+    /// Audits (header and sidecar).
+    pub audits: Vec<Audit>,
+    /// Unit tests (sidecar).
+    pub tests: Vec<UnitTest>,
+    /// The sidecar YAML, when there is one.
+    pub sidecar: Option<PathBuf>,
+    /// The lookback of an incremental model, in microseconds (0 without one).
+    pub lookback_micros: i64,
 }
 
 fn model_err(
@@ -136,13 +178,60 @@ fn position_in(message: &str) -> String {
 }
 
 impl Model {
-    /// Reads and parses the model in `file`.
+    /// Reads and parses the model in `file`, with the YAML beside it if there is one.
     pub fn read(file: &Path) -> Result<Model> {
         let text = std::fs::read_to_string(file).map_err(|source| LayersError::Io {
             path: file.display().to_string(),
             source,
         })?;
-        Model::parse(file, &text)
+        let mut model = Model::parse(file, &text)?;
+        for ext in ["yaml", "yml"] {
+            let path = file.with_extension(ext);
+            if !path.exists() {
+                continue;
+            }
+            let text = std::fs::read_to_string(&path).map_err(|source| LayersError::Io {
+                path: path.display().to_string(),
+                source,
+            })?;
+            let sidecar: ModelSidecar = serde_yaml_ng::from_str(&text).map_err(|e| {
+                let at = e
+                    .location()
+                    .map(|l| format!(":{}:{}", l.line(), l.column()))
+                    .unwrap_or_default();
+                model_err(
+                    &path,
+                    at,
+                    e.to_string(),
+                    "the YAML beside a model has `audits` and `tests`",
+                )
+            })?;
+            model.audits.extend(sidecar.audits);
+            model.tests = sidecar.tests;
+            model.sidecar = Some(path);
+            break;
+        }
+        Ok(model)
+    }
+
+    /// The models this one needs to run first: those its SQL reads and those its audits read.
+    pub fn depends_on(&self) -> Vec<String> {
+        let mut all: Vec<String> = self.upstream_models.clone();
+        all.extend(
+            self.audits
+                .iter()
+                .filter_map(|a| a.check.reads_model())
+                .filter(|m| *m != self.name)
+                .map(str::to_string),
+        );
+        all.sort();
+        all.dedup();
+        all
+    }
+
+    /// The SQL to run, with `@start` and `@end` as timestamp literals.
+    pub fn sql_for_interval(&self, start: &str, end: &str) -> String {
+        with_interval(&self.sql, start, end)
     }
 
     /// Parses the model text `text` of `file` (the header, the SQL and its upstream tables).
@@ -188,8 +277,41 @@ impl Model {
                 "use letters, digits and _ (set `-- name:` or rename the file)",
             ));
         }
-        let mut statements =
-            DFParser::parse_sql_with_dialect(text, &GenericDialect {}).map_err(|e| {
+        match header.materialization {
+            Materialization::IncrementalByTime if header.time_column.is_none() => {
+                return Err(model_err(
+                    file,
+                    String::new(),
+                    "is incremental_by_time without a time_column",
+                    "name the output's time column: `-- time_column: hour`",
+                ));
+            }
+            Materialization::IncrementalByKey if header.grain.is_empty() => {
+                return Err(model_err(
+                    file,
+                    String::new(),
+                    "is incremental_by_key without a grain",
+                    "name the key columns: `-- grain: [order_id]`",
+                ));
+            }
+            _ => {}
+        }
+        let lookback_micros = match &header.lookback {
+            None => 0,
+            Some(text) => strata_core::spec::parse_duration_micros(text).map_err(|e| {
+                model_err(
+                    file,
+                    String::new(),
+                    format!("lookback `{text}`: {e}"),
+                    "write a duration such as 2h or 1d",
+                )
+            })?,
+        };
+        // `@start` / `@end` stand for literals at run time; they are replaced in place, so
+        // line numbers in errors stay the file's own.
+        let parsed_text = with_interval(text, EPOCH, FAR_FUTURE);
+        let mut statements = DFParser::parse_sql_with_dialect(&parsed_text, &GenericDialect {})
+            .map_err(|e| {
                 let message = e.to_string();
                 model_err(file, position_in(&message), message, "fix the SQL")
             })?;
@@ -273,6 +395,7 @@ impl Model {
             ));
         }
         let fingerprint = hex::encode(Sha256::digest(text.as_bytes()));
+        let audits = header.audits.clone();
         Ok(Model {
             name,
             file: file.to_path_buf(),
@@ -281,8 +404,18 @@ impl Model {
             upstream_models,
             upstream_tables,
             fingerprint,
+            audits,
+            tests: Vec::new(),
+            sidecar: None,
+            lookback_micros,
         })
     }
+}
+
+/// `text` with `@start` / `@end` replaced by `TIMESTAMP '<start>'` / `TIMESTAMP '<end>'`.
+fn with_interval(text: &str, start: &str, end: &str) -> String {
+    text.replace("@start", &format!("TIMESTAMP '{start}'"))
+        .replace("@end", &format!("TIMESTAMP '{end}'"))
 }
 
 #[cfg(test)]

@@ -1,6 +1,7 @@
 //! Planning and running models: each selected model whose SQL, inputs or upstream models
-//! changed is recomputed on DataFusion over the lake and replaces its gold table in one
-//! overwrite commit.
+//! changed is recomputed on DataFusion over the lake, written as a snapshot staged on the
+//! [`STAGE_BRANCH`] branch, audited there, and only then published as the table's `main`
+//! (write-audit-publish): readers never see output that failed a blocking audit.
 //!
 //! A gold table's snapshot summary records what it was computed from: the model's fingerprint
 //! ([`FINGERPRINT_KEY`]) and the snapshot id of every table it read ([`INPUTS_KEY`]). `plan`
@@ -14,12 +15,24 @@ use std::time::{Duration, Instant};
 use arrow::array::RecordBatch;
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 
+use datafusion::catalog::{
+    CatalogProvider, MemoryCatalogProvider, MemorySchemaProvider, SchemaProvider,
+};
+use datafusion::prelude::SessionContext;
+use iceberg::spec::Operation;
+use iceberg_datafusion::IcebergStaticTableProvider;
+
+use super::audit::{AuditOutcome, ident, run_audits};
 use super::dag::ModelGraph;
-use super::model::{GOLD, Model};
+use super::incremental::{
+    KeySet, check_output_interval, field_id, may_reach, newest_time, rows_before, timestamp_text,
+};
+use super::model::{GOLD, Materialization, Model};
 use crate::error::{LayersError, Result};
 use crate::silver::{
-    IcebergTable, LiveFiles, SilverAppend, SilverCatalog, WriteOptions, commit_overwrite,
-    current_summary_property, session,
+    IcebergTable, LiveFiles, RewritePlan, SilverAppend, SilverCatalog, WriteOptions,
+    commit_rewrite, current_summary_property, publish_staged, read_data_files, ref_snapshot_id,
+    session,
 };
 
 /// Summary key of a gold snapshot: the fingerprint of the model that computed it.
@@ -38,20 +51,89 @@ pub struct PlannedModel {
     pub reasons: Vec<String>,
 }
 
+/// How a model's run ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ModelStatus {
+    /// Its new snapshot passed every blocking audit and is `main`.
+    Published,
+    /// A blocking audit failed: readers stay on the previous snapshot; the new one is left
+    /// staged on the [`STAGE_BRANCH`] branch for inspection.
+    AuditFailed,
+    /// Its SQL (or an audit's) could not run; the message names the file and why.
+    Failed(String),
+    /// A model it reads failed, so it did not run.
+    Skipped {
+        /// The failed upstream model.
+        upstream: String,
+    },
+}
+
 /// What running one model did.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ModelRun {
     /// The model.
     pub name: String,
-    /// Rows written to its gold table.
+    /// How it ended.
+    pub status: ModelStatus,
+    /// Rows the model output (for an incremental model, those of its interval).
     pub rows: u64,
     /// Data files written.
     pub files: usize,
-    /// The gold snapshot committed.
+    /// Rows of earlier runs replaced (incremental models).
+    pub replaced_rows: u64,
+    /// The snapshot committed (published, or staged when an audit failed).
     pub snapshot_id: Option<i64>,
+    /// `@start` of an incremental run; `None` when the whole table was recomputed.
+    pub interval_start: Option<String>,
+    /// The audits' outcomes.
+    pub audits: Vec<AuditOutcome>,
     /// Wall time.
     pub elapsed: Duration,
 }
+
+impl ModelRun {
+    fn not_run(name: &str, status: ModelStatus) -> ModelRun {
+        ModelRun {
+            name: name.to_string(),
+            status,
+            rows: 0,
+            files: 0,
+            replaced_rows: 0,
+            snapshot_id: None,
+            interval_start: None,
+            audits: Vec::new(),
+            elapsed: Duration::ZERO,
+        }
+    }
+}
+
+/// Everything a `run` did, model by model in run order.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RunReport {
+    /// Each model that had a reason to run (or was skipped).
+    pub models: Vec<ModelRun>,
+}
+
+impl RunReport {
+    /// Whether every model that ran was published.
+    pub fn succeeded(&self) -> bool {
+        self.models
+            .iter()
+            .all(|m| m.status == ModelStatus::Published)
+    }
+}
+
+/// How `run` treats up-to-date and incremental models.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RunOptions {
+    /// Run the selected models even when nothing they depend on changed.
+    pub force: bool,
+    /// Recompute incremental models over the whole time line.
+    pub full_refresh: bool,
+}
+
+/// The branch a model's new snapshot is staged on while its audits run.
+pub const STAGE_BRANCH: &str = "strata-audit";
 
 /// The current snapshot id of every table a model reads (`silver.<t>` / `gold.<m>`), or
 /// `None` for a table that does not exist yet.
@@ -127,39 +209,81 @@ pub async fn plan(
 }
 
 /// Runs the planned models that have a reason to run (all of them with `force`), wave by wave,
-/// and returns what each wrote. The first failure stops the run after its wave: later waves,
-/// which may read its table, do not run.
+/// and reports each. A model whose SQL fails or whose blocking audit fails is not published,
+/// and the models that read it, directly or not, are skipped; other models still run.
 pub async fn run(
     silver: &SilverCatalog,
     graph: &ModelGraph,
     selected: &BTreeSet<String>,
-    force: bool,
-) -> Result<Vec<ModelRun>> {
+    options: RunOptions,
+) -> Result<RunReport> {
     let gold = silver.in_namespace(GOLD).await?;
     let planned = plan(silver, graph, selected).await?;
     let waves = planned.iter().map(|p| p.wave).max().map_or(0, |w| w + 1);
-    let mut runs = Vec::new();
+    let mut report = RunReport::default();
+    let mut failed: BTreeSet<String> = BTreeSet::new();
     for wave in 0..waves {
-        let models: Vec<&Model> = planned
+        let mut models: Vec<&Model> = Vec::new();
+        for p in planned
             .iter()
-            .filter(|p| p.wave == wave && (force || !p.reasons.is_empty()))
-            .filter_map(|p| graph.model(&p.name))
-            .collect();
-        if models.is_empty() {
-            continue;
+            .filter(|p| p.wave == wave && (options.force || !p.reasons.is_empty()))
+        {
+            let Some(model) = graph.model(&p.name) else {
+                continue;
+            };
+            match graph.upstream(&p.name).intersection(&failed).next() {
+                Some(upstream) => {
+                    report.models.push(ModelRun::not_run(
+                        &p.name,
+                        ModelStatus::Skipped {
+                            upstream: upstream.clone(),
+                        },
+                    ));
+                    failed.insert(p.name.clone());
+                }
+                None => models.push(model),
+            }
         }
-        // A new session per wave: it lists the gold tables the waves before created.
-        let results =
-            futures::future::join_all(models.iter().map(|m| run_one(silver, &gold, m))).await;
-        for r in results {
-            runs.push(r?);
+        let results = futures::future::join_all(
+            models
+                .iter()
+                .map(|m| run_one(silver, &gold, m, options.full_refresh)),
+        )
+        .await;
+        for (model, result) in models.iter().zip(results) {
+            let run = match result {
+                Ok(run) => run,
+                Err(e @ LayersError::Model { .. }) => {
+                    ModelRun::not_run(&model.name, ModelStatus::Failed(e.to_string()))
+                }
+                Err(other) => return Err(other),
+            };
+            if run.status != ModelStatus::Published {
+                failed.insert(model.name.clone());
+            }
+            report.models.push(run);
         }
     }
-    Ok(runs)
+    Ok(report)
 }
 
-/// Computes one model and replaces its gold table.
-async fn run_one(silver: &SilverCatalog, gold: &SilverCatalog, model: &Model) -> Result<ModelRun> {
+/// What a run replaces in the table.
+enum Replace {
+    /// Every row.
+    All,
+    /// Rows at or after this instant (µs).
+    FromTime(i64),
+    /// Rows whose grain key the output has.
+    Keys,
+}
+
+/// Computes one model, stages its new snapshot, audits it and publishes it.
+async fn run_one(
+    silver: &SilverCatalog,
+    gold: &SilverCatalog,
+    model: &Model,
+    full_refresh: bool,
+) -> Result<ModelRun> {
     let started = Instant::now();
     let file = model.file.display().to_string();
     let query_err = |e: datafusion::error::DataFusionError| LayersError::Model {
@@ -170,7 +294,34 @@ async fn run_one(silver: &SilverCatalog, gold: &SilverCatalog, model: &Model) ->
     };
     let inputs = input_versions(silver, gold, model).await?;
     let ctx = session(silver).await?;
-    let df = ctx.sql(&model.sql).await.map_err(query_err)?;
+    let existing = gold.load(&model.name).await.ok();
+    let same_sql = existing.as_ref().is_some_and(|t| {
+        current_summary_property(t, FINGERPRINT_KEY).as_deref() == Some(model.fingerprint.as_str())
+    });
+    let this_table = format!("lake.{GOLD}.{}", ident(&model.name));
+    let incremental_from = match (&model.header.time_column, same_sql && !full_refresh) {
+        (Some(column), true) => newest_time(&ctx, &this_table, column, &file)
+            .await?
+            .map(|newest| newest.saturating_sub(model.lookback_micros)),
+        _ => None,
+    };
+    let (sql_start, replace) = match model.header.materialization {
+        Materialization::Full => (0, Replace::All),
+        Materialization::IncrementalByTime => match incremental_from {
+            Some(start) => (start, Replace::FromTime(start)),
+            None => (0, Replace::All),
+        },
+        Materialization::IncrementalByKey if same_sql && !full_refresh => {
+            (incremental_from.unwrap_or(0), Replace::Keys)
+        }
+        Materialization::IncrementalByKey => (0, Replace::All),
+    };
+    let now_us = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_micros() as i64)
+        .unwrap_or_default();
+    let sql = model.sql_for_interval(&timestamp_text(sql_start), &timestamp_text(now_us));
+    let df = ctx.sql(&sql).await.map_err(query_err)?;
     let schema = storable(df.schema().as_arrow());
     let batches = df.collect().await.map_err(query_err)?;
     let batches = batches
@@ -180,54 +331,178 @@ async fn run_one(silver: &SilverCatalog, gold: &SilverCatalog, model: &Model) ->
     let table = gold
         .ensure_table_partitioned(&model.name, &schema, &model.header.partition_by)
         .await?;
-    let (table, rows, files) = replace_rows(gold, table, &batches, model, &inputs).await?;
-    Ok(ModelRun {
-        name: model.name.clone(),
-        rows,
-        files,
-        snapshot_id: table.metadata().current_snapshot_id(),
-        elapsed: started.elapsed(),
-    })
-}
+    let live = LiveFiles::read(&table).await?;
 
-/// Replaces every row of `table` with `batches` in one overwrite commit recording the model's
-/// fingerprint and inputs.
-async fn replace_rows(
-    gold: &SilverCatalog,
-    table: IcebergTable,
-    batches: &[RecordBatch],
-    model: &Model,
-    inputs: &BTreeMap<String, Option<i64>>,
-) -> Result<(IcebergTable, u64, usize)> {
+    // What stays of earlier runs: files outside the interval or without replaced keys are
+    // untouched; the others are rewritten without the replaced rows.
+    let mut remove: HashSet<String> = HashSet::new();
+    let mut kept: Vec<RecordBatch> = Vec::new();
+    let mut replaced_rows = 0u64;
+    match &replace {
+        Replace::All => {
+            for e in live.data_files() {
+                replaced_rows += e.record_count();
+                remove.insert(e.file_path().to_string());
+            }
+        }
+        Replace::FromTime(start) => {
+            let column = model.header.time_column.as_deref().unwrap_or_default();
+            check_output_interval(&batches, column, *start, &file)?;
+            let id = field_id(&table, column);
+            let touched: Vec<_> = live
+                .data_files()
+                .filter(|e| id.is_none_or(|id| may_reach(e, id, *start)))
+                .cloned()
+                .collect();
+            for b in read_data_files(&table, &touched).await? {
+                let before = rows_before(&b, column, *start)?;
+                replaced_rows += (b.num_rows() - before.num_rows()) as u64;
+                kept.push(before);
+            }
+            remove.extend(touched.iter().map(|e| e.file_path().to_string()));
+        }
+        Replace::Keys => {
+            let keys = KeySet::of(&batches, &model.header.grain, &file)?;
+            if !keys.is_empty() {
+                for e in live.data_files() {
+                    let mut rest = Vec::new();
+                    let mut dropped = 0usize;
+                    for b in read_data_files(&table, std::slice::from_ref(e)).await? {
+                        let (k, d) = keys.rows_not_in(&b)?;
+                        dropped += d;
+                        rest.push(k);
+                    }
+                    if dropped > 0 {
+                        replaced_rows += dropped as u64;
+                        remove.insert(e.file_path().to_string());
+                        kept.extend(rest);
+                    }
+                }
+            }
+        }
+    }
+
     let mut writer = SilverAppend::start(&table, &WriteOptions::default()).await?;
     let mut rows = 0u64;
-    for b in batches {
+    for b in &batches {
         rows += b.num_rows() as u64;
+        writer.write(b).await?;
+    }
+    for b in &kept {
         writer.write(b).await?;
     }
     let files = writer.into_files().await?;
     let written = files.len();
-    let live = LiveFiles::read(&table).await?;
-    let remove: HashSet<String> = live
-        .data_files()
-        .map(|e| e.file_path().to_string())
-        .collect();
     let summary = HashMap::from([
         (FINGERPRINT_KEY.to_string(), model.fingerprint.clone()),
         (
             INPUTS_KEY.to_string(),
-            serde_json::to_string(inputs).map_err(|e| LayersError::Internal(e.to_string()))?,
+            serde_json::to_string(&inputs).map_err(|e| LayersError::Internal(e.to_string()))?,
         ),
     ]);
-    match commit_overwrite(gold, &table, &live, &remove, files, summary).await? {
-        Some((table, _)) => Ok((table, rows, written)),
-        None => Err(LayersError::CommitConflict {
+    let stage = RewritePlan {
+        operation: Operation::Overwrite,
+        merge_manifests: false,
+        stage_on: Some(STAGE_BRANCH.to_string()),
+    };
+    let Some((staged, _)) =
+        commit_rewrite(gold, &table, &live, &remove, files, summary, stage).await?
+    else {
+        return Err(LayersError::CommitConflict {
             table: format!("{GOLD}.{}", model.name),
             attempts: 1,
-        }),
-    }
+        });
+    };
+    let staged_id = ref_snapshot_id(&staged, STAGE_BRANCH);
+    let audits = match staged_id {
+        Some(id) if !model.audits.is_empty() => {
+            let audit_ctx = session(silver).await?;
+            let this = register_snapshot(&audit_ctx, &staged, id, &model.name).await?;
+            run_audits(&audit_ctx, &this, &model.audits, &file).await?
+        }
+        _ => Vec::new(),
+    };
+    let (status, snapshot_id) = if audits.iter().any(AuditOutcome::blocks) {
+        (ModelStatus::AuditFailed, staged_id)
+    } else {
+        let published = publish_staged(gold, &staged, STAGE_BRANCH).await?;
+        (
+            ModelStatus::Published,
+            published.metadata().current_snapshot_id(),
+        )
+    };
+    Ok(ModelRun {
+        name: model.name.clone(),
+        status,
+        rows,
+        files: written,
+        replaced_rows,
+        snapshot_id,
+        interval_start: match replace {
+            Replace::All => None,
+            _ => Some(timestamp_text(sql_start)),
+        },
+        audits,
+        elapsed: started.elapsed(),
+    })
 }
 
+/// Registers snapshot `snapshot_id` of `table` in `ctx` as `staged.gold.<name>` and returns
+/// that (quoted) name.
+pub(crate) async fn register_snapshot(
+    ctx: &SessionContext,
+    table: &IcebergTable,
+    snapshot_id: i64,
+    name: &str,
+) -> Result<String> {
+    let provider =
+        IcebergStaticTableProvider::try_new_from_table_snapshot(table.clone(), snapshot_id)
+            .await
+            .map_err(|e| LayersError::Iceberg {
+                context: format!("reading the staged snapshot {snapshot_id} of gold.{name}"),
+                message: e.to_string(),
+            })?;
+    let schema = MemorySchemaProvider::new();
+    schema
+        .register_table(name.to_string(), Arc::new(provider))
+        .map_err(|e| LayersError::Internal(e.to_string()))?;
+    let catalog = MemoryCatalogProvider::new();
+    catalog
+        .register_schema(GOLD, Arc::new(schema))
+        .map_err(|e| LayersError::Internal(e.to_string()))?;
+    ctx.register_catalog("staged", Arc::new(catalog));
+    Ok(format!("staged.{GOLD}.{}", ident(name)))
+}
+
+/// Runs the audits of the `selected` models against their published (`main`) snapshots.
+pub async fn audit_published(
+    silver: &SilverCatalog,
+    graph: &ModelGraph,
+    selected: &BTreeSet<String>,
+) -> Result<Vec<(String, Vec<AuditOutcome>)>> {
+    let ctx = session(silver).await?;
+    let mut found = Vec::new();
+    for level in graph.levels() {
+        for name in level.iter().filter(|n| selected.contains(*n)) {
+            let Some(model) = graph.model(name) else {
+                continue;
+            };
+            if model.audits.is_empty() {
+                continue;
+            }
+            let this = format!("lake.{GOLD}.{}", ident(name));
+            let outcomes = run_audits(
+                &ctx,
+                &this,
+                &model.audits,
+                &model.file.display().to_string(),
+            )
+            .await?;
+            found.push((name.clone(), outcomes));
+        }
+    }
+    Ok(found)
+}
 /// The schema a gold table stores: DataFusion's view types as their plain forms (Iceberg has
 /// no view types), every column nullable as Iceberg columns written by a query are.
 fn storable(schema: &Schema) -> SchemaRef {

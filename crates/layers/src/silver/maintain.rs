@@ -196,6 +196,7 @@ async fn compact(
         let written: Vec<String> = added.iter().map(|f| f.file_path().to_string()).collect();
         let remove: HashSet<String> = chosen.iter().map(|e| e.file_path().to_string()).collect();
         let plan = RewritePlan {
+            stage_on: None,
             operation: Operation::Replace,
             merge_manifests: true,
         };

@@ -26,6 +26,7 @@ mod merge;
 mod object_storage;
 mod overwrite;
 mod partitioning;
+mod publish;
 mod query;
 
 pub use append::{
@@ -39,5 +40,7 @@ pub use iceberg::table::Table as IcebergTable;
 pub use maintain::{MaintainOptions, MaintainReport, maintain};
 pub use merge::{MergeReport, SilverMerge};
 pub use object_storage::{ObjectStorage, ObjectStorageFactory, S3_OPTION_PREFIX};
+pub(crate) use overwrite::read_data_files;
 pub use overwrite::{LiveFiles, OverwriteReport, RewritePlan, commit_overwrite, commit_rewrite};
+pub use publish::{publish_staged, ref_snapshot_id};
 pub use query::{session, sql};

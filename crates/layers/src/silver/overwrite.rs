@@ -179,6 +179,7 @@ pub async fn commit_overwrite(
     let plan = RewritePlan {
         operation: Operation::Overwrite,
         merge_manifests: false,
+        stage_on: None,
     };
     commit_rewrite(catalog, base, live, remove, add, properties, plan).await
 }
@@ -191,6 +192,10 @@ pub struct RewritePlan {
     /// Rewrite every manifest into one per partition spec (bounds the manifest list, which
     /// otherwise grows by one manifest per append).
     pub merge_manifests: bool,
+    /// `None`: the snapshot becomes `main` (readers see it at once). `Some(branch)`: it is
+    /// staged on that branch, forked from `main`, and `main` does not move; readers see it
+    /// only once [`super::publish_staged`] fast-forwards `main` to it (write-audit-publish).
+    pub stage_on: Option<String>,
 }
 
 /// [`commit_overwrite`] with the snapshot's operation and manifest merging chosen.
@@ -390,7 +395,7 @@ pub async fn commit_rewrite(
     .add_snapshot(snapshot)
     .and_then(|b| {
         b.set_ref(
-            MAIN_BRANCH,
+            plan.stage_on.as_deref().unwrap_or(MAIN_BRANCH),
             SnapshotReference::new(snapshot_id, SnapshotRetention::branch(None, None, None)),
         )
     })
