@@ -3,6 +3,9 @@
 -- owner: crm-data
 -- tags: [customers, pii_masked]
 -- description: Every customer still at the source (PostgreSQL full load), email pseudonymised.
+-- audits:
+--   - unique: [customer_id]
+--   - row_count: {min: 1}
 -- columns:
 --   customer_id: The CRM's customer id.
 --   segment: retail, wholesale or enterprise.

@@ -78,6 +78,25 @@ fn models_run_in_waves_into_gold_and_rerun_only_what_changed() {
     );
     assert!(same.contains("| true | true "), "{same}");
 
+    // Plan shows each output column's inputs, from the logical plan.
+    let (_, out, _) = models(d, &lake, "plan", &[]);
+    assert!(
+        out.contains("    segment ← gold.dim_customer.segment")
+            && out.contains("    avg_temp_c ← silver.iot_events.temperature"),
+        "{out}"
+    );
+    // The published tables pass their audits; the docs page has every model and the DAG.
+    let (code, out, err) = models(d, &lake, "audit", &[]);
+    assert_eq!(code, 0, "{out}\n{err}");
+    assert!(out.contains("0 blocking failures"), "{out}");
+    let (code, out, err) = models(d, &lake, "docs", &["--out", "models.html"]);
+    assert_eq!(code, 0, "{out}\n{err}");
+    let html = std::fs::read_to_string(d.join("models.html")).expect("docs page");
+    assert!(
+        html.contains("<svg") && html.contains("gold.fact_orders") && html.contains("crm-data"),
+        "{html}"
+    );
+
     // Nothing changed: nothing runs.
     let (_, out, _) = models(d, &lake, "run", &[]);
     assert!(out.contains("0 models ran, 6 up to date"), "{out}");
@@ -116,6 +135,44 @@ fn models_run_in_waves_into_gold_and_rerun_only_what_changed() {
         err.contains("models/dim_customer.sql") && err.contains("no_such_column"),
         "{err}"
     );
+    // Unit tests: the shipped ones pass; a wrong expectation shows the row diff; a typo in a
+    // column is a clear error.
+    let (code, out, err) = run(strata(d).args(["models", "test", "--models", "models"]));
+    assert_eq!(code, 2, "dim_customer is broken: {out}\n{err}");
+    for shipped in ["dim_customer.sql", "fact_orders.sql"] {
+        std::fs::copy(
+            Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("../../models")
+                .join(shipped),
+            d.join("models").join(shipped),
+        )
+        .expect("restore");
+    }
+    let out = ok(strata(d).args(["models", "test", "--models", "models"]));
+    assert!(out.contains("2 tests passed, 0 failed"), "{out}");
+    let tests = d.join("models/fact_orders.yaml");
+    let text = std::fs::read_to_string(&tests).expect("tests");
+    std::fs::write(
+        &tests,
+        text.replace("segment: retail, amount", "segment: wholesale, amount"),
+    )
+    .expect("edit");
+    let (code, out, _) = run(strata(d).args(["models", "test", "--models", "models"]));
+    assert_eq!(code, 1, "{out}");
+    assert!(
+        out.contains("FAILED, rows differ")
+            && out.contains("- {order_id: 1, customer_id: 7, segment: wholesale, amount: 10.5}")
+            && out.contains("+ {order_id: 1, customer_id: 7, segment: retail, amount: 10.5}"),
+        "{out}"
+    );
+    std::fs::write(&tests, text.replace("customer: ", "custmer: ")).expect("edit");
+    let (code, _, err) = run(strata(d).args(["models", "test", "--models", "models"]));
+    assert_eq!(code, 2, "{err}");
+    assert!(
+        err.contains("fact_orders.yaml") && err.contains("customer"),
+        "{err}"
+    );
+
     // A cycle is refused with its path.
     std::fs::write(
         d.join("models/dim_customer.sql"),
