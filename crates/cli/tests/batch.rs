@@ -300,13 +300,16 @@ fn demo_runs_every_source_to_silver_and_gold_without_servers() {
         "batch `pipefy_card_events`",
         "batch `x_posts`",
         "batch `orders_changes`",
-        "gold — IoT: readings per site and hour",
-        "gold — Orders (MySQL CDC): current status of live orders",
+        "gold: model dim_customer → Published",
+        "gold: model fact_orders → Published",
+        "4/4 audits passed",
+        "gold — IoT: readings per site and hour (gold.agg_device_hourly",
+        "gold — Orders (MySQL CDC): current status of live orders (gold.fact_orders)",
         "bronze: 2000 rows of `postgres.crm.customers` (full load 1, Parquet)",
         "bronze: 1950 rows of `postgres.crm.customers` (full load 2, Parquet)",
         "batch `customers`",
         "2000 rows in",
-        "gold — Orders (MySQL CDC) × customers (PostgreSQL full load): live revenue per segment",
+        "gold — Orders × customers (PostgreSQL full load): live revenue per segment",
         "demo done in",
     ] {
         assert!(out.contains(expected), "missing `{expected}` in\n{out}");
@@ -341,6 +344,12 @@ fn demo_runs_every_source_to_silver_and_gold_without_servers() {
         q.contains(&format!("| {kept} | {kept} |")),
         "customers after the second load should be its {kept} valid rows:\n{q}"
     );
+    // The demo's gold models were published from those tables.
+    let g = ok(strata(dir.path()).arg("sql").arg("--lake").arg(&lake).arg(
+        "SELECT (SELECT count(*) FROM gold.dim_customer) AS dim, \
+         (SELECT sum(orders) FROM gold.agg_revenue_by_segment) = (SELECT count(*) FROM orders) AS all_orders",
+    ));
+    assert!(g.contains(&format!("| {kept} | true ")), "{g}");
 }
 
 #[test]

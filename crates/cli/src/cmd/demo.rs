@@ -3,8 +3,8 @@
 //! For each source of the platform — IoT events, Pipefy webhooks, X API posts, MySQL CDC
 //! events (NDJSON bronze) and a PostgreSQL full load of CRM customers (Parquet bronze) — it
 //! writes realistic records (with their faults) into a fresh local bronze, runs the source's
-//! pipeline into silver Iceberg tables with `strata batch`, then runs gold aggregations with
-//! DataFusion SQL over those tables and prints them.
+//! pipeline into silver Iceberg tables with `strata batch`, then runs the shipped gold models
+//! (`models/`, write-audit-publish into gold tables) and prints a report queried from them.
 
 use std::path::PathBuf;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
@@ -14,6 +14,7 @@ use strata_core::sample::{
     IotFaults, iot_events, mysql_order_changes, pipefy_events, postgres_customers, x_posts,
 };
 use strata_layers::bronze::{BronzeDate, BronzeWriter, LoadMarker, PutOutcome};
+use strata_layers::gold::{ModelGraph, RunOptions, run as run_models};
 use strata_layers::lake::Lake;
 use strata_layers::silver::{SilverCatalog, sql};
 
@@ -45,44 +46,75 @@ enum Records {
 
 const START_MS: i64 = 1_763_646_312_000;
 
-const GOLD: [(&str, &str); 7] = [
+/// The shipped gold models (`models/`), run by the demo into gold tables.
+const MODELS: [(&str, &str); 8] = [
     (
-        "IoT: readings per site and hour (first 8)",
-        "SELECT location_site AS site, date_trunc('hour', ts) AS hour, count(*) AS readings, \
-         round(avg(temperature), 2) AS avg_temp_c, round(max(temp_f), 1) AS max_temp_f \
-         FROM iot_events GROUP BY 1, 2 ORDER BY 2, 1 LIMIT 8",
+        "agg_device_hourly.sql",
+        include_str!("../../../../models/agg_device_hourly.sql"),
     ),
     (
-        "Pipefy: cards moved into each phase",
-        "SELECT to_phase AS phase, count(*) AS moves, count(DISTINCT card_id) AS cards \
-         FROM pipefy_card_events WHERE action = 'card.move' GROUP BY 1 ORDER BY 2 DESC",
+        "agg_device_hourly.yaml",
+        include_str!("../../../../models/agg_device_hourly.yaml"),
     ),
     (
-        "Pipefy: time cards spend in each phase (change-state table)",
-        "SELECT to_state AS phase, count(*) AS moves, \
-         round(avg(duration_ms) / 60000.0, 1) AS avg_minutes, \
+        "agg_posts_daily.sql",
+        include_str!("../../../../models/agg_posts_daily.sql"),
+    ),
+    (
+        "agg_revenue_by_segment.sql",
+        include_str!("../../../../models/agg_revenue_by_segment.sql"),
+    ),
+    (
+        "dim_customer.sql",
+        include_str!("../../../../models/dim_customer.sql"),
+    ),
+    (
+        "fact_card_phase_durations.sql",
+        include_str!("../../../../models/fact_card_phase_durations.sql"),
+    ),
+    (
+        "fact_orders.sql",
+        include_str!("../../../../models/fact_orders.sql"),
+    ),
+    (
+        "fact_orders.yaml",
+        include_str!("../../../../models/fact_orders.yaml"),
+    ),
+];
+
+/// The report: queries over the gold tables the models wrote (and two silver views).
+const REPORT: [(&str, &str); 6] = [
+    (
+        "IoT: readings per site and hour (gold.agg_device_hourly, first 8)",
+        "SELECT site, hour, sum(readings) AS readings, round(avg(avg_temp_c), 2) AS avg_temp_c, \
+         round(max(max_temp_f), 1) AS max_temp_f FROM gold.agg_device_hourly \
+         GROUP BY 1, 2 ORDER BY 2, 1 LIMIT 8",
+    ),
+    (
+        "Pipefy: time cards spend in each phase (gold.fact_card_phase_durations)",
+        "SELECT phase, count(*) AS moves, round(avg(minutes), 1) AS avg_minutes, \
          sum(CASE WHEN left_at IS NULL THEN 1 ELSE 0 END) AS cards_there_now \
-         FROM card_phases GROUP BY 1 ORDER BY 2 DESC",
+         FROM gold.fact_card_phase_durations GROUP BY 1 ORDER BY 2 DESC",
     ),
     (
-        "Orders (MySQL CDC): current status of live orders",
-        "SELECT status, count(*) AS orders, sum(amount) AS total_amount FROM orders \
+        "Orders (MySQL CDC): current status of live orders (gold.fact_orders)",
+        "SELECT status, count(*) AS orders, sum(amount) AS total_amount FROM gold.fact_orders \
          GROUP BY 1 ORDER BY 2 DESC",
     ),
     (
-        "Orders (MySQL CDC) × customers (PostgreSQL full load): live revenue per segment",
-        "SELECT c.segment, count(*) AS orders, sum(o.amount) AS revenue FROM orders o \
-         JOIN customers c ON o.customer = c.name GROUP BY 1 ORDER BY 3 DESC",
+        "Orders × customers (PostgreSQL full load): live revenue per segment (gold.agg_revenue_by_segment)",
+        "SELECT segment, orders, revenue FROM gold.agg_revenue_by_segment ORDER BY 3 DESC",
     ),
     (
-        "Orders (MySQL CDC, historical): how long orders stay in each status",
+        "Orders (MySQL CDC, historical silver): how long orders stay in each status",
         "SELECT status, count(*) AS versions, \
          round(avg(date_part('epoch', valid_to) - date_part('epoch', valid_from)) / 60, 1) AS avg_minutes \
          FROM orders_history WHERE op <> 'd' AND valid_to IS NOT NULL GROUP BY 1 ORDER BY 2 DESC",
     ),
     (
-        "X: posts and likes per author",
-        "SELECT author_id, count(*) AS posts, sum(like_count) AS likes FROM x_posts GROUP BY 1 ORDER BY 3 DESC",
+        "X: posts and likes per author (gold.agg_posts_daily)",
+        "SELECT author_id, sum(posts) AS posts, sum(likes) AS likes FROM gold.agg_posts_daily \
+         GROUP BY 1 ORDER BY 3 DESC",
     ),
 ];
 
@@ -182,7 +214,33 @@ pub async fn run(args: &Args) -> Result<(), Failure> {
     let catalog = SilverCatalog::open_local(&lake_dir.join("catalog"))
         .await
         .map_err(Failure::runtime)?;
-    for (title, query) in GOLD {
+    let models_dir = lake_dir.join("models");
+    std::fs::create_dir_all(&models_dir).map_err(Failure::runtime)?;
+    for (name, text) in MODELS {
+        std::fs::write(models_dir.join(name), text).map_err(Failure::runtime)?;
+    }
+    let graph = ModelGraph::load(&models_dir).map_err(Failure::config)?;
+    let selected = graph.select(&[]).map_err(Failure::config)?;
+    let report = run_models(&catalog, &graph, &selected, RunOptions::default())
+        .await
+        .map_err(Failure::runtime)?;
+    for m in &report.models {
+        let audits = m.audits.iter().filter(|a| a.passed()).count();
+        println!(
+            "gold: model {} → {:?}, {} rows, {audits}/{} audits passed",
+            m.name,
+            m.status,
+            m.rows,
+            m.audits.len()
+        );
+    }
+    if !report.succeeded() {
+        return Err(Failure::runtime(anyhow::anyhow!(
+            "the demo's gold models did not all publish"
+        )));
+    }
+    println!();
+    for (title, query) in REPORT {
         let batches = sql(&catalog, query).await.map_err(Failure::runtime)?;
         println!(
             "gold — {title}\n{}\n",
