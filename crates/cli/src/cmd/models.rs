@@ -142,7 +142,12 @@ pub async fn run_command(command: &ModelsCommand) -> Result<(), Failure> {
                     column_lineage(&ctx, &model.sql_for_interval(EPOCH, FAR_FUTURE)).await
                 {
                     for l in lineage {
-                        println!("    {} ← {}", l.column, l.sources.join(", "));
+                        let from = if l.sources.is_empty() {
+                            "(no input column, e.g. count(*))".to_string()
+                        } else {
+                            l.sources.join(", ")
+                        };
+                        println!("    {} ← {from}", l.column);
                     }
                 }
             }
