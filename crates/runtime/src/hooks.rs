@@ -52,3 +52,21 @@ pub trait DriverHooks: Send + Sync {
 pub struct NoHooks;
 
 impl DriverHooks for NoHooks {}
+
+/// Several hooks, called in order.
+pub struct HookSet(pub Vec<std::sync::Arc<dyn DriverHooks>>);
+
+impl DriverHooks for HookSet {
+    fn on_start(&self, info: &RunInfo) {
+        self.0.iter().for_each(|h| h.on_start(info));
+    }
+    fn on_batch(&self, stats: &BatchStats) {
+        self.0.iter().for_each(|h| h.on_batch(stats));
+    }
+    fn on_commit(&self, report: &CommitReport, elapsed: Duration) {
+        self.0.iter().for_each(|h| h.on_commit(report, elapsed));
+    }
+    fn on_end(&self, outcome: Result<&RunReport, &crate::error::RuntimeError>) {
+        self.0.iter().for_each(|h| h.on_end(outcome));
+    }
+}

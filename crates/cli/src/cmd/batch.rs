@@ -11,9 +11,12 @@ use strata_core::{BuildContext, Pipeline};
 use strata_layers::bronze::BronzeDate;
 use strata_layers::lake::Lake;
 use strata_layers::silver::{CatalogConfig, SilverCatalog};
+use strata_runtime::lineage::{
+    JobRun, LineageEmitter, LineageHooks, SchemaField, dataset_for_location,
+};
 use strata_runtime::sinks::{MemoryPlan, SilverFilesSink, SilverTables};
 use strata_runtime::sources::BronzeSource;
-use strata_runtime::{CommitPolicy, Driver, DriverOptions, Source};
+use strata_runtime::{CommitPolicy, Driver, DriverOptions, HookSet, Source};
 
 use super::progress::FileProgress;
 use crate::Failure;
@@ -85,6 +88,10 @@ pub struct Args {
         hide = true
     )]
     pub crash_after_commits: Option<usize>,
+    /// OpenLineage events of the run: an NDJSON file, or an HTTP endpoint
+    /// (`http://host:5000`, posted to `/api/v1/lineage` as Marquez and DataHub accept).
+    #[arg(long, env = "STRATA_LINEAGE", hide_env_values = true)]
+    pub lineage: Option<String>,
 }
 
 /// Runs the batch.
@@ -129,8 +136,9 @@ pub async fn run_with_spec(args: &Args, spec: strata_core::PipelineSpec) -> Resu
     };
     let pipeline = Pipeline::build(&spec, source.schema(), &BuildContext::default())
         .map_err(|e| Failure::config(anyhow::anyhow!("{}: {e}", args.pipeline.display())))?;
+    let output_schema = pipeline.output_schema();
     let tables = SilverTables::open(
-        catalog,
+        catalog.clone(),
         lake,
         &pipeline,
         args.full_refresh,
@@ -151,11 +159,39 @@ pub async fn run_with_spec(args: &Args, spec: strata_core::PipelineSpec) -> Resu
         crash_after_commits: args.crash_after_commits,
     };
     let progress = Arc::new(FileProgress::new(&table, &args.source));
+    let emitter = Arc::new(match &args.lineage {
+        Some(target) => LineageEmitter::open(target),
+        None => LineageEmitter::disabled(),
+    });
+    let bronze = format!(
+        "{}/bronze/source={}",
+        args.lake.trim_end_matches('/'),
+        args.source
+    );
+    let fields: Vec<SchemaField> = output_schema
+        .fields()
+        .iter()
+        .map(|f| SchemaField {
+            name: f.name().clone(),
+            data_type: strata_core::types::type_name(f.data_type()),
+            description: None,
+        })
+        .collect();
+    let lineage = LineageHooks::new(
+        emitter.clone(),
+        JobRun::new(format!("batch.{table}"), "BATCH", "JOB"),
+        vec![dataset_for_location(&bronze)],
+        vec![dataset_for_location(&catalog.table_location(&table)).with_schema(&fields)],
+    );
+    let hooks = HookSet(vec![progress.clone(), Arc::new(lineage)]);
     let started = Instant::now();
-    let report = Driver::new(source, pipeline, sink, options)
-        .with_hooks(progress.clone())
+    let outcome = Driver::new(source, pipeline, sink, options)
+        .with_hooks(Arc::new(hooks))
         .run(std::future::pending())
-        .await?;
+        .await;
+    // The run's last event (COMPLETE or FAIL) is sent before the command ends, within bounds.
+    emitter.close(Duration::from_secs(5)).await;
+    let report = outcome?;
     progress.finish();
     let m = &report.metrics;
     println!(

@@ -205,6 +205,7 @@ pub async fn run(args: &Args) -> Result<(), Failure> {
                     commit_mb: 512,
                     commit_seconds: 60,
                     crash_after_commits: None,
+                    lineage: None,
                 };
                 super::batch::run_with_spec(&batch, spec).await?;
             }

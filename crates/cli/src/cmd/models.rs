@@ -2,15 +2,19 @@
 //! `strata_layers::gold`): what would run and why, running them into gold Iceberg tables
 //! through write-audit-publish, their unit tests, their audits, and a documentation page.
 
+use std::collections::BTreeMap;
 use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::anyhow;
 use strata_layers::gold::incremental::{EPOCH, FAR_FUTURE};
 use strata_layers::gold::{
     AuditOutcome, GOLD, ModelGraph, ModelStatus, RunOptions, Severity, audit_published,
-    column_lineage, docs_html, model_facts, plan, run, run_unit_test,
+    column_lineage, docs_html, model_facts, plan, run_observed, run_unit_test,
 };
 use strata_layers::silver::{CatalogConfig, SilverCatalog, session};
+use strata_runtime::lineage::{LineageEmitter, ModelLineage};
 
 use crate::Failure;
 
@@ -66,6 +70,9 @@ pub struct RunArgs {
     /// Recompute incremental models over their whole input.
     #[arg(long)]
     pub full_refresh: bool,
+    /// OpenLineage events of each model run: an NDJSON file, or an HTTP endpoint.
+    #[arg(long, env = "STRATA_LINEAGE", hide_env_values = true)]
+    pub lineage: Option<String>,
 }
 
 /// Flags of `models test` (no lake is read).
@@ -162,9 +169,25 @@ pub async fn run_command(command: &ModelsCommand) -> Result<(), Failure> {
                 force: args.force,
                 full_refresh: args.full_refresh,
             };
-            let report = run(&catalog, &graph, &selected, options)
-                .await
-                .map_err(Failure::runtime)?;
+            let emitter = Arc::new(match &args.lineage {
+                Some(target) => LineageEmitter::open(target),
+                None => LineageEmitter::disabled(),
+            });
+            let mut lineage = BTreeMap::new();
+            if emitter.enabled() {
+                let ctx = session(&catalog).await.map_err(Failure::runtime)?;
+                for m in graph.models().filter(|m| selected.contains(&m.name)) {
+                    let sql = m.sql_for_interval(EPOCH, FAR_FUTURE);
+                    if let Ok(columns) = column_lineage(&ctx, &sql).await {
+                        lineage.insert(m.name.clone(), columns);
+                    }
+                }
+            }
+            let gold = catalog.in_namespace(GOLD).await.map_err(Failure::runtime)?;
+            let observer = ModelLineage::new(emitter.clone(), catalog.clone(), gold, lineage);
+            let outcome = run_observed(&catalog, &graph, &selected, options, &observer).await;
+            emitter.close(Duration::from_secs(5)).await;
+            let report = outcome.map_err(Failure::runtime)?;
             let mut failures = Vec::new();
             for r in &report.models {
                 let interval = r

@@ -25,7 +25,7 @@ pub use docs::{ModelFacts, docs_html, model_facts};
 pub use lineage::{ColumnLineage, column_lineage};
 pub use model::{GOLD, Materialization, Model, ModelHeader, ModelKind, ModelSidecar};
 pub use run::{
-    FINGERPRINT_KEY, INPUTS_KEY, ModelRun, ModelStatus, PlannedModel, RunOptions, RunReport,
-    STAGE_BRANCH, audit_published, plan, run,
+    FINGERPRINT_KEY, INPUTS_KEY, ModelObserver, ModelRun, ModelStatus, NoObserver, PlannedModel,
+    RunOptions, RunReport, STAGE_BRANCH, audit_published, plan, run, run_observed,
 };
 pub use unit_test::{Fixture, UnitTest, UnitTestOutcome, run_unit_test};

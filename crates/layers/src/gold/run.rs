@@ -208,6 +208,21 @@ pub async fn plan(
     Ok(planned)
 }
 
+/// Told when each model starts and ends (lineage, metrics). Calls come from the run's task and
+/// must be quick.
+pub trait ModelObserver: Send + Sync {
+    /// A model starts computing.
+    fn started(&self, _model: &Model) {}
+    /// A model that started has ended (published, audit failed, or failed).
+    fn finished(&self, _model: &Model, _run: &ModelRun) {}
+}
+
+/// An observer that does nothing.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct NoObserver;
+
+impl ModelObserver for NoObserver {}
+
 /// Runs the planned models that have a reason to run (all of them with `force`), wave by wave,
 /// and reports each. A model whose SQL fails or whose blocking audit fails is not published,
 /// and the models that read it, directly or not, are skipped; other models still run.
@@ -216,6 +231,17 @@ pub async fn run(
     graph: &ModelGraph,
     selected: &BTreeSet<String>,
     options: RunOptions,
+) -> Result<RunReport> {
+    run_observed(silver, graph, selected, options, &NoObserver).await
+}
+
+/// [`run`], telling `observer` when each model starts and ends.
+pub async fn run_observed(
+    silver: &SilverCatalog,
+    graph: &ModelGraph,
+    selected: &BTreeSet<String>,
+    options: RunOptions,
+    observer: &dyn ModelObserver,
 ) -> Result<RunReport> {
     let gold = silver.in_namespace(GOLD).await?;
     let planned = plan(silver, graph, selected).await?;
@@ -244,6 +270,9 @@ pub async fn run(
                 None => models.push(model),
             }
         }
+        for m in &models {
+            observer.started(m);
+        }
         let results = futures::future::join_all(
             models
                 .iter()
@@ -261,6 +290,7 @@ pub async fn run(
             if run.status != ModelStatus::Published {
                 failed.insert(model.name.clone());
             }
+            observer.finished(model, &run);
             report.models.push(run);
         }
     }

@@ -95,6 +95,7 @@ pub struct SilverCatalog {
     pointer: Arc<CatalogPointer>,
     namespace: NamespaceIdent,
     db_path: String,
+    warehouse: String,
 }
 
 pub(crate) fn iceberg_err(
@@ -245,6 +246,7 @@ impl SilverCatalog {
             pointer: Arc::new(pointer),
             namespace,
             db_path,
+            warehouse: config.warehouse.trim_end_matches('/').to_string(),
         })
     }
 
@@ -278,6 +280,16 @@ impl SilverCatalog {
     /// The compare-and-swap pointer of this catalog (Strata's own commits).
     pub(crate) fn pointer(&self) -> &CatalogPointer {
         &self.pointer
+    }
+
+    /// Where `table` of this namespace lives (or will, once created): the SQL catalog's
+    /// `<warehouse>/<namespace>/<table>` layout.
+    pub fn table_location(&self, table: &str) -> String {
+        format!(
+            "{}/{}/{table}",
+            self.warehouse,
+            self.namespace.to_url_string()
+        )
     }
 
     /// Loads `table` as it is now.

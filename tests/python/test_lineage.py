@@ -1,0 +1,141 @@
+"""OpenLineage events of `strata batch` and `strata models run`, validated against the
+OpenLineage 2-0-2 JSON schemas (vendored in specs/openlineage) with Python's jsonschema, a
+validator we did not write: every event, and every facet against its own facet schema.
+
+Covers START + COMPLETE of a batch run and of each model, FAIL with the error of a broken
+model and of a model held back by a blocking audit, and the lineage graph
+bronze → silver → gold that the events describe.
+"""
+import json
+import os
+import pathlib
+import shutil
+import subprocess
+
+import pytest
+from jsonschema import Draft202012Validator
+from referencing import Registry, Resource
+
+ROOT = pathlib.Path(__file__).resolve().parents[2]
+STRATA = os.environ.get("STRATA_BIN") or str(
+    pathlib.Path(os.environ.get("CARGO_TARGET_DIR", pathlib.Path.home() / ".cache/strata/target")) / "debug" / "strata"
+)
+SPECS = ROOT / "specs" / "openlineage"
+
+
+def run(*args, cwd, code=0, env=None):
+    out = subprocess.run([STRATA, *args], cwd=cwd, capture_output=True, text=True,
+                         env={**os.environ, **(env or {})})
+    assert out.returncode == code, out.stdout + out.stderr
+    return out.stdout
+
+
+def validators():
+    core = json.loads((SPECS / "OpenLineage.json").read_text())
+    resources = [(core["$id"], Resource.from_contents(core))]
+    facets = {}
+    for f in sorted((SPECS / "facets").glob("*.json")):
+        schema = json.loads(f.read_text())
+        resources.append((schema["$id"], Resource.from_contents(schema)))
+        for key in schema.get("properties", {}):
+            facets[key] = schema
+    registry = Registry().with_resources(resources)
+    formats = Draft202012Validator.FORMAT_CHECKER  # uuid, uri, date-time where checkable
+    event = Draft202012Validator({"$ref": core["$id"] + "#/$defs/RunEvent"}, registry=registry,
+                                 format_checker=formats)
+    return event, {k: Draft202012Validator(s, registry=registry) for k, s in facets.items()}
+
+
+def check(event, event_validator, facet_validators):
+    event_validator.validate(event)
+    holders = [event["run"].get("facets", {}), event["job"].get("facets", {})]
+    for d in event.get("inputs", []) + event.get("outputs", []):
+        holders += [d.get("facets", {}), d.get("inputFacets", {}), d.get("outputFacets", {})]
+    for facets in holders:
+        for key, value in facets.items():
+            assert key in facet_validators, f"facet {key} is not an OpenLineage facet"
+            facet_validators[key].validate({key: value})
+
+
+@pytest.fixture(scope="module")
+def events(tmp_path_factory):
+    d = tmp_path_factory.mktemp("lineage")
+    log = d / "lineage.ndjson"
+    env = {"STRATA_LINEAGE": str(log)}
+    run("generate", "iot", "--events", "3000", "--out", "in.ndjson", cwd=d)
+    run("bronze", "put", "--lake", "lake", "--source", "iot", "--date", "2025-11-20", "--input", "in.ndjson", cwd=d)
+    run("batch", "--lake", "lake", "--source", "iot", "--pipeline", str(ROOT / "pipelines" / "iot.yaml"),
+        cwd=d, env=env)
+    (d / "models").mkdir()
+    shutil.copy(ROOT / "models" / "agg_device_hourly.sql", d / "models")
+    (d / "models" / "broken.sql").write_text("-- kind: fact\nSELECT no_such_column FROM iot_events\n")
+    (d / "models" / "held_back.sql").write_text(
+        "-- kind: fact\n-- audits:\n--   - row_count: {max: 1}\nSELECT device_id FROM iot_events\n")
+    out = subprocess.run([STRATA, "--log-format", "json", "models", "run", "--lake", "lake"], cwd=d,
+                         capture_output=True, text=True, env={**os.environ, **env})
+    assert out.returncode == 2, out.stdout + out.stderr
+    events = [json.loads(line) for line in log.read_text().splitlines()]
+    lines = len((d / "in.ndjson").read_bytes().splitlines())
+    return events, lines, [json.loads(line) for line in out.stderr.splitlines() if line.strip()]
+
+
+def test_every_event_and_facet_is_schema_valid(events):
+    events = events[0]
+    event_validator, facet_validators = validators()
+    assert len(events) >= 8
+    for e in events:
+        check(e, event_validator, facet_validators)
+
+
+def by_job(events):
+    jobs = {}
+    for e in events:
+        jobs.setdefault(e["job"]["name"], []).append(e)
+    return jobs
+
+
+def test_each_job_starts_and_ends_with_its_datasets(events):
+    events, lines, _ = events
+    jobs = by_job(events)
+    batch = jobs["batch.iot_events"]
+    assert [e["eventType"] for e in batch] == ["START", "COMPLETE"]
+    assert len({e["run"]["runId"] for e in batch}) == 1
+    done = batch[1]
+    assert done["inputs"][0]["name"].endswith("bronze/source=iot")
+    silver = done["outputs"][0]
+    assert silver["name"].endswith("silver/iot_events")
+    rows = silver["outputFacets"]["outputStatistics"]["rowCount"]
+    assert rows > 2800
+    assert {f["name"] for f in silver["facets"]["schema"]["fields"]} >= {"device_id", "ts", "temperature"}
+    quality = done["inputs"][0]["inputFacets"]
+    assert quality["dataQualityMetrics"]["rowCount"] == lines
+    assert any(a["assertion"] == "quarantine" for a in quality["dataQualityAssertions"]["assertions"])
+
+    model = jobs["model.agg_device_hourly"]
+    assert [e["eventType"] for e in model] == ["START", "COMPLETE"]
+    assert model[1]["inputs"][0]["name"] == silver["name"]  # the graph joins up
+    gold = model[1]["outputs"][0]
+    assert gold["name"].endswith("gold/agg_device_hourly")
+    assert "date_trunc" in model[1]["job"]["facets"]["sql"]["query"]
+    lineage = gold["facets"]["columnLineage"]["fields"]
+    assert lineage["avg_temp_c"]["inputFields"] == [
+        {"namespace": silver["namespace"], "name": silver["name"], "field": "temperature"}]
+    assert all(a["success"] for a in gold["facets"]["dataQualityAssertions"]["assertions"])
+
+
+def test_failures_emit_fail_with_the_error(events):
+    jobs = by_job(events[0])
+    broken = jobs["model.broken"]
+    assert [e["eventType"] for e in broken] == ["START", "FAIL"]
+    assert "no_such_column" in broken[1]["run"]["facets"]["errorMessage"]["message"]
+    held = jobs["model.held_back"]
+    assert [e["eventType"] for e in held] == ["START", "FAIL"]
+    assert "row_count" in held[1]["run"]["facets"]["errorMessage"]["message"]
+    assertions = held[1]["outputs"][0]["facets"]["dataQualityAssertions"]["assertions"]
+    assert assertions == [{"assertion": "row_count", "name": "row_count", "success": False, "severity": "error"}]
+
+
+def test_json_logs_are_one_object_per_line_with_the_error(events):
+    logs = events[2]
+    errors = [entry for entry in logs if entry["level"] == "ERROR"]
+    assert errors and "no_such_column" in errors[-1]["fields"]["message"], logs
