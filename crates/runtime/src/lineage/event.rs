@@ -52,6 +52,32 @@ pub struct SchemaField {
     pub description: Option<String>,
 }
 
+/// An input column an output column is computed from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InputField {
+    /// The input dataset's namespace.
+    pub namespace: String,
+    /// The input dataset's name.
+    pub name: String,
+    /// The column.
+    pub field: String,
+}
+
+/// One data-quality check and its result.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Assertion {
+    /// Its kind (`not_null`, `unique`, `expectation`, `quarantine`, …).
+    pub kind: String,
+    /// Its name.
+    pub name: String,
+    /// Whether it found no issue.
+    pub success: bool,
+    /// The column it checks, if one.
+    pub column: Option<String>,
+    /// `error` (blocking) or `warn`.
+    pub severity: String,
+}
+
 /// A dataset an event names, with its facets.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Dataset {
@@ -118,15 +144,12 @@ impl Dataset {
 
     /// Adds the `columnLineage` facet: each output column and the input columns it comes from,
     /// as `(namespace, name, field)`.
-    pub fn with_column_lineage(
-        mut self,
-        columns: &[(String, Vec<(String, String, String)>)],
-    ) -> Self {
+    pub fn with_column_lineage(mut self, columns: &[(String, Vec<InputField>)]) -> Self {
         let mut fields = serde_json::Map::new();
         for (column, inputs) in columns {
             let inputs: Vec<Value> = inputs
                 .iter()
-                .map(|(ns, name, field)| json!({"namespace": ns, "name": name, "field": field}))
+                .map(|f| json!({"namespace": f.namespace, "name": f.name, "field": f.field}))
                 .collect();
             fields.insert(column.clone(), json!({ "inputFields": inputs }));
         }
@@ -140,34 +163,23 @@ impl Dataset {
         self
     }
 
-    /// Adds the `dataQualityAssertions` facet among the dataset's facets (an output's checks):
-    /// `(assertion kind, name, success, column, severity)`.
-    pub fn with_assertions(
-        self,
-        assertions: &[(String, String, bool, Option<String>, String)],
-    ) -> Self {
+    /// Adds the `dataQualityAssertions` facet among the dataset's facets (an output's checks).
+    pub fn with_assertions(self, assertions: &[Assertion]) -> Self {
         self.assertions_into(assertions, false)
     }
 
     /// Adds the `dataQualityAssertions` facet among an input's `inputFacets` (checks made on
     /// the rows read).
-    pub fn with_input_assertions(
-        self,
-        assertions: &[(String, String, bool, Option<String>, String)],
-    ) -> Self {
+    pub fn with_input_assertions(self, assertions: &[Assertion]) -> Self {
         self.assertions_into(assertions, true)
     }
 
-    fn assertions_into(
-        mut self,
-        assertions: &[(String, String, bool, Option<String>, String)],
-        input: bool,
-    ) -> Self {
+    fn assertions_into(mut self, assertions: &[Assertion], input: bool) -> Self {
         let items: Vec<Value> = assertions
             .iter()
-            .map(|(kind, name, success, column, severity)| {
-                let mut v = json!({"assertion": kind, "name": name, "success": success, "severity": severity});
-                if let Some(c) = column {
+            .map(|a| {
+                let mut v = json!({"assertion": a.kind, "name": a.name, "success": a.success, "severity": a.severity});
+                if let Some(c) = &a.column {
                     v["column"] = c.clone().into();
                 }
                 v

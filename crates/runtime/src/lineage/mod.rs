@@ -13,7 +13,9 @@ pub mod models;
 pub mod run_hooks;
 pub mod transport;
 
-pub use event::{Dataset, EventType, JobRun, SchemaField, dataset_for_location};
+pub use event::{
+    Assertion, Dataset, EventType, InputField, JobRun, SchemaField, dataset_for_location,
+};
 pub use models::ModelLineage;
 pub use run_hooks::LineageHooks;
 pub use transport::{LineageEmitter, LineageStats};

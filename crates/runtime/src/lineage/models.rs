@@ -11,7 +11,7 @@ use strata_layers::gold::{
 };
 use strata_layers::silver::SilverCatalog;
 
-use super::event::{Dataset, EventType, JobRun, dataset_for_location};
+use super::event::{Assertion, Dataset, EventType, InputField, JobRun, dataset_for_location};
 use super::transport::LineageEmitter;
 
 /// Emits model runs' events.
@@ -64,7 +64,7 @@ impl ModelLineage {
             .collect();
         let mut output = self.table(&format!("{GOLD}.{}", model.name));
         if let Some(columns) = self.lineage.get(&model.name) {
-            let fields: Vec<(String, Vec<(String, String, String)>)> = columns
+            let fields: Vec<(String, Vec<InputField>)> = columns
                 .iter()
                 .map(|c| {
                     let inputs = c
@@ -73,7 +73,11 @@ impl ModelLineage {
                         .filter_map(|s| {
                             let (table, field) = s.rsplit_once('.')?;
                             let d = self.table(table);
-                            Some((d.namespace, d.name, field.to_string()))
+                            Some(InputField {
+                                namespace: d.namespace,
+                                name: d.name,
+                                field: field.to_string(),
+                            })
                         })
                         .collect();
                     (c.column.clone(), inputs)
@@ -129,13 +133,13 @@ impl ModelObserver for ModelLineage {
                     Severity::Blocking => "error",
                     Severity::Warn => "warn",
                 };
-                (
-                    kind.to_string(),
-                    audit.name.clone(),
-                    found.passed(),
+                Assertion {
+                    kind: kind.to_string(),
+                    name: audit.name.clone(),
+                    success: found.passed(),
                     column,
-                    severity.to_string(),
-                )
+                    severity: severity.to_string(),
+                }
             })
             .collect();
         if !assertions.is_empty() {

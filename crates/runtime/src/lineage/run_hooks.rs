@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use strata_core::PipelineMetrics;
 
-use super::event::{Dataset, EventType, JobRun};
+use super::event::{Assertion, Dataset, EventType, JobRun};
 use super::transport::LineageEmitter;
 use crate::contract::CommitReport;
 use crate::driver::RunReport;
@@ -52,34 +52,32 @@ impl LineageHooks {
 }
 
 /// The assertions a run's metrics make: each expectation rule, and each quarantining step.
-pub fn quality_assertions(
-    metrics: &PipelineMetrics,
-) -> Vec<(String, String, bool, Option<String>, String)> {
+pub fn quality_assertions(metrics: &PipelineMetrics) -> Vec<Assertion> {
     let mut found = Vec::new();
     for step in &metrics.steps {
         for rule in &step.rules {
-            found.push((
-                "expectation".to_string(),
-                format!(
+            found.push(Assertion {
+                kind: "expectation".to_string(),
+                name: format!(
                     "{}.{}: {} passed, {} failed",
                     step.step, rule.rule, rule.passed, rule.failed
                 ),
-                rule.failed == 0,
-                None,
-                "warn".to_string(),
-            ));
+                success: rule.failed == 0,
+                column: None,
+                severity: "warn".to_string(),
+            });
         }
         if step.quarantined > 0 || step.kind == "quarantine" {
-            found.push((
-                "quarantine".to_string(),
-                format!(
+            found.push(Assertion {
+                kind: "quarantine".to_string(),
+                name: format!(
                     "{} ({}): {} of {} rows quarantined",
                     step.step, step.kind, step.quarantined, step.rows_in
                 ),
-                step.quarantined == 0,
-                None,
-                "warn".to_string(),
-            ));
+                success: step.quarantined == 0,
+                column: None,
+                severity: "warn".to_string(),
+            });
         }
     }
     found
