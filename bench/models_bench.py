@@ -30,6 +30,11 @@ SQL = """SELECT device_id, location_site AS site, date_trunc('hour', ts) AS hour
 FROM read_parquet('{files}')
 GROUP BY 1, 2, 3"""
 
+FACTS = r'''
+import sys, duckdb
+print(*duckdb.connect().execute(f"SELECT count(*), epoch_ms(max(ts)) FROM read_parquet('{sys.argv[1]}')").fetchone())
+'''
+
 DUCK = r'''
 import sys, duckdb
 sql, out = sys.argv[1], sys.argv[2]
@@ -59,17 +64,28 @@ def land(d, name, events, seed, start_ms):
                 os.path.join(ROOT, "pipelines", "iot.yaml")], d)
 
 
-def duck(d):
+def silver_files(d):
     files = os.path.join(d, "lake", "catalog", "warehouse", "silver", "iot_events", "data", "**", "*.parquet")
     assert glob.glob(files, recursive=True), files
+    return files
+
+
+def silver_facts(d):
+    """(rows, newest ts in ms) of the silver table (every file is live: it is append-only)."""
+    rows, newest = run([VENV, "-c", FACTS, silver_files(d)], d)[2].split()
+    return int(rows), int(newest)
+
+
+def duck(d):
+    files = silver_files(d)
     out = os.path.join(d, "duck.parquet")
     secs, rss, text = run([VENV, "-c", DUCK, SQL.format(files=files), out], d)
     return secs, rss, text.strip()
 
 
-def models(d, *extra):
+def models(d, *extra, model="agg_device_hourly"):
     return run([STRATA, "models", "run", "--lake", "lake", "--models", "models",
-                "--select", "agg_device_hourly", *extra], d)
+                "--select", model, *extra], d)
 
 
 def row(name, secs, rss, note=""):
@@ -82,26 +98,34 @@ def main():
     try:
         os.mkdir(os.path.join(d, "models"))
         shutil.copy(os.path.join(ROOT, "models", "agg_device_hourly.sql"), os.path.join(d, "models"))
+        # The same model without its audits: what computing and committing alone cost.
+        text = open(os.path.join(ROOT, "models", "agg_device_hourly.sql")).read()
+        header, body = text.split("-- audits:", 1)
+        body = body[body.index("\nSELECT") + 1:]
+        with open(os.path.join(d, "models", "agg_device_hourly_no_audits.sql"), "w") as f:
+            f.write(header + body)
         secs, _, _ = land(d, "in.ndjson.zst", events, 42, T0)
-        silver = run([STRATA, "sql", "--lake", "lake", "SELECT count(*) AS n FROM iot_events"], d)[2]
-        print(f"silver: {silver.split()[-2]} rows ({secs:.1f} s of strata batch)\n")
+        rows, newest = silver_facts(d)
+        print(f"silver: {rows:,} rows ({secs:.1f} s of strata batch)\n")
         print("| run | wall s (median of 3) | peak RSS MB | result |")
         print("|---|---:|---:|---|")
-        strata, duckdb = [], []
+        strata, duckdb, bare = [], [], []
         for _ in range(RUNS):
             strata.append(models(d, "--force", "--full-refresh"))
+            bare.append(models(d, "--force", "--full-refresh", model="agg_device_hourly_no_audits"))
             duckdb.append(duck(d))
         s = statistics.median(r[0] for r in strata)
         k = statistics.median(r[0] for r in duckdb)
         line = next(l for l in strata[-1][2].splitlines() if l.startswith("model agg_device_hourly"))
         row("strata models run (full: plan, compute, stage, 3 audits, publish)", s,
             max(r[1] for r in strata), line.split(": ", 1)[1].split(", published")[0])
+        row("strata models run, the same model without audits", statistics.median(r[0] for r in bare),
+            max(r[1] for r in bare), "")
         row("duckdb 2.0.1 threads=2 (same SQL, same Parquet files → one Parquet)", k,
             max(r[1] for r in duckdb), f"(rows, readings) = {duckdb[-1][2]}")
         print(f"\nratio strata / duckdb: {s / k:.2f}\n")
 
         # 1% late events inside the lookback, then the incremental run against a full recompute.
-        newest = T0 + events * 305  # the generator spaces events ~305 ms apart on average
         land(d, "late.ndjson.zst", max(events // 100, 1), 7, newest - 3_600_000)
         inc = models(d)
         full = duck(d)

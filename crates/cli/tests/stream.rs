@@ -436,15 +436,45 @@ async fn silver_holds_every_event_exactly_once_across_kill_9() {
         let _ = child.wait();
         eprintln!("round {round}: killed after {after:?}");
     }
-    finish(silver_cmd(
+    let lineage = dir.path().join("lineage.ndjson");
+    let mut last_run = silver_cmd(
         dir.path(),
         &brokers,
         &t.input,
         &["--commit-interval-ms", "300", "--stop-when-idle-ms", "5000"],
-    ))
-    .await;
+    );
+    last_run.env("STRATA_LINEAGE", &lineage);
+    finish(last_run).await;
     let (keys, rows) = silver_keys(dir.path(), "iot_events").await;
     assert!(keys.values().all(|n| *n == 1), "no event twice in silver");
+    // Lineage of the last run: the job's START first and COMPLETE last, and between them one
+    // run per commit epoch whose parent is the job's run.
+    let events: Vec<serde_json::Value> = std::fs::read_to_string(&lineage)
+        .expect("lineage file")
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("one JSON event per line"))
+        .collect();
+    let job = &events[0];
+    assert_eq!(
+        (job["eventType"].as_str(), job["job"]["name"].as_str()),
+        (Some("START"), Some("stream.iot_events"))
+    );
+    let last = events.last().expect("events");
+    assert_eq!(last["eventType"], "COMPLETE");
+    assert_eq!(last["run"]["runId"], job["run"]["runId"]);
+    assert_eq!(job["inputs"][0]["name"].as_str(), Some(t.input.as_str()));
+    let epochs: Vec<&serde_json::Value> = events
+        .iter()
+        .filter(|e| e["job"]["name"] == "stream.iot_events.epoch" && e["eventType"] == "COMPLETE")
+        .collect();
+    assert!(!epochs.is_empty(), "{events:?}");
+    for e in &epochs {
+        assert_eq!(
+            e["run"]["facets"]["parent"]["run"]["runId"],
+            job["run"]["runId"]
+        );
+        assert!(e["outputs"][0]["outputFacets"]["outputStatistics"]["rowCount"].is_u64());
+    }
     assert_eq!((keys.len(), rows), (want_rows, want_rows));
     let (_, quarantined) = silver_keys(dir.path(), "iot_events_quarantine").await;
     assert_eq!(

@@ -10,9 +10,12 @@ use std::time::Duration;
 use strata_core::{BuildContext, Pipeline};
 use strata_layers::lake::Lake;
 use strata_layers::silver::{CatalogConfig, SilverCatalog};
+use strata_runtime::lineage::{
+    Dataset, EpochLineageHooks, JobRun, LineageEmitter, dataset_for_location,
+};
 use strata_runtime::sinks::{MemoryPlan, SilverStreamSink, SilverTables};
 use strata_runtime::sources::KafkaTopicSource;
-use strata_runtime::{CommitPolicy, Driver, DriverOptions, Source};
+use strata_runtime::{CommitPolicy, Driver, DriverOptions, HookSet, Source};
 
 use super::stream::{KafkaArgs, shutdown_signal};
 use super::stream_log::StreamLog;
@@ -52,6 +55,9 @@ pub struct Args {
         default_value_t = 1024
     )]
     pub memory_mb: usize,
+    /// OpenLineage events: the job's run, and one run per commit epoch (its parent the job's).
+    #[arg(long, env = "STRATA_LINEAGE", hide_env_values = true)]
+    pub lineage: Option<String>,
 }
 
 /// Runs the driver until idle (`--stop-when-idle-ms`), SIGTERM or Ctrl-C.
@@ -89,6 +95,7 @@ pub async fn run(args: &Args) -> Result<(), Failure> {
     let catalog = SilverCatalog::open(&config)
         .await
         .map_err(Failure::runtime)?;
+    let output_table = catalog.table_location(&spec.name);
     let tables = SilverTables::open(
         catalog,
         lake,
@@ -110,10 +117,30 @@ pub async fn run(args: &Args) -> Result<(), Failure> {
         format!("stream silver `{}` (instance {instance})", spec.name),
         "silver".into(),
     ));
-    let report = Driver::new(source, pipeline, SilverStreamSink::new(tables), options)
-        .with_hooks(log.clone())
+    let emitter = Arc::new(match &args.lineage {
+        Some(target) => LineageEmitter::open(target),
+        None => LineageEmitter::disabled(),
+    });
+    let brokers = args.kafka.brokers.as_deref().unwrap_or("127.0.0.1:9092");
+    let brokers = brokers.split(',').next().unwrap_or(brokers);
+    let topic = Dataset {
+        namespace: format!("kafka://{brokers}"),
+        name: args.kafka.input_topic.clone(),
+        ..Dataset::default()
+    };
+    let lineage = EpochLineageHooks::new(
+        emitter.clone(),
+        JobRun::new(format!("stream.{}", spec.name), "STREAMING", "JOB"),
+        vec![topic],
+        vec![dataset_for_location(&output_table)],
+    );
+    let hooks = HookSet(vec![log.clone(), Arc::new(lineage)]);
+    let outcome = Driver::new(source, pipeline, SilverStreamSink::new(tables), options)
+        .with_hooks(Arc::new(hooks))
         .run(shutdown_signal())
-        .await?;
+        .await;
+    emitter.close(Duration::from_secs(5)).await;
+    let report = outcome?;
     let m = &report.metrics;
     println!(
         "stopped: {} commits, {} records in, {} out, {} quarantined, {} duplicates; positions {}",

@@ -17,5 +17,5 @@ pub use event::{
     Assertion, Dataset, EventType, InputField, JobRun, SchemaField, dataset_for_location,
 };
 pub use models::ModelLineage;
-pub use run_hooks::LineageHooks;
+pub use run_hooks::{EpochLineageHooks, LineageHooks};
 pub use transport::{LineageEmitter, LineageStats};

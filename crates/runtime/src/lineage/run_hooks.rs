@@ -132,3 +132,106 @@ impl DriverHooks for LineageHooks {
         }
     }
 }
+
+/// Emits a streaming job's events: the long-running job is one run (START when it starts,
+/// COMPLETE or FAIL when it stops), and each commit epoch is a run of its own, with the job's
+/// run as its `parent`: START at the epoch's first batch, COMPLETE at its commit with the rows
+/// it made visible.
+#[derive(Debug)]
+pub struct EpochLineageHooks {
+    emitter: Arc<LineageEmitter>,
+    job: JobRun,
+    inputs: Vec<Dataset>,
+    outputs: Vec<Dataset>,
+    epoch: Mutex<Option<JobRun>>,
+}
+
+impl EpochLineageHooks {
+    /// Hooks for the streaming `job`, reading `inputs` and writing `outputs`.
+    pub fn new(
+        emitter: Arc<LineageEmitter>,
+        job: JobRun,
+        inputs: Vec<Dataset>,
+        outputs: Vec<Dataset>,
+    ) -> Self {
+        EpochLineageHooks {
+            emitter,
+            job,
+            inputs,
+            outputs,
+            epoch: Mutex::default(),
+        }
+    }
+
+    fn new_epoch(&self) -> JobRun {
+        let mut epoch = JobRun::new(format!("{}.epoch", self.job.name), "STREAMING", "JOB");
+        epoch.namespace = self.job.namespace.clone();
+        epoch.parent = Some((
+            self.job.namespace.clone(),
+            self.job.name.clone(),
+            self.job.run_id.clone(),
+        ));
+        self.emitter
+            .emit(epoch.event(EventType::Start, &self.inputs, &self.outputs, None));
+        epoch
+    }
+}
+
+impl DriverHooks for EpochLineageHooks {
+    fn on_start(&self, _info: &RunInfo) {
+        self.emitter.emit(
+            self.job
+                .event(EventType::Start, &self.inputs, &self.outputs, None),
+        );
+    }
+
+    fn on_batch(&self, stats: &crate::hooks::BatchStats) {
+        if stats.rows_in == 0 {
+            return;
+        }
+        if let Ok(mut epoch) = self.epoch.lock()
+            && epoch.is_none()
+        {
+            *epoch = Some(self.new_epoch());
+        }
+    }
+
+    fn on_commit(&self, report: &CommitReport, _elapsed: Duration) {
+        let open = self.epoch.lock().ok().and_then(|mut e| e.take());
+        let epoch = open.unwrap_or_else(|| self.new_epoch());
+        let outputs: Vec<Dataset> = self
+            .outputs
+            .iter()
+            .cloned()
+            .map(|d| d.with_output_statistics(report.rows, None, None))
+            .collect();
+        self.emitter
+            .emit(epoch.event(EventType::Complete, &self.inputs, &outputs, None));
+    }
+
+    fn on_end(&self, outcome: Result<&RunReport, &RuntimeError>) {
+        let open = self.epoch.lock().ok().and_then(|mut e| e.take());
+        let error = outcome.err().map(|e| e.to_string());
+        if let Some(epoch) = open {
+            // Read but not committed when the job stopped: that epoch did not complete.
+            let message = error
+                .clone()
+                .unwrap_or_else(|| "stopped before this epoch's commit".to_string());
+            self.emitter.emit(epoch.event(
+                EventType::Fail,
+                &self.inputs,
+                &self.outputs,
+                Some(&message),
+            ));
+        }
+        let kind = if error.is_some() {
+            EventType::Fail
+        } else {
+            EventType::Complete
+        };
+        self.emitter.emit(
+            self.job
+                .event(kind, &self.inputs, &self.outputs, error.as_deref()),
+        );
+    }
+}
