@@ -139,3 +139,31 @@ def test_json_logs_are_one_object_per_line_with_the_error(events):
     logs = events[2]
     errors = [entry for entry in logs if entry["level"] == "ERROR"]
     assert errors and "no_such_column" in errors[-1]["fields"]["message"], logs
+
+
+def test_no_secret_reaches_the_logs(tmp_path):
+    """A catalog password and a lineage endpoint's credentials stay out of every log line, in
+    both log formats, while the lines still say what failed and where."""
+    d = tmp_path
+    run("generate", "iot", "--events", "200", "--out", "in.ndjson", cwd=d)
+    run("bronze", "put", "--lake", "lake", "--source", "iot", "--date", "2025-11-20", "--input", "in.ndjson", cwd=d)
+    secrets = ["S3cr3tPW", "tok3nSECRET", "K3Yvalue"]
+    # A lineage endpoint that is down, with credentials in its URL: the run completes, and the
+    # warning about dropped events names the endpoint without them.
+    env = {**os.environ, "STRATA_LINEAGE": "http://user:tok3nSECRET@127.0.0.1:9/api/v1/lineage?api_key=K3Yvalue"}
+    for fmt in ["text", "json"]:
+        out = subprocess.run([STRATA, "--log-format", fmt, "batch", "--lake", "lake", "--source", "iot",
+                              "--pipeline", str(ROOT / "pipelines" / "iot.yaml"), "--full-refresh"],
+                             cwd=d, capture_output=True, text=True, env=env)
+        assert out.returncode == 0, out.stderr
+        assert "lineage events dropped" in out.stderr and "***@127.0.0.1:9" in out.stderr, out.stderr
+        for s in secrets:
+            assert s not in out.stderr + out.stdout, (s, out.stderr)
+        # A catalog database with a password that cannot be reached.
+        out = subprocess.run([STRATA, "--log-format", fmt, "batch", "--lake", "lake", "--source", "iot",
+                              "--catalog", "postgres://strata:S3cr3tPW@127.0.0.1:1/nodb",
+                              "--pipeline", str(ROOT / "pipelines" / "iot.yaml")],
+                             cwd=d, capture_output=True, text=True)
+        assert out.returncode != 0 and "127.0.0.1:1/nodb" in out.stderr, out.stderr
+        for s in secrets:
+            assert s not in out.stderr + out.stdout, (s, out.stderr)

@@ -61,8 +61,9 @@ impl LineageEmitter {
     }
 
     /// Sends to `target`: `http(s)://host:port[/path]` (the OpenLineage HTTP transport; a URL
-    /// without a path posts to `/api/v1/lineage`), or an NDJSON file (`file://…` or a path).
-    /// Must be called inside a tokio runtime.
+    /// without a path posts to `/api/v1/lineage`; `STRATA_LINEAGE_API_KEY`, if set, is sent as
+    /// a bearer token), or an NDJSON file (`file://…` or a path). Must be called inside a tokio
+    /// runtime.
     pub fn open(target: &str) -> Self {
         let parsed = if target.starts_with("http://") || target.starts_with("https://") {
             let rest = target.split_once("://").map(|(_, r)| r).unwrap_or_default();
@@ -81,7 +82,7 @@ impl LineageEmitter {
             tx: Mutex::new(Some(tx)),
             counters,
             task: Mutex::new(Some(task)),
-            target: target.to_string(),
+            target: redact(target),
         }
     }
 
@@ -149,11 +150,33 @@ impl LineageEmitter {
     }
 }
 
+/// `target` with its credentials hidden, for logs: `user:pass@` and the query string.
+pub fn redact(target: &str) -> String {
+    let Some((scheme, rest)) = target.split_once("://") else {
+        return target.to_string();
+    };
+    let (rest, query) = match rest.split_once('?') {
+        Some((r, _)) => (r, "?***"),
+        None => (rest, ""),
+    };
+    let (authority, path) = rest.split_once('/').map_or((rest, ""), |(a, p)| (a, p));
+    let host = authority
+        .rsplit_once('@')
+        .map_or(authority.to_string(), |(_, h)| format!("***@{h}"));
+    let path = if path.is_empty() {
+        String::new()
+    } else {
+        format!("/{path}")
+    };
+    format!("{scheme}://{host}{path}{query}")
+}
+
 async fn send_all(target: Target, mut rx: mpsc::Receiver<Value>, counters: Arc<Counters>) {
     let client = reqwest::Client::builder()
         .timeout(Duration::from_secs(2))
         .build()
         .ok();
+    let api_key = std::env::var("STRATA_LINEAGE_API_KEY").ok();
     while let Some(event) = rx.recv().await {
         let delivered = match &target {
             Target::File(path) => append_line(path, &event),
@@ -165,11 +188,16 @@ async fn send_all(target: Target, mut rx: mpsc::Receiver<Value>, counters: Arc<C
                 };
                 // Retried until it is taken: the job ends the wait (close), not the endpoint.
                 let mut backoff = Duration::from_millis(50);
+                let shown = redact(url);
                 loop {
-                    match client.post(url).json(&event).send().await {
+                    let mut request = client.post(url).json(&event);
+                    if let Some(key) = &api_key {
+                        request = request.bearer_auth(key);
+                    }
+                    match request.send().await {
                         Ok(r) if r.status().is_success() => break true,
                         Ok(r) if r.status().is_client_error() => {
-                            tracing::warn!(status = %r.status(), url, "lineage endpoint refused an event");
+                            tracing::warn!(status = %r.status(), url = %shown, "lineage endpoint refused an event");
                             break false;
                         }
                         _ => {
@@ -206,6 +234,16 @@ fn append_line(path: &std::path::Path, event: &Value) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn logged_targets_hide_credentials() {
+        assert_eq!(
+            redact("https://user:s3cret@marquez:5000/api/v1/lineage?api_key=k3y"),
+            "https://***@marquez:5000/api/v1/lineage?***"
+        );
+        assert_eq!(redact("http://marquez:5000"), "http://marquez:5000");
+        assert_eq!(redact("/tmp/lineage.ndjson"), "/tmp/lineage.ndjson");
+    }
 
     #[tokio::test]
     async fn a_file_gets_one_line_per_event() {
