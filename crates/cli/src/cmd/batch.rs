@@ -159,10 +159,7 @@ pub async fn run_with_spec(args: &Args, spec: strata_core::PipelineSpec) -> Resu
         crash_after_commits: args.crash_after_commits,
     };
     let progress = Arc::new(FileProgress::new(&table, &args.source));
-    let emitter = Arc::new(match &args.lineage {
-        Some(target) => LineageEmitter::open(target),
-        None => LineageEmitter::disabled(),
-    });
+    let emitter = Arc::new(LineageEmitter::for_target(args.lineage.as_deref()));
     let bronze = format!(
         "{}/bronze/source={}",
         args.lake.trim_end_matches('/'),

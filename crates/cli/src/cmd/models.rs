@@ -169,10 +169,7 @@ pub async fn run_command(command: &ModelsCommand) -> Result<(), Failure> {
                 force: args.force,
                 full_refresh: args.full_refresh,
             };
-            let emitter = Arc::new(match &args.lineage {
-                Some(target) => LineageEmitter::open(target),
-                None => LineageEmitter::disabled(),
-            });
+            let emitter = Arc::new(LineageEmitter::for_target(args.lineage.as_deref()));
             let mut lineage = BTreeMap::new();
             if emitter.enabled() {
                 let ctx = session(&catalog).await.map_err(Failure::runtime)?;

@@ -117,10 +117,7 @@ pub async fn run(args: &Args) -> Result<(), Failure> {
         format!("stream silver `{}` (instance {instance})", spec.name),
         "silver".into(),
     ));
-    let emitter = Arc::new(match &args.lineage {
-        Some(target) => LineageEmitter::open(target),
-        None => LineageEmitter::disabled(),
-    });
+    let emitter = Arc::new(LineageEmitter::for_target(args.lineage.as_deref()));
     let brokers = args.kafka.brokers.as_deref().unwrap_or("127.0.0.1:9092");
     let brokers = brokers.split(',').next().unwrap_or(brokers);
     let topic = Dataset {

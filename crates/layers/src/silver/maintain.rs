@@ -221,18 +221,12 @@ async fn compact(
     })
 }
 
-/// Snapshots a branch or tag names (iceberg-rust 0.10.1 keeps the refs private; its JSON
-/// form has them).
+/// Snapshots a branch or tag names.
 fn ref_snapshots(table: &Table) -> HashSet<i64> {
-    let json = serde_json::to_value(table.metadata()).unwrap_or_default();
-    json.get("refs")
-        .and_then(|r| r.as_object())
-        .map(|refs| {
-            refs.values()
-                .filter_map(|r| r.get("snapshot-id").and_then(|id| id.as_i64()))
-                .collect()
-        })
-        .unwrap_or_default()
+    super::publish::refs(table)
+        .into_iter()
+        .map(|(_, id)| id)
+        .collect()
 }
 
 fn now_ms() -> i64 {

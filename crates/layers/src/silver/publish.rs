@@ -13,14 +13,26 @@ use super::catalog::{SilverCatalog, iceberg_err};
 use super::commit::commit_metadata;
 use crate::error::{LayersError, Result};
 
-/// The snapshot id a branch or tag of `table` points at (iceberg-rust 0.10.1 keeps the refs
-/// private; its JSON form has them).
+/// Every branch and tag of `table` with the snapshot id it names (iceberg-rust 0.10.1 keeps the
+/// refs private; its JSON form has them).
+pub(crate) fn refs(table: &Table) -> Vec<(String, i64)> {
+    let json = serde_json::to_value(table.metadata()).unwrap_or_default();
+    json.get("refs")
+        .and_then(|r| r.as_object())
+        .map(|refs| {
+            refs.iter()
+                .filter_map(|(name, r)| Some((name.clone(), r.get("snapshot-id")?.as_i64()?)))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// The snapshot id a branch or tag of `table` points at.
 pub fn ref_snapshot_id(table: &Table, reference: &str) -> Option<i64> {
-    let json = serde_json::to_value(table.metadata()).ok()?;
-    json.get("refs")?
-        .get(reference)?
-        .get("snapshot-id")?
-        .as_i64()
+    refs(table)
+        .into_iter()
+        .find(|(name, _)| name == reference)
+        .map(|(_, id)| id)
 }
 
 /// Moves `main` of `table` to the snapshot staged on `branch` and drops the branch, in one

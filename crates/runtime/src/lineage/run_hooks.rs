@@ -5,6 +5,7 @@
 //! `dataQualityAssertions`, one per expectation rule (passed / failed counts in the
 //! description) and one per step that quarantined rows (the quarantine count by reason).
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -17,12 +18,6 @@ use crate::driver::RunReport;
 use crate::error::RuntimeError;
 use crate::hooks::{DriverHooks, RunInfo};
 
-#[derive(Debug, Default)]
-struct Totals {
-    rows: u64,
-    commits: u64,
-}
-
 /// Emits a run's START and COMPLETE / FAIL events.
 #[derive(Debug)]
 pub struct LineageHooks {
@@ -30,7 +25,8 @@ pub struct LineageHooks {
     run: JobRun,
     inputs: Vec<Dataset>,
     outputs: Vec<Dataset>,
-    totals: Mutex<Totals>,
+    /// Rows made visible by the run's commits.
+    rows: AtomicU64,
 }
 
 impl LineageHooks {
@@ -46,7 +42,7 @@ impl LineageHooks {
             run,
             inputs,
             outputs,
-            totals: Mutex::default(),
+            rows: AtomicU64::new(0),
         }
     }
 }
@@ -92,14 +88,11 @@ impl DriverHooks for LineageHooks {
     }
 
     fn on_commit(&self, report: &CommitReport, _elapsed: Duration) {
-        if let Ok(mut t) = self.totals.lock() {
-            t.rows += report.rows;
-            t.commits += 1;
-        }
+        self.rows.fetch_add(report.rows, Ordering::Relaxed);
     }
 
     fn on_end(&self, outcome: Result<&RunReport, &RuntimeError>) {
-        let rows = self.totals.lock().map(|t| t.rows).unwrap_or_default();
+        let rows = self.rows.load(Ordering::Relaxed);
         match outcome {
             Ok(report) => {
                 let m = &report.metrics;

@@ -14,6 +14,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use serde_json::Value;
+use strata_connectors::secret::redact_url;
 use tokio::sync::mpsc;
 
 /// Events held while the endpoint is slow or down.
@@ -82,8 +83,13 @@ impl LineageEmitter {
             tx: Mutex::new(Some(tx)),
             counters,
             task: Mutex::new(Some(task)),
-            target: redact(target),
+            target: redact_url(target),
         }
+    }
+
+    /// [`LineageEmitter::open`] for a configured target, else [`LineageEmitter::disabled`].
+    pub fn for_target(target: Option<&str>) -> Self {
+        target.map_or_else(LineageEmitter::disabled, LineageEmitter::open)
     }
 
     /// Whether events go anywhere.
@@ -150,27 +156,6 @@ impl LineageEmitter {
     }
 }
 
-/// `target` with its credentials hidden, for logs: `user:pass@` and the query string.
-pub fn redact(target: &str) -> String {
-    let Some((scheme, rest)) = target.split_once("://") else {
-        return target.to_string();
-    };
-    let (rest, query) = match rest.split_once('?') {
-        Some((r, _)) => (r, "?***"),
-        None => (rest, ""),
-    };
-    let (authority, path) = rest.split_once('/').map_or((rest, ""), |(a, p)| (a, p));
-    let host = authority
-        .rsplit_once('@')
-        .map_or(authority.to_string(), |(_, h)| format!("***@{h}"));
-    let path = if path.is_empty() {
-        String::new()
-    } else {
-        format!("/{path}")
-    };
-    format!("{scheme}://{host}{path}{query}")
-}
-
 async fn send_all(target: Target, mut rx: mpsc::Receiver<Value>, counters: Arc<Counters>) {
     let client = reqwest::Client::builder()
         .timeout(Duration::from_secs(2))
@@ -188,7 +173,7 @@ async fn send_all(target: Target, mut rx: mpsc::Receiver<Value>, counters: Arc<C
                 };
                 // Retried until it is taken: the job ends the wait (close), not the endpoint.
                 let mut backoff = Duration::from_millis(50);
-                let shown = redact(url);
+                let shown = redact_url(url);
                 loop {
                     let mut request = client.post(url).json(&event);
                     if let Some(key) = &api_key {
@@ -234,16 +219,6 @@ fn append_line(path: &std::path::Path, event: &Value) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn logged_targets_hide_credentials() {
-        assert_eq!(
-            redact("https://user:s3cret@marquez:5000/api/v1/lineage?api_key=k3y"),
-            "https://***@marquez:5000/api/v1/lineage?***"
-        );
-        assert_eq!(redact("http://marquez:5000"), "http://marquez:5000");
-        assert_eq!(redact("/tmp/lineage.ndjson"), "/tmp/lineage.ndjson");
-    }
 
     #[tokio::test]
     async fn a_file_gets_one_line_per_event() {
