@@ -15,9 +15,17 @@
 //!
 //! Expired keys are swept from memory whenever the watermark has advanced a quarter TTL; the
 //! sweep points are a function of the row sequence alone, so results never depend on batch
-//! boundaries (the `max_keys` bound counts the keys remembered after sweeps). State (keys, first times,
-//! order, watermark) checkpoints to Arrow IPC bytes — the key values themselves, not the row
-//! encoding, so a checkpoint survives an upgrade of the row format.
+//! boundaries (the `max_keys` bound counts the keys remembered after sweeps).
+//!
+//! Keys are remembered as a 128-bit digest: XXH3-128 of the key's Arrow row encoding under a
+//! random per-state seed. A map entry is 32 bytes and an eviction-order entry 24, so two million
+//! keys fit in about 150 MB instead of the ~460 MB that owned row bytes took. Two distinct keys
+//! share a digest with probability about n²/2¹²⁹ (10⁻²⁶ for 2M keys); the random seed, kept in
+//! the checkpoint, means collisions cannot be prepared in advance. A checkpoint holds the digests,
+//! the seed and the name of the hashing scheme; a unit test pins a digest so that a change of
+//! the row format cannot pass unnoticed. Checkpoints written before digests (the key values
+//! themselves) are still read: their keys are hashed on restore under a fixed seed, so the
+//! deltas that follow them hash alike after every restart.
 //!
 //! Deltas: once [`Step::start_delta`] is called, every key remembered, expired or evicted is
 //! noted, and [`Step::checkpoint_delta`] writes only those keys (their entry, or a removal) plus
@@ -25,6 +33,7 @@
 //! checkpoint and then its deltas in order gives exactly the state the step had.
 
 use std::collections::{HashMap, HashSet, VecDeque};
+use std::hash::{BuildHasher, Hash};
 use std::sync::Arc;
 
 use arrow::array::{
@@ -48,7 +57,34 @@ struct Entry {
     seq: u64,
 }
 
-/// The key bound when `max_keys` is unset (about 100 bytes of memory per key).
+/// A key's XXH3-128 digest (its row encoding, under the state's seed), as two words: 8-byte
+/// alignment keeps a map entry at 32 bytes, where a `u128` would pad it to 48.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct KeyDigest([u64; 2]);
+
+impl KeyDigest {
+    fn of(seed: u64, row: &[u8]) -> Self {
+        let h = twox_hash::XxHash3_128::oneshot_with_seed(seed, row);
+        // Splitting a u128 into its high and low words; the casts keep exactly those bits.
+        KeyDigest([(h >> 64) as u64, h as u64])
+    }
+}
+
+impl Hash for KeyDigest {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        state.write_u64(self.0[0]);
+        state.write_u64(self.0[1]);
+    }
+}
+
+/// The hashing scheme named in checkpoints; another name is refused on restore.
+const KEY_HASH_SCHEME: &str = "xxh3-128(arrow-row)";
+
+/// The seed for states restored from checkpoints written before digests: fixed, so the
+/// deltas written after such a restore hash alike when the chain is restored again.
+const LEGACY_SEED: u64 = 0;
+
+/// The key bound when `max_keys` is unset (56 bytes per key plus the map's spare capacity).
 pub const DEFAULT_MAX_KEYS: usize = 5_000_000;
 
 /// The default `max_future_skew`: an hour past the wall clock.
@@ -74,18 +110,26 @@ pub struct Dedup {
     /// The wall clock, in microseconds (a field so tests can fix it).
     clock: fn() -> i64,
     converter: RowConverter,
-    seen: HashMap<Arc<[u8]>, Entry, Hasher>,
-    order: VecDeque<(u64, Arc<[u8]>)>,
+    /// The XXH3 seed of every digest in this state (saved with it).
+    seed: u64,
+    seen: HashMap<KeyDigest, Entry, Hasher>,
+    order: VecDeque<(u64, KeyDigest)>,
     watermark: i64,
     next_seq: u64,
     swept_at: i64,
     output: SchemaRef,
     /// Keys whose entry changed since the last checkpoint, when deltas are on.
-    touched: Option<HashSet<Arc<[u8]>, Hasher>>,
+    touched: Option<HashSet<KeyDigest, Hasher>>,
 }
 
 /// Metadata key marking a delta checkpoint.
 const DELTA: &str = "delta";
+/// Metadata key naming the key hashing scheme (absent in checkpoints of key values).
+const KEY_HASH: &str = "key_hash";
+/// Metadata key holding the digests' seed.
+const SEED: &str = "key_seed";
+/// Metadata key listing the hashed key columns' types (a digest does not show them).
+const KEY_TYPES: &str = "key_types";
 
 impl Dedup {
     /// Resolves keys and the event-time column; memory must be bounded by `ttl` or `max_keys`.
@@ -171,6 +215,8 @@ impl Dedup {
             max_future_skew,
             clock: system_clock_micros,
             converter,
+            // Any unpredictable value will do; foldhash's per-process random state gives one.
+            seed: Hasher::default().hash_one(name),
             seen: HashMap::with_hasher(Hasher::default()),
             order: VecDeque::new(),
             watermark: i64::MIN,
@@ -195,15 +241,14 @@ impl Dedup {
         Ok(Some(micros))
     }
 
-    fn remember(&mut self, key: &[u8], time: i64) {
+    fn remember(&mut self, key: KeyDigest, time: i64) {
         let seq = self.next_seq;
         self.next_seq += 1;
-        let key: Arc<[u8]> = Arc::from(key);
         if self.max_keys.is_some() {
-            self.order.push_back((seq, key.clone()));
+            self.order.push_back((seq, key));
         }
         if let Some(t) = &mut self.touched {
-            t.insert(key.clone());
+            t.insert(key);
         }
         self.seen.insert(
             key,
@@ -278,7 +323,7 @@ impl Dedup {
         self.seen.retain(|k, e| {
             let keep = e.first_time >= horizon;
             if !keep && let Some(t) = touched.as_mut() {
-                t.insert(k.clone());
+                t.insert(*k);
             }
             keep
         });
@@ -309,6 +354,12 @@ impl Step for Dedup {
             .map(|&i| batch.column(i).clone())
             .collect();
         let rows = self.converter.convert_columns(&keys)?;
+        let seed = self.seed;
+        let digests: Vec<KeyDigest> = rows
+            .iter()
+            .map(|r| KeyDigest::of(seed, r.as_ref()))
+            .collect();
+        drop(rows);
         let times = times
             .as_ref()
             .map(|t| t.as_primitive::<TimestampMicrosecondType>());
@@ -325,8 +376,8 @@ impl Step for Dedup {
                 Some(t) if t.is_valid(i) => t.value(i),
                 _ => self.watermark,
             };
-            let key = rows.row(i);
-            let duplicate = match self.seen.get(key.as_ref()) {
+            let key = digests[i];
+            let duplicate = match self.seen.get(&key) {
                 Some(e) => match self.ttl {
                     Some(ttl) => e.first_time >= self.watermark.saturating_sub(ttl),
                     None => true,
@@ -334,7 +385,7 @@ impl Step for Dedup {
                 None => false,
             };
             if !duplicate {
-                self.remember(key.as_ref(), time);
+                self.remember(key, time);
             }
             keep.append(!duplicate);
         }
@@ -354,7 +405,7 @@ impl Step for Dedup {
     }
 
     fn checkpoint(&self) -> Result<Option<Vec<u8>>> {
-        let mut entries: Vec<(&Arc<[u8]>, Option<&Entry>)> =
+        let mut entries: Vec<(&KeyDigest, Option<&Entry>)> =
             self.seen.iter().map(|(k, e)| (k, Some(e))).collect();
         entries.sort_by_key(|(_, e)| e.map(|e| e.seq));
         self.encode(&entries, false).map(Some)
@@ -370,7 +421,7 @@ impl Step for Dedup {
             self.start_delta();
             return self.checkpoint();
         };
-        let entries: Vec<(&Arc<[u8]>, Option<&Entry>)> =
+        let entries: Vec<(&KeyDigest, Option<&Entry>)> =
             touched.iter().map(|k| (k, self.seen.get(k))).collect();
         let out = self.encode(&entries, true)?;
         self.start_delta();
@@ -388,17 +439,25 @@ impl Step for Dedup {
 
 impl Dedup {
     /// Arrow IPC bytes of `entries` (a `None` entry is a removal, in deltas) and the scalars.
-    fn encode(&self, entries: &[(&Arc<[u8]>, Option<&Entry>)], delta: bool) -> Result<Vec<u8>> {
-        let parser = self.converter.parser();
-        let rows: Vec<_> = entries.iter().map(|(k, _)| parser.parse(k)).collect();
-        let mut columns = self.converter.convert_rows(rows)?;
+    fn encode(&self, entries: &[(&KeyDigest, Option<&Entry>)], delta: bool) -> Result<Vec<u8>> {
+        let mut columns: Vec<ArrayRef> = vec![
+            Arc::new(UInt64Array::from_iter_values(
+                entries.iter().map(|(k, _)| k.0[0]),
+            )),
+            Arc::new(UInt64Array::from_iter_values(
+                entries.iter().map(|(k, _)| k.0[1]),
+            )),
+        ];
         columns.push(Arc::new(Int64Array::from_iter_values(
             entries.iter().map(|(_, e)| e.map_or(0, |e| e.first_time)),
         )));
         columns.push(Arc::new(UInt64Array::from_iter_values(
             entries.iter().map(|(_, e)| e.map_or(0, |e| e.seq)),
         )));
-        let mut fields = self.key_fields.clone();
+        let mut fields = vec![
+            Field::new("__key_hi", DataType::UInt64, false),
+            Field::new("__key_lo", DataType::UInt64, false),
+        ];
         fields.push(Field::new("__first_time", DataType::Int64, false));
         fields.push(Field::new("__seq", DataType::UInt64, false));
         if delta {
@@ -411,6 +470,9 @@ impl Dedup {
             ("watermark".to_string(), self.watermark.to_string()),
             ("next_seq".to_string(), self.next_seq.to_string()),
             ("swept_at".to_string(), self.swept_at.to_string()),
+            (KEY_HASH.to_string(), KEY_HASH_SCHEME.to_string()),
+            (SEED.to_string(), self.seed.to_string()),
+            (KEY_TYPES.to_string(), self.key_types()),
         ]
         .into_iter()
         .collect();
@@ -425,6 +487,16 @@ impl Dedup {
         w.finish()?;
         drop(w);
         Ok(crate::ipc_guard::seal(out))
+    }
+
+    /// The key columns' types, as saved beside the digests.
+    fn key_types(&self) -> String {
+        let types: Vec<String> = self
+            .key_fields
+            .iter()
+            .map(|f| f.data_type().to_string())
+            .collect();
+        types.join(",")
     }
 
     /// Reads a full checkpoint (replacing the state) or, with `apply`, a delta or a full one
@@ -445,14 +517,34 @@ impl Dedup {
                     .into(),
             ));
         }
-        let n_keys = self.key_fields.len();
+        let hashed = match schema.metadata().get(KEY_HASH) {
+            None => false,
+            Some(scheme) if scheme == KEY_HASH_SCHEME => true,
+            Some(scheme) => {
+                return Err(bad(format!(
+                    "its keys are hashed with `{scheme}`; this build hashes with \
+                     `{KEY_HASH_SCHEME}`"
+                )));
+            }
+        };
+        let n_keys = if hashed { 2 } else { self.key_fields.len() };
         let want = n_keys + if delta { 3 } else { 2 };
         let fields = schema.fields();
-        let matches = fields.len() == want
-            && fields[..n_keys]
-                .iter()
-                .zip(&self.key_fields)
-                .all(|(a, b)| a.data_type() == b.data_type())
+        let keys_match = if hashed {
+            fields.len() >= 2
+                && fields[..2]
+                    .iter()
+                    .all(|f| f.data_type() == &DataType::UInt64)
+                && schema.metadata().get(KEY_TYPES) == Some(&self.key_types())
+        } else {
+            fields.len() >= n_keys
+                && fields[..n_keys]
+                    .iter()
+                    .zip(&self.key_fields)
+                    .all(|(a, b)| a.data_type() == b.data_type())
+        };
+        let matches = keys_match
+            && fields.len() == want
             && fields[n_keys].data_type() == &DataType::Int64
             && fields[n_keys + 1].data_type() == &DataType::UInt64
             && (!delta || fields[n_keys + 2].data_type() == &DataType::Boolean);
@@ -471,10 +563,48 @@ impl Dedup {
         let (watermark, swept_at) = (meta("watermark")?, meta("swept_at")?);
         let next_seq =
             u64::try_from(meta("next_seq")?).map_err(|_| bad("negative `next_seq`".into()))?;
-        let mut changes: Vec<(Arc<[u8]>, Option<Entry>)> = Vec::new();
+        let seed = if hashed {
+            schema
+                .metadata()
+                .get(SEED)
+                .and_then(|v| v.parse::<u64>().ok())
+                .ok_or_else(|| bad(format!("missing `{SEED}`")))?
+        } else if delta {
+            // A delta of key values follows a full state of key values, restored under the
+            // legacy seed (or is applied to a live state, whose seed its keys take).
+            self.seed
+        } else {
+            LEGACY_SEED
+        };
+        if delta && seed != self.seed {
+            return Err(bad(
+                "this delta's keys were hashed under another seed than the state it is \
+                 applied to: it does not follow that state's full checkpoint"
+                    .into(),
+            ));
+        }
+        let mut changes: Vec<(KeyDigest, Option<Entry>)> = Vec::new();
         for batch in reader {
             let batch = batch.map_err(|e| bad(e.to_string()))?;
-            let rows = self.converter.convert_columns(&batch.columns()[..n_keys])?;
+            let digests: Vec<KeyDigest> = if hashed {
+                let word = |i: usize| {
+                    batch
+                        .column(i)
+                        .as_primitive_opt::<arrow::datatypes::UInt64Type>()
+                        .ok_or_else(|| bad("a key digest column is not UInt64".into()))
+                };
+                let (hi, lo) = (word(0)?, word(1)?);
+                hi.values()
+                    .iter()
+                    .zip(lo.values().iter())
+                    .map(|(&h, &l)| KeyDigest([h, l]))
+                    .collect()
+            } else {
+                let rows = self.converter.convert_columns(&batch.columns()[..n_keys])?;
+                rows.iter()
+                    .map(|r| KeyDigest::of(seed, r.as_ref()))
+                    .collect()
+            };
             let times = batch
                 .column(n_keys)
                 .as_primitive_opt::<arrow::datatypes::Int64Type>()
@@ -493,8 +623,7 @@ impl Dedup {
             } else {
                 None
             };
-            for i in 0..batch.num_rows() {
-                let key: Arc<[u8]> = Arc::from(rows.row(i).as_ref());
+            for (i, key) in digests.into_iter().enumerate() {
                 let entry = Entry {
                     first_time: times.value(i),
                     seq: seqs.value(i),
@@ -507,17 +636,18 @@ impl Dedup {
         if !delta {
             self.seen.clear();
             self.order.clear();
+            self.seed = seed;
         }
         // The eviction order grows by the entries read, oldest first. A delta's present keys
         // were all remembered after everything before it, so they extend the order as they
         // are (no re-sort of the whole state per delta of a chain); the keys it removes leave
         // stale order entries, which eviction skips, as it does in a live step.
-        let mut added: Vec<(u64, Arc<[u8]>)> = Vec::new();
+        let mut added: Vec<(u64, KeyDigest)> = Vec::new();
         for (key, entry) in changes {
             match entry {
                 Some(e) => {
                     if self.max_keys.is_some() {
-                        added.push((e.seq, key.clone()));
+                        added.push((e.seq, key));
                     }
                     self.seen.insert(key, e);
                 }
@@ -691,6 +821,140 @@ mod tests {
             .err()
             .expect("refused");
         assert!(err.to_string().contains("max_future_skew"), "{err}");
+    }
+
+    #[test]
+    fn a_key_costs_a_32_byte_map_entry_and_a_24_byte_order_entry() {
+        assert_eq!(std::mem::size_of::<(KeyDigest, Entry)>(), 32);
+        assert_eq!(std::mem::size_of::<(u64, KeyDigest)>(), 24);
+    }
+
+    /// The digest of a fixed key under a fixed seed. If an Arrow upgrade changes the row
+    /// encoding, this fails: every saved state would stop matching its keys, so the scheme
+    /// name must change and a migration be written.
+    #[test]
+    fn the_key_digest_of_a_fixed_key_is_pinned() {
+        let converter = RowConverter::new(vec![
+            SortField::new(DataType::Utf8),
+            SortField::new(DataType::Int64),
+        ])
+        .expect("converter");
+        let columns: Vec<ArrayRef> = vec![
+            Arc::new(arrow::array::StringArray::from(vec![Some("dev-1"), None])),
+            Arc::new(Int64Array::from(vec![Some(7), Some(-1)])),
+        ];
+        let rows = converter.convert_columns(&columns).expect("rows");
+        let digests: Vec<KeyDigest> = rows.iter().map(|r| KeyDigest::of(42, r.as_ref())).collect();
+        assert_eq!(digests, PINNED_DIGESTS);
+    }
+
+    const PINNED_DIGESTS: [KeyDigest; 2] = [
+        KeyDigest([982003146031504470, 10201217911774122247]),
+        KeyDigest([14911016388131064000, 16540884874447044889]),
+    ];
+
+    /// A checkpoint as builds before digests wrote it: the key values themselves.
+    fn legacy_checkpoint(keys: &[(i64, i64, u64)], delta: Option<&[bool]>) -> Vec<u8> {
+        let mut fields = vec![
+            Field::new("k", DataType::Int64, true),
+            Field::new("__first_time", DataType::Int64, false),
+            Field::new("__seq", DataType::UInt64, false),
+        ];
+        let mut columns: Vec<ArrayRef> = vec![
+            Arc::new(Int64Array::from_iter_values(keys.iter().map(|k| k.0))),
+            Arc::new(Int64Array::from_iter_values(
+                keys.iter().map(|k| k.1 * 1_000_000),
+            )),
+            Arc::new(UInt64Array::from_iter_values(keys.iter().map(|k| k.2))),
+        ];
+        let mut metadata: HashMap<String, String> = [
+            ("watermark", "2000000"),
+            ("next_seq", "3"),
+            ("swept_at", "0"),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+        if let Some(present) = delta {
+            fields.push(Field::new("__present", DataType::Boolean, false));
+            columns.push(Arc::new(BooleanArray::from(present.to_vec())));
+            metadata.insert(DELTA.into(), "1".into());
+        }
+        let schema = Arc::new(Schema::new_with_metadata(fields, metadata));
+        let batch = RecordBatch::try_new(schema.clone(), columns).expect("batch");
+        let mut out = Vec::new();
+        let mut w = StreamWriter::try_new(&mut out, &schema).expect("writer");
+        w.write(&batch).expect("write");
+        w.finish().expect("finish");
+        drop(w);
+        crate::ipc_guard::seal(out)
+    }
+
+    #[test]
+    fn a_checkpoint_of_key_values_from_an_earlier_build_still_restores() {
+        let full = legacy_checkpoint(&[(1, 0, 0), (2, 1, 1), (3, 2, 2)], None);
+        let old_delta = legacy_checkpoint(&[(2, 1, 1)], Some(&[false]));
+        // Restored twice, as after two restarts: the legacy keys hash alike each time, so a
+        // delta written after the first restore applies after the second.
+        let mut first = dedup(Some(10));
+        first.start_delta();
+        first.restore(&full).expect("legacy full");
+        first.restore_delta(&old_delta).expect("legacy delta");
+        assert_eq!(first.remembered_keys(), 2);
+        let out = first
+            .process(batch(&[(1, 3), (2, 3), (4, 3)]))
+            .expect("process");
+        assert_eq!(
+            out.dropped, 1,
+            "key 1 is remembered; key 2 was removed by the delta"
+        );
+        let new_delta = first.checkpoint_delta().expect("delta").expect("state");
+
+        let mut second = dedup(Some(10));
+        second.restore(&full).expect("legacy full");
+        second.restore_delta(&old_delta).expect("legacy delta");
+        second
+            .restore_delta(&new_delta)
+            .expect("a new delta on a legacy chain");
+        assert_eq!(state(&second), state(&first));
+        let out = second
+            .process(batch(&[(1, 4), (2, 4), (3, 4), (4, 4), (5, 4)]))
+            .expect("process");
+        assert_eq!(out.dropped, 4, "only key 5 is new");
+    }
+
+    #[test]
+    fn a_delta_from_another_state_or_other_keys_is_refused() {
+        let mut a = dedup(None);
+        a.process(batch(&[(1, 0)])).expect("process");
+        let full_a = a.checkpoint_delta().expect("full").expect("state");
+        a.process(batch(&[(2, 1)])).expect("process");
+        let delta_a = a.checkpoint_delta().expect("delta").expect("state");
+        let mut b = dedup(None);
+        b.process(batch(&[(1, 0)])).expect("process");
+        let err = b
+            .restore_delta(&delta_a)
+            .expect_err("another state's delta");
+        assert!(err.to_string().contains("another seed"), "{err}");
+        b.restore(&full_a).expect("full");
+        b.restore_delta(&delta_a).expect("its own chain");
+        assert_eq!(state(&b), state(&a));
+
+        // A state saved under other key types is refused.
+        let spec = DedupSpec {
+            name: None,
+            keys: vec!["s".into()],
+            event_time: None,
+            ttl: None,
+            max_keys: Some(5),
+            max_future_skew: None,
+        };
+        let strings = Arc::new(Schema::new(vec![Field::new("s", DataType::Utf8, true)]));
+        let mut other = Dedup::build(&spec, "d", "steps[0]", &strings).expect("build");
+        let err = other
+            .restore(&full_a)
+            .expect_err("Int64 keys into a Utf8 step");
+        assert!(err.to_string().contains("do not match"), "{err}");
     }
 
     proptest::proptest! {
