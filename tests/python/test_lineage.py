@@ -167,3 +167,45 @@ def test_no_secret_reaches_the_logs(tmp_path):
         assert out.returncode != 0 and "127.0.0.1:1/nodb" in out.stderr, out.stderr
         for s in secrets:
             assert s not in out.stderr + out.stdout, (s, out.stderr)
+
+
+PG_URL = os.environ.get("STRATA_TEST_PG_URL")
+
+
+def psql(sql):
+    binary = shutil.which("psql") or sorted(pathlib.Path("/usr/lib/postgresql").glob("*/bin/psql"))[-1]
+    out = subprocess.run([str(binary), PG_URL, "-v", "ON_ERROR_STOP=1", "-q", "-c", sql],
+                         capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+
+
+@pytest.mark.skipif(not PG_URL and not os.environ.get("CI"), reason="needs scripts/services.sh up (PostgreSQL)")
+def test_a_postgres_full_load_names_its_tables_and_bronze_sources(tmp_path):
+    """`ingest postgres --lineage`: START and COMPLETE, schema-valid, the table as
+    `postgres://host:port` + `db.schema.table` (no user or password), and the bronze source it
+    wrote as output (a folder that exists) with the rows loaded."""
+    import uuid
+    schema = f"lin_{uuid.uuid4().hex[:8]}"
+    psql(f"CREATE SCHEMA {schema}; CREATE TABLE {schema}.customers (id int PRIMARY KEY, email text); "
+         f"INSERT INTO {schema}.customers SELECT g, 'u' || g || '@x.org' FROM generate_series(1, 50) g")
+    (tmp_path / "pg.yaml").write_text(
+        f"connection: {{ url: \"{PG_URL}\", password_env: STRATA_TEST_PG_PW }}\n"
+        f"tables:\n  - schema: {schema}\n    name: customers\n")
+    run("ingest", "postgres", "--config", "pg.yaml", "--lake", "lake", "--lineage", "lineage.ndjson",
+        cwd=tmp_path, env={"STRATA_TEST_PG_PW": "N0tUsedPW"})
+    text = (tmp_path / "lineage.ndjson").read_text()
+    assert "N0tUsedPW" not in text and "postgres@" not in text
+    events = [json.loads(line) for line in text.splitlines()]
+    event_validator, facet_validators = validators()
+    for e in events:
+        check(e, event_validator, facet_validators)
+    assert [e["eventType"] for e in events] == ["START", "COMPLETE"]
+    assert events[0]["job"]["name"] == "ingest.postgres"
+    host_port = PG_URL.split("@", 1)[1].split("/", 1)[0]
+    table = events[1]["inputs"][0]
+    assert (table["namespace"], table["name"]) == (f"postgres://{host_port}", f"postgres.{schema}.customers")
+    bronze = events[1]["outputs"][0]["name"]
+    assert bronze.endswith(f"bronze/source=postgres.postgres.{schema}.customers"), bronze
+    assert pathlib.Path(bronze).is_dir(), bronze
+    stats = events[1]["outputs"][0]["outputFacets"]["outputStatistics"]
+    assert stats["rowCount"] == 50, stats

@@ -57,6 +57,10 @@ enum Command {
     /// Gold SQL models: `models plan` (what would run and why), `models run`.
     #[command(subcommand)]
     Models(cmd::models::ModelsCommand),
+    /// The data catalog: `catalog list`, `catalog show <dataset>`, `catalog lineage <dataset>`,
+    /// `catalog export-datahub`.
+    #[command(subcommand)]
+    Catalog(cmd::catalog::CatalogCommand),
     /// Generate every source into a local bronze, run the batch path to silver, query gold.
     Demo(cmd::demo::Args),
     /// Load an external source: `ingest postgres` (full load → bronze), `ingest mysql-cdc`, `ingest http` (API poller → Kafka).
@@ -179,6 +183,7 @@ fn main() -> ExitCode {
         Command::Sql(a) => block_on(cmd::sql::run(&a)),
         Command::Maintain(a) => block_on(cmd::maintain::run(&a)),
         Command::Models(c) => block_on(cmd::models::run_command(&c)),
+        Command::Catalog(c) => block_on(cmd::catalog::run(&c)),
         Command::Demo(a) => block_on(cmd::demo::run(&a)),
         Command::Ingest(c) => block_on(cmd::ingest::run(&c)),
         Command::Registry(c) => block_on(cmd::registry::run_registry(&c)),

@@ -23,7 +23,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use arrow::array::RecordBatch;
+use arrow::array::{AsArray, RecordBatch};
 use strata_core::{Output, Pipeline, PipelineMetrics};
 
 use crate::transform::Transform;
@@ -348,6 +348,13 @@ impl<S: Source, K: Sink + Committer, T: Transform> Driver<S, K, T> {
     }
 }
 
+/// The oldest and newest `_kafka_timestamp` of a batch, when it has that column.
+fn input_times(batch: &RecordBatch) -> Option<(i64, i64)> {
+    let column = batch.column_by_name(strata_core::lineage::KAFKA_TIMESTAMP)?;
+    let times = column.as_primitive_opt::<arrow::datatypes::TimestampMicrosecondType>()?;
+    Some((arrow::compute::min(times)?, arrow::compute::max(times)?))
+}
+
 /// The driver task's bookkeeping between commits.
 struct LoopState<'a> {
     pipeline: &'a mut dyn Transform,
@@ -382,6 +389,7 @@ impl LoopState<'_> {
             rows_out: out.num_rows() as u64,
             quarantined: out.quarantined.num_rows() as u64,
             elapsed: started.elapsed(),
+            input_times: input_times(batch),
         };
         self.stage(out).await?;
         self.staged_rows += stats.rows_in;

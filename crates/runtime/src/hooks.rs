@@ -33,6 +33,9 @@ pub struct BatchStats {
     pub quarantined: u64,
     /// Time in the pipeline.
     pub elapsed: Duration,
+    /// The oldest and newest input record times (Kafka timestamps, microseconds since the
+    /// epoch) when the source carries them: for latency and lag metrics.
+    pub input_times: Option<(i64, i64)>,
 }
 
 /// Callbacks of a run. Every method has an empty default.

@@ -15,12 +15,14 @@
 #![deny(missing_docs)]
 
 pub mod bronze_copy;
+pub mod catalog;
 pub mod contract;
 pub mod dead_letters;
 pub mod driver;
 pub mod error;
 pub mod hooks;
 pub mod lineage;
+pub mod metrics;
 pub mod position;
 pub mod sinks;
 pub mod sources;

@@ -19,6 +19,12 @@ pub struct PipelineSpec {
     /// Free text for humans.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub description: Option<String>,
+    /// Who answers for the table it writes (shown by `strata catalog`, exported to DataHub).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub owner: Option<String>,
+    /// Free tags of the table it writes (`pii` is added for masked columns).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tags: Vec<String>,
     /// What the pipeline reads: raw records (the default) or typed columns.
     #[serde(default, skip_serializing_if = "InputSpec::is_default")]
     pub input: InputSpec,
@@ -620,6 +626,8 @@ impl PipelineSpec {
             spec: PipelineSpec {
                 name: name.into(),
                 description: None,
+                owner: None,
+                tags: Vec::new(),
                 input: InputSpec::default(),
                 steps: Vec::new(),
                 output: OutputSpec::default(),

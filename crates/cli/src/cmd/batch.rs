@@ -92,6 +92,9 @@ pub struct Args {
     /// (`http://host:5000`, posted to `/api/v1/lineage` as Marquez and DataHub accept).
     #[arg(long, env = "STRATA_LINEAGE", hide_env_values = true)]
     pub lineage: Option<String>,
+    /// Prometheus metrics of the run.
+    #[command(flatten)]
+    pub metrics: super::metrics_args::MetricsArgs,
 }
 
 /// Runs the batch.
@@ -180,14 +183,22 @@ pub async fn run_with_spec(args: &Args, spec: strata_core::PipelineSpec) -> Resu
         vec![dataset_for_location(&bronze)],
         vec![dataset_for_location(&catalog.table_location(&table)).with_schema(&fields)],
     );
-    let hooks = HookSet(vec![progress.clone(), Arc::new(lineage)]);
+    let job = format!("batch.{table}");
+    let export = args.metrics.start().await?;
+    let hooks = HookSet(vec![
+        progress.clone(),
+        Arc::new(lineage),
+        Arc::new(export.metrics.driver_hooks(&job)),
+    ]);
     let started = Instant::now();
     let outcome = Driver::new(source, pipeline, sink, options)
         .with_hooks(Arc::new(hooks))
         .run(std::future::pending())
         .await;
     // The run's last event (COMPLETE or FAIL) is sent before the command ends, within bounds.
-    emitter.close(Duration::from_secs(5)).await;
+    let lineage_stats = emitter.close(Duration::from_secs(5)).await;
+    export.metrics.lineage_dropped(lineage_stats.dropped);
+    export.finish(&job).await?;
     let report = outcome?;
     progress.finish();
     let m = &report.metrics;

@@ -206,6 +206,7 @@ pub async fn run(args: &Args) -> Result<(), Failure> {
                     commit_seconds: 60,
                     crash_after_commits: None,
                     lineage: None,
+                    metrics: Default::default(),
                 };
                 super::batch::run_with_spec(&batch, spec).await?;
             }

@@ -36,6 +36,13 @@ pub struct Args {
     /// Kafka properties over the config's `kafka.properties`.
     #[command(flatten)]
     pub kafka: super::stream::KafkaProfileArgs,
+    /// OpenLineage events of the run (START, then COMPLETE or FAIL when it stops): an NDJSON
+    /// file, or an HTTP endpoint.
+    #[arg(long, env = "STRATA_LINEAGE", hide_env_values = true)]
+    pub lineage: Option<String>,
+    /// Prometheus metrics (`--metrics-addr` serves `/metrics` while it runs).
+    #[command(flatten)]
+    pub metrics: super::metrics_args::MetricsArgs,
 }
 
 fn failure(e: ConnectorError) -> Failure {
@@ -77,6 +84,17 @@ pub async fn run(args: &Args) -> Result<(), Failure> {
     config.kafka.brokers = brokers.unwrap_or_default();
     config.kafka.properties = properties;
     let name = config.name.clone();
+    let url = config.request.url.clone().unwrap_or_default();
+    let lineage_input =
+        strata_runtime::lineage::dataset_at(&url, strata_runtime::lineage::url_path(&url));
+    let lineage_output = strata_runtime::lineage::Dataset {
+        namespace: format!(
+            "kafka://{}",
+            config.kafka.brokers.split(',').next().unwrap_or_default()
+        ),
+        name: config.kafka.topic.clone(),
+        ..strata_runtime::lineage::Dataset::default()
+    };
     let state_file = PollerStateFile::new(config.state_path());
     let (source, sink) = tokio::task::spawn_blocking(move || open_http_ingest(config))
         .await
@@ -90,15 +108,34 @@ pub async fn run(args: &Args) -> Result<(), Failure> {
         stop_when_idle: None,
         crash_after_commits: None,
     };
+    let job = format!("poll.{name}");
+    let export = args.metrics.start().await?;
+    let emitter = std::sync::Arc::new(strata_runtime::lineage::LineageEmitter::for_target(
+        args.lineage.as_deref(),
+    ));
+    let lineage = strata_runtime::lineage::LineageHooks::new(
+        emitter.clone(),
+        strata_runtime::lineage::JobRun::new(job.clone(), "BATCH", "JOB"),
+        vec![lineage_input],
+        vec![lineage_output],
+    );
+    let hooks = strata_runtime::HookSet(vec![
+        std::sync::Arc::new(lineage),
+        std::sync::Arc::new(StartLog),
+        std::sync::Arc::new(export.metrics.driver_hooks(&job)),
+    ]);
     let result = Driver::new(
         source,
         Passthrough::new(format!("http ingest {name}")),
         sink,
         options,
     )
-    .with_hooks(std::sync::Arc::new(StartLog))
+    .with_hooks(std::sync::Arc::new(hooks))
     .run(super::stream::shutdown_signal())
     .await;
+    let lineage_stats = emitter.close(Duration::from_secs(5)).await;
+    export.metrics.lineage_dropped(lineage_stats.dropped);
+    export.finish(&job).await?;
     // Every stop (SIGTERM, the one cycle done, an error): what was produced and where the
     // next run resumes (the state file holds the last acknowledged page's position).
     let saved = state_file

@@ -17,10 +17,13 @@ use std::path::PathBuf;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+use strata_runtime::lineage::{
+    Dataset, JobRun, LineageEmitter, LineageHooks, dataset_at, dataset_for_location, url_path,
+};
 
 use indicatif::{ProgressBar, ProgressStyle};
 use strata_connectors::ConnectorError;
-use strata_connectors::postgres::{PgLoader, PgSourceConfig, Progress};
+use strata_connectors::postgres::{PgLoader, PgSourceConfig, Progress, bronze_source_name};
 use strata_layers::bronze::{BronzeDate, BronzeWriter};
 use strata_layers::lake::Lake;
 use strata_runtime::sinks::BronzePartsSink;
@@ -68,6 +71,13 @@ pub struct PostgresArgs {
     /// types and read speed.
     #[arg(long)]
     pub dry_run: bool,
+    /// OpenLineage events of the load (START, then COMPLETE or FAIL): an NDJSON file, or an
+    /// HTTP endpoint.
+    #[arg(long, env = "STRATA_LINEAGE", hide_env_values = true)]
+    pub lineage: Option<String>,
+    /// Prometheus metrics of the load (`--pushgateway`, `--metrics-file`).
+    #[command(flatten)]
+    pub metrics: super::metrics_args::MetricsArgs,
 }
 
 /// Runs an ingest command.
@@ -100,6 +110,47 @@ fn run_failure(e: RuntimeError) -> Failure {
         RuntimeError::Connector(e) => failure(*e),
         other => other.into(),
     }
+}
+
+/// The tables a load reads (`postgres://host:port` + `db.schema.table`; no credentials) and the
+/// bronze sources it writes.
+fn pg_lineage(config: &PgSourceConfig, lake: &str) -> (Vec<Dataset>, Vec<Dataset>) {
+    let c = &config.connection;
+    let url = c.url.clone().unwrap_or_else(|| {
+        format!(
+            "postgres://{}:{}",
+            c.host.as_deref().unwrap_or("localhost"),
+            c.port.unwrap_or(5432)
+        )
+    });
+    let database = c
+        .database
+        .clone()
+        .or_else(|| {
+            c.url
+                .as_deref()
+                .map(|u| url_path(u).trim_start_matches('/').to_string())
+                .filter(|d| !d.is_empty())
+        })
+        .or_else(|| c.user.clone())
+        .unwrap_or_else(|| "postgres".to_string());
+    let inputs = config
+        .tables
+        .iter()
+        .map(|t| dataset_at(&url, format!("{database}.{}.{}", t.schema, t.name)))
+        .collect();
+    let outputs = config
+        .tables
+        .iter()
+        .map(|t| {
+            dataset_for_location(&format!(
+                "{}/bronze/source={}",
+                lake.trim_end_matches('/'),
+                bronze_source_name(&database, &t.schema, &t.name)
+            ))
+        })
+        .collect();
+    (inputs, outputs)
 }
 
 /// The load's progress: a spinner line on a terminal, else a plain line every 5 s (and the
@@ -155,6 +206,7 @@ async fn postgres(args: &PostgresArgs) -> Result<(), Failure> {
         .transpose()
         .map_err(Failure::config)?;
     let state_path = config.state_file.clone();
+    let (lineage_inputs, lineage_outputs) = pg_lineage(&config, &args.lake);
     let loader = PgLoader::new(config)
         .map_err(failure)?
         .with_dry_run(args.dry_run);
@@ -185,9 +237,26 @@ async fn postgres(args: &PostgresArgs) -> Result<(), Failure> {
         stop_when_idle: None,
         crash_after_commits: None,
     };
+    let job = "ingest.postgres";
+    let export = args.metrics.start().await?;
+    let emitter = Arc::new(LineageEmitter::for_target(args.lineage.as_deref()));
+    let lineage = LineageHooks::new(
+        emitter.clone(),
+        JobRun::new(job, "BATCH", "JOB"),
+        lineage_inputs,
+        lineage_outputs,
+    );
+    let hooks = strata_runtime::HookSet(vec![
+        Arc::new(lineage),
+        Arc::new(export.metrics.driver_hooks(job)),
+    ]);
     let result = Driver::new(source, Passthrough::new("ingest postgres"), sink, options)
+        .with_hooks(Arc::new(hooks))
         .run(super::stream::shutdown_signal())
         .await;
+    let lineage_stats = emitter.close(Duration::from_secs(5)).await;
+    export.metrics.lineage_dropped(lineage_stats.dropped);
+    export.finish(job).await?;
     if let Some(bar) = &bar {
         bar.finish_and_clear();
     }

@@ -2,11 +2,13 @@
 
 pub mod batch;
 pub mod bronze;
+pub mod catalog;
 pub mod demo;
 pub mod generate;
 pub mod http_poll;
 pub mod ingest;
 pub mod maintain;
+pub mod metrics_args;
 pub mod models;
 pub mod mysql_cdc;
 pub mod progress;

@@ -73,6 +73,9 @@ pub struct RunArgs {
     /// OpenLineage events of each model run: an NDJSON file, or an HTTP endpoint.
     #[arg(long, env = "STRATA_LINEAGE", hide_env_values = true)]
     pub lineage: Option<String>,
+    /// Prometheus metrics of the run (`--pushgateway`, `--metrics-file`).
+    #[command(flatten)]
+    pub metrics: super::metrics_args::MetricsArgs,
 }
 
 /// Flags of `models test` (no lake is read).
@@ -182,8 +185,35 @@ pub async fn run_command(command: &ModelsCommand) -> Result<(), Failure> {
             }
             let gold = catalog.in_namespace(GOLD).await.map_err(Failure::runtime)?;
             let observer = ModelLineage::new(emitter.clone(), catalog.clone(), gold, lineage);
+            let export = args.metrics.start().await?;
             let outcome = run_observed(&catalog, &graph, &selected, options, &observer).await;
-            emitter.close(Duration::from_secs(5)).await;
+            let lineage_stats = emitter.close(Duration::from_secs(5)).await;
+            export.metrics.lineage_dropped(lineage_stats.dropped);
+            if let Ok(report) = &outcome {
+                for r in &report.models {
+                    let failed: Vec<String> = r
+                        .audits
+                        .iter()
+                        .filter(|a| a.failing > 0)
+                        .map(|a| a.name.clone())
+                        .collect();
+                    let status = match r.status {
+                        ModelStatus::Published => "published",
+                        ModelStatus::AuditFailed => "audit_failed",
+                        ModelStatus::Failed(_) => "failed",
+                        ModelStatus::Skipped { .. } => "skipped",
+                    };
+                    let rows = (r.status == ModelStatus::Published).then_some(r.rows);
+                    export.metrics.model_run(
+                        &r.name,
+                        status,
+                        rows,
+                        r.elapsed.as_secs_f64(),
+                        &failed,
+                    );
+                }
+            }
+            export.finish("models").await?;
             let report = outcome.map_err(Failure::runtime)?;
             let mut failures = Vec::new();
             for r in &report.models {

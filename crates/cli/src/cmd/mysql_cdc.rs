@@ -11,6 +11,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
+use strata_runtime::lineage::{Dataset, JobRun, LineageEmitter, LineageHooks, dataset_at};
 
 use clap::{Args as ClapArgs, Subcommand};
 use strata_connectors::ConnectorError;
@@ -55,6 +56,13 @@ pub struct Args {
     /// Kafka properties over the config's `kafka_properties`.
     #[command(flatten)]
     pub kafka: super::stream::KafkaProfileArgs,
+    /// OpenLineage events of the run (START, then COMPLETE or FAIL when it stops): an NDJSON
+    /// file, or an HTTP endpoint.
+    #[arg(long, env = "STRATA_LINEAGE", hide_env_values = true)]
+    pub lineage: Option<String>,
+    /// Prometheus metrics (`--metrics-addr` serves `/metrics` while it runs).
+    #[command(flatten)]
+    pub metrics: super::metrics_args::MetricsArgs,
 }
 
 fn failure(e: ConnectorError) -> Failure {
@@ -109,6 +117,28 @@ pub async fn run_mysql(args: &Args) -> Result<(), Failure> {
     config.kafka_brokers = brokers;
     config.kafka_properties = properties;
     let prefix = config.topic_prefix.clone();
+    let kafka_namespace = format!(
+        "kafka://{}",
+        config
+            .kafka_brokers
+            .as_deref()
+            .and_then(|b| b.split(',').next())
+            .unwrap_or("127.0.0.1:9092")
+    );
+    let lineage_inputs: Vec<Dataset> = config
+        .tables
+        .iter()
+        .map(|t| dataset_at(&config.url, t.clone()))
+        .collect();
+    let lineage_outputs: Vec<Dataset> = config
+        .tables
+        .iter()
+        .map(|t| Dataset {
+            namespace: kafka_namespace.clone(),
+            name: format!("{prefix}.{t}"),
+            ..Dataset::default()
+        })
+        .collect();
     let ingest = open_mysql_cdc(config, None).await.map_err(run_failure)?;
     for w in &ingest.warnings {
         eprintln!("warning: {w}");
@@ -132,15 +162,32 @@ pub async fn run_mysql(args: &Args) -> Result<(), Failure> {
     };
     let log = StreamLog::new("cdc mysql".into(), format!("{prefix}.<db>.<table>"));
     let started = std::time::Instant::now();
+    let job = format!("cdc.{prefix}");
+    let export = args.metrics.start().await?;
+    let emitter = Arc::new(LineageEmitter::for_target(args.lineage.as_deref()));
+    let lineage = LineageHooks::new(
+        emitter.clone(),
+        JobRun::new(job.clone(), "STREAMING", "JOB"),
+        lineage_inputs,
+        lineage_outputs,
+    );
+    let hooks = strata_runtime::HookSet(vec![
+        Arc::new(log.without_commit_lines()),
+        Arc::new(lineage),
+        Arc::new(export.metrics.driver_hooks(&job)),
+    ]);
     let result = Driver::new(
         ingest.source,
         Passthrough::new("cdc mysql".to_string()),
         ingest.sink,
         options,
     )
-    .with_hooks(Arc::new(log.without_commit_lines()))
+    .with_hooks(Arc::new(hooks))
     .run(super::stream::shutdown_signal())
     .await;
+    let lineage_stats = emitter.close(Duration::from_secs(5)).await;
+    export.metrics.lineage_dropped(lineage_stats.dropped);
+    export.finish(&job).await?;
     // Every stop (SIGTERM, idle, the end of an `initial_only` snapshot, an error): what was
     // delivered and where the next run resumes.
     let (events, skipped) = (

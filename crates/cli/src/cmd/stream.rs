@@ -18,9 +18,10 @@ use strata_connectors::kafka::{
 use strata_connectors::registry::{RegistryClient, RegistryConfig};
 use strata_connectors::secret::Secret;
 use strata_core::{BuildContext, Pipeline};
+use strata_runtime::lineage::{EpochLineageHooks, JobRun, LineageEmitter};
 use strata_runtime::sinks::{AvroOutput, InputGroup, KafkaAvroSink, register_output_schema};
 use strata_runtime::sources::{KafkaBatching, KafkaTopicSource};
-use strata_runtime::{CommitPolicy, Driver, DriverOptions, Source};
+use strata_runtime::{CommitPolicy, Driver, DriverOptions, HookSet, Source};
 
 use super::stream_log::StreamLog;
 use crate::Failure;
@@ -135,6 +136,17 @@ pub struct KafkaArgs {
 }
 
 impl KafkaArgs {
+    /// The OpenLineage dataset of `topic` (namespace `kafka://<first broker>`).
+    pub fn topic_dataset(&self, topic: &str) -> strata_runtime::lineage::Dataset {
+        let brokers = self.brokers.as_deref().unwrap_or("127.0.0.1:9092");
+        let first = brokers.split(',').next().unwrap_or(brokers);
+        strata_runtime::lineage::Dataset {
+            namespace: format!("kafka://{first}"),
+            name: topic.to_string(),
+            ..strata_runtime::lineage::Dataset::default()
+        }
+    }
+
     /// The micro-batch bounds.
     pub fn batching(&self) -> KafkaBatching {
         KafkaBatching {
@@ -268,6 +280,12 @@ pub struct Args {
     /// Start with empty pipeline state when no saved state matches the committed offsets.
     #[arg(long)]
     pub reset_state: bool,
+    /// OpenLineage events: the job's run, and one run per commit point (its parent the job's).
+    #[arg(long, env = "STRATA_LINEAGE", hide_env_values = true)]
+    pub lineage: Option<String>,
+    /// Prometheus metrics (`--metrics-addr` serves `/metrics` while it runs).
+    #[command(flatten)]
+    pub metrics: super::metrics_args::MetricsArgs,
 }
 
 impl Args {
@@ -352,10 +370,31 @@ pub async fn run(args: &Args) -> Result<(), Failure> {
         crash_after_commits: None,
     };
     let log = Arc::new(StreamLog::new(label, args.output_topic.clone()));
-    let report = Driver::new(source, pipeline, sink, options)
-        .with_hooks(log)
+    let job = format!("stream.{}", spec.name);
+    let export = args.metrics.start().await?;
+    let emitter = Arc::new(LineageEmitter::for_target(args.lineage.as_deref()));
+    let lineage = EpochLineageHooks::new(
+        emitter.clone(),
+        JobRun::new(job.clone(), "STREAMING", "JOB"),
+        vec![args.kafka.topic_dataset(&args.kafka.input_topic)],
+        vec![
+            args.kafka.topic_dataset(&args.output_topic),
+            args.kafka.topic_dataset(&dead_letter_topic),
+        ],
+    );
+    let hooks = HookSet(vec![
+        log,
+        Arc::new(lineage),
+        Arc::new(export.metrics.driver_hooks(&job)),
+    ]);
+    let outcome = Driver::new(source, pipeline, sink, options)
+        .with_hooks(Arc::new(hooks))
         .run(shutdown_signal())
-        .await?;
+        .await;
+    let lineage_stats = emitter.close(Duration::from_secs(5)).await;
+    export.metrics.lineage_dropped(lineage_stats.dropped);
+    export.finish(&job).await?;
+    let report = outcome?;
     let m = &report.metrics;
     println!(
         "stopped: {} commits, {} rows in, {} out, {} quarantined (dead letters), {} duplicates; positions {}",

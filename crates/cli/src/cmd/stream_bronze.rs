@@ -49,6 +49,12 @@ pub struct Args {
     /// otherwise be staged whole).
     #[arg(long, default_value_t = 256 << 20)]
     pub file_bytes: u64,
+    /// OpenLineage events: the job's run, and one run per commit point (its parent the job's).
+    #[arg(long, env = "STRATA_LINEAGE", hide_env_values = true)]
+    pub lineage: Option<String>,
+    /// Prometheus metrics (`--metrics-addr` serves `/metrics` while it runs).
+    #[command(flatten)]
+    pub metrics: super::metrics_args::MetricsArgs,
 }
 
 /// Runs until idle (`--stop-when-idle-ms`), SIGTERM or Ctrl-C; staged records are written first.
@@ -90,15 +96,39 @@ pub async fn run(args: &Args) -> Result<(), Failure> {
         format!("stream bronze (instance {instance})"),
         format!("bronze/source={source_name}"),
     ));
-    let report = Driver::new(
+    let job = format!("bronze.{source_name}");
+    let export = args.metrics.start().await?;
+    let emitter = Arc::new(strata_runtime::lineage::LineageEmitter::for_target(
+        args.lineage.as_deref(),
+    ));
+    let bronze = format!(
+        "{}/bronze/source={source_name}",
+        args.lake.trim_end_matches('/')
+    );
+    let lineage = strata_runtime::lineage::EpochLineageHooks::new(
+        emitter.clone(),
+        strata_runtime::lineage::JobRun::new(job.clone(), "STREAMING", "JOB"),
+        vec![args.kafka.topic_dataset(&args.kafka.input_topic)],
+        vec![strata_runtime::lineage::dataset_for_location(&bronze)],
+    );
+    let hooks = strata_runtime::HookSet(vec![
+        log,
+        Arc::new(lineage),
+        Arc::new(export.metrics.driver_hooks(&job)),
+    ]);
+    let outcome = Driver::new(
         source,
         Passthrough::new(format!("bronze copy of {}", args.kafka.input_topic)),
         BronzeCopySink::new(lake, &source_name),
         options,
     )
-    .with_hooks(log)
+    .with_hooks(Arc::new(hooks))
     .run(shutdown_signal())
-    .await?;
+    .await;
+    let lineage_stats = emitter.close(Duration::from_secs(5)).await;
+    export.metrics.lineage_dropped(lineage_stats.dropped);
+    export.finish(&job).await?;
+    let report = outcome?;
     println!(
         "stopped: {} commits, {} records copied; positions {}",
         report.commits,

@@ -10,9 +10,7 @@ use std::time::Duration;
 use strata_core::{BuildContext, Pipeline};
 use strata_layers::lake::Lake;
 use strata_layers::silver::{CatalogConfig, SilverCatalog};
-use strata_runtime::lineage::{
-    Dataset, EpochLineageHooks, JobRun, LineageEmitter, dataset_for_location,
-};
+use strata_runtime::lineage::{EpochLineageHooks, JobRun, LineageEmitter, dataset_for_location};
 use strata_runtime::sinks::{MemoryPlan, SilverStreamSink, SilverTables};
 use strata_runtime::sources::KafkaTopicSource;
 use strata_runtime::{CommitPolicy, Driver, DriverOptions, HookSet, Source};
@@ -58,6 +56,9 @@ pub struct Args {
     /// OpenLineage events: the job's run, and one run per commit epoch (its parent the job's).
     #[arg(long, env = "STRATA_LINEAGE", hide_env_values = true)]
     pub lineage: Option<String>,
+    /// Prometheus metrics (`--metrics-addr` serves `/metrics` while it runs).
+    #[command(flatten)]
+    pub metrics: super::metrics_args::MetricsArgs,
 }
 
 /// Runs the driver until idle (`--stop-when-idle-ms`), SIGTERM or Ctrl-C.
@@ -118,25 +119,27 @@ pub async fn run(args: &Args) -> Result<(), Failure> {
         "silver".into(),
     ));
     let emitter = Arc::new(LineageEmitter::for_target(args.lineage.as_deref()));
-    let brokers = args.kafka.brokers.as_deref().unwrap_or("127.0.0.1:9092");
-    let brokers = brokers.split(',').next().unwrap_or(brokers);
-    let topic = Dataset {
-        namespace: format!("kafka://{brokers}"),
-        name: args.kafka.input_topic.clone(),
-        ..Dataset::default()
-    };
+    let topic = args.kafka.topic_dataset(&args.kafka.input_topic);
     let lineage = EpochLineageHooks::new(
         emitter.clone(),
         JobRun::new(format!("stream.{}", spec.name), "STREAMING", "JOB"),
         vec![topic],
         vec![dataset_for_location(&output_table)],
     );
-    let hooks = HookSet(vec![log.clone(), Arc::new(lineage)]);
+    let job = format!("stream.{}", spec.name);
+    let export = args.metrics.start().await?;
+    let hooks = HookSet(vec![
+        log.clone(),
+        Arc::new(lineage),
+        Arc::new(export.metrics.driver_hooks(&job)),
+    ]);
     let outcome = Driver::new(source, pipeline, SilverStreamSink::new(tables), options)
         .with_hooks(Arc::new(hooks))
         .run(shutdown_signal())
         .await;
-    emitter.close(Duration::from_secs(5)).await;
+    let lineage_stats = emitter.close(Duration::from_secs(5)).await;
+    export.metrics.lineage_dropped(lineage_stats.dropped);
+    export.finish(&job).await?;
     let report = outcome?;
     let m = &report.metrics;
     println!(

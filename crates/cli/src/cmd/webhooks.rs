@@ -8,6 +8,7 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
+use strata_runtime::lineage::{Dataset, JobRun, LineageEmitter, LineageHooks, dataset_at};
 
 use strata_connectors::ConnectorError;
 use strata_connectors::kafka::{KafkaLayers, ProducerSlot};
@@ -40,6 +41,10 @@ pub struct Args {
     /// Kafka properties over the config's `kafka.properties`.
     #[command(flatten)]
     pub kafka: super::stream::KafkaProfileArgs,
+    /// OpenLineage events of the receiver's run (START, then COMPLETE or FAIL when it stops):
+    /// an NDJSON file, or an HTTP endpoint.
+    #[arg(long, env = "STRATA_LINEAGE", hide_env_values = true)]
+    pub lineage: Option<String>,
 }
 
 fn failure(e: ConnectorError) -> Failure {
@@ -80,6 +85,30 @@ pub async fn run(command: &ServeCommand) -> Result<(), Failure> {
             .await
             .map_err(failure)?;
     let addr = server.local_addr().map_err(failure)?;
+    let kafka_namespace = format!(
+        "kafka://{}",
+        config.kafka.brokers.split(',').next().unwrap_or_default()
+    );
+    let topic = |name: &str| Dataset {
+        namespace: kafka_namespace.clone(),
+        name: name.to_string(),
+        ..Dataset::default()
+    };
+    let lineage_inputs: Vec<Dataset> = config
+        .sources
+        .keys()
+        .map(|s| dataset_at(&format!("http://{addr}"), format!("/webhooks/{s}")))
+        .collect();
+    let mut lineage_outputs: Vec<Dataset> =
+        config.sources.values().map(|s| topic(&s.topic)).collect();
+    lineage_outputs.push(topic(&config.dead_letter_topic));
+    let emitter = Arc::new(LineageEmitter::for_target(args.lineage.as_deref()));
+    let lineage = LineageHooks::new(
+        emitter.clone(),
+        JobRun::new("webhooks".to_string(), "STREAMING", "JOB"),
+        lineage_inputs,
+        lineage_outputs,
+    );
     // Every batch is answered as soon as Kafka acknowledged it; the commit stores nothing.
     let options = DriverOptions {
         commit: CommitPolicy::every(Duration::ZERO, 1),
@@ -91,6 +120,7 @@ pub async fn run(command: &ServeCommand) -> Result<(), Failure> {
     let driver = tokio::spawn(async move {
         // Ends when the receiver dropped its inbox (after the requests in flight), or fails.
         let report = Driver::new(source, Passthrough::new("serve webhooks"), sink, options)
+            .with_hooks(Arc::new(lineage))
             .run(std::future::pending())
             .await;
         let _ = driver_ended.send(());
@@ -110,6 +140,7 @@ pub async fn run(command: &ServeCommand) -> Result<(), Failure> {
     let report = driver
         .await
         .map_err(|e| Failure::runtime(anyhow::anyhow!("the delivery driver task failed: {e}")))?;
+    emitter.close(Duration::from_secs(5)).await;
     let totals = served.map_err(failure)?;
     let report = report?;
     tracing::info!(

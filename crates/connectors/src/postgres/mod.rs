@@ -51,6 +51,6 @@ pub use copy::CopyDecoder;
 pub use incremental::{WatermarkEntry, WatermarkState};
 pub use snapshot::{
     BoxError, ChunkRange, LoadReport, LoadedPart, PgLoader, Progress, SnapshotInfo, TablePlan,
-    TableReport,
+    TableReport, bronze_source_name,
 };
 pub use types::{PgColumn, PgKind};

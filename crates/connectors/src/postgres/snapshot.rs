@@ -198,31 +198,11 @@ impl LoadedPart {
     /// The bronze source: `postgres.<db>.<table>` for `public`, else `postgres.<db>.<schema>.<table>`
     /// (characters other than letters, digits, `_` and `-` become `_`).
     pub fn source_name(&self) -> String {
-        let safe = |s: &str| -> String {
-            s.chars()
-                .map(|c| {
-                    if c.is_ascii_alphanumeric() || c == '_' || c == '-' {
-                        c
-                    } else {
-                        '_'
-                    }
-                })
-                .collect()
-        };
-        if self.table.schema == "public" {
-            format!(
-                "postgres.{}.{}",
-                safe(&self.snapshot.database),
-                safe(&self.table.name)
-            )
-        } else {
-            format!(
-                "postgres.{}.{}.{}",
-                safe(&self.snapshot.database),
-                safe(&self.table.schema),
-                safe(&self.table.name)
-            )
-        }
+        bronze_source_name(
+            &self.snapshot.database,
+            &self.table.schema,
+            &self.table.name,
+        )
     }
 
     /// Key-value metadata for the object: snapshot time, table, chunk, mode, watermarks.
@@ -1051,6 +1031,33 @@ impl Worker {
             rows: std::mem::take(rows),
         };
         self.tx.send(Ok(out)).await.is_ok()
+    }
+}
+
+/// The bronze source of a PostgreSQL table: `postgres.<db>.<table>` for `public`, else
+/// `postgres.<db>.<schema>.<table>` (characters other than letters, digits, `_` and `-` become
+/// `_`).
+pub fn bronze_source_name(database: &str, schema: &str, table: &str) -> String {
+    let safe = |s: &str| -> String {
+        s.chars()
+            .map(|c| {
+                if c.is_ascii_alphanumeric() || c == '_' || c == '-' {
+                    c
+                } else {
+                    '_'
+                }
+            })
+            .collect()
+    };
+    if schema == "public" {
+        format!("postgres.{}.{}", safe(database), safe(table))
+    } else {
+        format!(
+            "postgres.{}.{}.{}",
+            safe(database),
+            safe(schema),
+            safe(table)
+        )
     }
 }
 

@@ -91,6 +91,32 @@ pub struct Dataset {
     pub io_facets: serde_json::Map<String, Value>,
 }
 
+/// A dataset named by a server URL and a name within it: the namespace is `scheme://host:port`
+/// of `url` (user, password, path and parameters left out, so no secret reaches an event);
+/// `postgres://…` + `db.schema.table`, `mysql://…` + `db.table`, `https://api.x.com` + a path.
+pub fn dataset_at(url: &str, name: impl Into<String>) -> Dataset {
+    let (scheme, rest) = url.split_once("://").unwrap_or(("unknown", url));
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or(rest);
+    let host = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
+    let scheme = match scheme {
+        "postgresql" => "postgres",
+        other => other,
+    };
+    Dataset {
+        namespace: format!("{scheme}://{host}"),
+        name: name.into(),
+        ..Dataset::default()
+    }
+}
+
+/// The path of a URL (`https://h/2/tweets/search/recent?x=1` → `/2/tweets/search/recent`), or
+/// the database of a database URL (`postgres://u@h/shop` → `shop`).
+pub fn url_path(url: &str) -> String {
+    let rest = url.split_once("://").map_or(url, |(_, r)| r);
+    let path = rest.find('/').map_or("", |i| &rest[i..]);
+    path.split(['?', '#']).next().unwrap_or(path).to_string()
+}
+
 /// The namespace and name of a lake location (`/abs/path`, `file:///…`, `s3://bucket/key`).
 pub fn dataset_for_location(location: &str) -> Dataset {
     let (namespace, name) = if let Some(rest) = location.strip_prefix("s3://") {
@@ -389,6 +415,32 @@ impl JobRun {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn server_datasets_leave_credentials_out() {
+        let d = dataset_at(
+            "postgresql://app:s3cret@db.local:5432/shop?sslmode=require",
+            "shop.public.customers",
+        );
+        assert_eq!(d.namespace, "postgres://db.local:5432");
+        assert_eq!(d.name, "shop.public.customers");
+        assert_eq!(
+            url_path("postgres://app:s3cret@db.local:5432/shop?sslmode=require"),
+            "/shop"
+        );
+        assert_eq!(
+            dataset_at(
+                "https://api.x.com/2/tweets/search/recent?query=a",
+                "/2/tweets/search/recent"
+            )
+            .namespace,
+            "https://api.x.com"
+        );
+        assert_eq!(
+            url_path("https://api.x.com/2/tweets/search/recent?query=a"),
+            "/2/tweets/search/recent"
+        );
+    }
 
     #[test]
     fn run_ids_are_uuid_v7_and_distinct() {

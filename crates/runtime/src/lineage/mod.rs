@@ -14,7 +14,8 @@ pub mod run_hooks;
 pub mod transport;
 
 pub use event::{
-    Assertion, Dataset, EventType, InputField, JobRun, SchemaField, dataset_for_location,
+    Assertion, Dataset, EventType, InputField, JobRun, SchemaField, dataset_at,
+    dataset_for_location, url_path,
 };
 pub use models::ModelLineage;
 pub use run_hooks::{EpochLineageHooks, LineageHooks};

@@ -364,7 +364,7 @@ impl Step for Dedup {
             .as_ref()
             .map(|t| t.as_primitive::<TimestampMicrosecondType>());
         let mut keep = BooleanBufferBuilder::new(batch.num_rows());
-        for i in 0..batch.num_rows() {
+        for (i, &key) in digests.iter().enumerate() {
             if let Some(t) = times
                 && t.is_valid(i)
                 && t.value(i) > self.watermark
@@ -376,7 +376,6 @@ impl Step for Dedup {
                 Some(t) if t.is_valid(i) => t.value(i),
                 _ => self.watermark,
             };
-            let key = digests[i];
             let duplicate = match self.seen.get(&key) {
                 Some(e) => match self.ttl {
                     Some(ttl) => e.first_time >= self.watermark.saturating_sub(ttl),
