@@ -1,8 +1,9 @@
 //! Every command that takes a credential, run the way it fails in production — the server
 //! unreachable, the wrong port — with the same secret in every channel it accepts (URLs with a
 //! password, password variables, `-X sasl.password`, a `--kafka-config` file, token and HMAC
-//! variables): the secret must not appear in stdout, stderr, or any file the run leaves in its
-//! working directory. Error paths are where connection strings leak.
+//! variables): the secret must not appear in stdout, stderr (text and JSON logs), or any file
+//! the run leaves in its working directory — lineage events and metrics files included. Error
+//! paths are where connection strings leak.
 
 use std::path::Path;
 use std::process::Command;
@@ -11,10 +12,14 @@ const SECRET: &str = "hunter2-S3CRET-on-failure";
 
 /// Runs `strata args…` in `dir` with every secret variable set; everything it printed, and
 /// the text of every file it left in `dir` (besides the inputs written before).
-fn run(dir: &Path, args: &[&str], inputs: &[&str]) -> (String, String) {
+fn run(dir: &Path, log_format: &str, args: &[&str], inputs: &[&str]) -> (String, String) {
     let out = Command::new(env!("CARGO_BIN_EXE_strata"))
+        .args(["--log-format", log_format])
         .args(args)
         .current_dir(dir)
+        // Lineage events and a metrics file land in the working directory, which is searched.
+        .env("STRATA_LINEAGE", "lineage.ndjson")
+        .env("STRATA_METRICS_FILE", "metrics.prom")
         .env("STRATA_TEST_SECRET", SECRET)
         .env("STRATA_REGISTRY_PASSWORD", SECRET)
         .env(
@@ -168,12 +173,15 @@ fn no_failing_command_prints_or_stores_its_secrets() {
     .into_iter()
     .map(|c| c.into_iter().map(str::to_string).collect())
     .collect();
-    for args in &commands {
+    for (args, log_format) in commands
+        .iter()
+        .flat_map(|c| [(c, "text"), (c, "json")])
+    {
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
-        let (printed, files) = run(d, &args, &inputs);
+        let (printed, files) = run(d, log_format, &args, &inputs);
         assert!(
             !printed.contains(SECRET),
-            "`strata {}` printed the secret:\n{printed}",
+            "`strata {}` ({log_format} logs) printed the secret:\n{printed}",
             args.join(" ")
         );
         assert!(
