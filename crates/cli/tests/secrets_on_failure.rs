@@ -173,10 +173,7 @@ fn no_failing_command_prints_or_stores_its_secrets() {
     .into_iter()
     .map(|c| c.into_iter().map(str::to_string).collect())
     .collect();
-    for (args, log_format) in commands
-        .iter()
-        .flat_map(|c| [(c, "text"), (c, "json")])
-    {
+    for (args, log_format) in commands.iter().flat_map(|c| [(c, "text"), (c, "json")]) {
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
         let (printed, files) = run(d, log_format, &args, &inputs);
         assert!(
