@@ -209,3 +209,44 @@ def test_a_postgres_full_load_names_its_tables_and_bronze_sources(tmp_path):
     assert pathlib.Path(bronze).is_dir(), bronze
     stats = events[1]["outputs"][0]["outputFacets"]["outputStatistics"]
     assert stats["rowCount"] == 50, stats
+
+
+KAFKA = os.environ.get("STRATA_TEST_KAFKA")
+
+
+@pytest.mark.skipif(not KAFKA and not os.environ.get("CI"), reason="needs scripts/services.sh up (tansu)")
+def test_stream_bronze_names_the_topic_and_the_bronze_source(tmp_path):
+    """`stream bronze --lineage` against the real broker: the job's START and COMPLETE, and one
+    COMPLETE epoch per commit, parented by the job's run, from `kafka://host:port` + topic to
+    the bronze folder it wrote; every event schema-valid."""
+    import uuid
+    from confluent_kafka import Producer
+    from confluent_kafka.admin import AdminClient, NewTopic
+
+    topic = f"lineage-bronze-{uuid.uuid4().hex[:8]}"
+    admin = AdminClient({"bootstrap.servers": KAFKA})
+    for f in admin.create_topics([NewTopic(topic, 1, 1)]).values():
+        f.result(30)
+    producer = Producer({"bootstrap.servers": KAFKA})
+    for i in range(300):
+        producer.produce(topic, json.dumps({"n": i}).encode())
+    assert producer.flush(30) == 0
+    run("stream", "bronze", "--brokers", KAFKA, "--input-topic", topic, "--lake", "lake", "--source", "events",
+        "--stop-when-idle-ms", "3000", "--lineage", "lineage.ndjson", cwd=tmp_path)
+    events = [json.loads(line) for line in (tmp_path / "lineage.ndjson").read_text().splitlines()]
+    event_validator, facet_validators = validators()
+    for e in events:
+        check(e, event_validator, facet_validators)
+    jobs = by_job(events)
+    job = jobs["bronze.events"]
+    assert [e["eventType"] for e in job] == ["START", "COMPLETE"], [e["eventType"] for e in job]
+    epochs = [e for e in jobs["bronze.events.epoch"] if e["eventType"] == "COMPLETE"]
+    assert epochs, jobs.keys()
+    for e in epochs:
+        assert e["run"]["facets"]["parent"]["run"]["runId"] == job[0]["run"]["runId"]
+    done = epochs[-1]
+    assert (done["inputs"][0]["namespace"], done["inputs"][0]["name"]) == (f"kafka://{KAFKA}", topic)
+    bronze = done["outputs"][0]["name"]
+    assert bronze.endswith("lake/bronze/source=events") and pathlib.Path(bronze).is_dir(), bronze
+    copied = sum(e["outputs"][0]["outputFacets"]["outputStatistics"]["rowCount"] for e in epochs)
+    assert copied == 300
