@@ -189,6 +189,13 @@ async fn run_once(config: &Path, token: &str) -> (Option<i32>, String, String) {
     c.args(["ingest", "http", "--once", "--config"])
         .arg(config)
         .env("X_BEARER_TOKEN", token)
+        .env(
+            "STRATA_LINEAGE",
+            config
+                .with_file_name("lineage.ndjson")
+                .display()
+                .to_string(),
+        )
         .env("STRATA_LOG", "debug");
     let out = tokio::task::spawn_blocking(move || c.output().expect("run"))
         .await
@@ -230,6 +237,33 @@ async fn polls_every_post_once_in_order_across_restarts_and_faults() {
     assert_eq!(first["cycle"]["records"], 35, "{out}");
     assert_eq!(first["cycle"]["pages"], 4);
     assert_eq!(first["cycle"]["cursor"], "1034");
+    // The cycle's OpenLineage run: the API's host and path in, the topic out, no token.
+    let lineage = std::fs::read_to_string(dir.path().join("lineage.ndjson")).expect("lineage");
+    assert!(
+        !lineage.contains(&token),
+        "the token reached the lineage events"
+    );
+    let events: Vec<Value> = lineage
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("event"))
+        .collect();
+    let states: Vec<&str> = events
+        .iter()
+        .map(|e| e["eventType"].as_str().unwrap_or_default())
+        .collect();
+    assert_eq!(states, ["START", "COMPLETE"], "{lineage}");
+    let done = &events[1];
+    let host = url
+        .split("://")
+        .nth(1)
+        .and_then(|r| r.split('/').next())
+        .unwrap_or_default();
+    assert_eq!(done["inputs"][0]["namespace"], format!("http://{host}"));
+    assert_eq!(done["outputs"][0]["name"], topic.as_str());
+    assert_eq!(
+        done["outputs"][0]["outputFacets"]["outputStatistics"]["rowCount"],
+        35
+    );
     assert!(err.contains("rate limited"), "the wait is logged: {err}");
     {
         let a = api.lock().expect("lock");

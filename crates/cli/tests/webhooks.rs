@@ -77,6 +77,14 @@ impl Receiver {
         let mut child = Command::new(env!("CARGO_BIN_EXE_strata"))
             .args(["serve", "webhooks", "--config"])
             .arg(config)
+            // Lineage events beside the config: the receiver's run, START to COMPLETE.
+            .env(
+                "STRATA_LINEAGE",
+                config
+                    .with_file_name("lineage.ndjson")
+                    .display()
+                    .to_string(),
+            )
             .env("TEST_PIPEFY_SECRET", PIPEFY_SECRET)
             .env("TEST_GENERIC_SECRET", GENERIC_SECRET)
             .env("TEST_GENERIC_TOKEN", GENERIC_TOKEN)
@@ -302,6 +310,44 @@ async fn each_kind_of_request_gets_its_status_and_its_place() {
         assert!(metrics.contains(needle), "missing {needle} in\n{metrics}");
     }
     assert!(receiver.terminate().success(), "SIGTERM exits 0");
+
+    // The receiver's OpenLineage run: from each source's endpoint to its topic and the dead
+    // letters, started and completed, with no HMAC secret or token in any event.
+    let lineage = std::fs::read_to_string(dir.path().join("lineage.ndjson")).expect("lineage");
+    for secret in [PIPEFY_SECRET, GENERIC_SECRET, GENERIC_TOKEN] {
+        assert!(!lineage.contains(secret), "a secret in the lineage events");
+    }
+    let runs: Vec<Value> = lineage
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("event"))
+        .collect();
+    let states: Vec<&str> = runs
+        .iter()
+        .filter(|e| e["job"]["name"] == "webhooks")
+        .map(|e| e["eventType"].as_str().unwrap_or_default())
+        .collect();
+    assert_eq!(states, ["START", "COMPLETE"], "{lineage}");
+    let done = &runs[runs.len() - 1];
+    let inputs: BTreeSet<&str> = done["inputs"]
+        .as_array()
+        .expect("inputs")
+        .iter()
+        .map(|d| d["name"].as_str().unwrap_or_default())
+        .collect();
+    assert_eq!(
+        inputs,
+        BTreeSet::from(["/webhooks/generic", "/webhooks/pipefy"])
+    );
+    let outputs: BTreeSet<&str> = done["outputs"]
+        .as_array()
+        .expect("outputs")
+        .iter()
+        .map(|d| d["name"].as_str().unwrap_or_default())
+        .collect();
+    assert_eq!(
+        outputs,
+        BTreeSet::from([t.pipefy.as_str(), t.generic.as_str(), t.dlq.as_str()])
+    );
 
     let events = read_all(&brokers, &t.pipefy, 2, Duration::from_secs(4)).await;
     let keys: Vec<String> = events
