@@ -23,6 +23,13 @@ fn run(config: &Path, files: &Path) -> String {
         .arg(config)
         .arg("--binlog-files")
         .arg(files)
+        .env(
+            "STRATA_LINEAGE",
+            config
+                .with_file_name("lineage.ndjson")
+                .display()
+                .to_string(),
+        )
         .output()
         .expect("strata runs");
     let stdout = String::from_utf8_lossy(&out.stdout).to_string();
@@ -64,6 +71,32 @@ async fn archived_binlog_files_become_debezium_topics_exactly_once() {
 
     let first = run(&config, &files);
     assert!(first.contains("12 events"), "{first}");
+    // The run's OpenLineage events: each table of the files in, its topic out.
+    let lineage = std::fs::read_to_string(dir.path().join("lineage.ndjson")).expect("lineage");
+    let events: Vec<serde_json::Value> = lineage
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("event"))
+        .collect();
+    let states: Vec<&str> = events
+        .iter()
+        .map(|e| e["eventType"].as_str().unwrap_or_default())
+        .collect();
+    assert_eq!(states, ["START", "COMPLETE"], "{lineage}");
+    assert_eq!(events[1]["job"]["name"], format!("cdc.{prefix}"));
+    let names = |side: &str| -> Vec<String> {
+        events[1][side]
+            .as_array()
+            .expect("datasets")
+            .iter()
+            .map(|d| d["name"].as_str().unwrap_or_default().to_string())
+            .collect()
+    };
+    assert_eq!(names("outputs"), topics.to_vec());
+    let inputs = names("inputs");
+    assert!(
+        inputs[0].ends_with("binlogs/dtb.foo") && inputs[2].ends_with("binlogs/toddy_test.outbox"),
+        "{inputs:?}"
+    );
     let read = |t: &str| {
         let brokers = brokers.clone();
         let t = t.to_string();

@@ -11,7 +11,9 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
-use strata_runtime::lineage::{Dataset, JobRun, LineageEmitter, LineageHooks, dataset_at};
+use strata_runtime::lineage::{
+    Dataset, JobRun, LineageEmitter, LineageHooks, dataset_at, dataset_for_location,
+};
 
 use clap::{Args as ClapArgs, Subcommand};
 use strata_connectors::ConnectorError;
@@ -125,10 +127,21 @@ pub async fn run_mysql(args: &Args) -> Result<(), Failure> {
             .and_then(|b| b.split(',').next())
             .unwrap_or("127.0.0.1:9092")
     );
+    // A server's tables are `mysql://host:port` + `db.table`; archived binlog files are named
+    // by their folder (`file` + `<path>/db.table`).
     let lineage_inputs: Vec<Dataset> = config
         .tables
         .iter()
-        .map(|t| dataset_at(&config.url, t.clone()))
+        .map(|t| match &config.binlog_files {
+            Some(files) => {
+                let folder = dataset_for_location(&files.display().to_string());
+                Dataset {
+                    name: format!("{}/{t}", folder.name.trim_end_matches('/')),
+                    ..folder
+                }
+            }
+            None => dataset_at(&config.url, t.clone()),
+        })
         .collect();
     let lineage_outputs: Vec<Dataset> = config
         .tables
