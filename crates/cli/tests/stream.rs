@@ -213,12 +213,47 @@ async fn json_to_avro_with_dead_letters_matches_the_batch_result() {
         &brokers,
         reg.url(),
         &t,
-        &["--stop-when-idle-ms", "8000"],
+        &["--stop-when-idle-ms", "8000", "--lineage", "lineage.ndjson"],
     ))
     .await;
 
     let avro = read_all(&brokers, &t.output, 1).await;
     assert_eq!(avro.len(), want_rows, "valid, deduplicated count");
+    // OpenLineage: the job's run and its commit epochs, from the input topic to the Avro and
+    // dead-letter topics; the epochs' output statistics add up to the good rows.
+    let lineage =
+        std::fs::read_to_string(dir.path().join("lineage.ndjson")).expect("lineage events");
+    let events: Vec<serde_json::Value> = lineage
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("event"))
+        .collect();
+    let job: Vec<&serde_json::Value> = events
+        .iter()
+        .filter(|e| e["job"]["name"] == "stream.iot_events")
+        .collect();
+    let states: Vec<&str> = job
+        .iter()
+        .map(|e| e["eventType"].as_str().unwrap_or_default())
+        .collect();
+    assert_eq!(states, ["START", "COMPLETE"], "{lineage}");
+    assert_eq!(job[1]["inputs"][0]["name"], t.input.as_str());
+    let outputs: Vec<&str> = job[1]["outputs"]
+        .as_array()
+        .expect("outputs")
+        .iter()
+        .map(|d| d["name"].as_str().unwrap_or_default())
+        .collect();
+    assert_eq!(outputs, [t.output.as_str(), t.dlq.as_str()]);
+    let epoch_rows: u64 = events
+        .iter()
+        .filter(|e| e["job"]["name"] == "stream.iot_events.epoch" && e["eventType"] == "COMPLETE")
+        .map(|e| {
+            e["outputs"][0]["outputFacets"]["outputStatistics"]["rowCount"]
+                .as_u64()
+                .unwrap_or_default()
+        })
+        .sum();
+    assert_eq!(epoch_rows, want_rows as u64, "{lineage}");
     let keys = keys_of(reg.url(), &avro).await;
     assert_eq!(keys.len(), want_rows, "no key twice");
     // The Avro values decode to what the input said (spot check: the first valid line).
