@@ -30,6 +30,10 @@ fn run(config: &Path, files: &Path) -> String {
                 .display()
                 .to_string(),
         )
+        .env(
+            "STRATA_METRICS_FILE",
+            config.with_file_name("metrics.prom").display().to_string(),
+        )
         .output()
         .expect("strata runs");
     let stdout = String::from_utf8_lossy(&out.stdout).to_string();
@@ -71,6 +75,21 @@ async fn archived_binlog_files_become_debezium_topics_exactly_once() {
 
     let first = run(&config, &files);
     assert!(first.contains("12 events"), "{first}");
+    // CDC lag comes from the binlog events' own times: the fixtures were written long ago.
+    let metrics = std::fs::read_to_string(dir.path().join("metrics.prom")).expect("metrics");
+    let lag: f64 = metrics
+        .lines()
+        .find(|l| l.starts_with("strata_source_lag_seconds{"))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("no lag in\n{metrics}"));
+    assert!(lag > 30.0 * 86_400.0, "lag {lag} s");
+    assert!(
+        metrics.contains(&format!(
+            "strata_pipeline_records_read_total{{pipeline=\"cdc.{prefix}\"}}"
+        )),
+        "{metrics}"
+    );
     // The run's OpenLineage events: each table of the files in, its topic out.
     let lineage = std::fs::read_to_string(dir.path().join("lineage.ndjson")).expect("lineage");
     let events: Vec<serde_json::Value> = lineage

@@ -184,6 +184,23 @@ pub async fn run_mysql(args: &Args) -> Result<(), Failure> {
         lineage_inputs,
         lineage_outputs,
     );
+    // CDC lag from the binlog events' own times, refreshed every second while it runs.
+    let now_ms = || {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+    };
+    let lag_updater = {
+        let (metrics, counts, job) = (export.metrics.clone(), counts.clone(), job.clone());
+        tokio::spawn(async move {
+            loop {
+                if let Some(lag) = counts.lag_seconds(now_ms()) {
+                    metrics.set_source_lag(&job, lag);
+                }
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+        })
+    };
     let hooks = strata_runtime::HookSet(vec![
         Arc::new(log.without_commit_lines()),
         Arc::new(lineage),
@@ -200,6 +217,10 @@ pub async fn run_mysql(args: &Args) -> Result<(), Failure> {
     .await;
     let lineage_stats = emitter.close(Duration::from_secs(5)).await;
     export.metrics.lineage_dropped(lineage_stats.dropped);
+    lag_updater.abort();
+    if let Some(lag) = counts.lag_seconds(now_ms()) {
+        export.metrics.set_source_lag(&job, lag);
+    }
     export.finish(&job).await?;
     // Every stop (SIGTERM, idle, the end of an `initial_only` snapshot, an error): what was
     // delivered and where the next run resumes.

@@ -238,6 +238,14 @@ impl StrataMetrics {
         }
     }
 
+    /// Sets `strata_source_lag_seconds` of `pipeline` from a source that knows its own lag
+    /// (the binlog reader's event times).
+    pub fn set_source_lag(&self, pipeline_name: &str, seconds: f64) {
+        self.source_lag_seconds
+            .get_or_create(&pipeline(pipeline_name))
+            .set(seconds);
+    }
+
     /// Sets the lineage emitter's dropped-event count.
     pub fn lineage_dropped(&self, dropped: u64) {
         // Counts stay far below 2⁵³: exact in an f64.

@@ -11,7 +11,7 @@
 
 use std::path::Path;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::time::Duration;
 
 use arrow::array::RecordBatch;
@@ -39,6 +39,24 @@ pub struct CdcCounts {
     pub events: AtomicU64,
     /// Events skipped as already in Kafka.
     pub skipped: AtomicU64,
+    /// Binlog time (ms since the epoch) of the newest event read; 0 before the first. Snapshot
+    /// rows carry the snapshot's time.
+    pub newest_event_ms: AtomicI64,
+    /// True while the reader is at the binlog's end (its last poll found nothing new).
+    pub caught_up: AtomicBool,
+}
+
+impl CdcCounts {
+    /// How far the reader is behind the binlog: 0 when caught up, else the age of the newest
+    /// event read (`None` before the first event).
+    pub fn lag_seconds(&self, now_ms: i64) -> Option<f64> {
+        if self.caught_up.load(Ordering::Relaxed) {
+            return Some(0.0);
+        }
+        let newest = self.newest_event_ms.load(Ordering::Relaxed);
+        // Milliseconds to seconds; an event from the future counts as no lag.
+        (newest > 0).then(|| (now_ms.saturating_sub(newest)).max(0) as f64 / 1e3)
+    }
 }
 
 /// The binlog reader's batches as routed Kafka records.
@@ -178,6 +196,14 @@ impl Source for MysqlCdcRecordsSource {
             return Ok(Polled::End);
         };
         let position = batch.state.as_ref().map(|s| position_of(&s.position));
+        self.counts
+            .caught_up
+            .store(batch.events.is_empty(), Ordering::Relaxed);
+        if let Some(newest) = batch.events.iter().map(|e| e.source.ts_ms).max() {
+            self.counts
+                .newest_event_ms
+                .fetch_max(newest, Ordering::Relaxed);
+        }
         if batch.events.is_empty() {
             return Ok(match position {
                 Some(p) => Polled::Reached(p),
