@@ -196,6 +196,10 @@ async fn run_once(config: &Path, token: &str) -> (Option<i32>, String, String) {
                 .display()
                 .to_string(),
         )
+        .env(
+            "STRATA_METRICS_FILE",
+            config.with_file_name("metrics.prom").display().to_string(),
+        )
         .env("STRATA_LOG", "debug");
     let out = tokio::task::spawn_blocking(move || c.output().expect("run"))
         .await
@@ -279,13 +283,32 @@ async fn polls_every_post_once_in_order_across_restarts_and_faults() {
     let second: Value = serde_json::from_str(out.lines().last().expect("summary")).expect("json");
     assert_eq!(second["cycle"]["records"], 12, "{out}");
     assert_eq!(second["cycle"]["cursor"], "1046");
+    let cursor_age = || {
+        let text = std::fs::read_to_string(dir.path().join("metrics.prom")).expect("metrics");
+        text.lines()
+            .find(|l| l.starts_with("strata_poller_cursor_age_seconds{"))
+            .and_then(|l| l.rsplit(' ').next())
+            .and_then(|v| v.parse::<f64>().ok())
+            .unwrap_or_else(|| panic!("no cursor age in\n{text}"))
+    };
+    assert!(cursor_age() < 60.0, "the cursor just moved");
 
-    // Run 3: nothing new, nothing sent, cursor kept.
+    // Run 3: nothing new, nothing sent, cursor kept. The cursor last moved when the state file
+    // was written: two hours ago, as far as its clock says.
+    let state_path = dir.path().join("state/x_iot.json");
+    let touched = Command::new("touch")
+        .args(["-d", "2 hours ago"])
+        .arg(&state_path)
+        .status()
+        .expect("touch");
+    assert!(touched.success());
     let (code, out, err) = run_once(&config, &token).await;
     assert_eq!(code, Some(0), "{out}\n{err}");
     let third: Value = serde_json::from_str(out.lines().last().expect("summary")).expect("json");
     assert_eq!(third["cycle"]["records"], 0);
     assert_eq!(third["cycle"]["cursor"], "1046");
+    let age = cursor_age();
+    assert!((7_000.0..7_400.0).contains(&age), "cursor age {age} s");
 
     // A wrong token: 401 → exit 2 with a clear error, nothing sent, cursor untouched.
     api.lock().expect("lock").posts.push(1_047);

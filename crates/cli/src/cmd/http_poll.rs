@@ -95,7 +95,16 @@ pub async fn run(args: &Args) -> Result<(), Failure> {
         name: config.kafka.topic.clone(),
         ..strata_runtime::lineage::Dataset::default()
     };
+    // The cursor last moved when its state file was last written (before this run), or now.
+    let cursor_moved = std::fs::metadata(config.state_path())
+        .and_then(|m| m.modified())
+        .unwrap_or_else(|_| std::time::SystemTime::now());
     let state_file = PollerStateFile::new(config.state_path());
+    let saved_cursor = state_file
+        .load()
+        .and_then(|p| state_of(&name, p.as_ref()))
+        .unwrap_or_default()
+        .cursor;
     let (source, sink) = tokio::task::spawn_blocking(move || open_http_ingest(config))
         .await
         .map_err(Failure::runtime)?
@@ -119,6 +128,26 @@ pub async fn run(args: &Args) -> Result<(), Failure> {
         vec![lineage_input],
         vec![lineage_output],
     );
+    let cursor_age = {
+        let (metrics, log, job) = (export.metrics.clone(), log.clone(), job.clone());
+        tokio::spawn(async move {
+            let mut moved = cursor_moved;
+            let mut last = saved_cursor;
+            loop {
+                let cursor = log
+                    .lock()
+                    .ok()
+                    .and_then(|l| l.cycles.last().and_then(|(_, c)| c.cursor.clone()));
+                if cursor.is_some() && cursor != last {
+                    moved = std::time::SystemTime::now();
+                    last = cursor;
+                }
+                let age = moved.elapsed().map_or(0.0, |d| d.as_secs_f64());
+                metrics.set_cursor_age(&job, age);
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
+        })
+    };
     let hooks = strata_runtime::HookSet(vec![
         std::sync::Arc::new(lineage),
         std::sync::Arc::new(StartLog),
@@ -135,6 +164,9 @@ pub async fn run(args: &Args) -> Result<(), Failure> {
     .await;
     let lineage_stats = emitter.close(Duration::from_secs(5)).await;
     export.metrics.lineage_dropped(lineage_stats.dropped);
+    // One last reading after the run, so the textfile and the push hold it.
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    cursor_age.abort();
     export.finish(&job).await?;
     // Every stop (SIGTERM, the one cycle done, an error): what was produced and where the
     // next run resumes (the state file holds the last acknowledged page's position).

@@ -47,6 +47,7 @@ pub struct StrataMetrics {
     pub(crate) last_commit: Family<Labels, FloatGauge>,
     pub(crate) event_age_seconds: Family<Labels, Histogram, fn() -> Histogram>,
     pub(crate) source_lag_seconds: Family<Labels, FloatGauge>,
+    pub(crate) cursor_age_seconds: Family<Labels, FloatGauge>,
     pub(crate) runs: Family<Labels, Counter>,
     pub(crate) run_seconds: Family<Labels, FloatGauge>,
     pub(crate) last_run_success: Family<Labels, FloatGauge>,
@@ -77,6 +78,7 @@ impl Default for StrataMetrics {
             last_commit: Family::default(),
             event_age_seconds: hist(),
             source_lag_seconds: Family::default(),
+            cursor_age_seconds: Family::default(),
             runs: Family::default(),
             run_seconds: Family::default(),
             last_run_success: Family::default(),
@@ -136,7 +138,12 @@ impl Default for StrataMetrics {
             "Age of the newest input record of the last batch: how far the job runs behind its source",
             m.source_lag_seconds.clone(),
         );
-        r.register("pipeline_runs", "Runs ended and outcome", m.runs.clone());
+        r.register(
+            "poller_cursor_age_seconds",
+            "Time since the API poller's cursor last moved (new records arrived)",
+            m.cursor_age_seconds.clone(),
+        );
+        r.register("pipeline_runs", "Runs ended, by outcome", m.runs.clone());
         r.register(
             "pipeline_run_duration_seconds",
             "Wall time of the job's last run",
@@ -242,6 +249,13 @@ impl StrataMetrics {
     /// (the binlog reader's event times).
     pub fn set_source_lag(&self, pipeline_name: &str, seconds: f64) {
         self.source_lag_seconds
+            .get_or_create(&pipeline(pipeline_name))
+            .set(seconds);
+    }
+
+    /// Sets `strata_poller_cursor_age_seconds` of `pipeline`.
+    pub fn set_cursor_age(&self, pipeline_name: &str, seconds: f64) {
+        self.cursor_age_seconds
             .get_or_create(&pipeline(pipeline_name))
             .set(seconds);
     }
