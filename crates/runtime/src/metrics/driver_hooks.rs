@@ -112,6 +112,10 @@ impl DriverHooks for DriverMetrics {
         }
         let Ok(report) = outcome else { return };
         for step in &report.metrics.steps {
+            let labels = self.with("step", &step.step);
+            m.step_in.get_or_create(&labels).inc_by(step.rows_in);
+            m.step_out.get_or_create(&labels).inc_by(step.rows_out);
+            m.step_dropped.get_or_create(&labels).inc_by(step.dropped);
             if step.quarantined > 0 {
                 m.step_quarantined
                     .get_or_create(&self.with("step", &step.step))
@@ -179,6 +183,33 @@ mod tests {
             r#"strata_pipeline_event_age_seconds_count{pipeline="stream.iot"} 1"#,
             r#"strata_pipeline_runs_total{pipeline="stream.iot",outcome="failure"} 1"#,
             r#"strata_pipeline_last_run_success{pipeline="stream.iot"} 0"#,
+        ] {
+            assert!(text.contains(line), "{line} missing from\n{text}");
+        }
+        // A finished run: per-step counts.
+        hooks.on_end(Ok(&RunReport {
+            stopped: crate::driver::StopReason::EndOfInput,
+            commits: 1,
+            position: None,
+            uncommitted_rows: 0,
+            metrics: strata_core::PipelineMetrics {
+                steps: vec![strata_core::StepMetrics {
+                    step: "dedup".into(),
+                    kind: "dedup".into(),
+                    rows_in: 10,
+                    rows_out: 7,
+                    dropped: 3,
+                    ..Default::default()
+                }],
+                ..Default::default()
+            },
+        }));
+        let text = metrics.render();
+        for line in [
+            r#"strata_pipeline_step_records_in_total{pipeline="stream.iot",step="dedup"} 10"#,
+            r#"strata_pipeline_step_records_out_total{pipeline="stream.iot",step="dedup"} 7"#,
+            r#"strata_pipeline_step_records_dropped_total{pipeline="stream.iot",step="dedup"} 3"#,
+            r#"strata_pipeline_runs_total{pipeline="stream.iot",outcome="success"} 1"#,
         ] {
             assert!(text.contains(line), "{line} missing from\n{text}");
         }

@@ -52,6 +52,9 @@ pub struct StrataMetrics {
     pub(crate) run_seconds: Family<Labels, FloatGauge>,
     pub(crate) last_run_success: Family<Labels, FloatGauge>,
     pub(crate) step_quarantined: Family<Labels, Counter>,
+    pub(crate) step_in: Family<Labels, Counter>,
+    pub(crate) step_out: Family<Labels, Counter>,
+    pub(crate) step_dropped: Family<Labels, Counter>,
     pub(crate) expectation_failed: Family<Labels, Counter>,
     pub(crate) model_runs: Family<Labels, Counter>,
     pub(crate) model_rows: Family<Labels, Gauge>,
@@ -83,6 +86,9 @@ impl Default for StrataMetrics {
             run_seconds: Family::default(),
             last_run_success: Family::default(),
             step_quarantined: Family::default(),
+            step_in: Family::default(),
+            step_out: Family::default(),
+            step_dropped: Family::default(),
             expectation_failed: Family::default(),
             model_runs: Family::default(),
             model_rows: Family::default(),
@@ -158,6 +164,21 @@ impl Default for StrataMetrics {
             "pipeline_step_quarantined_records",
             "Records quarantined by each step of a finished run and step",
             m.step_quarantined.clone(),
+        );
+        r.register(
+            "pipeline_step_records_in",
+            "Rows into each step in a finished run, by pipeline and step",
+            m.step_in.clone(),
+        );
+        r.register(
+            "pipeline_step_records_out",
+            "Rows out of each step in a finished run, by pipeline and step",
+            m.step_out.clone(),
+        );
+        r.register(
+            "pipeline_step_records_dropped",
+            "Rows each step dropped on purpose (filters, duplicates) in a finished run",
+            m.step_dropped.clone(),
         );
         r.register(
             "pipeline_expectation_failed_records",
