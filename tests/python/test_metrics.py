@@ -233,3 +233,63 @@ def test_stream_silver_is_scraped_by_a_real_prometheus(tmp_path):
         out, _ = stream.communicate(timeout=60)
         prometheus.wait(10)
     assert stream.returncode == 0, out
+
+
+@needs_prometheus
+@pytest.mark.skipif(not KAFKA and not os.environ.get("CI"), reason="needs scripts/services.sh up (tansu)")
+def test_serve_webhooks_is_scraped_by_a_real_prometheus(tmp_path):
+    """A real Prometheus scrapes the webhook receiver: the events it stored and the requests it
+    refused are the counts sent, and the 5xx alert's expression runs on them."""
+    from confluent_kafka.admin import AdminClient, NewTopic
+
+    topic = f"metrics-hooks-{uuid.uuid4().hex[:8]}"
+    admin = AdminClient({"bootstrap.servers": KAFKA})
+    for f in admin.create_topics([NewTopic(topic, 1, 1), NewTopic(topic + ".dlq", 1, 1)]).values():
+        f.result(30)
+    (tmp_path / "hooks.yaml").write_text(
+        f"listen: 127.0.0.1:0\nkafka: {{brokers: '{KAFKA}'}}\ndead_letter_topic: {topic}.dlq\n"
+        f"sources:\n  app:\n    topic: {topic}\n    secret_header: {{name: X-Token, value_env: TEST_HOOK_TOKEN}}\n")
+    receiver = subprocess.Popen([STRATA, "serve", "webhooks", "--config", "hooks.yaml"], cwd=tmp_path,
+                                stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+                                env={**os.environ, "TEST_HOOK_TOKEN": "hook-token"})
+    prometheus = None
+    try:
+        base = receiver.stdout.readline().strip().removeprefix("listening on ")
+        assert base.startswith("http://"), base
+        for i in range(50):
+            req = urllib.request.Request(base + "/webhooks/app", data=json.dumps({"n": i}).encode(),
+                                         headers={"X-Token": "hook-token", "Content-Type": "application/json"})
+            with urllib.request.urlopen(req, timeout=10) as r:
+                assert r.status < 300
+        for _ in range(3):
+            req = urllib.request.Request(base + "/webhooks/app", data=b"{}",
+                                         headers={"X-Token": "wrong", "Content-Type": "application/json"})
+            try:
+                urllib.request.urlopen(req, timeout=10)
+                raise AssertionError("a wrong token was accepted")
+            except urllib.error.HTTPError as e:
+                assert e.code == 401, e.code
+        prom_port = free_port()
+        (tmp_path / "prometheus.yml").write_text(
+            "global: {scrape_interval: 1s}\nscrape_configs:\n  - job_name: strata-webhooks\n"
+            f"    static_configs: [{{targets: ['{base.removeprefix('http://')}']}}]\n")
+        prometheus = subprocess.Popen(
+            [PROMETHEUS, f"--config.file={tmp_path / 'prometheus.yml'}", f"--storage.tsdb.path={tmp_path / 'tsdb'}",
+             f"--web.listen-address=127.0.0.1:{prom_port}"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        prom = f"http://127.0.0.1:{prom_port}"
+        stored = wait_until("Prometheus sees the stored events",
+                            lambda: prom_query(prom, 'strata_webhook_events_total{source="app"}'))
+        assert float(stored[0]["value"][1]) == 50, stored
+        refused = prom_query(prom, 'sum(strata_webhook_requests_total{source="app",status="401"})')
+        assert float(refused[0]["value"][1]) == 3, refused
+        rules = (ROOT / "deploy" / "prometheus" / "strata-rules.yaml").read_text()
+        assert "StrataWebhook5xxRate" in rules
+        five_xx = prom_query(prom, 'sum by (source) (rate(strata_webhook_requests_total{status=~"5.."}[1m]))')
+        assert all(float(r["value"][1]) == 0 for r in five_xx), five_xx
+    finally:
+        if prometheus:
+            prometheus.terminate()
+            prometheus.wait(10)
+        receiver.terminate()
+        receiver.wait(30)
+    assert receiver.returncode == 0
