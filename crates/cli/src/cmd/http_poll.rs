@@ -87,14 +87,8 @@ pub async fn run(args: &Args) -> Result<(), Failure> {
     let url = config.request.url.clone().unwrap_or_default();
     let lineage_input =
         strata_runtime::lineage::dataset_at(&url, strata_runtime::lineage::url_path(&url));
-    let lineage_output = strata_runtime::lineage::Dataset {
-        namespace: format!(
-            "kafka://{}",
-            config.kafka.brokers.split(',').next().unwrap_or_default()
-        ),
-        name: config.kafka.topic.clone(),
-        ..strata_runtime::lineage::Dataset::default()
-    };
+    let lineage_output =
+        strata_runtime::lineage::kafka_dataset(&config.kafka.brokers, config.kafka.topic.clone());
     // The cursor last moved when its state file was last written (before this run), or now.
     let cursor_moved = std::fs::metadata(config.state_path())
         .and_then(|m| m.modified())
@@ -128,22 +122,32 @@ pub async fn run(args: &Args) -> Result<(), Failure> {
         vec![lineage_input],
         vec![lineage_output],
     );
+    let clock = std::sync::Arc::new(std::sync::Mutex::new(CursorClock {
+        moved: cursor_moved,
+        last: saved_cursor,
+    }));
+    let observe_cursor = {
+        let (metrics, log, job, clock) = (
+            export.metrics.clone(),
+            log.clone(),
+            job.clone(),
+            clock.clone(),
+        );
+        move || {
+            let cursor = log
+                .lock()
+                .ok()
+                .and_then(|l| l.cycles.last().and_then(|(_, c)| c.cursor.clone()));
+            if let Ok(mut c) = clock.lock() {
+                metrics.set_cursor_age(&job, c.observe(cursor));
+            }
+        }
+    };
     let cursor_age = {
-        let (metrics, log, job) = (export.metrics.clone(), log.clone(), job.clone());
+        let observe = observe_cursor.clone();
         tokio::spawn(async move {
-            let mut moved = cursor_moved;
-            let mut last = saved_cursor;
             loop {
-                let cursor = log
-                    .lock()
-                    .ok()
-                    .and_then(|l| l.cycles.last().and_then(|(_, c)| c.cursor.clone()));
-                if cursor.is_some() && cursor != last {
-                    moved = std::time::SystemTime::now();
-                    last = cursor;
-                }
-                let age = moved.elapsed().map_or(0.0, |d| d.as_secs_f64());
-                metrics.set_cursor_age(&job, age);
+                observe();
                 tokio::time::sleep(Duration::from_millis(500)).await;
             }
         })
@@ -165,8 +169,8 @@ pub async fn run(args: &Args) -> Result<(), Failure> {
     let lineage_stats = emitter.close(Duration::from_secs(5)).await;
     export.metrics.lineage_dropped(lineage_stats.dropped);
     // One last reading after the run, so the textfile and the push hold it.
-    tokio::time::sleep(Duration::from_millis(600)).await;
     cursor_age.abort();
+    observe_cursor();
     export.finish(&job).await?;
     // Every stop (SIGTERM, the one cycle done, an error): what was produced and where the
     // next run resumes (the state file holds the last acknowledged page's position).
@@ -197,6 +201,23 @@ pub async fn run(args: &Args) -> Result<(), Failure> {
         println!("{}", serde_json::json!({"source": name, "cycle": r}));
     }
     Ok(())
+}
+
+/// When the poller's cursor last moved (for `strata_poller_cursor_age_seconds`).
+struct CursorClock {
+    moved: std::time::SystemTime,
+    last: Option<String>,
+}
+
+impl CursorClock {
+    /// Notes the newest cursor seen; the seconds since it last changed.
+    fn observe(&mut self, cursor: Option<String>) -> f64 {
+        if cursor.is_some() && cursor != self.last {
+            self.moved = std::time::SystemTime::now();
+            self.last = cursor;
+        }
+        self.moved.elapsed().map_or(0.0, |d| d.as_secs_f64())
+    }
 }
 
 /// Logs where the poller starts.

@@ -12,7 +12,7 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 use strata_runtime::lineage::{
-    Dataset, JobRun, LineageEmitter, LineageHooks, dataset_at, dataset_for_location,
+    Dataset, JobRun, LineageEmitter, LineageHooks, dataset_at, dataset_for_location, kafka_dataset,
 };
 
 use clap::{Args as ClapArgs, Subcommand};
@@ -119,14 +119,6 @@ pub async fn run_mysql(args: &Args) -> Result<(), Failure> {
     config.kafka_brokers = brokers;
     config.kafka_properties = properties;
     let prefix = config.topic_prefix.clone();
-    let kafka_namespace = format!(
-        "kafka://{}",
-        config
-            .kafka_brokers
-            .as_deref()
-            .and_then(|b| b.split(',').next())
-            .unwrap_or("127.0.0.1:9092")
-    );
     // A server's tables are `mysql://host:port` + `db.table`; archived binlog files are named
     // by their folder (`file` + `<path>/db.table`).
     let lineage_inputs: Vec<Dataset> = config
@@ -143,14 +135,11 @@ pub async fn run_mysql(args: &Args) -> Result<(), Failure> {
             None => dataset_at(&config.url, t.clone()),
         })
         .collect();
+    let brokers = config.kafka_brokers.clone().unwrap_or_default();
     let lineage_outputs: Vec<Dataset> = config
         .tables
         .iter()
-        .map(|t| Dataset {
-            namespace: kafka_namespace.clone(),
-            name: format!("{prefix}.{t}"),
-            ..Dataset::default()
-        })
+        .map(|t| kafka_dataset(&brokers, format!("{prefix}.{t}")))
         .collect();
     let ingest = open_mysql_cdc(config, None).await.map_err(run_failure)?;
     for w in &ingest.warnings {

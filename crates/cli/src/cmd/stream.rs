@@ -136,15 +136,9 @@ pub struct KafkaArgs {
 }
 
 impl KafkaArgs {
-    /// The OpenLineage dataset of `topic` (namespace `kafka://<first broker>`).
+    /// The OpenLineage dataset of `topic` on these brokers.
     pub fn topic_dataset(&self, topic: &str) -> strata_runtime::lineage::Dataset {
-        let brokers = self.brokers.as_deref().unwrap_or("127.0.0.1:9092");
-        let first = brokers.split(',').next().unwrap_or(brokers);
-        strata_runtime::lineage::Dataset {
-            namespace: format!("kafka://{first}"),
-            name: topic.to_string(),
-            ..strata_runtime::lineage::Dataset::default()
-        }
+        strata_runtime::lineage::kafka_dataset(self.brokers.as_deref().unwrap_or_default(), topic)
     }
 
     /// The micro-batch bounds.

@@ -8,7 +8,9 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
-use strata_runtime::lineage::{Dataset, JobRun, LineageEmitter, LineageHooks, dataset_at};
+use strata_runtime::lineage::{
+    Dataset, JobRun, LineageEmitter, LineageHooks, dataset_at, kafka_dataset,
+};
 
 use strata_connectors::ConnectorError;
 use strata_connectors::kafka::{KafkaLayers, ProducerSlot};
@@ -85,15 +87,7 @@ pub async fn run(command: &ServeCommand) -> Result<(), Failure> {
             .await
             .map_err(failure)?;
     let addr = server.local_addr().map_err(failure)?;
-    let kafka_namespace = format!(
-        "kafka://{}",
-        config.kafka.brokers.split(',').next().unwrap_or_default()
-    );
-    let topic = |name: &str| Dataset {
-        namespace: kafka_namespace.clone(),
-        name: name.to_string(),
-        ..Dataset::default()
-    };
+    let topic = |name: &str| kafka_dataset(&config.kafka.brokers, name);
     let lineage_inputs: Vec<Dataset> = config
         .sources
         .keys()

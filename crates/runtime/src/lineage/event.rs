@@ -109,6 +109,17 @@ pub fn dataset_at(url: &str, name: impl Into<String>) -> Dataset {
     }
 }
 
+/// A Kafka topic as OpenLineage names it: `kafka://<first bootstrap broker>` + the topic
+/// (`127.0.0.1:9092` when no broker is configured, librdkafka's own default).
+pub fn kafka_dataset(brokers: &str, topic: impl Into<String>) -> Dataset {
+    let first = brokers.split(',').map(str::trim).find(|b| !b.is_empty());
+    Dataset {
+        namespace: format!("kafka://{}", first.unwrap_or("127.0.0.1:9092")),
+        name: topic.into(),
+        ..Dataset::default()
+    }
+}
+
 /// The path of a URL (`https://h/2/tweets/search/recent?x=1` → `/2/tweets/search/recent`), or
 /// the database of a database URL (`postgres://u@h/shop` → `shop`).
 pub fn url_path(url: &str) -> String {
@@ -418,6 +429,12 @@ mod tests {
 
     #[test]
     fn server_datasets_leave_credentials_out() {
+        let t = kafka_dataset("b1:9092, b2:9092", "orders");
+        assert_eq!(
+            (t.namespace.as_str(), t.name.as_str()),
+            ("kafka://b1:9092", "orders")
+        );
+        assert_eq!(kafka_dataset("", "x").namespace, "kafka://127.0.0.1:9092");
         let d = dataset_at(
             "postgresql://app:s3cret@db.local:5432/shop?sslmode=require",
             "shop.public.customers",

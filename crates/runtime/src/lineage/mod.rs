@@ -15,7 +15,7 @@ pub mod transport;
 
 pub use event::{
     Assertion, Dataset, EventType, InputField, JobRun, SchemaField, dataset_at,
-    dataset_for_location, url_path,
+    dataset_for_location, kafka_dataset, url_path,
 };
 pub use models::ModelLineage;
 pub use run_hooks::{EpochLineageHooks, LineageHooks};
