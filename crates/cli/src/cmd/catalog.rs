@@ -2,10 +2,9 @@
 //! tables, the pipeline specs and models, and the OpenLineage events the jobs wrote
 //! (`strata_runtime::catalog`).
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use anyhow::anyhow;
-use strata_core::PipelineSpec;
 use strata_layers::gold::ModelGraph;
 use strata_layers::silver::{CatalogConfig, SilverCatalog};
 use strata_runtime::catalog::{
@@ -101,30 +100,6 @@ pub struct ExportArgs {
 }
 
 /// Pipeline specs of a folder; a file that is not a spec is reported and skipped.
-fn load_pipelines(dir: &Path) -> Vec<PipelineSpec> {
-    let Ok(read) = std::fs::read_dir(dir) else {
-        return Vec::new();
-    };
-    let mut files: Vec<PathBuf> = read
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| {
-            p.extension()
-                .is_some_and(|x| x == "yaml" || x == "yml" || x == "json")
-        })
-        .collect();
-    files.sort();
-    files
-        .into_iter()
-        .filter_map(|f| match super::load_spec(&f) {
-            Ok(spec) => Some(spec),
-            Err(e) => {
-                tracing::warn!(file = %f.display(), error = %e.error, "not a pipeline spec: skipped");
-                None
-            }
-        })
-        .collect()
-}
-
 async fn entries(args: &Args) -> Result<Vec<DatasetEntry>, Failure> {
     let config =
         CatalogConfig::for_lake(&args.lake, args.catalog.as_deref()).map_err(Failure::config)?;
@@ -146,7 +121,7 @@ async fn entries(args: &Args) -> Result<Vec<DatasetEntry>, Failure> {
         }
         None => Vec::new(),
     };
-    let pipelines = load_pipelines(&args.pipelines);
+    let pipelines = strata_runtime::catalog::load_pipelines(&args.pipelines);
     let models = if args.models.is_dir() {
         Some(ModelGraph::load(&args.models).map_err(Failure::config)?)
     } else {

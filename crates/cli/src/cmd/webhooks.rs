@@ -26,6 +26,9 @@ use crate::Failure;
 pub enum ServeCommand {
     /// Receive webhooks (`POST /webhooks/{source}`) into Kafka; `/health`, `/ready`, `/metrics`.
     Webhooks(Args),
+    /// The analytics API over silver and gold: `POST /query` (read-only, bounded SQL),
+    /// `GET /metrics/{name}` (the semantic layer), `/datasets`, `/openapi.json`, a cache.
+    Analytics(super::analytics::Args),
 }
 
 /// Flags of `serve webhooks`.
@@ -58,7 +61,10 @@ fn failure(e: ConnectorError) -> Failure {
 
 /// Runs a serve command.
 pub async fn run(command: &ServeCommand) -> Result<(), Failure> {
-    let ServeCommand::Webhooks(args) = command;
+    let args = match command {
+        ServeCommand::Webhooks(args) => args,
+        ServeCommand::Analytics(args) => return super::analytics::run(args).await,
+    };
     let mut config = WebhookConfig::from_file(&args.config).map_err(failure)?;
     if let Some(l) = &args.listen {
         config.listen = l.clone();

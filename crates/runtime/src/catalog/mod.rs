@@ -91,6 +91,9 @@ pub struct DatasetEntry {
     pub tags: Vec<String>,
     /// Columns (tables only).
     pub columns: Vec<ColumnEntry>,
+    /// Hidden partitioning of the table's default spec (`day(ts)`, `bucket(16, id)`).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub partitioning: Vec<String>,
     /// Rows in the current snapshot (tables only).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub row_count: Option<u64>,
@@ -123,6 +126,7 @@ impl DatasetEntry {
             owner: None,
             tags: Vec::new(),
             columns: Vec::new(),
+            partitioning: Vec::new(),
             row_count: None,
             last_commit: None,
             snapshot_id: None,
@@ -256,6 +260,49 @@ pub async fn build(inputs: &CatalogInputs<'_>) -> Result<Vec<DatasetEntry>> {
     Ok(entries.into_values().collect())
 }
 
+/// `day(ts)` from Iceberg's transform name (`day`, `bucket[16]`, `identity`) and its column.
+fn partition_text(transform: &str, column: &str) -> String {
+    match transform.split_once('[') {
+        _ if transform == "identity" => column.to_string(),
+        Some((name, arg)) => format!("{name}({}, {column})", arg.trim_end_matches(']')),
+        None => format!("{transform}({column})"),
+    }
+}
+
+/// Reads every pipeline spec (`*.yaml`, `*.yml`, `*.json`) in `dir`, sorted by file name; a
+/// file that is not a spec is skipped with a warning (the catalog is still useful without it).
+pub fn load_pipelines(dir: &std::path::Path) -> Vec<PipelineSpec> {
+    let Ok(read) = std::fs::read_dir(dir) else {
+        return Vec::new();
+    };
+    let mut files: Vec<std::path::PathBuf> = read
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| {
+            p.extension()
+                .is_some_and(|x| x == "yaml" || x == "yml" || x == "json")
+        })
+        .collect();
+    files.sort();
+    files
+        .into_iter()
+        .filter_map(|f| {
+            let text = std::fs::read_to_string(&f).ok()?;
+            let spec = if f.extension().is_some_and(|e| e == "json") {
+                PipelineSpec::from_json(&text)
+            } else {
+                PipelineSpec::from_yaml(&text)
+            };
+            match spec {
+                Ok(spec) => Some(spec),
+                Err(e) => {
+                    tracing::warn!(file = %f.display(), error = %e, "not a pipeline spec: skipped");
+                    None
+                }
+            }
+        })
+        .collect()
+}
+
 fn merge_tags(tags: &mut Vec<String>, more: &[String]) {
     for t in more {
         if !tags.contains(t) {
@@ -281,6 +328,18 @@ async fn describe_table(
             data_type: f.field_type.to_string(),
             description: f.doc.clone(),
             tags: Vec::new(),
+        })
+        .collect();
+    let schema = metadata.current_schema();
+    entry.partitioning = metadata
+        .default_partition_spec()
+        .fields()
+        .iter()
+        .map(|f| {
+            let source = schema
+                .field_by_id(f.source_id)
+                .map_or_else(|| f.name.clone(), |c| c.name.clone());
+            partition_text(&f.transform.to_string(), &source)
         })
         .collect();
     if let Some(snapshot) = metadata.current_snapshot() {

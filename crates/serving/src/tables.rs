@@ -1,0 +1,137 @@
+//! The lake as one query sees it: each table a request names is loaded once, pinned to its
+//! current snapshot, and registered in a fresh DataFusion session whose memory pool is the
+//! query's own. The snapshot ids are what the cache keys on, and since the query reads exactly
+//! those snapshots, a cached answer can never hold rows of a later commit.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use datafusion::catalog::{MemoryCatalogProvider, MemorySchemaProvider};
+use datafusion::execution::runtime_env::RuntimeEnvBuilder;
+use datafusion::prelude::{SessionConfig, SessionContext};
+use datafusion::sql::TableReference;
+use iceberg::Catalog;
+use iceberg_datafusion::IcebergStaticTableProvider;
+use strata_layers::silver::SilverCatalog;
+
+use crate::error::{Result, ServingError};
+
+/// The schemas (Iceberg namespaces) the API serves.
+pub const LAYERS: [&str; 2] = ["silver", "gold"];
+
+/// A table name as `layer.table`; a bare name is a silver table, `lake.` is dropped.
+pub fn qualified(reference: &TableReference) -> Result<(String, String)> {
+    let (schema, table) = match reference {
+        TableReference::Bare { table } => ("silver".to_string(), table.to_string()),
+        TableReference::Partial { schema, table } => (schema.to_string(), table.to_string()),
+        TableReference::Full {
+            catalog,
+            schema,
+            table,
+        } if catalog.as_ref() == "lake" => (schema.to_string(), table.to_string()),
+        TableReference::Full { .. } => {
+            return Err(ServingError::NotFound {
+                what: "table",
+                name: reference.to_string(),
+            });
+        }
+    };
+    if !LAYERS.contains(&schema.as_str()) {
+        return Err(ServingError::NotFound {
+            what: "table",
+            name: reference.to_string(),
+        });
+    }
+    Ok((schema, table))
+}
+
+/// Tables pinned at their current snapshots.
+pub struct PinnedTables {
+    tables: BTreeMap<(String, String), (iceberg::table::Table, Option<i64>)>,
+}
+
+impl PinnedTables {
+    /// Loads each `(layer, table)` as it is now; a missing one is a 404 naming it.
+    pub async fn load(catalog: &SilverCatalog, names: &[(String, String)]) -> Result<Self> {
+        let mut tables = BTreeMap::new();
+        for (layer, name) in names {
+            if tables.contains_key(&(layer.clone(), name.clone())) {
+                continue;
+            }
+            let in_layer = catalog
+                .in_namespace(layer)
+                .await
+                .map_err(ServingError::lake)?;
+            let exists = in_layer
+                .catalog()
+                .table_exists(&in_layer.ident(name))
+                .await
+                .map_err(ServingError::lake)?;
+            if !exists {
+                return Err(ServingError::NotFound {
+                    what: "table",
+                    name: format!("{layer}.{name}"),
+                });
+            }
+            let table = in_layer.load(name).await.map_err(ServingError::lake)?;
+            let snapshot = table.metadata().current_snapshot_id();
+            tables.insert((layer.clone(), name.clone()), (table, snapshot));
+        }
+        Ok(PinnedTables { tables })
+    }
+
+    /// `layer.table@snapshot` for each table, sorted: the data part of a cache key.
+    pub fn snapshot_key(&self) -> String {
+        self.tables
+            .iter()
+            .map(|((l, t), (_, s))| format!("{l}.{t}@{}", s.unwrap_or(-1)))
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+
+    /// The snapshot id of each table (`None` for a table with no commit yet).
+    pub fn snapshots(&self) -> BTreeMap<String, Option<i64>> {
+        self.tables
+            .iter()
+            .map(|((l, t), (_, s))| (format!("{l}.{t}"), *s))
+            .collect()
+    }
+
+    /// A session over only these tables (catalog `lake`, default schema `silver`), with a
+    /// memory pool of `memory_bytes` for this query alone.
+    pub async fn session(&self, memory_bytes: usize, batch_size: usize) -> Result<SessionContext> {
+        let runtime = RuntimeEnvBuilder::new()
+            .with_memory_limit(memory_bytes, 1.0)
+            .build_arc()
+            .map_err(|e| ServingError::Execution {
+                message: e.to_string(),
+            })?;
+        let config = SessionConfig::new()
+            .with_default_catalog_and_schema("lake", "silver")
+            .with_information_schema(false)
+            .with_batch_size(batch_size);
+        let ctx = SessionContext::new_with_config_rt(config, runtime);
+        let lake = Arc::new(MemoryCatalogProvider::new());
+        for layer in LAYERS {
+            let schema = Arc::new(MemorySchemaProvider::new());
+            for ((l, name), (table, _)) in &self.tables {
+                if l != layer {
+                    continue;
+                }
+                let provider = IcebergStaticTableProvider::try_new_from_table(table.clone())
+                    .await
+                    .map_err(ServingError::lake)?;
+                datafusion::catalog::SchemaProvider::register_table(
+                    schema.as_ref(),
+                    name.clone(),
+                    Arc::new(provider),
+                )
+                .map_err(ServingError::lake)?;
+            }
+            datafusion::catalog::CatalogProvider::register_schema(lake.as_ref(), layer, schema)
+                .map_err(ServingError::lake)?;
+        }
+        ctx.register_catalog("lake", lake);
+        Ok(ctx)
+    }
+}
