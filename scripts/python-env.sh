@@ -19,4 +19,11 @@ if [ ! -x "$DATAHUB_VENV/bin/datahub" ]; then
   python3 -m venv "$DATAHUB_VENV" >&2
   "$DATAHUB_VENV/bin/python" -m pip install -q --disable-pip-version-check acryl-datahub==1.7.0.17 >&2
 fi
+# schemathesis (property-based API testing from the OpenAPI document), in a venv of its own for the
+# same reason: tests/python/test_analytics_api.py runs it against `strata serve analytics`.
+ST_VENV="${STRATA_SCHEMATHESIS_VENV:-$HOME/.cache/strata/schemathesis-venv}"
+if [ ! -x "$ST_VENV/bin/schemathesis" ]; then
+  python3 -m venv "$ST_VENV" >&2
+  "$ST_VENV/bin/python" -m pip install -q --disable-pip-version-check schemathesis==4.32.5 >&2
+fi
 echo "$VENV"

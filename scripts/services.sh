@@ -169,6 +169,17 @@ prometheus_tools() {
   fi
 }
 
+# redis-server (Debian): installed only; the analytics API's cache test starts, stops and
+# restarts a private one on a free port (crates/serving/tests/api.rs).
+redis_tools() {
+  if ! command -v redis-server >/dev/null 2>&1; then
+    echo "installing redis-server (apt)"
+    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+      redis-server) >"$DIR/apt-redis.log" 2>&1 \
+      || { echo "apt-get install redis-server failed; see $DIR/apt-redis.log" >&2; exit 1; }
+  fi
+}
+
 case "${1:-}" in
   up)
     mkdir -p "$DIR"
@@ -185,6 +196,7 @@ case "${1:-}" in
     mysql_up
     mysql_replica_up
     prometheus_tools
+    redis_tools
     cat >"$DIR/env" <<ENV
 export STRATA_TEST_S3_ENDPOINT=http://127.0.0.1:$MOTO_PORT
 export STRATA_TEST_S3_BUCKET=$BUCKET
