@@ -37,13 +37,14 @@ use crate::execute::{Answer, QueryCounters, QueryRuntime, run};
 use crate::format::{AnswerFacts, Format, encode, pack, unpack};
 use crate::redis::{RedisClient, RedisTarget};
 use crate::semantic::{MetricRequest, bind};
-use crate::tables::{PinnedTables, qualified};
+use crate::tables::{LakeTables, PinnedTables, qualified};
 use crate::{auth, readonly};
 
 /// The API's state, shared by every request.
 pub struct AnalyticsApi {
     config: ServeConfig,
     catalog: SilverCatalog,
+    tables: LakeTables,
     keys: auth::Keys,
     cache: Option<ResponseCache>,
     slots: Semaphore,
@@ -82,7 +83,9 @@ impl AnalyticsApi {
                 redis,
             ))
         };
+        let tables = LakeTables::open(&catalog).await?;
         Ok(Arc::new(AnalyticsApi {
+            tables,
             slots: Semaphore::new(config.query.max_concurrent),
             config,
             catalog,
@@ -170,7 +173,7 @@ impl AnalyticsApi {
             caller.check(&format!("{layer}.{table}"))?;
             names.push((layer, table));
         }
-        let pinned = PinnedTables::load(&self.catalog, &names).await?;
+        let pinned = self.tables.pin(&names).await?;
         let cache_key = key(&[
             "query",
             &checked.normalised,
@@ -221,7 +224,7 @@ impl AnalyticsApi {
         }
         let request = MetricRequest::from_pairs(pairs)?;
         let built = def.to_sql(&request)?;
-        let pinned = PinnedTables::load(&self.catalog, &built.tables).await?;
+        let pinned = self.tables.pin(&built.tables).await?;
         let cache_key = key(&[
             "metric",
             name,

@@ -3,14 +3,14 @@
 //! query's own. The snapshot ids are what the cache keys on, and since the query reads exactly
 //! those snapshots, a cached answer can never hold rows of a later commit.
 
-use std::collections::BTreeMap;
-use std::sync::Arc;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex};
 
 use datafusion::catalog::{MemoryCatalogProvider, MemorySchemaProvider};
 use datafusion::execution::runtime_env::RuntimeEnvBuilder;
 use datafusion::prelude::{SessionConfig, SessionContext};
 use datafusion::sql::TableReference;
-use iceberg::Catalog;
+use iceberg::table::Table;
 use iceberg_datafusion::IcebergStaticTableProvider;
 use strata_layers::silver::SilverCatalog;
 
@@ -45,41 +45,83 @@ pub fn qualified(reference: &TableReference) -> Result<(String, String)> {
     Ok((schema, table))
 }
 
-/// Tables pinned at their current snapshots.
-pub struct PinnedTables {
-    tables: BTreeMap<(String, String), (iceberg::table::Table, Option<i64>)>,
+/// The lake's tables as the API keeps them: one catalog handle per layer, and each table loaded
+/// once per metadata version. Pinning a table reads only its catalog row; its metadata file is
+/// read again only after a commit moved the pointer.
+pub struct LakeTables {
+    layers: BTreeMap<String, SilverCatalog>,
+    loaded: Mutex<HashMap<(String, String), (String, Table)>>,
 }
 
-impl PinnedTables {
-    /// Loads each `(layer, table)` as it is now; a missing one is a 404 naming it.
-    pub async fn load(catalog: &SilverCatalog, names: &[(String, String)]) -> Result<Self> {
-        let mut tables = BTreeMap::new();
-        for (layer, name) in names {
-            if tables.contains_key(&(layer.clone(), name.clone())) {
-                continue;
-            }
+impl LakeTables {
+    /// Opens a handle per layer of `catalog`.
+    pub async fn open(catalog: &SilverCatalog) -> Result<Self> {
+        let mut layers = BTreeMap::new();
+        for layer in LAYERS {
             let in_layer = catalog
                 .in_namespace(layer)
                 .await
                 .map_err(ServingError::lake)?;
-            let exists = in_layer
-                .catalog()
-                .table_exists(&in_layer.ident(name))
-                .await
-                .map_err(ServingError::lake)?;
-            if !exists {
-                return Err(ServingError::NotFound {
-                    what: "table",
-                    name: format!("{layer}.{name}"),
-                });
+            layers.insert(layer.to_string(), in_layer);
+        }
+        Ok(LakeTables {
+            layers,
+            loaded: Mutex::new(HashMap::new()),
+        })
+    }
+
+    /// Pins each `(layer, table)` at its current snapshot; a missing one is a 404 naming it.
+    pub async fn pin(&self, names: &[(String, String)]) -> Result<PinnedTables> {
+        let mut tables = BTreeMap::new();
+        for (layer, name) in names {
+            let key = (layer.clone(), name.clone());
+            if tables.contains_key(&key) {
+                continue;
             }
-            let table = in_layer.load(name).await.map_err(ServingError::lake)?;
+            let not_found = || ServingError::NotFound {
+                what: "table",
+                name: format!("{layer}.{name}"),
+            };
+            let in_layer = self.layers.get(layer).ok_or_else(not_found)?;
+            let location = in_layer
+                .metadata_location(name)
+                .await
+                .map_err(ServingError::lake)?
+                .ok_or_else(not_found)?;
+            let known = self
+                .loaded
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .get(&key)
+                .filter(|(l, _)| *l == location)
+                .map(|(_, t)| t.clone());
+            let table = match known {
+                Some(t) => t,
+                None => {
+                    let t = in_layer.load(name).await.map_err(ServingError::lake)?;
+                    // The pointer may have moved between the two reads: key the table by the
+                    // location it was loaded from.
+                    let loaded_from = t.metadata_location().unwrap_or_default().to_string();
+                    self.loaded
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .insert(key.clone(), (loaded_from, t.clone()));
+                    t
+                }
+            };
             let snapshot = table.metadata().current_snapshot_id();
-            tables.insert((layer.clone(), name.clone()), (table, snapshot));
+            tables.insert(key, (table, snapshot));
         }
         Ok(PinnedTables { tables })
     }
+}
 
+/// Tables pinned at their current snapshots.
+pub struct PinnedTables {
+    tables: BTreeMap<(String, String), (Table, Option<i64>)>,
+}
+
+impl PinnedTables {
     /// `layer.table@snapshot` for each table, sorted: the data part of a cache key.
     pub fn snapshot_key(&self) -> String {
         self.tables

@@ -292,6 +292,13 @@ impl SilverCatalog {
         )
     }
 
+    /// The metadata file `table` points at now (`None`: no such table). One read of the
+    /// catalog row, without loading the metadata: a reader that keeps loaded tables reloads one
+    /// only when this changed.
+    pub async fn metadata_location(&self, table: &str) -> Result<Option<String>> {
+        self.pointer.current(&self.ident(table)).await
+    }
+
     /// Loads `table` as it is now.
     pub async fn load(&self, table: &str) -> Result<Table> {
         self.catalog

@@ -60,6 +60,43 @@ impl CatalogPointer {
         })
     }
 
+    /// The metadata file `table` points at now; `None` when there is no such table.
+    pub(crate) async fn current(&self, table: &TableIdent) -> Result<Option<String>> {
+        let p = |i: usize| {
+            if self.dollar_params {
+                format!("${i}")
+            } else {
+                "?".to_string()
+            }
+        };
+        let sql = format!(
+            "SELECT metadata_location FROM iceberg_tables \
+             WHERE catalog_name = {} AND table_namespace = {} AND table_name = {}",
+            p(1),
+            p(2),
+            p(3)
+        );
+        let row = sqlx::query(&sql)
+            .bind(&self.catalog_name)
+            .bind(table.namespace().join("."))
+            .bind(table.name())
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(|e| LayersError::Iceberg {
+                context: format!("reading the metadata pointer of {table}"),
+                message: e.to_string(),
+            })?;
+        match row {
+            None => Ok(None),
+            Some(row) => {
+                sqlx::Row::try_get::<Option<String>, _>(&row, 0).map_err(|e| LayersError::Iceberg {
+                    context: format!("reading the metadata pointer of {table}"),
+                    message: e.to_string(),
+                })
+            }
+        }
+    }
+
     /// Points `table` at `new` if it still points at `expected`; false when another writer
     /// moved it first.
     pub(crate) async fn swap(&self, table: &TableIdent, expected: &str, new: &str) -> Result<bool> {
