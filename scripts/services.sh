@@ -180,6 +180,17 @@ redis_tools() {
   fi
 }
 
+# Debian's chromium for the dashboard test (tests/python/test_dashboard.py drives it headless
+# with playwright-core from npm; scripts/dashboard-assets.sh installs that).
+browser_tools() {
+  if ! [ -x /usr/bin/chromium ]; then
+    echo "installing chromium (apt)"
+    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+      chromium) >"$DIR/apt-chromium.log" 2>&1 \
+      || { echo "apt-get install chromium failed; see $DIR/apt-chromium.log" >&2; exit 1; }
+  fi
+}
+
 case "${1:-}" in
   up)
     mkdir -p "$DIR"
@@ -197,6 +208,7 @@ case "${1:-}" in
     mysql_replica_up
     prometheus_tools
     redis_tools
+    browser_tools
     cat >"$DIR/env" <<ENV
 export STRATA_TEST_S3_ENDPOINT=http://127.0.0.1:$MOTO_PORT
 export STRATA_TEST_S3_BUCKET=$BUCKET

@@ -24,6 +24,8 @@ VENV="$(./scripts/python-env.sh)"
 # the main build (arrow's pyarrow feature would otherwise rebuild DataFusion on every switch).
 (cd crates/bindings-py && CARGO_TARGET_DIR="$CARGO_TARGET_DIR-py" VIRTUAL_ENV="$VENV" PATH="$VENV/bin:$PATH" \
   maturin develop -q && "$VENV/bin/python" -m pytest -q tests)
-echo "== Independent readers (pyiceberg on silver tables written by strata)"
+echo "== Dashboard assets (uPlot as vendored = the npm lockfile's; playwright-core for the browser test)"
+./scripts/dashboard-assets.sh --check
+echo "== Independent readers (pyiceberg on silver tables written by strata), the API, the dashboard in chromium"
 STRATA_BIN="$CARGO_TARGET_DIR/debug/strata" "$VENV/bin/python" -m pytest -q tests/python
 echo "== all tests passed"

@@ -47,6 +47,9 @@ pub struct ServeConfig {
     /// The semantic layer: named metrics.
     #[serde(default)]
     pub metrics: IndexMap<String, MetricDef>,
+    /// The dashboard page served at `/` (charts of the metrics above).
+    #[serde(default)]
+    pub dashboard: Option<crate::dashboard::DashboardConfig>,
 }
 
 /// `query:`.
@@ -152,6 +155,9 @@ impl ServeConfig {
             if let Err(e) = metric.validate(name) {
                 problems.push(e.to_string());
             }
+        }
+        if let Some(d) = &self.dashboard {
+            problems.extend(d.problems(&self.metrics));
         }
         if self.query.max_rows == 0 {
             problems.push("query.max_rows: must be at least 1".into());

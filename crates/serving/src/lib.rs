@@ -17,6 +17,7 @@ pub mod api_metrics;
 pub mod auth;
 pub mod cache;
 pub mod config;
+pub mod dashboard;
 pub mod error;
 pub mod execute;
 pub mod format;

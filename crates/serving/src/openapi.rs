@@ -80,6 +80,11 @@ pub fn document(config: &ServeConfig) -> Value {
         "200".into(),
         json!({"description": "Prometheus text exposition", "content": {"text/plain": {"schema": {"type": "string"}}}}),
     );
+    let mut dashboard_responses = error_responses(&["401", "404", "429"]);
+    dashboard_responses.insert(
+        "200".into(),
+        json!({"description": "the panels", "content": {"application/json": {"schema": {"type": "object"}}}}),
+    );
     let mut openapi_responses = error_responses(&["401", "429"]);
     openapi_responses.insert(
         "200".into(),
@@ -103,6 +108,7 @@ pub fn document(config: &ServeConfig) -> Value {
                 "503": {"description": "not ready", "content": {"application/json": {"schema": {"type": "object"}}}}}}},
             "/openapi.json": {"get": {"summary": "This document", "responses": openapi_responses}},
             "/metrics": {"get": {"summary": "Prometheus metrics of the API", "responses": keyed_text}},
+            "/dashboard.json": {"get": {"summary": "The dashboard's panels (the page is at /)", "responses": dashboard_responses}},
             "/datasets": {"get": {"summary": "The catalog", "responses": datasets_responses}},
             "/datasets/{name}": {"get": {"summary": "One dataset", "parameters": [
                 {"name": "name", "in": "path", "required": true, "schema": {"type": "string"}}],

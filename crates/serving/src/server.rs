@@ -118,6 +118,9 @@ impl AnalyticsApi {
             .route("/query", post(query))
             .route("/metrics", get(prometheus))
             .route("/metrics/{name}", get(metric))
+            .route("/", get(page))
+            .route("/dashboard.json", get(dashboard_config))
+            .route("/assets/{file}", get(asset))
             .fallback(not_found)
             .with_state(self.clone())
     }
@@ -522,6 +525,72 @@ async fn metric(
             .run_metric(&caller, &name, &pairs, format, use_cache(&headers))
             .await?;
         Ok(answer_response(body, &facts, status, format))
+    })
+    .await
+}
+
+/// Static content of the dashboard: its own scripts only, no inline script, no other origin.
+fn static_response(content_type: &'static str, body: &'static str) -> Response {
+    (
+        [
+            (header::CONTENT_TYPE, content_type),
+            (header::CACHE_CONTROL, "no-cache"),
+            (
+                header::CONTENT_SECURITY_POLICY,
+                "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data:",
+            ),
+            (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
+        ],
+        body,
+    )
+        .into_response()
+}
+
+async fn page(State(api): Api) -> Response {
+    observed(&api, "/", async {
+        if api.config.dashboard.is_none() {
+            return Err(ServingError::NotFound {
+                what: "dashboard",
+                name: "(add `dashboard:` to the serve config)".into(),
+            });
+        }
+        Ok(static_response(
+            "text/html; charset=utf-8",
+            crate::dashboard::INDEX_HTML,
+        ))
+    })
+    .await
+}
+
+async fn asset(State(api): Api, Path(file): Path<String>) -> Response {
+    observed(&api, "/assets/{file}", async move {
+        use crate::dashboard::{DASHBOARD_JS, UPLOT_CSS, UPLOT_JS};
+        match file.as_str() {
+            "uPlot.iife.min.js" => Ok(static_response("text/javascript; charset=utf-8", UPLOT_JS)),
+            "uPlot.min.css" => Ok(static_response("text/css; charset=utf-8", UPLOT_CSS)),
+            "dashboard.js" => Ok(static_response(
+                "text/javascript; charset=utf-8",
+                DASHBOARD_JS,
+            )),
+            _ => Err(ServingError::NotFound {
+                what: "asset",
+                name: file.clone(),
+            }),
+        }
+    })
+    .await
+}
+
+async fn dashboard_config(State(api): Api, headers: HeaderMap) -> Response {
+    observed(&api, "/dashboard.json", async {
+        api.caller(&headers)?;
+        match &api.config.dashboard {
+            Some(d) => Ok(axum::Json(d).into_response()),
+            None => Err(ServingError::NotFound {
+                what: "dashboard",
+                name: "(add `dashboard:` to the serve config)".into(),
+            }),
+        }
     })
     .await
 }
