@@ -78,9 +78,13 @@ enum Command {
     /// Change data capture (`cdc mysql`: MySQL / MariaDB binlog → Kafka, Debezium JSON).
     #[command(subcommand)]
     Cdc(cmd::mysql_cdc::CdcCommand),
-    /// Long-running receivers (`serve webhooks`: HTTP webhooks → Kafka).
+    /// Long-running servers (`serve webhooks`: HTTP webhooks → Kafka; `serve analytics`: SQL,
+    /// metrics and a dashboard over silver and gold).
     #[command(subcommand)]
     Serve(cmd::webhooks::ServeCommand),
+    /// Reports of the analytics API's metrics, rendered to HTML + CSV.
+    #[command(subcommand)]
+    Report(cmd::report::ReportCommand),
 }
 
 #[derive(Debug, Subcommand)]
@@ -193,6 +197,7 @@ fn main() -> ExitCode {
         Command::Stream(StreamCommand::Bronze(a)) => block_on(cmd::stream_bronze::run(&a)),
         Command::Cdc(c) => block_on(cmd::mysql_cdc::run(&c)),
         Command::Serve(c) => block_on(cmd::webhooks::run(&c)),
+        Command::Report(c) => block_on(cmd::report::run(&c)),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -50,6 +50,9 @@ pub struct ServeConfig {
     /// The dashboard page served at `/` (charts of the metrics above).
     #[serde(default)]
     pub dashboard: Option<crate::dashboard::DashboardConfig>,
+    /// Reports run on a schedule, written to the lake under `reports/date=<day>/`.
+    #[serde(default)]
+    pub reports: Vec<crate::report::ScheduledReport>,
 }
 
 /// `query:`.
@@ -192,6 +195,11 @@ impl ServeConfig {
         {
             if p.is_relative() {
                 *p = base.join(&*p);
+            }
+        }
+        for r in &mut self.reports {
+            if r.file.is_relative() {
+                r.file = base.join(&r.file);
             }
         }
     }

@@ -132,7 +132,8 @@ pub fn encode(answer: &Answer, facts: &AnswerFacts, format: Format) -> Result<Ve
     }
 }
 
-fn json_rows(batches: &[RecordBatch]) -> std::result::Result<Value, arrow::error::ArrowError> {
+/// The rows of `batches` as JSON objects.
+pub fn json_rows(batches: &[RecordBatch]) -> std::result::Result<Value, arrow::error::ArrowError> {
     let mut writer = arrow::json::ArrayWriter::new(Vec::new());
     for b in batches {
         writer.write(b)?;

@@ -24,8 +24,10 @@ pub mod format;
 pub mod openapi;
 pub mod readonly;
 pub mod redis;
+pub mod report;
 pub mod semantic;
 pub mod server;
+pub mod svg;
 pub mod tables;
 
 pub use config::ServeConfig;

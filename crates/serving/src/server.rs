@@ -45,6 +45,7 @@ pub struct AnalyticsApi {
     config: ServeConfig,
     catalog: SilverCatalog,
     tables: LakeTables,
+    scheduled: Vec<(crate::report::ReportSpec, Duration)>,
     keys: auth::Keys,
     cache: Option<ResponseCache>,
     slots: Semaphore,
@@ -84,7 +85,21 @@ impl AnalyticsApi {
             ))
         };
         let tables = LakeTables::open(&catalog).await?;
+        let mut scheduled = Vec::new();
+        for r in &config.reports {
+            if r.every_seconds == 0 {
+                return Err(ServingError::config(
+                    format!("reports ({})", r.file.display()),
+                    "every_seconds must be at least 1",
+                ));
+            }
+            scheduled.push((
+                crate::report::ReportSpec::from_file(&r.file)?,
+                Duration::from_secs(r.every_seconds),
+            ));
+        }
         Ok(Arc::new(AnalyticsApi {
+            scheduled,
             tables,
             slots: Semaphore::new(config.query.max_concurrent),
             config,
@@ -236,25 +251,57 @@ impl AnalyticsApi {
             &pinned.snapshot_key(),
         ]);
         self.cached(&cache_key, use_cache, || async {
-            let ctx = self.session(&pinned).await?;
-            let frame = ctx
-                .sql(&built.sql)
-                .await
-                .map_err(crate::execute::plan_error)?;
-            let types = frame
-                .logical_plan()
-                .get_parameter_types()
-                .map_err(crate::execute::plan_error)?;
-            let values = bind(&built.params, &types.into_iter().collect())?;
-            let frame = frame
-                .with_param_values(values)
-                .map_err(crate::execute::plan_error)?;
-            let answer = self.bounded(frame, request.limit).await?;
-            let params = built.params.iter().map(|(_, _, v)| v.clone()).collect();
-            let facts = facts(&answer, &pinned, Some(built.sql.clone()), params);
+            let (answer, facts) = self.metric_answer(&built, &pinned, request.limit).await?;
             Ok((encode(&answer, &facts, format)?, facts))
         })
         .await
+    }
+
+    /// Runs a semantic-layer metric for `caller` and returns its rows, uncached (reports).
+    pub async fn metric_rows(
+        &self,
+        caller: &auth::Caller,
+        name: &str,
+        pairs: &[(String, String)],
+    ) -> Result<(Answer, AnswerFacts)> {
+        let Some(def) = self.config.metrics.get(name) else {
+            return Err(ServingError::NotFound {
+                what: "metric",
+                name: name.to_string(),
+            });
+        };
+        for (layer, table) in def.tables() {
+            caller.check(&format!("{layer}.{table}"))?;
+        }
+        let request = MetricRequest::from_pairs(pairs)?;
+        let built = def.to_sql(&request)?;
+        let pinned = self.tables.pin(&built.tables).await?;
+        self.metric_answer(&built, &pinned, request.limit).await
+    }
+
+    async fn metric_answer(
+        &self,
+        built: &crate::semantic::MetricSql,
+        pinned: &PinnedTables,
+        limit: Option<usize>,
+    ) -> Result<(Answer, AnswerFacts)> {
+        let ctx = self.session(pinned).await?;
+        let frame = ctx
+            .sql(&built.sql)
+            .await
+            .map_err(crate::execute::plan_error)?;
+        let types = frame
+            .logical_plan()
+            .get_parameter_types()
+            .map_err(crate::execute::plan_error)?;
+        let values = bind(&built.params, &types.into_iter().collect())?;
+        let frame = frame
+            .with_param_values(values)
+            .map_err(crate::execute::plan_error)?;
+        let answer = self.bounded(frame, limit).await?;
+        let params = built.params.iter().map(|(_, _, v)| v.clone()).collect();
+        let facts = facts(&answer, pinned, Some(built.sql.clone()), params);
+        Ok((answer, facts))
     }
 
     async fn session(&self, pinned: &PinnedTables) -> Result<datafusion::prelude::SessionContext> {
@@ -645,14 +692,20 @@ pub async fn serve(
     shutdown: impl std::future::Future<Output = ()> + Send,
 ) -> std::io::Result<()> {
     let router = api.router();
-    strata_connectors::http_serve::serve(
+    let reports = (!api.scheduled.is_empty())
+        .then(|| tokio::spawn(crate::report::schedule(api.clone(), api.scheduled.clone())));
+    let served = strata_connectors::http_serve::serve(
         listener,
         router,
         strata_connectors::http_serve::ServeLimits::default(),
         Arc::new(strata_connectors::http_serve::ConnectionCounters::default()),
         shutdown,
     )
-    .await
+    .await;
+    if let Some(r) = reports {
+        r.abort();
+    }
+    served
 }
 
 /// Where `serve.yaml` paths point, for messages.

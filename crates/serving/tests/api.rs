@@ -638,3 +638,91 @@ async fn redis_cache_survives_redis_stopping_and_restarting() {
     let (_, h, body) = s.query(KEY, sql).await;
     assert_eq!((cache_header(&h).as_str(), count_of(&body)), ("hit", rows));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reports_render_from_the_metrics_and_run_on_a_schedule_into_the_lake() {
+    let lake = tempfile::tempdir().expect("tmp");
+    commit(lake.path(), 1500, 9).await;
+    let report = lake.path().join("report.yaml");
+    std::fs::write(
+        &report,
+        r#"
+name: sites
+title: Readings <by> site
+sections:
+  - title: Readings per site
+    metric: readings
+    by: [site]
+    chart: {type: bar, x: site, y: readings}
+  - title: Hourly temperature
+    metric: readings
+    measures: [avg_temperature]
+    by: [hour, site]
+    chart: {type: line, split: site}
+"#,
+    )
+    .expect("report");
+    let extra = format!(
+        "reports: [{{file: '{}', every_seconds: 1}}]",
+        report.display()
+    );
+    let s = start(config(lake.path(), &extra)).await;
+    let spec = strata_serving::report::ReportSpec::from_file(&report).expect("spec");
+    let rendered = strata_serving::report::render(&s.api, &spec, "2026-12-07T00:00:00Z")
+        .await
+        .expect("render");
+    let (_, _, by_site) = s.metric(KEY, "/metrics/readings?by=site").await;
+    let sites = by_site["rows"].as_array().expect("rows").len();
+    assert_eq!(rendered.rows[0], sites);
+    assert!(
+        rendered.html.contains("Readings &lt;by&gt; site"),
+        "titles are escaped"
+    );
+    assert_eq!(rendered.html.matches("<svg").count(), 2);
+    assert_eq!(rendered.html.matches("<polyline").count(), sites);
+    let csv = String::from_utf8(rendered.csv[0].1.clone()).expect("utf8");
+    assert_eq!(csv.lines().count(), sites + 1, "{csv}");
+
+    // The API's schedule writes the same report into the lake.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let written = loop {
+        let found: Vec<_> = glob_reports(&lake.path().join("reports"));
+        if found.iter().any(|p| p.ends_with("sites.html")) {
+            break found;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no scheduled report in the lake: {found:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert!(
+        written
+            .iter()
+            .any(|p| p.to_string_lossy().contains("date=20"))
+    );
+    assert_eq!(
+        written
+            .iter()
+            .filter(|p| p.extension().is_some_and(|e| e == "csv"))
+            .count()
+            % 2,
+        0
+    );
+}
+
+fn glob_reports(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return out;
+    };
+    for e in entries.flatten() {
+        let p = e.path();
+        if p.is_dir() {
+            out.extend(glob_reports(&p));
+        } else {
+            out.push(p);
+        }
+    }
+    out
+}

@@ -14,6 +14,7 @@ pub mod models;
 pub mod mysql_cdc;
 pub mod progress;
 pub mod registry;
+pub mod report;
 pub mod sql;
 pub mod stream;
 pub mod stream_bronze;
