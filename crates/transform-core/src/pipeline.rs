@@ -225,6 +225,22 @@ impl Pipeline {
                     ctx.secret.as_ref(),
                 )?),
                 StepSpec::Dedup(p) => Box::new(steps::dedup::Dedup::build(p, name, &loc, &schema)?),
+                StepSpec::WindowAggregate(p) => {
+                    if i + 1 != spec.steps.len() {
+                        return Err(CoreError::spec(
+                            &loc,
+                            "type",
+                            "window_aggregate must be the last step",
+                        )
+                        .with_hint(
+                            "its rows come from many input rows; put filters, casts and masks \
+                             before it",
+                        ));
+                    }
+                    Box::new(steps::window_aggregate::WindowAggregate::build(
+                        p, name, &loc, &schema,
+                    )?)
+                }
             };
             schema = step.output_schema();
             built.push(step);
@@ -307,7 +323,16 @@ impl Pipeline {
         }
 
         let mut out_fields: Vec<FieldRef> = declared.fields().iter().cloned().collect();
-        out_fields.extend(lineage.iter().map(|&i| input_schema.fields()[i].clone()));
+        // Rows of an aggregating last step come from many input rows: no single lineage.
+        let aggregated = matches!(spec.steps.last(), Some(StepSpec::WindowAggregate(_)));
+        out_fields.extend(lineage.iter().map(|&i| {
+            let f = input_schema.fields()[i].clone();
+            if aggregated {
+                Arc::new(f.as_ref().clone().with_nullable(true))
+            } else {
+                f
+            }
+        }));
         let output_schema = Arc::new(Schema::new(out_fields));
         crate::keyed::KeyedTable::from_spec(&spec.output, output_schema.clone())?;
         let mut also_names = std::collections::HashSet::new();
@@ -693,7 +718,9 @@ impl Pipeline {
             .iter()
             .map(|&i| batch.column(i).clone())
             .collect();
-        let identity = input.is_some_and(|inp| ids.len() == inp.num_rows());
+        // Rows of aggregating steps carry a null row id: they come from no single input row.
+        let identity =
+            input.is_some_and(|inp| ids.len() == inp.num_rows() && ids.null_count() == 0);
         for &l in &self.lineage {
             columns.push(match input {
                 Some(inp) if identity => inp.column(l).clone(),

@@ -254,6 +254,51 @@ pub enum StepSpec {
     Mask(MaskSpec),
     /// Drop repeated keys (stateful).
     Dedup(DedupSpec),
+    /// Tumbling or hopping event-time windows with a watermark (stateful; the last step).
+    WindowAggregate(WindowAggregateSpec),
+}
+
+/// `window_aggregate`: rows → one row per window and group, emitted once the watermark (the
+/// highest event time seen) passes the window's end plus `allowed_lateness`. A row whose every
+/// window was already emitted is quarantined with its reason. It must be the pipeline's last
+/// step: its rows come from many input rows, so they carry no single input's lineage.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WindowAggregateSpec {
+    /// Step name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// The event-time column (a timestamp).
+    pub event_time: String,
+    /// Window length (`1m`, `5m`, `1h`).
+    pub size: String,
+    /// Distance between window starts; unset (or equal to `size`): tumbling windows.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub slide: Option<String>,
+    /// How long past a window's end its rows are still accepted (default `0s`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub allowed_lateness: Option<String>,
+    /// Group columns (one output row per window and group).
+    #[serde(default)]
+    pub group_by: Vec<String>,
+    /// Output column → aggregate.
+    pub aggregates: indexmap::IndexMap<String, WindowAggregateFn>,
+    /// At most this many open (window, group) pairs; past it the batch fails with a clear
+    /// error instead of growing without bound. Default 1,000,000.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_open_windows: Option<usize>,
+}
+
+/// One aggregate of `window_aggregate`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WindowAggregateFn {
+    /// `count`, `sum`, `min`, `max`, `avg` or `approx_count_distinct`.
+    #[serde(rename = "fn")]
+    pub function: String,
+    /// The input column (not for `count`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub column: Option<String>,
 }
 
 /// `cdc_unwrap`: a Debezium envelope → row image, op, `source_<field>` columns, `source_ts`.
@@ -525,6 +570,7 @@ impl StepSpec {
             StepSpec::Expect(_) => "expect",
             StepSpec::Mask(_) => "mask",
             StepSpec::Dedup(_) => "dedup",
+            StepSpec::WindowAggregate(_) => "window_aggregate",
         }
     }
 
@@ -542,6 +588,7 @@ impl StepSpec {
             StepSpec::Expect(s) => s.name.as_deref(),
             StepSpec::Mask(s) => s.name.as_deref(),
             StepSpec::Dedup(s) => s.name.as_deref(),
+            StepSpec::WindowAggregate(s) => s.name.as_deref(),
         }
     }
 }

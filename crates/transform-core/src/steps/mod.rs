@@ -13,6 +13,7 @@ pub mod mask;
 pub mod parse_json;
 pub mod rename;
 pub mod select;
+pub mod window_aggregate;
 
 use arrow::datatypes::SchemaRef;
 
