@@ -293,3 +293,17 @@ proptest! {
         prop_assert_eq!(concat(q.clone(), &expected.quarantine), concat(q, &got.quarantine));
     }
 }
+
+#[test]
+fn the_shipped_rollup_pipeline_runs() {
+    let text = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../pipelines/iot_rollup.yaml"
+    ))
+    .expect("yaml");
+    let spec = PipelineSpec::from_yaml(&text).expect("spec");
+    let mut p = build(&spec);
+    let data = iot_events(30000, 1, IotFaults::default(), START_MS);
+    let got = run_chunks(&mut p, &data, &[8192, 8192, 8192]);
+    assert!(!got.rows.is_empty());
+}
