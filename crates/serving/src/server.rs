@@ -231,18 +231,7 @@ impl AnalyticsApi {
         format: Format,
         use_cache: bool,
     ) -> Result<(Vec<u8>, AnswerFacts, CacheStatus)> {
-        let Some(def) = self.config.metrics.get(name) else {
-            return Err(ServingError::NotFound {
-                what: "metric",
-                name: name.to_string(),
-            });
-        };
-        for (layer, table) in def.tables() {
-            caller.check(&format!("{layer}.{table}"))?;
-        }
-        let request = MetricRequest::from_pairs(pairs)?;
-        let built = def.to_sql(&request)?;
-        let pinned = self.tables.pin(&built.tables).await?;
+        let (request, built, pinned) = self.prepare_metric(caller, name, pairs).await?;
         let cache_key = key(&[
             "metric",
             name,
@@ -264,6 +253,18 @@ impl AnalyticsApi {
         name: &str,
         pairs: &[(String, String)],
     ) -> Result<(Answer, AnswerFacts)> {
+        let (request, built, pinned) = self.prepare_metric(caller, name, pairs).await?;
+        self.metric_answer(&built, &pinned, request.limit).await
+    }
+
+    /// A metric request checked (the metric exists, the caller may read its tables, the
+    /// parameters parse), its SQL built, and its tables pinned.
+    async fn prepare_metric(
+        &self,
+        caller: &auth::Caller,
+        name: &str,
+        pairs: &[(String, String)],
+    ) -> Result<(MetricRequest, crate::semantic::MetricSql, PinnedTables)> {
         let Some(def) = self.config.metrics.get(name) else {
             return Err(ServingError::NotFound {
                 what: "metric",
@@ -276,7 +277,7 @@ impl AnalyticsApi {
         let request = MetricRequest::from_pairs(pairs)?;
         let built = def.to_sql(&request)?;
         let pinned = self.tables.pin(&built.tables).await?;
-        self.metric_answer(&built, &pinned, request.limit).await
+        Ok((request, built, pinned))
     }
 
     async fn metric_answer(

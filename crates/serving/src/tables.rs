@@ -6,10 +6,15 @@
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 
-use datafusion::catalog::{MemoryCatalogProvider, MemorySchemaProvider};
+use datafusion::catalog::{MemoryCatalogProvider, MemorySchemaProvider, TableProvider};
+use datafusion::datasource::file_format::parquet::ParquetFormat;
+use datafusion::datasource::listing::{
+    ListingOptions, ListingTable, ListingTableConfig, ListingTableUrl,
+};
 use datafusion::execution::runtime_env::RuntimeEnvBuilder;
 use datafusion::prelude::{SessionConfig, SessionContext};
 use datafusion::sql::TableReference;
+use futures::TryStreamExt;
 use iceberg::table::Table;
 use iceberg_datafusion::IcebergStaticTableProvider;
 use strata_layers::silver::SilverCatalog;
@@ -50,7 +55,50 @@ pub fn qualified(reference: &TableReference) -> Result<(String, String)> {
 /// read again only after a commit moved the pointer.
 pub struct LakeTables {
     layers: BTreeMap<String, SilverCatalog>,
-    loaded: Mutex<HashMap<(String, String), (String, Table)>>,
+    loaded: Mutex<HashMap<(String, String), (String, Pinned)>>,
+}
+
+/// A loaded table version and how to read it.
+#[derive(Clone)]
+struct Pinned {
+    table: Table,
+    /// Its Parquet data files, when reading them directly gives the table: a local lake and a
+    /// snapshot without delete files. `None`: read through iceberg-rust's scan.
+    files: Option<Arc<Vec<String>>>,
+}
+
+/// The data files of `table`'s current snapshot, when they alone are the table's rows (no
+/// delete files, Parquet, local paths), so DataFusion's own Parquet reader (parallel, with
+/// row-group and page pruning) can read them; `None` otherwise.
+async fn direct_files(table: &Table) -> Result<Option<Arc<Vec<String>>>> {
+    let Some(snapshot) = table.metadata().current_snapshot_id() else {
+        return Ok(Some(Arc::new(Vec::new())));
+    };
+    let scan = table
+        .scan()
+        .snapshot_id(snapshot)
+        .build()
+        .map_err(ServingError::lake)?;
+    let tasks: Vec<iceberg::scan::FileScanTask> = scan
+        .plan_files()
+        .await
+        .map_err(ServingError::lake)?
+        .try_collect()
+        .await
+        .map_err(ServingError::lake)?;
+    let mut files = Vec::with_capacity(tasks.len());
+    for t in tasks {
+        let direct = t.deletes.is_empty()
+            && t.data_file_format == iceberg::spec::DataFileFormat::Parquet
+            && t.data_file_path.starts_with("file://");
+        if !direct {
+            return Ok(None);
+        }
+        if !files.contains(&t.data_file_path) {
+            files.push(t.data_file_path);
+        }
+    }
+    Ok(Some(Arc::new(files)))
 }
 
 impl LakeTables {
@@ -95,22 +143,24 @@ impl LakeTables {
                 .get(&key)
                 .filter(|(l, _)| *l == location)
                 .map(|(_, t)| t.clone());
-            let table = match known {
+            let pinned = match known {
                 Some(t) => t,
                 None => {
-                    let t = in_layer.load(name).await.map_err(ServingError::lake)?;
+                    let table = in_layer.load(name).await.map_err(ServingError::lake)?;
+                    let files = direct_files(&table).await?;
                     // The pointer may have moved between the two reads: key the table by the
                     // location it was loaded from.
-                    let loaded_from = t.metadata_location().unwrap_or_default().to_string();
+                    let loaded_from = table.metadata_location().unwrap_or_default().to_string();
+                    let pinned = Pinned { table, files };
                     self.loaded
                         .lock()
                         .unwrap_or_else(|p| p.into_inner())
-                        .insert(key.clone(), (loaded_from, t.clone()));
-                    t
+                        .insert(key.clone(), (loaded_from, pinned.clone()));
+                    pinned
                 }
             };
-            let snapshot = table.metadata().current_snapshot_id();
-            tables.insert(key, (table, snapshot));
+            let snapshot = pinned.table.metadata().current_snapshot_id();
+            tables.insert(key, (pinned, snapshot));
         }
         Ok(PinnedTables { tables })
     }
@@ -118,7 +168,7 @@ impl LakeTables {
 
 /// Tables pinned at their current snapshots.
 pub struct PinnedTables {
-    tables: BTreeMap<(String, String), (Table, Option<i64>)>,
+    tables: BTreeMap<(String, String), (Pinned, Option<i64>)>,
 }
 
 impl PinnedTables {
@@ -156,17 +206,22 @@ impl PinnedTables {
         let lake = Arc::new(MemoryCatalogProvider::new());
         for layer in LAYERS {
             let schema = Arc::new(MemorySchemaProvider::new());
-            for ((l, name), (table, _)) in &self.tables {
+            for ((l, name), (pinned, _)) in &self.tables {
                 if l != layer {
                     continue;
                 }
-                let provider = IcebergStaticTableProvider::try_new_from_table(table.clone())
-                    .await
-                    .map_err(ServingError::lake)?;
+                let provider: Arc<dyn TableProvider> = match &pinned.files {
+                    Some(files) => parquet_files(&pinned.table, files)?,
+                    None => Arc::new(
+                        IcebergStaticTableProvider::try_new_from_table(pinned.table.clone())
+                            .await
+                            .map_err(ServingError::lake)?,
+                    ),
+                };
                 datafusion::catalog::SchemaProvider::register_table(
                     schema.as_ref(),
                     name.clone(),
-                    Arc::new(provider),
+                    provider,
                 )
                 .map_err(ServingError::lake)?;
             }
@@ -176,4 +231,33 @@ impl PinnedTables {
         ctx.register_catalog("lake", lake);
         Ok(ctx)
     }
+}
+
+/// The table as DataFusion's listing table over its data files, in the table's current schema
+/// (columns added later read as nulls from older files; silver never renames a column).
+fn parquet_files(table: &Table, files: &[String]) -> Result<Arc<dyn TableProvider>> {
+    let schema = Arc::new(
+        iceberg::arrow::schema_to_arrow_schema(table.metadata().current_schema())
+            .map_err(ServingError::lake)?,
+    );
+    if files.is_empty() {
+        return Ok(Arc::new(
+            datafusion::datasource::MemTable::try_new(schema, vec![vec![]])
+                .map_err(ServingError::lake)?,
+        ));
+    }
+    let urls = files
+        .iter()
+        .map(|f| ListingTableUrl::parse(f))
+        .collect::<std::result::Result<Vec<_>, _>>()
+        .map_err(ServingError::lake)?;
+    let options = ListingOptions::new(Arc::new(ParquetFormat::default()))
+        .with_file_extension(".parquet")
+        .with_collect_stat(true);
+    let config = ListingTableConfig::new_with_multi_paths(urls)
+        .with_listing_options(options)
+        .with_schema(schema);
+    Ok(Arc::new(
+        ListingTable::try_new(config).map_err(ServingError::lake)?,
+    ))
 }

@@ -60,15 +60,18 @@ impl CatalogPointer {
         })
     }
 
+    /// The `i`-th bind placeholder in this database's dialect (`$1` or `?`).
+    fn placeholder(&self, i: usize) -> String {
+        if self.dollar_params {
+            format!("${i}")
+        } else {
+            "?".to_string()
+        }
+    }
+
     /// The metadata file `table` points at now; `None` when there is no such table.
     pub(crate) async fn current(&self, table: &TableIdent) -> Result<Option<String>> {
-        let p = |i: usize| {
-            if self.dollar_params {
-                format!("${i}")
-            } else {
-                "?".to_string()
-            }
-        };
+        let p = |i: usize| self.placeholder(i);
         let sql = format!(
             "SELECT metadata_location FROM iceberg_tables \
              WHERE catalog_name = {} AND table_namespace = {} AND table_name = {}",
@@ -100,13 +103,7 @@ impl CatalogPointer {
     /// Points `table` at `new` if it still points at `expected`; false when another writer
     /// moved it first.
     pub(crate) async fn swap(&self, table: &TableIdent, expected: &str, new: &str) -> Result<bool> {
-        let p = |i: usize| {
-            if self.dollar_params {
-                format!("${i}")
-            } else {
-                "?".to_string()
-            }
-        };
+        let p = |i: usize| self.placeholder(i);
         let sql = format!(
             "UPDATE iceberg_tables SET metadata_location = {}, previous_metadata_location = {} \
              WHERE catalog_name = {} AND table_namespace = {} AND table_name = {} \

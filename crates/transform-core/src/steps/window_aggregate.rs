@@ -719,33 +719,5 @@ impl Step for WindowAggregate {
 }
 
 fn micros_text(t: i64) -> String {
-    let secs = t.div_euclid(1_000_000);
-    let micros = t.rem_euclid(1_000_000);
-    match chrono_like(secs) {
-        Some(s) if micros == 0 => s,
-        Some(s) => format!("{s}.{micros:06}"),
-        None => t.to_string(),
-    }
-}
-
-/// `YYYY-MM-DDTHH:MM:SS` from seconds since the epoch (civil calendar, UTC).
-fn chrono_like(secs: i64) -> Option<String> {
-    let days = secs.div_euclid(86_400);
-    let rem = secs.rem_euclid(86_400);
-    let z = days.checked_add(719_468)?;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let y = yoe + era * 400;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = if m <= 2 { y + 1 } else { y };
-    Some(format!(
-        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}",
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60
-    ))
+    crate::sample::iso_millis(t.div_euclid(1000))
 }
