@@ -248,7 +248,7 @@ fn parquet_files(table: &Table, files: &[String]) -> Result<Arc<dyn TableProvide
     }
     let urls = files
         .iter()
-        .map(|f| ListingTableUrl::parse(f))
+        .map(ListingTableUrl::parse)
         .collect::<std::result::Result<Vec<_>, _>>()
         .map_err(ServingError::lake)?;
     let options = ListingOptions::new(Arc::new(ParquetFormat::default()))
