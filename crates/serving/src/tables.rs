@@ -11,6 +11,9 @@ use datafusion::datasource::file_format::parquet::ParquetFormat;
 use datafusion::datasource::listing::{
     ListingOptions, ListingTable, ListingTableConfig, ListingTableUrl,
 };
+use datafusion::execution::cache::DefaultFilesMetadataCache;
+use datafusion::execution::cache::cache_manager::CacheManagerConfig;
+use datafusion::execution::cache::cache_unit::DefaultFileStatisticsCache;
 use datafusion::execution::runtime_env::RuntimeEnvBuilder;
 use datafusion::prelude::{SessionConfig, SessionContext};
 use datafusion::sql::TableReference;
@@ -56,6 +59,15 @@ pub fn qualified(reference: &TableReference) -> Result<(String, String)> {
 pub struct LakeTables {
     layers: BTreeMap<String, SilverCatalog>,
     loaded: Mutex<HashMap<(String, String), (String, Pinned)>>,
+    caches: FileCaches,
+}
+
+/// Parquet footers and file statistics, kept across queries (each query has a runtime of its
+/// own for its memory pool): data files never change, so what was read of one stays true.
+#[derive(Clone)]
+struct FileCaches {
+    metadata: Arc<DefaultFilesMetadataCache>,
+    statistics: Arc<DefaultFileStatisticsCache>,
 }
 
 /// A loaded table version and how to read it.
@@ -115,6 +127,10 @@ impl LakeTables {
         Ok(LakeTables {
             layers,
             loaded: Mutex::new(HashMap::new()),
+            caches: FileCaches {
+                metadata: Arc::new(DefaultFilesMetadataCache::new(64 << 20)),
+                statistics: Arc::new(DefaultFileStatisticsCache::default()),
+            },
         })
     }
 
@@ -162,13 +178,17 @@ impl LakeTables {
             let snapshot = pinned.table.metadata().current_snapshot_id();
             tables.insert(key, (pinned, snapshot));
         }
-        Ok(PinnedTables { tables })
+        Ok(PinnedTables {
+            tables,
+            caches: self.caches.clone(),
+        })
     }
 }
 
 /// Tables pinned at their current snapshots.
 pub struct PinnedTables {
     tables: BTreeMap<(String, String), (Pinned, Option<i64>)>,
+    caches: FileCaches,
 }
 
 impl PinnedTables {
@@ -192,8 +212,12 @@ impl PinnedTables {
     /// A session over only these tables (catalog `lake`, default schema `silver`), with a
     /// memory pool of `memory_bytes` for this query alone.
     pub async fn session(&self, memory_bytes: usize, batch_size: usize) -> Result<SessionContext> {
+        let caches = CacheManagerConfig::default()
+            .with_file_metadata_cache(Some(self.caches.metadata.clone()))
+            .with_files_statistics_cache(Some(self.caches.statistics.clone()));
         let runtime = RuntimeEnvBuilder::new()
             .with_memory_limit(memory_bytes, 1.0)
+            .with_cache_manager(caches)
             .build_arc()
             .map_err(|e| ServingError::Execution {
                 message: e.to_string(),
