@@ -868,3 +868,41 @@ proptest! {
         prop_assert_eq!(back, batch);
     }
 }
+
+#[tokio::test]
+async fn metrics_count_requests_by_route_and_status_and_the_stored_schemas() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = start(&dir.path().join("registry.json")).await;
+    let client = RegistryClient::from_url(server.url()).unwrap();
+    client.register("t-value", &v1()).await.unwrap();
+    client.register("t-value", &v2()).await.unwrap();
+    assert!(client.schema_by_id(9999).await.is_err());
+    let text = reqwest::get(format!("{}/metrics", server.url()))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let value = |needle: &str| -> f64 {
+        text.lines()
+            .find(|l| l.starts_with(needle))
+            .and_then(|l| l.rsplit(' ').next())
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_else(|| panic!("no `{needle}` in:\n{text}"))
+    };
+    assert_eq!(
+        value(
+            r#"strata_registry_requests_total{route="/subjects/{subject}/versions",method="POST",status="200"}"#
+        ),
+        2.0
+    );
+    assert_eq!(
+        value(
+            r#"strata_registry_requests_total{route="/schemas/ids/{id}",method="GET",status="404"}"#
+        ),
+        1.0
+    );
+    assert_eq!(value("strata_registry_schemas "), 2.0);
+    assert_eq!(value("strata_registry_subjects "), 1.0);
+    assert!(text.contains("strata_registry_request_duration_seconds_bucket"));
+}

@@ -17,6 +17,7 @@
 pub mod auth;
 pub mod client;
 pub mod compat;
+pub mod metrics;
 pub mod server;
 
 pub use auth::RegistryAuth;

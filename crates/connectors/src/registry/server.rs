@@ -176,6 +176,7 @@ struct Inner {
     file: PathBuf,
     auth: RegistryAuth,
     limits: RegistryLimits,
+    metrics: super::metrics::RegistryMetrics,
     /// `<state file>.lock`, exclusively locked while this server lives: a second registry on
     /// the same state would hand out the same ids for different schemas.
     _lock: std::fs::File,
@@ -1107,13 +1108,50 @@ fn router(app: App) -> Router {
                 .delete(delete_subject_config),
         )
         .route("/mode", get(mode))
+        .route("/metrics", get(prometheus))
         .fallback(not_found)
         .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY_BYTES))
         .layer(axum::middleware::from_fn_with_state(
             app.clone(),
             require_auth,
         ))
+        .layer(axum::middleware::from_fn_with_state(app.clone(), observe))
         .with_state(app)
+}
+
+/// Counts every request (refused ones too) by its route template and status.
+async fn observe(State(app): State<App>, request: Request, next: Next) -> Response {
+    let started = std::time::Instant::now();
+    let route = request
+        .extensions()
+        .get::<axum::extract::MatchedPath>()
+        .map_or("other", |m| m.as_str())
+        .to_string();
+    let method = request.method().as_str().to_string();
+    let response = next.run(request).await;
+    app.metrics.request(
+        &route,
+        &method,
+        response.status().as_u16(),
+        started.elapsed().as_secs_f64(),
+    );
+    response
+}
+
+/// `GET /metrics`: Prometheus text.
+async fn prometheus(State(app): State<App>) -> Response {
+    let (schemas, subjects) = {
+        let live = app.live.lock().await;
+        (live.store.schemas.len(), live.store.subjects.len())
+    };
+    (
+        [(
+            header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        app.metrics.render(schemas, subjects),
+    )
+        .into_response()
 }
 
 /// A bound, not yet serving, registry server.
@@ -1168,6 +1206,7 @@ impl RegistryServer {
                 file,
                 auth: options.auth,
                 limits: options.limits,
+                metrics: super::metrics::RegistryMetrics::default(),
                 _lock: lock,
             }),
         })
