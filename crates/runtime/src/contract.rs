@@ -117,6 +117,8 @@ pub struct CommitReport {
     pub covers: String,
     /// Units of input (files) the commit covers; 0 for a streaming position.
     pub units: usize,
+    /// Attempts refused because another writer committed first (retried on the new version).
+    pub conflicts: u64,
 }
 
 /// Commits staged output with its position and pipeline state, atomically.

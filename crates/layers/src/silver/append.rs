@@ -42,6 +42,9 @@ pub struct AppendReport {
     pub snapshot_id: Option<i64>,
     /// True when another writer committed the same inputs first (this append was dropped).
     pub lost_race: bool,
+    /// Commit attempts refused because another writer committed first (each was retried on
+    /// the new table version).
+    pub conflicts: u64,
 }
 
 impl AppendReport {
@@ -52,6 +55,7 @@ impl AppendReport {
             skipped: true,
             snapshot_id: None,
             lost_race: false,
+            conflicts: 0,
         }
     }
 }
@@ -449,6 +453,7 @@ impl SilverAppend {
                 return Ok(Committed {
                     report: AppendReport {
                         lost_race: attempt > 0,
+                        conflicts: attempt as u64,
                         ..AppendReport::skipped()
                     },
                     table: base,
@@ -481,6 +486,7 @@ impl SilverAppend {
                             skipped: false,
                             snapshot_id: committed.metadata().current_snapshot_id(),
                             lost_race: false,
+                            conflicts: attempt as u64,
                         },
                         table: committed,
                     });

@@ -138,6 +138,7 @@ impl SilverMerge {
                     skipped: true,
                     snapshot_id: None,
                     lost_race: attempt > 0,
+                    conflicts: attempt as u64,
                 };
                 let committed = Committed {
                     report,
@@ -193,6 +194,7 @@ impl SilverMerge {
                         skipped: false,
                         snapshot_id: table.metadata().current_snapshot_id(),
                         lost_race: false,
+                        conflicts: attempt as u64,
                     };
                     let merge = MergeReport {
                         events: self.rows,

@@ -83,9 +83,12 @@ impl DriverHooks for DriverMetrics {
         }
     }
 
-    fn on_commit(&self, _report: &CommitReport, elapsed: Duration) {
+    fn on_commit(&self, report: &CommitReport, elapsed: Duration) {
         let m = &self.metrics;
         m.commits.get_or_create(&self.labels).inc();
+        m.commit_conflicts
+            .get_or_create(&self.labels)
+            .inc_by(report.conflicts);
         m.commit_seconds
             .get_or_create(&self.labels)
             .observe(elapsed.as_secs_f64());
@@ -166,6 +169,7 @@ mod tests {
                 quarantined: 2,
                 covers: String::new(),
                 units: 0,
+                conflicts: 2,
             },
             Duration::from_millis(20),
         );
@@ -179,6 +183,7 @@ mod tests {
             r#"strata_pipeline_records_written_total{pipeline="stream.iot"} 8"#,
             r#"strata_pipeline_records_quarantined_total{pipeline="stream.iot"} 2"#,
             r#"strata_pipeline_commits_total{pipeline="stream.iot"} 1"#,
+            r#"strata_pipeline_commit_conflicts_total{pipeline="stream.iot"} 2"#,
             r#"strata_pipeline_commit_duration_seconds_count{pipeline="stream.iot"} 1"#,
             r#"strata_pipeline_event_age_seconds_count{pipeline="stream.iot"} 1"#,
             r#"strata_pipeline_runs_total{pipeline="stream.iot",outcome="failure"} 1"#,

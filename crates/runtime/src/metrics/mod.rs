@@ -43,6 +43,7 @@ pub struct StrataMetrics {
     pub(crate) batches: Family<Labels, Counter>,
     pub(crate) batch_seconds: Family<Labels, Histogram, fn() -> Histogram>,
     pub(crate) commits: Family<Labels, Counter>,
+    pub(crate) commit_conflicts: Family<Labels, Counter>,
     pub(crate) commit_seconds: Family<Labels, Histogram, fn() -> Histogram>,
     pub(crate) last_commit: Family<Labels, FloatGauge>,
     pub(crate) event_age_seconds: Family<Labels, Histogram, fn() -> Histogram>,
@@ -77,6 +78,7 @@ impl Default for StrataMetrics {
             batches: Family::default(),
             batch_seconds: hist(),
             commits: Family::default(),
+            commit_conflicts: Family::default(),
             commit_seconds: hist(),
             last_commit: Family::default(),
             event_age_seconds: hist(),
@@ -124,6 +126,11 @@ impl Default for StrataMetrics {
             m.batch_seconds.clone(),
         );
         r.register("pipeline_commits", "Commits made", m.commits.clone());
+        r.register(
+            "pipeline_commit_conflicts",
+            "Commit attempts refused because another writer committed first (each retried)",
+            m.commit_conflicts.clone(),
+        );
         r.register(
             "pipeline_commit_duration_seconds",
             "Time one commit took (output, positions and state, atomically)",

@@ -146,6 +146,7 @@ impl Committer for BronzeCopySink {
             rows,
             quarantined: 0,
             units: names.len(),
+            conflicts: 0,
             covers: format!("bronze/source={} files {}", self.source, names.join(", ")),
         })
     }

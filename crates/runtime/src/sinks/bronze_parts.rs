@@ -227,6 +227,7 @@ impl Committer for BronzePartsSink {
             quarantined: 0,
             covers: position.to_json(),
             units: 0,
+            conflicts: 0,
         })
     }
 }

@@ -275,6 +275,7 @@ impl Committer for KafkaAvroSink {
             quarantined: self.quarantined,
             covers: format!("{} offsets {offsets:?}", self.input.topic),
             units: 0,
+            conflicts: 0,
         };
         (self.rows, self.quarantined) = (0, 0);
         Ok(report)

@@ -201,6 +201,7 @@ impl Committer for KafkaRecordsSink {
             quarantined: 0,
             covers: format!("{} up to {}", self.topic, self.positions.path().display()),
             units: 0,
+            conflicts: 0,
         })
     }
 }

@@ -169,6 +169,7 @@ impl Committer for RepliedRecordsSink {
             quarantined: 0,
             covers: position.to_json(),
             units: 0,
+            conflicts: 0,
         })
     }
 }

@@ -100,6 +100,7 @@ impl Committer for ParquetFilesSink {
             rows: self.written.0,
             quarantined: self.written.1,
             units: position.units(),
+            conflicts: 0,
             covers,
         };
         self.written = (0, 0);

@@ -164,6 +164,7 @@ impl Committer for SilverFilesSink {
             quarantined: q.report.rows,
             covers: format!("{covers}: {} data files", r.report.data_files),
             units: files.len(),
+            conflicts: r.report.conflicts + q.report.conflicts,
         })
     }
 }

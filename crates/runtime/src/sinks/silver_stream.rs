@@ -374,6 +374,7 @@ impl Committer for SilverStreamSink {
             quarantined: q.report.rows,
             covers: format!("positions {:?}", self.rows_at),
             units: 0,
+            conflicts: r.report.conflicts + q.report.conflicts,
         })
     }
 }
