@@ -18,12 +18,20 @@ echo "== cargo clippy (warnings are errors)"
 cargo clippy --workspace --all-targets -- -D warnings
 echo "== cargo test"
 cargo test --workspace --no-fail-fast -- --test-threads 2
-echo "== Python bindings (maturin develop + pytest)"
+echo "== The Python wheel (maturin build), installed as a user would, and its tests"
 VENV="$(./scripts/python-env.sh)"
-# maturin sets PyO3 environment variables; a target dir of its own keeps them from invalidating
-# the main build (arrow's pyarrow feature would otherwise rebuild DataFusion on every switch).
-(cd crates/bindings-py && CARGO_TARGET_DIR="$CARGO_TARGET_DIR-py" VIRTUAL_ENV="$VENV" PATH="$VENV/bin:$PATH" \
-  maturin develop -q && "$VENV/bin/python" -m pytest -q tests)
+AIRFLOW_VENV="${STRATA_AIRFLOW_VENV:-$HOME/.cache/strata/airflow-venv}"
+# The shared target dir: the wheel depends on arrow-pyarrow, not on arrow's `pyarrow` feature, so
+# only pyo3 and the extension itself are built again for it.
+WHEELS="$CARGO_TARGET_DIR/wheels"
+rm -rf "$WHEELS"
+(cd crates/bindings-py && VIRTUAL_ENV="$VENV" PATH="$VENV/bin:$PATH" \
+  maturin build -q --profile dev -o "$WHEELS")
+export STRATA_WHEEL="$(ls "$WHEELS"/strata_py-*.whl)"
+for v in "$VENV" "$AIRFLOW_VENV"; do
+  "$v/bin/python" -m pip install -q --disable-pip-version-check --force-reinstall --no-deps "$STRATA_WHEEL"
+done
+(cd crates/bindings-py && "$VENV/bin/python" -m pytest -q tests)
 echo "== Dashboard assets (uPlot as vendored = the npm lockfile's; playwright-core for the browser test)"
 ./scripts/dashboard-assets.sh --check
 echo "== Independent readers (pyiceberg on silver tables written by strata), the API, the dashboard in chromium"

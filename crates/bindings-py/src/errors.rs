@@ -1,58 +1,94 @@
-//! The one place where Rust errors become Python exceptions:
-//! `SpecError` (a `ValueError`: fix the pipeline), `DataError` (a `RuntimeError`: a batch could
-//! not be processed), `CheckpointError`, and built-in `OSError` for files.
+//! The one place where Rust errors become Python exceptions. The classes are declared in Python
+//! (`strata/errors.py`) so each can also be a built-in (`SpecError` is a `ValueError`, `LakeError`
+//! an `OSError`, …); Rust raises them by name with the Rust message.
 
-use pyo3::exceptions::{PyOSError, PyRuntimeError, PyValueError};
 use pyo3::prelude::*;
+use pyo3::types::PyType;
 use strata_core::CoreError;
 
-pyo3::create_exception!(
-    strata,
-    SpecError,
-    PyValueError,
-    "The pipeline spec is invalid."
-);
-pyo3::create_exception!(
-    strata,
-    DataError,
-    PyRuntimeError,
-    "A batch could not be processed."
-);
-pyo3::create_exception!(
-    strata,
-    CheckpointError,
-    PyValueError,
-    "A checkpoint cannot be restored."
-);
-
-pub(crate) fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
-    let py = m.py();
-    m.add("SpecError", py.get_type::<SpecError>())?;
-    m.add("DataError", py.get_type::<DataError>())?;
-    m.add("CheckpointError", py.get_type::<CheckpointError>())?;
-    Ok(())
+/// The exception classes of `strata.errors`.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Kind {
+    /// The pipeline spec is invalid.
+    Spec,
+    /// A command's configuration or flags are invalid.
+    Config,
+    /// A batch could not be processed.
+    Data,
+    /// A checkpoint cannot be restored.
+    Checkpoint,
+    /// A blocking audit failed; the model was not published.
+    Audit,
+    /// Reading or writing the lake failed.
+    Lake,
+    /// A command failed at run time (I/O, data, a server).
+    Command,
+    /// Misuse of the API (e.g. `finish` before any batch).
+    State,
 }
 
-pub(crate) fn to_py(e: CoreError) -> PyErr {
-    let msg = e.to_string();
-    match e {
-        CoreError::SpecSyntax { .. } | CoreError::Spec { .. } => SpecError::new_err(msg),
-        CoreError::Checkpoint { .. } => CheckpointError::new_err(msg),
-        _ => DataError::new_err(msg),
+impl Kind {
+    fn class_name(self) -> &'static str {
+        match self {
+            Kind::Spec => "SpecError",
+            Kind::Config => "ConfigError",
+            Kind::Data => "DataError",
+            Kind::Checkpoint => "CheckpointError",
+            Kind::Audit => "AuditError",
+            Kind::Lake => "LakeError",
+            Kind::Command => "CommandError",
+            Kind::State => "StateError",
+        }
     }
 }
 
-pub(crate) fn state(msg: &str) -> PyErr {
-    PyRuntimeError::new_err(msg.to_string())
+/// A `strata.errors` exception of `kind` carrying `message`.
+pub(crate) fn raise(kind: Kind, message: impl Into<String>) -> PyErr {
+    let message = message.into();
+    Python::attach(|py| {
+        let class = py
+            .import("strata.errors")
+            .and_then(|m| m.getattr(kind.class_name()))
+            .and_then(|c| c.cast_into::<PyType>().map_err(PyErr::from));
+        match class {
+            Ok(class) => PyErr::from_type(class, message),
+            // The package is broken (the native module imported alone): still say what failed.
+            Err(_) => pyo3::exceptions::PyRuntimeError::new_err(message),
+        }
+    })
 }
 
-pub(crate) fn internal(msg: impl Into<String>) -> PyErr {
-    PyRuntimeError::new_err(format!(
-        "internal error (a bug in strata, please report it): {}",
-        msg.into()
-    ))
+/// A pipeline error, by who must act.
+pub(crate) fn core(e: CoreError) -> PyErr {
+    let message = e.to_string();
+    match e {
+        CoreError::SpecSyntax { .. } | CoreError::Spec { .. } => raise(Kind::Spec, message),
+        CoreError::Checkpoint { .. } => raise(Kind::Checkpoint, message),
+        _ => raise(Kind::Data, message),
+    }
 }
 
-pub(crate) fn io(msg: String) -> PyErr {
-    PyOSError::new_err(msg)
+/// A lake error (catalog, object store, query).
+pub(crate) fn lake(e: impl std::fmt::Display) -> PyErr {
+    raise(Kind::Lake, e.to_string())
+}
+
+/// A command's failure, by its kind.
+pub(crate) fn command(f: &strata_cli::Failure) -> PyErr {
+    let kind = match f.kind() {
+        strata_cli::FailureKind::Config => Kind::Config,
+        strata_cli::FailureKind::Audit => Kind::Audit,
+        strata_cli::FailureKind::Runtime => Kind::Command,
+    };
+    raise(kind, format!("{:#}", f.error()))
+}
+
+/// Misuse of the API.
+pub(crate) fn state(message: &str) -> PyErr {
+    raise(Kind::State, message)
+}
+
+/// An Arrow conversion failure (the caller passed data the C interface refused).
+pub(crate) fn arrow(e: arrow::error::ArrowError) -> PyErr {
+    raise(Kind::Data, e.to_string())
 }

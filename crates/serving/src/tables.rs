@@ -7,20 +7,15 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 
 use datafusion::catalog::{MemoryCatalogProvider, MemorySchemaProvider, TableProvider};
-use datafusion::datasource::file_format::parquet::ParquetFormat;
-use datafusion::datasource::listing::{
-    ListingOptions, ListingTable, ListingTableConfig, ListingTableUrl,
-};
 use datafusion::execution::cache::DefaultFilesMetadataCache;
 use datafusion::execution::cache::cache_manager::CacheManagerConfig;
 use datafusion::execution::cache::cache_unit::DefaultFileStatisticsCache;
 use datafusion::execution::runtime_env::RuntimeEnvBuilder;
 use datafusion::prelude::{SessionConfig, SessionContext};
 use datafusion::sql::TableReference;
-use futures::TryStreamExt;
 use iceberg::table::Table;
 use iceberg_datafusion::IcebergStaticTableProvider;
-use strata_layers::silver::SilverCatalog;
+use strata_layers::silver::{SilverCatalog, direct_files, listing_table};
 
 use crate::error::{Result, ServingError};
 
@@ -79,40 +74,6 @@ struct Pinned {
     files: Option<Arc<Vec<String>>>,
 }
 
-/// The data files of `table`'s current snapshot, when they alone are the table's rows (no
-/// delete files, Parquet, local paths), so DataFusion's own Parquet reader (parallel, with
-/// row-group and page pruning) can read them; `None` otherwise.
-async fn direct_files(table: &Table) -> Result<Option<Arc<Vec<String>>>> {
-    let Some(snapshot) = table.metadata().current_snapshot_id() else {
-        return Ok(Some(Arc::new(Vec::new())));
-    };
-    let scan = table
-        .scan()
-        .snapshot_id(snapshot)
-        .build()
-        .map_err(ServingError::lake)?;
-    let tasks: Vec<iceberg::scan::FileScanTask> = scan
-        .plan_files()
-        .await
-        .map_err(ServingError::lake)?
-        .try_collect()
-        .await
-        .map_err(ServingError::lake)?;
-    let mut files = Vec::with_capacity(tasks.len());
-    for t in tasks {
-        let direct = t.deletes.is_empty()
-            && t.data_file_format == iceberg::spec::DataFileFormat::Parquet
-            && t.data_file_path.starts_with("file://");
-        if !direct {
-            return Ok(None);
-        }
-        if !files.contains(&t.data_file_path) {
-            files.push(t.data_file_path);
-        }
-    }
-    Ok(Some(Arc::new(files)))
-}
-
 impl LakeTables {
     /// Opens a handle per layer of `catalog`.
     pub async fn open(catalog: &SilverCatalog) -> Result<Self> {
@@ -163,7 +124,10 @@ impl LakeTables {
                 Some(t) => t,
                 None => {
                     let table = in_layer.load(name).await.map_err(ServingError::lake)?;
-                    let files = direct_files(&table).await?;
+                    let files = direct_files(&table, None)
+                        .await
+                        .map_err(ServingError::lake)?
+                        .map(Arc::new);
                     // The pointer may have moved between the two reads: key the table by the
                     // location it was loaded from.
                     let loaded_from = table.metadata_location().unwrap_or_default().to_string();
@@ -235,7 +199,9 @@ impl PinnedTables {
                     continue;
                 }
                 let provider: Arc<dyn TableProvider> = match &pinned.files {
-                    Some(files) => parquet_files(&pinned.table, files)?,
+                    Some(files) => {
+                        listing_table(&pinned.table, None, files).map_err(ServingError::lake)?
+                    }
                     None => Arc::new(
                         IcebergStaticTableProvider::try_new_from_table(pinned.table.clone())
                             .await
@@ -255,33 +221,4 @@ impl PinnedTables {
         ctx.register_catalog("lake", lake);
         Ok(ctx)
     }
-}
-
-/// The table as DataFusion's listing table over its data files, in the table's current schema
-/// (columns added later read as nulls from older files; silver never renames a column).
-fn parquet_files(table: &Table, files: &[String]) -> Result<Arc<dyn TableProvider>> {
-    let schema = Arc::new(
-        iceberg::arrow::schema_to_arrow_schema(table.metadata().current_schema())
-            .map_err(ServingError::lake)?,
-    );
-    if files.is_empty() {
-        return Ok(Arc::new(
-            datafusion::datasource::MemTable::try_new(schema, vec![vec![]])
-                .map_err(ServingError::lake)?,
-        ));
-    }
-    let urls = files
-        .iter()
-        .map(ListingTableUrl::parse)
-        .collect::<std::result::Result<Vec<_>, _>>()
-        .map_err(ServingError::lake)?;
-    let options = ListingOptions::new(Arc::new(ParquetFormat::default()))
-        .with_file_extension(".parquet")
-        .with_collect_stat(true);
-    let config = ListingTableConfig::new_with_multi_paths(urls)
-        .with_listing_options(options)
-        .with_schema(schema);
-    Ok(Arc::new(
-        ListingTable::try_new(config).map_err(ServingError::lake)?,
-    ))
 }

@@ -45,6 +45,7 @@ pub mod keyed;
 pub mod line_format;
 pub mod lineage;
 pub mod metrics;
+pub mod partition_plan;
 pub mod pipeline;
 mod safe_cast;
 pub mod sample;
@@ -55,5 +56,6 @@ pub mod types;
 
 pub use error::{CoreError, Result};
 pub use metrics::{PipelineMetrics, RuleMetrics, StepMetrics};
+pub use partition_plan::PartitionPlan;
 pub use pipeline::{BuildContext, Output, Pipeline};
 pub use spec::{PipelineSpec, RuleAction};

@@ -115,27 +115,7 @@ fn reserved_problem(location: &str, name: &str) -> CoreError {
 impl Pipeline {
     /// Validates `spec` against the schema of the batches that will be processed.
     pub fn build(spec: &PipelineSpec, input_schema: SchemaRef, ctx: &BuildContext) -> Result<Self> {
-        // Step names: given, or the type; unique either way.
-        let mut names: Vec<String> = Vec::with_capacity(spec.steps.len());
-        for (i, s) in spec.steps.iter().enumerate() {
-            let name = match s.given_name() {
-                Some(n) => {
-                    if names.iter().any(|m| m == n) {
-                        return Err(CoreError::spec(
-                            location(i, s.type_name(), n),
-                            "name",
-                            format!("step name `{n}` is used twice"),
-                        ));
-                    }
-                    n.to_string()
-                }
-                None if names.iter().any(|m| m == s.type_name()) => {
-                    format!("{}_{i}", s.type_name())
-                }
-                None => s.type_name().to_string(),
-            };
-            names.push(name);
-        }
+        let names = step_names(spec)?;
 
         // Which input columns feed the steps, and which are lineage.
         let raw_column = match spec.steps.first() {
@@ -451,6 +431,23 @@ impl Pipeline {
             describe(&self.quarantine_schema)
         ));
         out
+    }
+
+    /// Each step's name and the schema of the batches it returns (without the internal row id).
+    pub fn step_schemas(&self) -> Vec<(String, SchemaRef)> {
+        self.steps
+            .iter()
+            .map(|step| {
+                let schema = step.output_schema();
+                let fields: Vec<_> = schema
+                    .fields()
+                    .iter()
+                    .filter(|f| f.name() != crate::step::ROW_ID)
+                    .cloned()
+                    .collect();
+                (step.name().to_string(), Arc::new(Schema::new(fields)))
+            })
+            .collect()
     }
 
     /// Runs one batch through the pipeline.
@@ -855,4 +852,30 @@ fn validate_partition(text: &str, declared: &Schema) -> std::result::Result<(), 
         }
     }
     Ok(())
+}
+
+/// Step names: given, or the type (suffixed with the index when the type repeats); unique
+/// either way.
+pub fn step_names(spec: &PipelineSpec) -> Result<Vec<String>> {
+    let mut names: Vec<String> = Vec::with_capacity(spec.steps.len());
+    for (i, s) in spec.steps.iter().enumerate() {
+        let name = match s.given_name() {
+            Some(n) => {
+                if names.iter().any(|m| m == n) {
+                    return Err(CoreError::spec(
+                        location(i, s.type_name(), n),
+                        "name",
+                        format!("step name `{n}` is used twice"),
+                    ));
+                }
+                n.to_string()
+            }
+            None if names.iter().any(|m| m == s.type_name()) => {
+                format!("{}_{i}", s.type_name())
+            }
+            None => s.type_name().to_string(),
+        };
+        names.push(name);
+    }
+    Ok(names)
 }

@@ -574,6 +574,30 @@ impl StepSpec {
         }
     }
 
+    /// True for steps that keep state across batches (`dedup`, `window_aggregate`).
+    pub fn is_stateful(&self) -> bool {
+        matches!(self, StepSpec::Dedup(_) | StepSpec::WindowAggregate(_))
+    }
+
+    /// Sets the step's name (the one quarantine rows and metrics carry).
+    pub fn set_name(&mut self, name: String) {
+        let slot = match self {
+            StepSpec::ParseJson(s) => &mut s.name,
+            StepSpec::Select(s) => &mut s.name,
+            StepSpec::Rename(s) => &mut s.name,
+            StepSpec::Cast(s) => &mut s.name,
+            StepSpec::Flatten(s) => &mut s.name,
+            StepSpec::CdcUnwrap(s) => &mut s.name,
+            StepSpec::Filter(s) => &mut s.name,
+            StepSpec::Derive(s) => &mut s.name,
+            StepSpec::Expect(s) => &mut s.name,
+            StepSpec::Mask(s) => &mut s.name,
+            StepSpec::Dedup(s) => &mut s.name,
+            StepSpec::WindowAggregate(s) => &mut s.name,
+        };
+        *slot = Some(name);
+    }
+
     /// The name given in the spec, if any.
     pub fn given_name(&self) -> Option<&str> {
         match self {

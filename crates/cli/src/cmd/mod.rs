@@ -1,5 +1,6 @@
 //! One module per `strata` subcommand.
 
+pub mod airflow;
 pub mod analytics;
 pub mod batch;
 pub mod bronze;

@@ -263,8 +263,14 @@ pub async fn run_command(command: &ModelsCommand) -> Result<(), Failure> {
                 .models
                 .iter()
                 .any(|m| matches!(m.status, ModelStatus::Failed(_)));
+            let audit_failed = report
+                .models
+                .iter()
+                .any(|m| matches!(m.status, ModelStatus::AuditFailed));
             Err(if sql_failed {
                 Failure::config(message)
+            } else if audit_failed {
+                Failure::audit(message)
             } else {
                 Failure::runtime(message)
             })
@@ -324,7 +330,7 @@ pub async fn run_command(command: &ModelsCommand) -> Result<(), Failure> {
                 found.len()
             );
             if blocking > 0 {
-                return Err(Failure::runtime(anyhow!("{blocking} audits failed")));
+                return Err(Failure::audit(anyhow!("{blocking} audits failed")));
             }
             Ok(())
         }

@@ -20,6 +20,7 @@
 mod append;
 mod catalog;
 mod commit;
+mod direct_read;
 mod evolve;
 mod maintain;
 mod merge;
@@ -36,6 +37,7 @@ pub use append::{
 pub use catalog::{
     CATALOG_NAME, CatalogConfig, SilverCatalog, check_silver_schema, silver_arrow_schema,
 };
+pub use direct_read::{direct_files, listing_table};
 pub use iceberg::table::Table as IcebergTable;
 pub use maintain::{MaintainOptions, MaintainReport, maintain};
 pub use merge::{MergeReport, SilverMerge};
