@@ -70,7 +70,10 @@ pub async fn run(args: &Args) -> Result<(), Failure> {
     let tables = if args.tables.is_empty() {
         catalog.table_names().await.map_err(Failure::runtime)?
     } else {
-        args.tables.clone()
+        args.tables
+            .iter()
+            .map(|t| silver_name(t).map(str::to_string))
+            .collect::<Result<Vec<_>, _>>()?
     };
     let verb = if args.dry_run { "would " } else { "" };
     for table in tables {
@@ -91,4 +94,31 @@ pub async fn run(args: &Args) -> Result<(), Failure> {
         );
     }
     Ok(())
+}
+
+/// A `--table` as `maintain` takes it: `name` or `silver.name` (as `strata.Lake.tables()` and
+/// the analytics API list it). Gold tables are refused with the reason: each `models run`
+/// rewrites them through an audit branch, which compaction and expiry here do not know.
+fn silver_name(table: &str) -> Result<&str, Failure> {
+    match table.split_once('.') {
+        None => Ok(table),
+        Some(("silver", name)) => Ok(name),
+        Some((layer, _)) => Err(Failure::config(anyhow::anyhow!(
+            "--table {table}: `maintain` covers silver tables (`name` or `silver.name`), not the \
+             `{layer}` layer"
+        ))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::silver_name;
+
+    #[test]
+    fn a_table_is_named_bare_or_with_its_silver_layer() {
+        assert_eq!(silver_name("iot_events").ok(), Some("iot_events"));
+        assert_eq!(silver_name("silver.iot_events").ok(), Some("iot_events"));
+        let err = silver_name("gold.agg_device_hourly").expect_err("gold is refused");
+        assert!(format!("{:#}", err.error()).contains("not the `gold` layer"));
+    }
 }
