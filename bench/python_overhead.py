@@ -24,7 +24,7 @@ import strata
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 SPEC = ROOT / "pipelines" / "iot.yaml"
-BATCH_ROWS = 8192
+BATCH_ROWS = int(os.environ.get("BATCH_ROWS", "8192"))
 
 
 def python_run(batches: list[pa.RecordBatch]) -> tuple[float, int, int]:

@@ -20,7 +20,7 @@ saw), which equals one process's for keys whose copies arrive within the TTL.
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import TYPE_CHECKING
 
 import pyarrow as pa
@@ -78,8 +78,8 @@ def _combine(good: pa.Table, quarantine: pa.Table, schema: pa.Schema) -> Iterato
 
 def _stage_fn(
     spec_json: str, stage: str, input_schema: pa.Schema, out_schema: pa.Schema
-) -> Callable[[Iterator[pa.RecordBatch]], Iterator[pa.RecordBatch]]:
-    def run(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
+) -> Callable[[Iterable[pa.RecordBatch]], Iterator[pa.RecordBatch]]:
+    def run(batches: Iterable[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
         pipeline = strata.Pipeline(spec_json, input_schema=input_schema, stage=stage)  # type: ignore[arg-type]
         for batch in batches:
             if batch.num_rows == 0:
@@ -111,7 +111,13 @@ def _run_stage(
     return combined, good_schema
 
 
-def _split(combined: DataFrame) -> tuple[DataFrame, DataFrame]:
+def _split(combined: DataFrame, persist: bool) -> tuple[DataFrame, DataFrame]:
+    if persist and not combined.isStreaming:
+        # Good rows and quarantine are both read from this one output: without it, writing
+        # each would run the pipeline (and its shuffle) once more.
+        from pyspark import StorageLevel
+
+        combined = combined.persist(StorageLevel.MEMORY_AND_DISK)
     good = combined.where(f"{_GOOD} IS NOT NULL").select(f"{_GOOD}.*")
     quarantine = combined.where(f"{_QUARANTINE} IS NOT NULL").select(f"{_QUARANTINE}.*")
     return good, quarantine
@@ -123,6 +129,7 @@ def transform(
     *,
     num_partitions: int | None = None,
     order_by: list[str] | None = None,
+    persist: bool = True,
 ) -> tuple[DataFrame, DataFrame]:
     """Runs the pipeline (YAML/JSON text or a file) over ``df`` in the executors.
 
@@ -132,7 +139,8 @@ def transform(
     ``order_by`` the input order within a partition (default: ``_file, _line`` or Kafka
     partition and offset, whichever the input has).
 
-    Both DataFrames derive from one plan; ``.cache()`` the inputs to compute it once.
+    Both DataFrames are read from one output of the pipeline, persisted (memory, then disk)
+    unless ``persist=False``, so writing both runs the pipeline once; ``unpersist`` them when done.
     """
     from pyspark.sql.functions import col
     from pyspark.sql.pandas.types import to_arrow_schema
@@ -140,7 +148,7 @@ def transform(
     spec = _spec_text(pipeline)
     plan = strata.partition_plan(spec, _spark_safe(to_arrow_schema(df.schema)))
     if not plan.keys:
-        return _split(_run_stage(df, plan.suffix, "whole")[0])
+        return _split(_run_stage(df, plan.suffix, "whole")[0], persist)
     if df.isStreaming:
         raise strata.ConfigError(
             f"step `{plan.stateful_step}` keeps state across batches, which mapInArrow on a "
@@ -150,7 +158,7 @@ def transform(
     middle_schema: pa.Schema | None = None
     if plan.prefix is not None:
         combined, middle_schema = _run_stage(df, plan.prefix, "prefix")
-        prefix_good, prefix_quarantine = _split(combined)
+        prefix_good, prefix_quarantine = _split(combined, persist)
     else:
         prefix_good, prefix_quarantine = df, None
     columns = set(prefix_good.columns)
@@ -163,7 +171,7 @@ def transform(
     )
     if order:
         shuffled = shuffled.sortWithinPartitions(*order)
-    good, quarantine = _split(_run_stage(shuffled, plan.suffix, "suffix", middle_schema)[0])
+    good, quarantine = _split(_run_stage(shuffled, plan.suffix, "suffix", middle_schema)[0], persist)
     if prefix_quarantine is not None:
         quarantine = prefix_quarantine.unionByName(quarantine)
     return good, quarantine
@@ -199,8 +207,8 @@ def bronze(spark: SparkSession, lake: str, source: str, *, partitions: int | Non
     listing = spark.createDataFrame([(f,) for f in files], "file string")
     listing = listing.repartition(partitions or max(1, min(len(files), 64)), "file")
 
-    def read(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
-        names = [name for b in batches for name in b.column(0).to_pylist()]
+    def read(batches: Iterable[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
+        names = [str(name) for b in batches for name in b.column(0).to_pylist()]
         if not names:
             return
         reader = strata.Lake(lake).read_bronze(source, files=sorted(names))
