@@ -18,7 +18,7 @@ pub enum LayersError {
     },
 
     /// Filesystem error.
-    #[error("cannot write `{path}`: {source}")]
+    #[error("file system, `{path}`: {source}")]
     Io {
         /// Path.
         path: String,

@@ -29,6 +29,14 @@ fn dag_err(file: String, problem: String, hint: &'static str) -> LayersError {
 impl ModelGraph {
     /// Reads every `*.sql` file under `dir` (recursively) as a model.
     pub fn load(dir: &Path) -> Result<ModelGraph> {
+        if !dir.is_dir() {
+            return Err(LayersError::Model {
+                file: dir.display().to_string(),
+                at: String::new(),
+                problem: "no such folder of models".into(),
+                hint: "pass --models with the folder that holds the model .sql files",
+            });
+        }
         let mut files = Vec::new();
         let mut pending = vec![dir.to_path_buf()];
         while let Some(d) = pending.pop() {
@@ -252,6 +260,16 @@ fn find_cycle(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_missing_models_folder_is_named_as_missing() {
+        let err = ModelGraph::load(Path::new("/nonexistent/models")).expect_err("missing");
+        let text = err.to_string();
+        assert!(
+            text.contains("/nonexistent/models") && text.contains("no such folder"),
+            "{text}"
+        );
+    }
 
     fn model(name: &str, sql: &str) -> Model {
         Model::parse(
