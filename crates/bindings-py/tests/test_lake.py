@@ -6,7 +6,6 @@ from __future__ import annotations
 import pathlib
 import shutil
 
-import pyarrow as pa
 import pyarrow.compute as pc
 import pytest
 
@@ -98,4 +97,3 @@ def test_lake_errors_are_typed(lake: strata.Lake) -> None:
         lake.read("iot_events", filter="no_such_column = 1")
     with pytest.raises(strata.ConfigError):
         lake.batch("iot", IOT, from_date="yesterday")
-    assert isinstance(pa.schema([]), pa.Schema)

@@ -10,6 +10,8 @@ import pytest
 
 import strata
 
+import needs
+
 ROOT = pathlib.Path(__file__).resolve().parents[3]
 IOT_PATH = ROOT / "pipelines" / "iot.yaml"
 IOT = IOT_PATH.read_text()
@@ -56,8 +58,8 @@ def test_from_yaml_reads_a_path_too() -> None:
 
 
 def test_polars_and_duckdb_data_go_in_through_the_capsule_interface() -> None:
-    polars = pytest.importorskip("polars")
-    duckdb = pytest.importorskip("duckdb")
+    polars = needs.module("polars")
+    duckdb = needs.module("duckdb")
     table = file_table([GOOD, "{"])
     frame = polars.from_arrow(table)
     rows, quarantine = strata.Pipeline.from_yaml(IOT).process(frame)

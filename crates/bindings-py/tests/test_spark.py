@@ -13,12 +13,12 @@ import pytest
 
 import strata
 
+import needs
+
 ROOT = pathlib.Path(__file__).resolve().parents[3]
 IOT = ROOT / "pipelines" / "iot.yaml"
 
-pyspark = pytest.importorskip("pyspark", reason="pyspark is installed by scripts/python-env.sh")
-if os.environ.get("CI") and pyspark is None:  # pragma: no cover - importorskip raised already
-    pytest.fail("pyspark missing in CI")
+needs.module("pyspark")
 
 from pyspark.sql import SparkSession  # noqa: E402
 

@@ -10,6 +10,8 @@ import sys
 
 import pytest
 
+import needs
+
 ROOT = pathlib.Path(__file__).resolve().parents[3]
 HERE = pathlib.Path(__file__).resolve().parents[1]
 
@@ -53,7 +55,7 @@ def test_the_wheel_installs_into_a_fresh_venv(tmp_path: pathlib.Path) -> None:
 
 
 def test_the_stubs_pass_mypy_strict() -> None:
-    pytest.importorskip("mypy")
+    needs.module("mypy")
     out = subprocess.run(
         [
             sys.executable, "-m", "mypy", "--strict", str(HERE / "examples" / "typed_usage.py"),
