@@ -92,8 +92,19 @@ pub async fn read_all(brokers: &str, topic: &str, partitions: i32, quiet: Durati
             .expect("tpl");
     }
     consumer.assign(&tpl).expect("assign");
+    // A broker just restarted (or a loaded machine) can take far longer than `quiet` to serve
+    // the first fetch; when the topic holds anything, wait that long for the first record.
+    let holds_records = topic_holds_records(brokers, topic, partitions).await;
     let mut out = Vec::new();
-    while let Ok(m) = tokio::time::timeout(quiet, consumer.recv()).await {
+    loop {
+        let wait = if out.is_empty() && holds_records {
+            FIRST_RECORD_WAIT
+        } else {
+            quiet
+        };
+        let Ok(m) = tokio::time::timeout(wait, consumer.recv()).await else {
+            break;
+        };
         let m = m.expect("message");
         let headers = m
             .headers()
@@ -116,6 +127,29 @@ pub async fn read_all(brokers: &str, topic: &str, partitions: i32, quiet: Durati
         });
     }
     out
+}
+
+/// How long `read_all` waits for the first record of a topic that holds some.
+const FIRST_RECORD_WAIT: Duration = Duration::from_secs(90);
+
+/// Whether any partition of `topic` reports a high watermark above 0. tansu under-reports the
+/// end of a partition but never reports an empty one as holding records, so this only decides
+/// how long to wait for the first record, never where to stop.
+async fn topic_holds_records(brokers: &str, topic: &str, partitions: i32) -> bool {
+    let (brokers, topic) = (brokers.to_string(), topic.to_string());
+    tokio::task::spawn_blocking(move || {
+        let probe: rdkafka::consumer::BaseConsumer = ClientConfig::new()
+            .set("bootstrap.servers", &brokers)
+            .create()
+            .expect("watermark probe");
+        (0..partitions).any(|p| {
+            probe
+                .fetch_watermarks(&topic, p, Duration::from_secs(30))
+                .is_ok_and(|(_, high)| high > 0)
+        })
+    })
+    .await
+    .expect("watermark probe task")
 }
 
 /// A free TCP port on 127.0.0.1.
