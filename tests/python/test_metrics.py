@@ -201,6 +201,16 @@ def test_stream_silver_is_scraped_by_a_real_prometheus(tmp_path):
             return result and float(result[0]["value"][1]) == len(lines) and result
 
         wait_until("Prometheus sees every record read", read_all, timeout=90)
+        # Per-step counts while the stream runs (it never ends here): the first step saw every
+        # record, and the quarantine the steps report is the pipeline's.
+        def first_step_saw_all():
+            result = prom_query(base, "max(strata_pipeline_step_records_in_total%s)" % selector)
+            return result and float(result[0]["value"][1]) == len(lines) and result
+
+        wait_until("per-step counts of a running stream", first_step_saw_all, timeout=30)
+        by_steps = prom_query(base, "sum(strata_pipeline_step_quarantined_records_total%s) or vector(0)" % selector)
+        whole = prom_query(base, "strata_pipeline_records_quarantined_total" + selector)
+        assert by_steps and whole and float(by_steps[0]["value"][1]) == float(whole[0]["value"][1]), (by_steps, whole)
         commits = wait_until("a commit", lambda: prom_query(base, "strata_pipeline_commits_total" + selector))
         assert float(commits[0]["value"][1]) >= 1
         timed = prom_query(base, "strata_pipeline_commit_duration_seconds_count" + selector)
@@ -239,7 +249,8 @@ def test_stream_silver_is_scraped_by_a_real_prometheus(tmp_path):
 @pytest.mark.skipif(not KAFKA and not os.environ.get("CI"), reason="needs scripts/services.sh up (tansu)")
 def test_serve_webhooks_is_scraped_by_a_real_prometheus(tmp_path):
     """A real Prometheus scrapes the webhook receiver: the events it stored and the requests it
-    refused are the counts sent, and the 5xx alert's expression runs on them."""
+    refused are the counts sent, the delivery driver's records are in the same scrape, and the
+    5xx alert's expression runs on them."""
     from confluent_kafka.admin import AdminClient, NewTopic
 
     topic = f"metrics-hooks-{uuid.uuid4().hex[:8]}"
@@ -280,6 +291,10 @@ def test_serve_webhooks_is_scraped_by_a_real_prometheus(tmp_path):
         stored = wait_until("Prometheus sees the stored events",
                             lambda: prom_query(prom, 'strata_webhook_events_total{source="app"}'))
         assert float(stored[0]["value"][1]) == 50, stored
+        # The delivery driver's series come in the same scrape.
+        delivered = wait_until("the driver's records in the same scrape", lambda: prom_query(
+            prom, 'strata_pipeline_records_written_total{job="strata-webhooks",pipeline="webhooks"}'))
+        assert float(delivered[0]["value"][1]) == 50, delivered
         refused = prom_query(prom, 'sum(strata_webhook_requests_total{source="app",status="401"})')
         assert float(refused[0]["value"][1]) == 3, refused
         rules = (ROOT / "deploy" / "prometheus" / "strata-rules.yaml").read_text()

@@ -66,6 +66,21 @@ pub trait Source: Send + 'static {
     async fn acknowledge(&mut self, _committed: &Position) -> Result<()> {
         Ok(())
     }
+
+    /// Records not read yet, per partition, when the source knows it cheaply (no request of
+    /// its own: a Kafka consumer's last fetch tells it the end of each partition).
+    fn lag(&self) -> Option<SourceLag> {
+        None
+    }
+}
+
+/// Records a source has not read yet.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SourceLag {
+    /// What is read (a topic).
+    pub topic: String,
+    /// Records behind the end, per partition.
+    pub partitions: Vec<(i32, i64)>,
 }
 
 /// Stages pipeline output; nothing staged is visible until a commit.

@@ -222,7 +222,7 @@ impl<S: Source, K: Sink + Committer, T: Transform> Driver<S, K, T> {
         let depth = options.channel_depth.max(1);
         let (ack_tx, ack_rx) = mpsc::unbounded_channel::<Position>();
         let (read_tx, mut read_rx) = mpsc::channel::<Result<Polled>>(depth);
-        let reader = tokio::spawn(read(source, read_tx, ack_rx));
+        let reader = tokio::spawn(read(source, read_tx, ack_rx, hooks.clone()));
         let (sink_tx, sink_rx) = mpsc::channel::<ToSink>(depth);
         let mut writer = tokio::spawn(write(
             sink,
@@ -390,6 +390,7 @@ impl LoopState<'_> {
             quarantined: out.quarantined.num_rows() as u64,
             elapsed: started.elapsed(),
             input_times: input_times(batch),
+            steps: out.metrics.steps.clone(),
         };
         self.stage(out).await?;
         self.staged_rows += stats.rows_in;
@@ -496,12 +497,18 @@ async fn send_to(sink: &mpsc::Sender<ToSink>, msg: ToSink) -> Result<()> {
     })
 }
 
-/// The reader task: hands out what the source polls, and tells it about commits in between.
+/// How often the reader reports the source's lag to the hooks.
+const LAG_EVERY: Duration = Duration::from_secs(1);
+
+/// The reader task: hands out what the source polls, tells it about commits in between, and
+/// reports its lag to the hooks about once a second.
 async fn read(
     mut source: impl Source,
     tx: mpsc::Sender<Result<Polled>>,
     mut acks: mpsc::UnboundedReceiver<Position>,
+    hooks: Arc<dyn DriverHooks>,
 ) {
+    let mut lag_reported: Option<Instant> = None;
     loop {
         while let Ok(committed) = acks.try_recv() {
             if let Err(e) = source.acknowledge(&committed).await {
@@ -509,6 +516,12 @@ async fn read(
             }
         }
         let polled = source.next().await;
+        if lag_reported.is_none_or(|t| t.elapsed() >= LAG_EVERY)
+            && let Some(lag) = source.lag()
+        {
+            hooks.on_source_lag(&lag);
+            lag_reported = Some(Instant::now());
+        }
         let last = matches!(polled, Ok(Polled::End) | Err(_));
         if tx.send(polled).await.is_err() || last {
             return;

@@ -23,7 +23,7 @@ pub struct RunInfo {
 }
 
 /// One processed input batch.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Default)]
 pub struct BatchStats {
     /// Input records.
     pub rows_in: u64,
@@ -36,6 +36,8 @@ pub struct BatchStats {
     /// The oldest and newest input record times (Kafka timestamps, microseconds since the
     /// epoch) when the source carries them: for latency and lag metrics.
     pub input_times: Option<(i64, i64)>,
+    /// What each step did with this batch (rows in, out, dropped, quarantined, rule results).
+    pub steps: Vec<strata_core::StepMetrics>,
 }
 
 /// Callbacks of a run. Every method has an empty default.
@@ -46,6 +48,8 @@ pub trait DriverHooks: Send + Sync {
     fn on_batch(&self, _stats: &BatchStats) {}
     /// After each commit (from the sink's task).
     fn on_commit(&self, _report: &CommitReport, _elapsed: Duration) {}
+    /// The source's lag in records, about once a second (from the reader's task).
+    fn on_source_lag(&self, _lag: &crate::contract::SourceLag) {}
     /// At the end of the run, with its report or the error it stopped with.
     fn on_end(&self, _outcome: Result<&RunReport, &crate::error::RuntimeError>) {}
 }

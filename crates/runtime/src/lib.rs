@@ -29,7 +29,9 @@ pub mod sources;
 pub mod state_store;
 pub mod transform;
 
-pub use contract::{CommitReport, Committed, Committer, Polled, Sink, Source, StateUpdate};
+pub use contract::{
+    CommitReport, Committed, Committer, Polled, Sink, Source, SourceLag, StateUpdate,
+};
 pub use driver::{CommitPolicy, Driver, DriverOptions, RunReport, StopReason};
 pub use error::{ErrorKind, Result, RuntimeError};
 pub use hooks::{BatchStats, DriverHooks, HookSet, NoHooks, RunInfo};

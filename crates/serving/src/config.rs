@@ -53,6 +53,10 @@ pub struct ServeConfig {
     /// Reports run on a schedule, written to the lake under `reports/date=<day>/`.
     #[serde(default)]
     pub reports: Vec<crate::report::ScheduledReport>,
+    /// Silver tables served live: their committed snapshot plus the rows `stream silver` will
+    /// commit next (see [`crate::live`]).
+    #[serde(default)]
+    pub live: Vec<crate::live::LiveConfig>,
 }
 
 /// `query:`.
@@ -174,6 +178,26 @@ impl ServeConfig {
                     .into(),
             );
         }
+        let mut live_tables = std::collections::BTreeSet::new();
+        for (i, live) in self.live.iter().enumerate() {
+            if !live_tables.insert(live.table_name()) {
+                problems.push(format!(
+                    "live[{i}].table: `{}` is followed twice",
+                    live.table
+                ));
+            }
+            if live.table.contains('.') && !live.table.starts_with("silver.") {
+                problems.push(format!(
+                    "live[{i}].table: `{}` is not a silver table (gold models are rebuilt, not streamed)",
+                    live.table
+                ));
+            }
+            if live.max_mb == 0 || live.max_seconds == 0 {
+                problems.push(format!(
+                    "live[{i}]: max_mb and max_seconds must be at least 1"
+                ));
+            }
+        }
         if problems.is_empty() {
             Ok(())
         } else {
@@ -195,6 +219,11 @@ impl ServeConfig {
         {
             if p.is_relative() {
                 *p = base.join(&*p);
+            }
+        }
+        for live in &mut self.live {
+            if live.pipeline.is_relative() {
+                live.pipeline = base.join(&live.pipeline);
             }
         }
         for r in &mut self.reports {

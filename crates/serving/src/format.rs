@@ -72,6 +72,10 @@ pub struct AnswerFacts {
     pub params: Vec<String>,
     /// Milliseconds the query ran (0 when served from the cache).
     pub elapsed_ms: u64,
+    /// For each table read live: the snapshot, the positions it committed and the positions
+    /// the answer reaches (the answer is the table as of `upto`).
+    #[serde(skip_serializing_if = "BTreeMap::is_empty", default)]
+    pub live: BTreeMap<String, crate::live::LiveFacts>,
 }
 
 /// Encodes an answer.

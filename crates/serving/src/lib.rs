@@ -21,6 +21,7 @@ pub mod dashboard;
 pub mod error;
 pub mod execute;
 pub mod format;
+pub mod live;
 pub mod openapi;
 pub mod readonly;
 pub mod redis;

@@ -84,7 +84,23 @@ impl AnalyticsApi {
                 redis,
             ))
         };
-        let tables = LakeTables::open(&catalog).await?;
+        let mut views = Vec::with_capacity(config.live.len());
+        if !config.live.is_empty() {
+            let lake = strata_layers::lake::Lake::open(&config.lake)
+                .map_err(|e| ServingError::config("lake", e.to_string()))?;
+            let silver = catalog
+                .in_namespace("silver")
+                .await
+                .map_err(ServingError::lake)?;
+            for live in &config.live {
+                views.push(crate::live::LiveView::spawn(
+                    live.clone(),
+                    silver.clone(),
+                    lake.clone(),
+                )?);
+            }
+        }
+        let tables = LakeTables::open(&catalog).await?.with_live(views);
         let mut scheduled = Vec::new();
         for r in &config.reports {
             if r.every_seconds == 0 {
@@ -367,6 +383,7 @@ fn facts(
         row_count: answer.row_count(),
         truncated: answer.truncated,
         snapshots: pinned.snapshots(),
+        live: pinned.live(),
         sql,
         params,
         elapsed_ms: u64::try_from(answer.elapsed.as_millis()).unwrap_or(u64::MAX),

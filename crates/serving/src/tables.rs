@@ -7,10 +7,12 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 
 use datafusion::catalog::{MemoryCatalogProvider, MemorySchemaProvider, TableProvider};
+use datafusion::datasource::{MemTable, ViewTable, provider_as_source};
 use datafusion::execution::cache::DefaultFilesMetadataCache;
 use datafusion::execution::cache::cache_manager::CacheManagerConfig;
 use datafusion::execution::cache::cache_unit::DefaultFileStatisticsCache;
 use datafusion::execution::runtime_env::RuntimeEnvBuilder;
+use datafusion::logical_expr::LogicalPlanBuilder;
 use datafusion::prelude::{SessionConfig, SessionContext};
 use datafusion::sql::TableReference;
 use iceberg::table::Table;
@@ -18,6 +20,7 @@ use iceberg_datafusion::IcebergStaticTableProvider;
 use strata_layers::silver::{SilverCatalog, direct_files, listing_table};
 
 use crate::error::{Result, ServingError};
+use crate::live::{LiveFacts, LiveRows, LiveView};
 
 /// The schemas (Iceberg namespaces) the API serves.
 pub const LAYERS: [&str; 2] = ["silver", "gold"];
@@ -53,6 +56,7 @@ pub fn qualified(reference: &TableReference) -> Result<(String, String)> {
 /// read again only after a commit moved the pointer.
 pub struct LakeTables {
     layers: BTreeMap<String, SilverCatalog>,
+    live: BTreeMap<(String, String), Arc<LiveView>>,
     loaded: Mutex<HashMap<(String, String), (String, Pinned)>>,
     caches: FileCaches,
 }
@@ -72,6 +76,8 @@ struct Pinned {
     /// Its Parquet data files, when reading them directly gives the table: a local lake and a
     /// snapshot without delete files. `None`: read through iceberg-rust's scan.
     files: Option<Arc<Vec<String>>>,
+    /// The live view's rows past `table`'s snapshot, for a table followed live.
+    live: Option<Arc<LiveRows>>,
 }
 
 impl LakeTables {
@@ -87,6 +93,7 @@ impl LakeTables {
         }
         Ok(LakeTables {
             layers,
+            live: BTreeMap::new(),
             loaded: Mutex::new(HashMap::new()),
             caches: FileCaches {
                 metadata: Arc::new(DefaultFilesMetadataCache::new(64 << 20)),
@@ -95,12 +102,33 @@ impl LakeTables {
         })
     }
 
+    /// Serves `views`' tables live: each answer reads the view's snapshot plus its rows.
+    pub fn with_live(mut self, views: impl IntoIterator<Item = Arc<LiveView>>) -> Self {
+        self.live = views.into_iter().map(|v| (v.key(), v)).collect();
+        self
+    }
+
+    /// The live views served.
+    pub fn live_views(&self) -> impl Iterator<Item = &Arc<LiveView>> {
+        self.live.values()
+    }
+
     /// Pins each `(layer, table)` at its current snapshot; a missing one is a 404 naming it.
+    /// A table followed live is pinned at its view's snapshot, with the view's rows after it.
     pub async fn pin(&self, names: &[(String, String)]) -> Result<PinnedTables> {
         let mut tables = BTreeMap::new();
         for (layer, name) in names {
             let key = (layer.clone(), name.clone());
             if tables.contains_key(&key) {
+                continue;
+            }
+            if let Some(live) = self.live.get(&key).and_then(|v| v.current()) {
+                let pinned = Pinned {
+                    table: live.table.clone(),
+                    files: live.files.clone(),
+                    live: Some(live.clone()),
+                };
+                tables.insert(key, (pinned, live.facts.snapshot_id));
                 continue;
             }
             let not_found = || ServingError::NotFound {
@@ -131,7 +159,11 @@ impl LakeTables {
                     // The pointer may have moved between the two reads: key the table by the
                     // location it was loaded from.
                     let loaded_from = table.metadata_location().unwrap_or_default().to_string();
-                    let pinned = Pinned { table, files };
+                    let pinned = Pinned {
+                        table,
+                        files,
+                        live: None,
+                    };
                     self.loaded
                         .lock()
                         .unwrap_or_else(|p| p.into_inner())
@@ -160,9 +192,32 @@ impl PinnedTables {
     pub fn snapshot_key(&self) -> String {
         self.tables
             .iter()
-            .map(|((l, t), (_, s))| format!("{l}.{t}@{}", s.unwrap_or(-1)))
+            .map(|((l, t), (p, s))| {
+                let live = p.live.as_ref().map(|l| {
+                    let upto: Vec<String> = l
+                        .facts
+                        .upto
+                        .iter()
+                        .map(|(p, o)| format!("{p}:{o}"))
+                        .collect();
+                    format!("+live[{}]", upto.join(";"))
+                });
+                format!("{l}.{t}@{}{}", s.unwrap_or(-1), live.unwrap_or_default())
+            })
             .collect::<Vec<_>>()
             .join(",")
+    }
+
+    /// The live part of each table read live: its snapshot, positions and rows.
+    pub fn live(&self) -> BTreeMap<String, LiveFacts> {
+        self.tables
+            .iter()
+            .filter_map(|((l, t), (p, _))| {
+                p.live
+                    .as_ref()
+                    .map(|live| (format!("{l}.{t}"), live.facts.clone()))
+            })
+            .collect()
     }
 
     /// The snapshot id of each table (`None` for a table with no commit yet).
@@ -208,6 +263,10 @@ impl PinnedTables {
                             .map_err(ServingError::lake)?,
                     ),
                 };
+                let provider = match &pinned.live {
+                    Some(live) if !live.rows.is_empty() => with_live_rows(provider, live)?,
+                    _ => provider,
+                };
                 datafusion::catalog::SchemaProvider::register_table(
                     schema.as_ref(),
                     name.clone(),
@@ -221,4 +280,25 @@ impl PinnedTables {
         ctx.register_catalog("lake", lake);
         Ok(ctx)
     }
+}
+
+/// The committed snapshot's rows followed by the live rows: `UNION ALL` of the two, as one
+/// table (filters and projections still reach both sides).
+fn with_live_rows(
+    committed: Arc<dyn TableProvider>,
+    live: &LiveRows,
+) -> Result<Arc<dyn TableProvider>> {
+    let err = |e: datafusion::error::DataFusionError| ServingError::Lake {
+        message: format!("joining the live rows to the committed snapshot: {e}"),
+    };
+    let rows =
+        MemTable::try_new(live.schema.clone(), vec![live.rows.as_ref().clone()]).map_err(err)?;
+    let live_scan = LogicalPlanBuilder::scan("live", provider_as_source(Arc::new(rows)), None)
+        .and_then(|b| b.build())
+        .map_err(err)?;
+    let plan = LogicalPlanBuilder::scan("committed", provider_as_source(committed), None)
+        .and_then(|b| b.union(live_scan))
+        .and_then(|b| b.build())
+        .map_err(err)?;
+    Ok(Arc::new(ViewTable::new(plan, None)))
 }

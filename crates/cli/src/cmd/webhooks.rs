@@ -17,7 +17,7 @@ use strata_connectors::kafka::{KafkaLayers, ProducerSlot};
 use strata_connectors::webhook::{WebhookConfig, WebhookServer};
 use strata_runtime::sinks::RepliedRecordsSink;
 use strata_runtime::sources::webhook_source;
-use strata_runtime::{CommitPolicy, Driver, DriverOptions, Passthrough};
+use strata_runtime::{CommitPolicy, Driver, DriverOptions, HookSet, Passthrough};
 
 use crate::Failure;
 
@@ -116,11 +116,19 @@ pub async fn run(command: &ServeCommand) -> Result<(), Failure> {
         stop_when_idle: None,
         crash_after_commits: None,
     };
+    // The delivery driver's series (records, batches, commits) join the receiver's own on its
+    // `/metrics`: one scrape sees the whole process.
+    let driver_metrics = Arc::new(strata_runtime::metrics::StrataMetrics::default());
+    let hooks = Arc::new(HookSet(vec![
+        Arc::new(lineage),
+        Arc::new(driver_metrics.driver_hooks("webhooks")),
+    ]));
+    server.also_serve_metrics(Arc::new(move || driver_metrics.render()));
     let (driver_ended, driver_stopped) = tokio::sync::oneshot::channel::<()>();
     let driver = tokio::spawn(async move {
         // Ends when the receiver dropped its inbox (after the requests in flight), or fails.
         let report = Driver::new(source, Passthrough::new("serve webhooks"), sink, options)
-            .with_hooks(Arc::new(lineage))
+            .with_hooks(hooks)
             .run(std::future::pending())
             .await;
         let _ = driver_ended.send(());

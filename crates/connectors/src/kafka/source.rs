@@ -159,6 +159,42 @@ impl KafkaSource {
         &self.positions
     }
 
+    /// Records behind the end of each partition, from the end the consumer's last fetch
+    /// reported (librdkafka's cached watermarks: no request to the broker). A partition whose
+    /// end is not known yet is left out; a broker that under-reports the end (tansu, see
+    /// SERVERS.md) shows less lag, never a negative one.
+    pub fn lag(&self) -> Positions {
+        let Ok(topic) = std::ffi::CString::new(self.topic.as_str()) else {
+            return Positions::new();
+        };
+        let client = self.consumer.client();
+        self.partitions
+            .iter()
+            .filter_map(|p| {
+                let (mut low, mut high) = (-1i64, -1i64);
+                // SAFETY: the client handle lives as long as `self.consumer`, which this
+                // borrow keeps alive; `topic` is a NUL-terminated string that outlives the
+                // call; `low` and `high` are valid for writes. The call only reads
+                // librdkafka's cached watermarks (no request, no callback).
+                let code = unsafe {
+                    rdkafka::bindings::rd_kafka_get_watermark_offsets(
+                        client.native_ptr(),
+                        topic.as_ptr(),
+                        *p,
+                        &mut low,
+                        &mut high,
+                    )
+                };
+                (code == rdkafka::bindings::rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR_NO_ERROR
+                    && high >= 0)
+                    .then(|| {
+                        let at = self.positions.get(p).copied().unwrap_or(low.max(0));
+                        (*p, high.saturating_sub(at).max(0))
+                    })
+            })
+            .collect()
+    }
+
     /// The group's committed offsets for this source's partitions.
     pub fn committed(&self) -> Result<Positions> {
         committed(&self.consumer, &self.config, &self.topic, &self.partitions)

@@ -14,10 +14,13 @@ use prometheus_client::registry::Registry;
 
 type Labels = Vec<(String, String)>;
 
+/// More OpenMetrics text served on the receiver's `/metrics` (the delivery driver's series).
+pub type ExtraMetrics = std::sync::Arc<dyn Fn() -> String + Send + Sync>;
+
 /// Every metric of the receiver.
-#[derive(Debug)]
 pub struct WebhookMetrics {
     registry: Registry,
+    extra: std::sync::Mutex<Option<ExtraMetrics>>,
     requests: Family<Labels, Counter>,
     stored: Family<Labels, Counter>,
     dead_letters: Family<Labels, Counter>,
@@ -99,6 +102,7 @@ impl Default for WebhookMetrics {
             connections_refused.clone(),
         );
         WebhookMetrics {
+            extra: std::sync::Mutex::new(None),
             connections: Default::default(),
             connections_open,
             connections_refused,
@@ -198,7 +202,29 @@ impl WebhookMetrics {
         let mut out = String::new();
         // Writing into a String cannot fail.
         let _ = encode(&mut out, &self.registry);
-        out
+        let extra = self.extra.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        match extra {
+            // One exposition: a single `# EOF`, at the end.
+            Some(extra) => {
+                let ours = out.strip_suffix("# EOF\n").unwrap_or(&out);
+                format!("{ours}{}", extra())
+            }
+            None => out,
+        }
+    }
+
+    /// Serves `extra`'s text after the receiver's own series (it must be OpenMetrics text
+    /// with distinct metric names, ending in `# EOF`).
+    pub fn also_serve(&self, extra: ExtraMetrics) {
+        *self.extra.lock().unwrap_or_else(|p| p.into_inner()) = Some(extra);
+    }
+}
+
+impl std::fmt::Debug for WebhookMetrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WebhookMetrics")
+            .field("totals", &self.totals)
+            .finish()
     }
 }
 

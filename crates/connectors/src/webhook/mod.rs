@@ -16,5 +16,5 @@ pub mod verify;
 
 pub use config::WebhookConfig;
 pub use deliver::{Deliver, DirectDelivery};
-pub use metrics::WebhookTotals;
+pub use metrics::{ExtraMetrics, WebhookTotals};
 pub use server::WebhookServer;

@@ -77,6 +77,12 @@ impl std::fmt::Debug for WebhookServer {
 }
 
 impl WebhookServer {
+    /// Serves `extra`'s OpenMetrics text on `/metrics` after the receiver's own series (the
+    /// delivery driver's `strata_pipeline_*` series, so one scrape sees the whole process).
+    pub fn also_serve_metrics(&self, extra: super::ExtraMetrics) {
+        self.app.metrics.also_serve(extra);
+    }
+
     /// The Kafka profile records are produced with: the config's, with `message.timeout.ms`
     /// set to the acknowledgement timeout (a record Kafka has not acknowledged when the request
     /// gives up is not worth keeping queued: the sender was told 503 and will retry). User

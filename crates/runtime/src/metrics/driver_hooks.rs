@@ -1,9 +1,13 @@
 //! [`DriverHooks`] that count one pipeline run into [`StrataMetrics`]: records read, written and
-//! quarantined, batch and commit durations, freshness, event age and source lag while it runs;
-//! the outcome, wall time, and quarantine and expectation counts per step when it ends.
+//! quarantined, batch and commit durations, freshness, event age, source lag, and each step's
+//! rows in / out / dropped / quarantined and expectation failures while it runs; the outcome and
+//! wall time when it ends.
 
+use std::collections::HashMap;
 use std::sync::Arc;
+
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use strata_core::StepMetrics;
 
 use super::{Labels, StrataMetrics, pipeline};
 use crate::contract::CommitReport;
@@ -17,6 +21,9 @@ pub struct DriverMetrics {
     metrics: Arc<StrataMetrics>,
     labels: Labels,
     started: std::sync::Mutex<Option<Instant>>,
+    /// Per step, what the batches already counted: the run's totals at the end add only the
+    /// rest (rows a final flush produced), so nothing is counted twice.
+    counted: std::sync::Mutex<HashMap<String, StepMetrics>>,
 }
 
 fn unix_now() -> f64 {
@@ -38,6 +45,56 @@ impl DriverMetrics {
             metrics,
             labels,
             started: std::sync::Mutex::new(None),
+            counted: std::sync::Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Counts `step`'s rows beyond what was already counted for it.
+    fn count_step(&self, step: &StepMetrics, counted: &mut HashMap<String, StepMetrics>) {
+        let m = &self.metrics;
+        let seen = counted
+            .entry(step.step.clone())
+            .or_insert_with(|| StepMetrics {
+                step: step.step.clone(),
+                ..Default::default()
+            });
+        let labels = self.with("step", &step.step);
+        let more = |total: u64, seen: &mut u64| {
+            let d = total.saturating_sub(*seen);
+            *seen = (*seen).max(total);
+            d
+        };
+        m.step_in
+            .get_or_create(&labels)
+            .inc_by(more(step.rows_in, &mut seen.rows_in));
+        m.step_out
+            .get_or_create(&labels)
+            .inc_by(more(step.rows_out, &mut seen.rows_out));
+        m.step_dropped
+            .get_or_create(&labels)
+            .inc_by(more(step.dropped, &mut seen.dropped));
+        let quarantined = more(step.quarantined, &mut seen.quarantined);
+        if quarantined > 0 {
+            m.step_quarantined
+                .get_or_create(&labels)
+                .inc_by(quarantined);
+        }
+        for rule in &step.rules {
+            let at = match seen.rules.iter().position(|r| r.rule == rule.rule) {
+                Some(i) => i,
+                None => {
+                    seen.rules.push(strata_core::RuleMetrics {
+                        rule: rule.rule.clone(),
+                        ..Default::default()
+                    });
+                    seen.rules.len() - 1
+                }
+            };
+            let mut rule_labels = labels.clone();
+            rule_labels.push(("rule".to_string(), rule.rule.clone()));
+            m.expectation_failed
+                .get_or_create(&rule_labels)
+                .inc_by(more(rule.failed, &mut seen.rules[at].failed));
         }
     }
 
@@ -70,6 +127,27 @@ impl DriverHooks for DriverMetrics {
         m.batch_seconds
             .get_or_create(&self.labels)
             .observe(stats.elapsed.as_secs_f64());
+        {
+            // Batches add to the counted totals; `count_step` adds the batch's own counts.
+            let mut counted = self.counted.lock().unwrap_or_else(|p| p.into_inner());
+            for step in &stats.steps {
+                let so_far = counted.get(&step.step).cloned().unwrap_or_default();
+                let mut total = step.clone();
+                total.rows_in = total.rows_in.saturating_add(so_far.rows_in);
+                total.rows_out = total.rows_out.saturating_add(so_far.rows_out);
+                total.dropped = total.dropped.saturating_add(so_far.dropped);
+                total.quarantined = total.quarantined.saturating_add(so_far.quarantined);
+                for rule in &mut total.rules {
+                    let before = so_far
+                        .rules
+                        .iter()
+                        .find(|r| r.rule == rule.rule)
+                        .map_or(0, |r| r.failed);
+                    rule.failed = rule.failed.saturating_add(before);
+                }
+                self.count_step(&total, &mut counted);
+            }
+        }
         if let Some((oldest, newest)) = stats.input_times {
             let now = unix_now();
             // Microseconds to seconds; a record from the future counts as age 0.
@@ -95,6 +173,17 @@ impl DriverHooks for DriverMetrics {
         m.last_commit.get_or_create(&self.labels).set(unix_now());
     }
 
+    fn on_source_lag(&self, lag: &crate::contract::SourceLag) {
+        for (partition, records) in &lag.partitions {
+            let mut labels = self.with("topic", &lag.topic);
+            labels.push(("partition".to_string(), partition.to_string()));
+            self.metrics
+                .source_lag_records
+                .get_or_create(&labels)
+                .set(*records);
+        }
+    }
+
     fn on_end(&self, outcome: Result<&RunReport, &RuntimeError>) {
         let m = &self.metrics;
         let outcome_label = if outcome.is_ok() {
@@ -114,23 +203,9 @@ impl DriverHooks for DriverMetrics {
                 .set(started.elapsed().as_secs_f64());
         }
         let Ok(report) = outcome else { return };
+        let mut counted = self.counted.lock().unwrap_or_else(|p| p.into_inner());
         for step in &report.metrics.steps {
-            let labels = self.with("step", &step.step);
-            m.step_in.get_or_create(&labels).inc_by(step.rows_in);
-            m.step_out.get_or_create(&labels).inc_by(step.rows_out);
-            m.step_dropped.get_or_create(&labels).inc_by(step.dropped);
-            if step.quarantined > 0 {
-                m.step_quarantined
-                    .get_or_create(&self.with("step", &step.step))
-                    .inc_by(step.quarantined);
-            }
-            for rule in &step.rules {
-                let mut labels = self.with("step", &step.step);
-                labels.push(("rule".to_string(), rule.rule.clone()));
-                m.expectation_failed
-                    .get_or_create(&labels)
-                    .inc_by(rule.failed);
-            }
+            self.count_step(step, &mut counted);
         }
     }
 }
@@ -162,7 +237,44 @@ mod tests {
             quarantined: 2,
             elapsed: Duration::from_millis(3),
             input_times: Some((now_micros - 5_000_000, now_micros - 1_000_000)),
+            steps: vec![
+                strata_core::StepMetrics {
+                    step: "dedup".into(),
+                    kind: "dedup".into(),
+                    rows_in: 10,
+                    rows_out: 7,
+                    dropped: 3,
+                    ..Default::default()
+                },
+                strata_core::StepMetrics {
+                    step: "checks".into(),
+                    kind: "expect".into(),
+                    rows_in: 10,
+                    rows_out: 10,
+                    rules: vec![strata_core::RuleMetrics {
+                        rule: "in_range".into(),
+                        passed: 9,
+                        failed: 1,
+                    }],
+                    ..Default::default()
+                },
+            ],
         });
+        hooks.on_source_lag(&crate::contract::SourceLag {
+            topic: "iot.events".into(),
+            partitions: vec![(0, 7), (1, 0)],
+        });
+        // Steps are counted while the run goes on, not only when it ends.
+        let text = metrics.render();
+        for line in [
+            r#"strata_pipeline_step_records_in_total{pipeline="stream.iot",step="dedup"} 10"#,
+            r#"strata_pipeline_step_records_dropped_total{pipeline="stream.iot",step="dedup"} 3"#,
+            r#"strata_pipeline_expectation_failed_records_total{pipeline="stream.iot",step="checks",rule="in_range"} 1"#,
+            r#"strata_source_lag_records{pipeline="stream.iot",topic="iot.events",partition="0"} 7"#,
+            r#"strata_source_lag_records{pipeline="stream.iot",topic="iot.events",partition="1"} 0"#,
+        ] {
+            assert!(text.contains(line), "{line} missing from\n{text}");
+        }
         hooks.on_commit(
             &CommitReport {
                 rows: 8,
@@ -198,11 +310,12 @@ mod tests {
             position: None,
             uncommitted_rows: 0,
             metrics: strata_core::PipelineMetrics {
+                // The run's totals: the batch above plus 2 rows a final flush added.
                 steps: vec![strata_core::StepMetrics {
                     step: "dedup".into(),
                     kind: "dedup".into(),
-                    rows_in: 10,
-                    rows_out: 7,
+                    rows_in: 12,
+                    rows_out: 9,
                     dropped: 3,
                     ..Default::default()
                 }],
@@ -211,9 +324,10 @@ mod tests {
         }));
         let text = metrics.render();
         for line in [
-            r#"strata_pipeline_step_records_in_total{pipeline="stream.iot",step="dedup"} 10"#,
-            r#"strata_pipeline_step_records_out_total{pipeline="stream.iot",step="dedup"} 7"#,
+            r#"strata_pipeline_step_records_in_total{pipeline="stream.iot",step="dedup"} 12"#,
+            r#"strata_pipeline_step_records_out_total{pipeline="stream.iot",step="dedup"} 9"#,
             r#"strata_pipeline_step_records_dropped_total{pipeline="stream.iot",step="dedup"} 3"#,
+            r#"strata_pipeline_expectation_failed_records_total{pipeline="stream.iot",step="checks",rule="in_range"} 1"#,
             r#"strata_pipeline_runs_total{pipeline="stream.iot",outcome="success"} 1"#,
         ] {
             assert!(text.contains(line), "{line} missing from\n{text}");

@@ -48,6 +48,7 @@ pub struct StrataMetrics {
     pub(crate) last_commit: Family<Labels, FloatGauge>,
     pub(crate) event_age_seconds: Family<Labels, Histogram, fn() -> Histogram>,
     pub(crate) source_lag_seconds: Family<Labels, FloatGauge>,
+    pub(crate) source_lag_records: Family<Labels, Gauge>,
     pub(crate) cursor_age_seconds: Family<Labels, FloatGauge>,
     pub(crate) runs: Family<Labels, Counter>,
     pub(crate) run_seconds: Family<Labels, FloatGauge>,
@@ -83,6 +84,7 @@ impl Default for StrataMetrics {
             last_commit: Family::default(),
             event_age_seconds: hist(),
             source_lag_seconds: Family::default(),
+            source_lag_records: Family::default(),
             cursor_age_seconds: Family::default(),
             runs: Family::default(),
             run_seconds: Family::default(),
@@ -152,6 +154,11 @@ impl Default for StrataMetrics {
             m.source_lag_seconds.clone(),
         );
         r.register(
+            "source_lag_records",
+            "Records not read yet, by pipeline, topic and partition (from the consumer's last fetch)",
+            m.source_lag_records.clone(),
+        );
+        r.register(
             "poller_cursor_age_seconds",
             "Time since the API poller's cursor last moved (new records arrived)",
             m.cursor_age_seconds.clone(),
@@ -169,27 +176,27 @@ impl Default for StrataMetrics {
         );
         r.register(
             "pipeline_step_quarantined_records",
-            "Records quarantined by each step of a finished run and step",
+            "Records quarantined by each step, by pipeline and step (counted per batch)",
             m.step_quarantined.clone(),
         );
         r.register(
             "pipeline_step_records_in",
-            "Rows into each step in a finished run, by pipeline and step",
+            "Rows into each step, by pipeline and step (counted per batch)",
             m.step_in.clone(),
         );
         r.register(
             "pipeline_step_records_out",
-            "Rows out of each step in a finished run, by pipeline and step",
+            "Rows out of each step, by pipeline and step (counted per batch)",
             m.step_out.clone(),
         );
         r.register(
             "pipeline_step_records_dropped",
-            "Rows each step dropped on purpose (filters, duplicates) in a finished run",
+            "Rows each step dropped on purpose (filters, duplicates), counted per batch",
             m.step_dropped.clone(),
         );
         r.register(
             "pipeline_expectation_failed_records",
-            "Rows failing each expectation rule in a finished run, step and rule",
+            "Rows failing each expectation rule, by pipeline, step and rule (counted per batch)",
             m.expectation_failed.clone(),
         );
         r.register(

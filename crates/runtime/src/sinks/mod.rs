@@ -23,5 +23,5 @@ pub use kafka_replies::RepliedRecordsSink;
 pub use memory::MemoryPlan;
 pub use parquet_files::ParquetFilesSink;
 pub use silver_files::SilverFilesSink;
-pub use silver_stream::SilverStreamSink;
-pub use silver_tables::{AlsoTable, RowsWriter, SilverTables};
+pub use silver_stream::{SilverStreamSink, positions_of};
+pub use silver_tables::{AlsoTable, RowsWriter, SilverTables, read_state_chain, state_chain_of};

@@ -129,7 +129,9 @@ impl SilverStreamSink {
 }
 
 /// The positions of a table version's summary.
-fn positions_of(table: &Table) -> Result<Positions> {
+/// The Kafka positions `table`'s current snapshot committed: the next offset of each partition
+/// (empty before the first commit).
+pub fn positions_of(table: &Table) -> Result<Positions> {
     let Some(json) = current_summary_property(table, SummaryKeys::KAFKA_POSITIONS) else {
         return Ok(Positions::new());
     };

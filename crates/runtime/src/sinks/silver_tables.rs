@@ -143,46 +143,10 @@ impl SilverTables {
     /// The pipeline state the rows table's current snapshot names: the last full checkpoint
     /// and the deltas after it (oldest first); remembers the chain for [`SilverTables::state_summary`].
     pub async fn committed_state(&mut self) -> Result<(Option<Vec<u8>>, Vec<Vec<u8>>)> {
-        let Some(path) =
-            strata_layers::silver::current_summary_property(&self.rows, SummaryKeys::STATE)
-        else {
-            self.state_chain.clear();
-            return Ok((None, Vec::new()));
-        };
-        let deltas: Vec<String> = match strata_layers::silver::current_summary_property(
-            &self.rows,
-            SummaryKeys::STATE_DELTAS,
-        ) {
-            None => Vec::new(),
-            Some(text) => serde_json::from_str(&text).map_err(|e| RuntimeError::Protocol {
-                table: self.name(),
-                problem: format!(
-                    "`{}` of the last commit is not a JSON list of paths: {e}",
-                    SummaryKeys::STATE_DELTAS
-                ),
-                hint: "the table was written by something else; rebuild with a full refresh",
-            })?,
-        };
-        let full = self.read_state(&path).await?;
-        let mut delta_bytes = Vec::with_capacity(deltas.len());
-        for d in &deltas {
-            delta_bytes.push(self.read_state(d).await?);
-        }
-        self.state_chain = std::iter::once(path).chain(deltas).collect();
-        Ok((Some(full), delta_bytes))
-    }
-
-    async fn read_state(&self, path: &str) -> Result<Vec<u8>> {
-        let bytes = self
-            .lake
-            .get(path)
-            .await
-            .map_err(|e| RuntimeError::Protocol {
-                table: self.name(),
-                problem: format!("reading the pipeline state {path} its last commit names: {e}"),
-                hint: "restore the file from a backup, or rebuild with a full refresh",
-            })?;
-        Ok(bytes.to_vec())
+        let chain = state_chain_of(&self.rows)?;
+        let state = read_state_chain(&self.lake, &self.name(), &chain).await?;
+        self.state_chain = chain;
+        Ok(state)
     }
 
     /// Writes a commit's state (create-only) at `path` and returns the summary entries naming
@@ -250,6 +214,56 @@ impl SilverTables {
     pub async fn start_quarantine(&self) -> Result<SilverAppend> {
         Ok(SilverAppend::start(&self.quarantine, &self.quarantine_options).await?)
     }
+}
+
+/// The paths of the pipeline state `table`'s current snapshot names: the last full checkpoint,
+/// then the deltas written after it (oldest first); empty when no commit stored a state.
+pub fn state_chain_of(table: &Table) -> Result<Vec<String>> {
+    let Some(path) = strata_layers::silver::current_summary_property(table, SummaryKeys::STATE)
+    else {
+        return Ok(Vec::new());
+    };
+    let deltas: Vec<String> =
+        match strata_layers::silver::current_summary_property(table, SummaryKeys::STATE_DELTAS) {
+            None => Vec::new(),
+            Some(text) => serde_json::from_str(&text).map_err(|e| RuntimeError::Protocol {
+                table: table.identifier().name().to_string(),
+                problem: format!(
+                    "`{}` of the last commit is not a JSON list of paths: {e}",
+                    SummaryKeys::STATE_DELTAS
+                ),
+                hint: "the table was written by something else; rebuild with a full refresh",
+            })?,
+        };
+    Ok(std::iter::once(path).chain(deltas).collect())
+}
+
+/// Reads a state chain from the lake: the full state (if any) and its deltas, oldest first.
+pub async fn read_state_chain(
+    lake: &Lake,
+    table: &str,
+    chain: &[String],
+) -> Result<(Option<Vec<u8>>, Vec<Vec<u8>>)> {
+    let Some((full, deltas)) = chain.split_first() else {
+        return Ok((None, Vec::new()));
+    };
+    let full = read_state(lake, table, full).await?;
+    let mut delta_bytes = Vec::with_capacity(deltas.len());
+    for d in deltas {
+        delta_bytes.push(read_state(lake, table, d).await?);
+    }
+    Ok((Some(full), delta_bytes))
+}
+
+async fn read_state(lake: &Lake, table: &str, path: &str) -> Result<Vec<u8>> {
+    lake.get(path)
+        .await
+        .map(|b| b.to_vec())
+        .map_err(|e| RuntimeError::Protocol {
+            table: table.to_string(),
+            problem: format!("reading the pipeline state {path} its last commit names: {e}"),
+            hint: "restore the file from a backup, or rebuild with a full refresh",
+        })
 }
 
 async fn ensure(

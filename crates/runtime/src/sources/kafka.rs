@@ -185,6 +185,14 @@ impl Source for KafkaTopicSource {
         }
     }
 
+    fn lag(&self) -> Option<crate::contract::SourceLag> {
+        let consumer = self.consumer.as_ref()?;
+        Some(crate::contract::SourceLag {
+            topic: self.topic.clone(),
+            partitions: consumer.lag().into_iter().collect(),
+        })
+    }
+
     async fn acknowledge(&mut self, committed: &Position) -> Result<()> {
         if !self.acknowledge_to_group {
             return Ok(());
