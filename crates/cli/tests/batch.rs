@@ -350,6 +350,57 @@ fn demo_runs_every_source_to_silver_and_gold_without_servers() {
          (SELECT sum(orders) FROM gold.agg_revenue_by_segment) = (SELECT count(*) FROM orders) AS all_orders",
     ));
     assert!(g.contains(&format!("| {kept} | true ")), "{g}");
+    demo_lineage_reaches_every_metric_from_its_sources(dir.path(), &lake);
+}
+
+/// The demo's lineage, as `strata catalog` builds it from the events the demo's jobs wrote and
+/// the analytics API's serve config: every metric of `deploy/analytics/serve.yaml` is reached
+/// from a generated source through bronze, silver and gold.
+fn demo_lineage_reaches_every_metric_from_its_sources(dir: &Path, lake: &Path) {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let serve = root.join("deploy/analytics/serve.yaml");
+    let config = std::fs::read_to_string(&serve).expect("serve.yaml");
+    let metrics: Vec<String> = serde_yaml_ng::from_str::<serde_json::Value>(&config).expect("yaml")
+        ["metrics"]
+        .as_object()
+        .expect("metrics")
+        .keys()
+        .cloned()
+        .collect();
+    assert!(metrics.len() >= 4, "{metrics:?}");
+    for metric in &metrics {
+        let out = ok(strata(dir)
+            .args([
+                "catalog",
+                "lineage",
+                &format!("metric.{metric}"),
+                "--upstream",
+                "--json",
+            ])
+            .arg("--lake")
+            .arg(lake)
+            .arg("--lineage")
+            .arg(lake.join("lineage/events.ndjson"))
+            .arg("--models")
+            .arg(lake.join("models"))
+            .arg("--pipelines")
+            .arg(root.join("pipelines"))
+            .arg("--serve-config")
+            .arg(&serve));
+        let v: serde_json::Value = serde_json::from_str(&out).expect("JSON");
+        let names: Vec<&str> = v["upstream"]
+            .as_array()
+            .expect("upstream")
+            .iter()
+            .filter_map(|n| n["name"].as_str())
+            .collect();
+        for layer in ["gold.", "silver.", "bronze.", "demo://generator/"] {
+            assert!(
+                names.iter().any(|n| n.starts_with(layer)),
+                "metric.{metric} is not reached from {layer}…: {names:?}"
+            );
+        }
+    }
 }
 
 #[test]
@@ -494,4 +545,69 @@ fn s3_lake_two_concurrent_writers_then_rerun_give_every_row_exactly_once() {
             catalog.read_table("iot_events").await.expect("read")
         });
     assert_eq!(each_key_once(&rows), want_rows);
+}
+
+/// `--log-format json` with the driver's debug lines on: every line is JSON, and each commit
+/// and each batch is logged inside the run's `job` span (naming the pipeline) and its own
+/// `commit` / `batch` span, so a log search can follow one job, one batch or one commit.
+#[test]
+fn json_logs_carry_job_batch_and_commit_spans() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let d = dir.path();
+    prepare(d, "6000", "2000");
+    let out = strata(d)
+        .env("STRATA_LOG", "warn,strata_runtime=debug")
+        .args(["--log-format", "json", "batch", "--lake", "lake"])
+        .args(["--source", "iot", "--pipeline", PIPELINE])
+        .args(["--commit-files", "1"])
+        .output()
+        .expect("run");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    let lines: Vec<serde_json::Value> = stderr
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
+        .collect();
+    let spans = |line: &serde_json::Value| -> Vec<String> {
+        line["spans"]
+            .as_array()
+            .map(|s| {
+                s.iter()
+                    .map(|s| s["name"].as_str().unwrap_or_default().to_string())
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    let with = |message: &str| -> Vec<&serde_json::Value> {
+        lines
+            .iter()
+            .filter(|l| l["fields"]["message"] == message)
+            .collect()
+    };
+    let input = zstd::decode_all(std::fs::File::open(d.join("in.ndjson.zst")).expect("input"))
+        .expect("zstd");
+    // Every line is a record (a blank one is quarantined, not skipped).
+    let records = input
+        .strip_suffix(b"\n")
+        .unwrap_or(&input)
+        .split(|b| *b == b'\n')
+        .count() as u64;
+    let commits = with("committed");
+    // One bronze file of 2,000 lines per commit.
+    assert_eq!(commits.len() as u64, records.div_ceil(2000), "{stderr}");
+    for (i, c) in commits.iter().enumerate() {
+        assert_eq!(spans(c), ["job", "commit"], "{c}");
+        assert_eq!(c["spans"][0]["pipeline"], "iot_events", "{c}");
+        assert_eq!(c["span"]["number"], i as u64 + 1, "{c}");
+    }
+    let batches = with("batch processed");
+    assert!(!batches.is_empty(), "{stderr}");
+    for b in &batches {
+        assert_eq!(spans(b), ["job", "batch"], "{b}");
+    }
+    let rows: u64 = batches
+        .iter()
+        .map(|b| b["fields"]["rows_in"].as_u64().unwrap_or(0))
+        .sum();
+    assert_eq!(rows, records, "every record is in a logged batch");
 }

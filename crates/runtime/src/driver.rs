@@ -28,6 +28,7 @@ use strata_core::{Output, Pipeline, PipelineMetrics};
 
 use crate::transform::Transform;
 use tokio::sync::mpsc;
+use tracing::Instrument;
 
 use crate::contract::{CommitReport, Committer, Polled, Sink, Source, StateUpdate};
 use crate::error::{Result, RuntimeError};
@@ -180,10 +181,19 @@ impl<S: Source, K: Sink + Committer, T: Transform> Driver<S, K, T> {
     }
 
     /// Runs to the end; `shutdown` resolving stops the run at the next batch.
+    ///
+    /// Everything the run logs is inside a `job` span (pipeline, source); what it logs while
+    /// processing a batch is inside a `batch` span, and around a commit inside a `commit` span
+    /// (with `--log-format json` each line lists them).
     pub async fn run(self, shutdown: impl std::future::Future<Output = ()>) -> Result<RunReport> {
         let hooks = self.hooks.clone();
-        let outcome = self.run_inner(shutdown).await;
-        hooks.on_end(outcome.as_ref());
+        let job = tracing::info_span!(
+            "job",
+            pipeline = %self.pipeline.name(),
+            source = %self.source.name()
+        );
+        let outcome = self.run_inner(shutdown).instrument(job.clone()).await;
+        job.in_scope(|| hooks.on_end(outcome.as_ref()));
         outcome
     }
 
@@ -222,15 +232,21 @@ impl<S: Source, K: Sink + Committer, T: Transform> Driver<S, K, T> {
         let depth = options.channel_depth.max(1);
         let (ack_tx, ack_rx) = mpsc::unbounded_channel::<Position>();
         let (read_tx, mut read_rx) = mpsc::channel::<Result<Polled>>(depth);
-        let reader = tokio::spawn(read(source, read_tx, ack_rx, hooks.clone()));
+        // Spawned tasks do not inherit the span they are spawned in: pass the job's on.
+        let reader = tokio::spawn(
+            read(source, read_tx, ack_rx, hooks.clone()).instrument(tracing::Span::current()),
+        );
         let (sink_tx, sink_rx) = mpsc::channel::<ToSink>(depth);
-        let mut writer = tokio::spawn(write(
-            sink,
-            sink_rx,
-            ack_tx,
-            hooks.clone(),
-            options.crash_after_commits,
-        ));
+        let mut writer = tokio::spawn(
+            write(
+                sink,
+                sink_rx,
+                ack_tx,
+                hooks.clone(),
+                options.crash_after_commits,
+            )
+            .instrument(tracing::Span::current()),
+        );
         let mut state = LoopState {
             pipeline: &mut pipeline,
             sink: &sink_tx,
@@ -281,7 +297,8 @@ impl<S: Source, K: Sink + Committer, T: Transform> Driver<S, K, T> {
             let result = match step {
                 Polled::Batch { batch, position } => {
                     last_data = Instant::now();
-                    state.process(&batch, position).await
+                    let span = tracing::info_span!("batch", rows = batch.num_rows());
+                    state.process(&batch, position).instrument(span).await
                 }
                 Polled::Reached(position) => {
                     state.reached(position);
@@ -397,6 +414,13 @@ impl LoopState<'_> {
         self.staged_bytes = self
             .staged_bytes
             .saturating_add(batch.get_array_memory_size() as u64);
+        tracing::debug!(
+            rows_in = stats.rows_in,
+            rows_out = stats.rows_out,
+            quarantined = stats.quarantined,
+            elapsed_us = u64::try_from(stats.elapsed.as_micros()).unwrap_or(u64::MAX),
+            "batch processed"
+        );
         self.hooks.on_batch(&stats);
         match position {
             Some(p) => self.reached(p),
@@ -544,8 +568,23 @@ async fn write(
             ToSink::Quarantine(b) => sink.write_quarantine(&b).await?,
             ToSink::Commit { position, state } => {
                 let started = Instant::now();
-                let report: CommitReport = sink.commit(&position, state).await?;
-                hooks.on_commit(&report, started.elapsed());
+                let span = tracing::info_span!("commit", number = commits + 1);
+                let report: CommitReport = sink
+                    .commit(&position, state)
+                    .instrument(span.clone())
+                    .await?;
+                let elapsed = started.elapsed();
+                span.in_scope(|| {
+                    tracing::debug!(
+                        rows = report.rows,
+                        quarantined = report.quarantined,
+                        covers = %report.covers,
+                        conflicts = report.conflicts,
+                        elapsed_ms = u64::try_from(elapsed.as_millis()).unwrap_or(u64::MAX),
+                        "committed"
+                    );
+                    hooks.on_commit(&report, elapsed);
+                });
                 let _ = acks.send(position);
                 commits += 1;
                 if crash_after == Some(commits) {

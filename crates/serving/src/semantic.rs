@@ -14,6 +14,24 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{Result, ServingError};
 
+/// The metrics as catalog nodes: each downstream of its table and its joins' tables.
+pub fn metric_nodes(
+    metrics: &IndexMap<String, MetricDef>,
+) -> Vec<strata_runtime::catalog::MetricNode> {
+    metrics
+        .iter()
+        .map(|(name, def)| strata_runtime::catalog::MetricNode {
+            name: name.clone(),
+            description: def.description.clone(),
+            tables: def
+                .tables()
+                .into_iter()
+                .map(|(layer, table)| format!("{layer}.{table}"))
+                .collect(),
+        })
+        .collect()
+}
+
 /// One metric: a table, its measures and the ways to slice them.
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]

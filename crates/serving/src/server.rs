@@ -182,11 +182,13 @@ impl AnalyticsApi {
             Some(dir) if dir.is_dir() => Some(ModelGraph::load(dir).map_err(ServingError::lake)?),
             _ => None,
         };
+        let metrics = crate::semantic::metric_nodes(&self.config.metrics);
         build(&CatalogInputs {
             catalog: &self.catalog,
             pipelines: &pipelines,
             models: models.as_ref(),
             events: &events,
+            metrics: &metrics,
         })
         .await
         .map_err(ServingError::lake)

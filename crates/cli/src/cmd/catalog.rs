@@ -53,6 +53,10 @@ pub struct Args {
     /// Folder of gold models (owner, tags, descriptions).
     #[arg(long, default_value = "models")]
     pub models: PathBuf,
+    /// The analytics API's serve config: its semantic-layer metrics join the graph, each
+    /// downstream of the tables it reads (`metric.<name>`).
+    #[arg(long)]
+    pub serve_config: Option<PathBuf>,
     /// Print JSON instead of text.
     #[arg(long)]
     pub json: bool,
@@ -127,11 +131,19 @@ async fn entries(args: &Args) -> Result<Vec<DatasetEntry>, Failure> {
     } else {
         None
     };
+    let metrics = match &args.serve_config {
+        Some(file) => {
+            let config = strata_serving::ServeConfig::from_file(file).map_err(Failure::config)?;
+            strata_serving::semantic::metric_nodes(&config.metrics)
+        }
+        None => Vec::new(),
+    };
     build(&CatalogInputs {
         catalog: &catalog,
         pipelines: &pipelines,
         models: models.as_ref(),
         events: &events,
+        metrics: &metrics,
     })
     .await
     .map_err(Failure::runtime)

@@ -7,16 +7,21 @@
 //! (`models/`, write-audit-publish into gold tables) and prints a report queried from them.
 
 use std::path::PathBuf;
-use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use strata_core::PipelineSpec;
 use strata_core::sample::{
     IotFaults, iot_events, mysql_order_changes, pipefy_events, postgres_customers, x_posts,
 };
 use strata_layers::bronze::{BronzeDate, BronzeWriter, LoadMarker, PutOutcome};
-use strata_layers::gold::{ModelGraph, RunOptions, run as run_models};
+use strata_layers::gold::incremental::{EPOCH, FAR_FUTURE};
+use strata_layers::gold::{GOLD, ModelGraph, RunOptions, column_lineage, run_observed};
 use strata_layers::lake::Lake;
-use strata_layers::silver::{SilverCatalog, sql};
+use strata_layers::silver::{SilverCatalog, session, sql};
+use strata_runtime::lineage::{
+    EventType, JobRun, LineageEmitter, ModelLineage, dataset_at, dataset_for_location,
+};
 
 use crate::Failure;
 
@@ -167,8 +172,24 @@ pub async fn run(args: &Args) -> Result<(), Failure> {
             records: Records::Loads(customer_loads()?),
         },
     ];
+    // Every job's OpenLineage events, in the lake: the catalog's graph from each source
+    // through bronze, silver and gold (and, with the serve config, to the metrics).
+    let lineage_file = lake_dir.join("lineage").join("events.ndjson");
+    std::fs::create_dir_all(lake_dir.join("lineage")).map_err(Failure::runtime)?;
+    let lineage_target = lineage_file.to_string_lossy().to_string();
+    let emitter = Arc::new(LineageEmitter::for_target(Some(&lineage_target)));
     println!("strata demo: lake at {}\n", lake_dir.display());
     for source in &sources {
+        // The demo generates what each system would send; its landing in bronze is the
+        // ingestion job the real connector runs.
+        let ingest = JobRun::new(format!("ingest.{}", source.name), "BATCH", "INGESTION");
+        let system = [dataset_at("demo://generator", source.name)];
+        let bronze = [dataset_for_location(&format!(
+            "{}/bronze/source={}",
+            lake_url.trim_end_matches('/'),
+            source.name
+        ))];
+        emitter.emit(ingest.event(EventType::Start, &system, &bronze, None));
         let rounds = match &source.records {
             Records::Lines(lines) => {
                 for (i, chunk) in lines.chunks(50_000).enumerate() {
@@ -205,12 +226,13 @@ pub async fn run(args: &Args) -> Result<(), Failure> {
                     commit_mb: 512,
                     commit_seconds: 60,
                     crash_after_commits: None,
-                    lineage: None,
+                    lineage: Some(lineage_target.clone()),
                     metrics: Default::default(),
                 };
                 super::batch::run_with_spec(&batch, spec).await?;
             }
         }
+        emitter.emit(ingest.event(EventType::Complete, &system, &bronze, None));
         println!();
     }
     let catalog = SilverCatalog::open_local(&lake_dir.join("catalog"))
@@ -223,9 +245,25 @@ pub async fn run(args: &Args) -> Result<(), Failure> {
     }
     let graph = ModelGraph::load(&models_dir).map_err(Failure::config)?;
     let selected = graph.select(&[]).map_err(Failure::config)?;
-    let report = run_models(&catalog, &graph, &selected, RunOptions::default())
-        .await
-        .map_err(Failure::runtime)?;
+    let mut columns = std::collections::BTreeMap::new();
+    let ctx = session(&catalog).await.map_err(Failure::runtime)?;
+    for m in graph.models() {
+        if let Ok(c) = column_lineage(&ctx, &m.sql_for_interval(EPOCH, FAR_FUTURE)).await {
+            columns.insert(m.name.clone(), c);
+        }
+    }
+    let gold = catalog.in_namespace(GOLD).await.map_err(Failure::runtime)?;
+    let observer = ModelLineage::new(emitter.clone(), catalog.clone(), gold, columns);
+    let report = run_observed(
+        &catalog,
+        &graph,
+        &selected,
+        RunOptions::default(),
+        &observer,
+    )
+    .await
+    .map_err(Failure::runtime)?;
+    emitter.close(Duration::from_secs(5)).await;
     for m in &report.models {
         let audits = m.audits.iter().filter(|a| a.passed()).count();
         println!(
@@ -253,6 +291,12 @@ pub async fn run(args: &Args) -> Result<(), Failure> {
         "demo done in {:.1} s. Query it yourself:\n  strata sql --lake {} \"SELECT count(*) FROM iot_events\"",
         started.elapsed().as_secs_f64(),
         lake_dir.display()
+    );
+    println!(
+        "Its lineage, from each source to the API's metrics:\n  strata catalog lineage metric.iot_readings --upstream --lake {} --lineage {} --models {} --serve-config deploy/analytics/serve.yaml",
+        lake_dir.display(),
+        lineage_file.display(),
+        models_dir.display()
     );
     Ok(())
 }

@@ -173,7 +173,24 @@ pub struct CatalogInputs<'a> {
     pub models: Option<&'a ModelGraph>,
     /// OpenLineage events, oldest first.
     pub events: &'a [Value],
+    /// The semantic layer's metrics (the analytics API's serve config): the graph's last hop.
+    pub metrics: &'a [MetricNode],
 }
+
+/// A semantic-layer metric, as the catalog shows it: a dataset downstream of the tables it
+/// reads (`metric.<name>`, layer `metric`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MetricNode {
+    /// The metric's name (`GET /metrics/{name}`).
+    pub name: String,
+    /// What it means.
+    pub description: Option<String>,
+    /// The tables it reads, as short names (`gold.fact_orders`, `silver.iot_events`).
+    pub tables: Vec<String>,
+}
+
+/// The OpenLineage-style namespace of metric datasets.
+pub const METRIC_NAMESPACE: &str = "strata-metrics";
 
 /// Reads OpenLineage events from NDJSON text; a line that is not JSON is an error naming it.
 pub fn parse_events(text: &str, file: &str) -> Result<Vec<Value>> {
@@ -247,6 +264,7 @@ pub async fn build(inputs: &CatalogInputs<'_>) -> Result<Vec<DatasetEntry>> {
             entry.quality = run.quality.clone();
         }
     }
+    add_metrics(inputs.metrics, &mut entries);
     propagate_pii(&graph, &mut entries);
     for entry in entries.values_mut() {
         if entry
@@ -258,6 +276,28 @@ pub async fn build(inputs: &CatalogInputs<'_>) -> Result<Vec<DatasetEntry>> {
         }
     }
     Ok(entries.into_values().collect())
+}
+
+/// Adds each metric as a dataset downstream of the tables it reads (a table the catalog does
+/// not know yet is still named upstream: the metric says what it needs).
+fn add_metrics(metrics: &[MetricNode], entries: &mut BTreeMap<(String, String), DatasetEntry>) {
+    for metric in metrics {
+        let name = format!("metric.{}", metric.name);
+        let mut entry = DatasetEntry::new(METRIC_NAMESPACE, &metric.name);
+        entry.name = name.clone();
+        entry.layer = "metric".into();
+        entry.description = metric.description.clone();
+        entry.upstream = metric.tables.clone();
+        for table in entries
+            .values_mut()
+            .filter(|e| metric.tables.contains(&e.name))
+        {
+            if !table.downstream.contains(&name) {
+                table.downstream.push(name.clone());
+            }
+        }
+        entries.insert(entry.key(), entry);
+    }
 }
 
 /// `day(ts)` from Iceberg's transform name (`day`, `bucket[16]`, `identity`) and its column.
