@@ -73,10 +73,11 @@ def bronze_lake(tmp_path_factory: pytest.TempPathFactory) -> pathlib.Path:
     out = tmp_path_factory.mktemp("demo")
     strata_py("strata.run(['demo', '--out', sys.argv[1], '--events', '2000'])", str(out))
     (lake,) = out.glob("run-*")
-    # `strata demo` also builds silver and gold: without its catalog (tables, checkpoints) and
-    # models, the lake is bronze alone, as the sources leave it.
+    # `strata demo` also builds silver and gold: without its catalog (tables, checkpoints),
+    # models and lineage events, the lake is bronze alone, as the sources leave it.
     shutil.rmtree(lake / "catalog")
     shutil.rmtree(lake / "models")
+    shutil.rmtree(lake / "lineage")
     assert sorted(p.name for p in lake.iterdir()) == ["bronze"]
     return lake
 
