@@ -11,6 +11,7 @@
 
 mod arrow_io;
 mod cli;
+mod crypto;
 mod envelope;
 mod errors;
 mod lake;
@@ -56,6 +57,7 @@ fn _strata(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<plan::PyPartitionPlan>()?;
     m.add_function(wrap_pyfunction!(plan::partition_plan, m)?)?;
     m.add_function(wrap_pyfunction!(cli::run, m)?)?;
+    m.add_function(wrap_pyfunction!(crypto::decrypt, m)?)?;
     m.add_function(wrap_pyfunction!(cli::main, m)?)?;
     m.add_function(wrap_pyfunction!(file_input_schema, m)?)?;
     m.add_function(wrap_pyfunction!(kafka_input_schema, m)?)?;

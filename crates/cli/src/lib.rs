@@ -54,6 +54,8 @@ pub enum Command {
     Batch(cmd::batch::Args),
     /// SQL over the lake's silver tables.
     Sql(cmd::sql::Args),
+    /// A query's result with the values the `encrypt` mask wrote decrypted (for key holders).
+    Decrypt(cmd::decrypt::Args),
     /// Table maintenance: compact small files, expire snapshots, delete unreferenced files
     /// and checkpoints (safe while writers run).
     Maintain(cmd::maintain::Args),
@@ -228,6 +230,7 @@ pub fn run(cli: Cli) -> Result<(), Failure> {
         Command::Bronze(BronzeCommand::Put(a)) => block_on(cmd::bronze::run(&a)),
         Command::Batch(a) => block_on(cmd::batch::run(&a)),
         Command::Sql(a) => block_on(cmd::sql::run(&a)),
+        Command::Decrypt(a) => block_on(cmd::decrypt::run(&a)),
         Command::Maintain(a) => block_on(cmd::maintain::run(&a)),
         Command::Models(c) => block_on(cmd::models::run_command(&c)),
         Command::Catalog(c) => block_on(cmd::catalog::run(&c)),

@@ -38,6 +38,7 @@
 #![deny(missing_docs)]
 
 mod checkpoint;
+pub mod encryption;
 pub mod error;
 mod expr;
 mod ipc_guard;

@@ -509,6 +509,16 @@ pub enum MaskMethod {
         #[serde(default = "default_redaction")]
         with: String,
     },
+    /// Deterministic encryption (AES-256-GCM-SIV, see [`crate::encryption`]): equal values give
+    /// equal tokens (`enc1:<key_id>:…`), so joins, grouping and dedup still work; holders of the
+    /// key get the values back with `strata decrypt` or `strata.decrypt` in Python.
+    Encrypt {
+        /// Name of the environment variable holding the key: base64 of 32 bytes.
+        key_env: String,
+        /// The key's id, written into every token and the column's metadata. Rotate by giving
+        /// new data a new id (and key); old tokens name their old id and stay readable with it.
+        key_id: String,
+    },
     /// Keep the last `n` characters, replace the others with `mask_char`.
     KeepLast {
         /// Characters kept.

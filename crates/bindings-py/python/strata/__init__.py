@@ -5,6 +5,7 @@
 - :class:`Lake` lists and reads silver and gold tables and bronze files as Arrow streams, and
   runs ``batch``, ``models run`` and ``maintain``;
 - :func:`run` runs any ``strata`` command in this process;
+- :func:`decrypt` gives back the values the ``encrypt`` mask wrote, for holders of the keys;
 - :mod:`strata.spark` runs a pipeline inside Spark executors, :mod:`strata.airflow` gives
   Airflow operators.
 """
@@ -16,6 +17,7 @@ from strata._strata import (
     PartitionPlan,
     Pipeline,
     __version__,
+    decrypt,
     file_input_schema,
     kafka_input_schema,
     partition_plan,
@@ -39,6 +41,7 @@ __all__ = [
     "CommandError",
     "ConfigError",
     "DataError",
+    "decrypt",
     "Lake",
     "LakeError",
     "PartitionPlan",

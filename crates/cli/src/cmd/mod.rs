@@ -5,6 +5,7 @@ pub mod analytics;
 pub mod batch;
 pub mod bronze;
 pub mod catalog;
+pub mod decrypt;
 pub mod demo;
 pub mod generate;
 pub mod http_poll;

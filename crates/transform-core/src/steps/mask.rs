@@ -1,7 +1,8 @@
 //! `mask`: hide sensitive string values — SHA-256 hex (joinable), keyed HMAC-SHA256 hex (joinable,
-//! not reversible by guessing without the key), a constant, or all but the last N characters.
-//! Nulls stay null. The HMAC key is resolved at build time from an environment variable the
-//! caller's secret resolver reads, and never appears in errors.
+//! not reversible by guessing without the key), deterministic encryption (joinable, reversible
+//! with the key: [`crate::encryption`]), a constant, or all but the last N characters.
+//! Nulls stay null. Keys are resolved at build time from environment variables the caller's
+//! secret resolver reads, and never appear in errors.
 
 use std::sync::Arc;
 
@@ -10,6 +11,7 @@ use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use hmac::{Hmac, Mac};
 use sha2::{Digest, Sha256};
 
+use crate::encryption::{ColumnCipher, KEY_ID_METADATA, SCHEME, SCHEME_METADATA};
 use crate::error::{CoreError, Result};
 use crate::spec::{MaskMethod, MaskSpec};
 use crate::step::{Step, StepOutput};
@@ -17,6 +19,7 @@ use crate::step::{Step, StepOutput};
 enum Method {
     Sha256,
     Hmac(Hmac<Sha256>),
+    Encrypt(Box<ColumnCipher>),
     Redact(String),
     KeepLast(usize, char),
 }
@@ -70,10 +73,35 @@ impl Mask {
                         .map_err(|_| CoreError::spec(loc, &field, "HMAC key is not usable"))?;
                     Method::Hmac(mac)
                 }
+                MaskMethod::Encrypt { key_env, key_id } => {
+                    let key = secret(key_env).filter(|k| !k.is_empty()).ok_or_else(|| {
+                        CoreError::spec(
+                            loc,
+                            &field,
+                            format!(
+                                "environment variable `{key_env}` holding the encryption key is not set"
+                            ),
+                        )
+                        .with_hint("a key is 32 random bytes in base64: `openssl rand -base64 32`")
+                    })?;
+                    let cipher = ColumnCipher::from_base64(key_id, &key)
+                        .map_err(|e| CoreError::spec(loc, &field, e.to_string()))?;
+                    Method::Encrypt(Box::new(cipher))
+                }
                 MaskMethod::Redact { with } => Method::Redact(with.clone()),
                 MaskMethod::KeepLast { n, mask_char } => Method::KeepLast(*n, *mask_char),
             };
-            fields[idx] = Field::new(column, DataType::Utf8, input.field(idx).is_nullable());
+            let mut masked = Field::new(column, DataType::Utf8, input.field(idx).is_nullable());
+            if let Method::Encrypt(cipher) = &m {
+                masked = masked.with_metadata(
+                    [
+                        (KEY_ID_METADATA.to_string(), cipher.key_id().to_string()),
+                        (SCHEME_METADATA.to_string(), SCHEME.to_string()),
+                    ]
+                    .into(),
+                );
+            }
+            fields[idx] = masked;
             columns.push((idx, m));
         }
         Ok(Mask {
@@ -108,6 +136,7 @@ fn mask_array(array: &ArrayRef, method: &Method) -> Result<ArrayRef> {
                 m.update(v.as_bytes());
                 b.append_value(hex_of(&m.finalize().into_bytes(), &mut hex_buf));
             }
+            Method::Encrypt(cipher) => b.append_value(cipher.encrypt(v)),
             Method::Redact(with) => b.append_value(with),
             Method::KeepLast(n, c) => {
                 let total = v.chars().count();
