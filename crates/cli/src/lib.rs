@@ -110,6 +110,9 @@ pub enum StreamCommand {
 pub enum BronzeCommand {
     /// Load an NDJSON file into bronze.
     Put(cmd::bronze::Args),
+    /// Store an image, audio, video or PDF file in bronze (content-addressed, type sniffed)
+    /// and its metadata record in `<source>.media`.
+    PutMedia(cmd::bronze_media::Args),
 }
 
 /// Who must act on a [`Failure`].
@@ -228,6 +231,7 @@ pub fn run(cli: Cli) -> Result<(), Failure> {
         Command::Transform(a) => block_on(cmd::transform::run(&a)),
         Command::Generate(a) => cmd::generate::run(&a),
         Command::Bronze(BronzeCommand::Put(a)) => block_on(cmd::bronze::run(&a)),
+        Command::Bronze(BronzeCommand::PutMedia(a)) => block_on(cmd::bronze_media::run(&a)),
         Command::Batch(a) => block_on(cmd::batch::run(&a)),
         Command::Sql(a) => block_on(cmd::sql::run(&a)),
         Command::Decrypt(a) => block_on(cmd::decrypt::run(&a)),

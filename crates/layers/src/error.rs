@@ -66,6 +66,15 @@ pub enum LayersError {
         path: String,
     },
 
+    /// A media blob a source's policy refuses (type, size), before anything was written.
+    #[error("media for source `{source_name}` refused: {problem}")]
+    MediaRefused {
+        /// The bronze source.
+        source_name: String,
+        /// Why.
+        problem: String,
+    },
+
     /// A record with a newline cannot be stored as one NDJSON line.
     #[error(
         "record {index} for `{path}` contains a newline and cannot be one NDJSON line (hint: use the Parquet flavour)"

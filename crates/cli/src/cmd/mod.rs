@@ -4,6 +4,7 @@ pub mod airflow;
 pub mod analytics;
 pub mod batch;
 pub mod bronze;
+pub mod bronze_media;
 pub mod catalog;
 pub mod decrypt;
 pub mod demo;

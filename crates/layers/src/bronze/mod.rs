@@ -12,11 +12,13 @@
 //! * Source names, dates and names are validated so no value can escape the lake root.
 
 mod loads;
+mod media;
 mod names;
 mod reader;
 mod writer;
 
 pub use loads::{LOADS_FOLDER, LoadMarker};
+pub use media::{MEDIA_FOLDER, MediaPolicy, MediaRecord, image_size, sniff};
 pub use names::{BronzeDate, validate_name, validate_source};
 pub use reader::{BronzeFile, BronzeFileReader, BronzeReader};
 pub use writer::{BronzeWriter, PutOutcome};

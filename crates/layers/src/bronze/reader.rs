@@ -109,7 +109,13 @@ impl BronzeReader {
                         source,
                     })?;
             objects.sort_by(|a, b| a.location.cmp(&b.location));
-            for o in objects {
+            // Media blobs (`date=…/media/`) travel as metadata records of `<source>.media`,
+            // never as records of the source itself.
+            let media = p.clone().join(super::MEDIA_FOLDER);
+            for o in objects
+                .into_iter()
+                .filter(|o| !o.location.prefix_matches(&media))
+            {
                 files.push(BronzeFile {
                     relative: self.lake.relative(&o.location),
                     path: o.location,
