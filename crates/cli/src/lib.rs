@@ -54,6 +54,9 @@ pub enum Command {
     Batch(cmd::batch::Args),
     /// SQL over the lake's silver tables.
     Sql(cmd::sql::Args),
+    /// The lake's lifecycle: `lake cool` moves old, unread partitions to cheaper S3 storage.
+    #[command(subcommand)]
+    Lake(cmd::lake::LakeCommand),
     /// A query's result with the values the `encrypt` mask wrote decrypted (for key holders).
     Decrypt(cmd::decrypt::Args),
     /// Table maintenance: compact small files, expire snapshots, delete unreferenced files
@@ -235,6 +238,7 @@ pub fn run(cli: Cli) -> Result<(), Failure> {
         Command::Batch(a) => block_on(cmd::batch::run(&a)),
         Command::Sql(a) => block_on(cmd::sql::run(&a)),
         Command::Decrypt(a) => block_on(cmd::decrypt::run(&a)),
+        Command::Lake(c) => block_on(cmd::lake::run(&c)),
         Command::Maintain(a) => block_on(cmd::maintain::run(&a)),
         Command::Models(c) => block_on(cmd::models::run_command(&c)),
         Command::Catalog(c) => block_on(cmd::catalog::run(&c)),

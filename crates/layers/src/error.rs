@@ -66,6 +66,13 @@ pub enum LayersError {
         path: String,
     },
 
+    /// A cooling policy or run is wrong.
+    #[error("cooling: {problem}")]
+    Cooling {
+        /// What is wrong.
+        problem: String,
+    },
+
     /// A media blob a source's policy refuses (type, size), before anything was written.
     #[error("media for source `{source_name}` refused: {problem}")]
     MediaRefused {
@@ -120,7 +127,7 @@ pub enum LayersError {
     },
 
     /// An object store error.
-    #[error("object store, `{path}`: {source}")]
+    #[error("object store, `{path}`: {source}{}", cold_hint(.path, .source))]
     Store {
         /// Path below the lake root.
         path: String,
@@ -216,4 +223,15 @@ pub enum LayersError {
     /// A bug.
     #[error("internal error (a bug in strata-layers, please report it): {0}")]
     Internal(String),
+}
+
+/// The hint for an object in an archive storage class (S3 answers `InvalidObjectState`): it
+/// must be restored before it can be read, which is never waited for.
+pub fn cold_hint(path: &str, source: &dyn std::fmt::Display) -> String {
+    if !source.to_string().contains("InvalidObjectState") {
+        return String::new();
+    }
+    format!(
+        " (hint: `{path}` is in an archive storage class (`strata lake cool` moved it); restore          it first: `aws s3api restore-object --bucket <lake bucket> --key <lake prefix>/{path}          --restore-request Days=7`, then read again once the restore has completed)"
+    )
 }

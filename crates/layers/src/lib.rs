@@ -8,7 +8,9 @@
 //! * [`silver`] — Iceberg tables (SQLite catalog) appended with the inputs each commit covers;
 //! * [`parquet_file::ParquetFileWriter`] — the local Parquet sink of `strata transform`.
 
+pub mod access;
 pub mod bronze;
+pub mod cooling;
 pub mod durable;
 pub mod error;
 pub mod gold;

@@ -100,7 +100,10 @@ impl AnalyticsApi {
                 )?);
             }
         }
-        let tables = LakeTables::open(&catalog).await?.with_live(views);
+        let tables = LakeTables::open(&catalog)
+            .await?
+            .with_live(views)
+            .with_access_log(strata_layers::lake::Lake::open(&config.lake).ok());
         let mut scheduled = Vec::new();
         for r in &config.reports {
             if r.every_seconds == 0 {

@@ -57,6 +57,8 @@ pub fn qualified(reference: &TableReference) -> Result<(String, String)> {
 pub struct LakeTables {
     layers: BTreeMap<String, SilverCatalog>,
     live: BTreeMap<(String, String), Arc<LiveView>>,
+    /// Where reads are recorded (the lake's access log), when the lake opened.
+    access: Option<strata_layers::lake::Lake>,
     loaded: Mutex<HashMap<(String, String), (String, Pinned)>>,
     caches: FileCaches,
 }
@@ -94,6 +96,7 @@ impl LakeTables {
         Ok(LakeTables {
             layers,
             live: BTreeMap::new(),
+            access: None,
             loaded: Mutex::new(HashMap::new()),
             caches: FileCaches {
                 metadata: Arc::new(DefaultFilesMetadataCache::new(64 << 20)),
@@ -105,6 +108,12 @@ impl LakeTables {
     /// Serves `views`' tables live: each answer reads the view's snapshot plus its rows.
     pub fn with_live(mut self, views: impl IntoIterator<Item = Arc<LiveView>>) -> Self {
         self.live = views.into_iter().map(|v| (v.key(), v)).collect();
+        self
+    }
+
+    /// Records every table an answer reads in `lake`'s access log (it keeps them warm).
+    pub fn with_access_log(mut self, lake: Option<strata_layers::lake::Lake>) -> Self {
+        self.access = lake;
         self
     }
 
@@ -173,6 +182,11 @@ impl LakeTables {
             };
             let snapshot = pinned.table.metadata().current_snapshot_id();
             tables.insert(key, (pinned, snapshot));
+        }
+        if let Some(lake) = &self.access {
+            for (layer, name) in tables.keys() {
+                strata_layers::access::record_read(lake, &format!("{layer}.{name}")).await;
+            }
         }
         Ok(PinnedTables {
             tables,

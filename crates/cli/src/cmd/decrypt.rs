@@ -7,7 +7,7 @@ use std::path::PathBuf;
 
 use anyhow::anyhow;
 use strata_core::encryption::{ColumnCipher, KeyRing, decrypt_batch};
-use strata_layers::silver::{CatalogConfig, SilverCatalog, sql};
+use strata_layers::silver::{CatalogConfig, SilverCatalog, sql_reading};
 
 use crate::Failure;
 
@@ -76,7 +76,15 @@ pub async fn run(args: &Args) -> Result<(), Failure> {
     let catalog = SilverCatalog::open(&config)
         .await
         .map_err(Failure::runtime)?;
-    let batches = sql(&catalog, &args.query).await.map_err(Failure::runtime)?;
+    let (batches, read) = sql_reading(&catalog, &args.query)
+        .await
+        .map_err(Failure::runtime)?;
+    // What was read stays warm: the lake's access log (see `strata lake cool`).
+    if let Ok(lake) = strata_layers::lake::Lake::open(&args.lake) {
+        for table in &read {
+            strata_layers::access::record_read(&lake, table).await;
+        }
+    }
     let plain = batches
         .iter()
         .map(|b| decrypt_batch(b, &ring))

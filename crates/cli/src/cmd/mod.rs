@@ -11,6 +11,7 @@ pub mod demo;
 pub mod generate;
 pub mod http_poll;
 pub mod ingest;
+pub mod lake;
 pub mod maintain;
 pub mod metrics_args;
 pub mod models;

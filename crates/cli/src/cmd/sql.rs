@@ -2,7 +2,7 @@
 //! `silver`, so `SELECT … FROM iot_events` works). Filters on a table's event time prune its
 //! hidden `day(...)` partitions.
 
-use strata_layers::silver::{CatalogConfig, SilverCatalog, sql};
+use strata_layers::silver::{CatalogConfig, SilverCatalog, sql_reading};
 
 use crate::Failure;
 
@@ -42,7 +42,15 @@ pub async fn run(args: &Args) -> Result<(), Failure> {
     let catalog = SilverCatalog::open(&config)
         .await
         .map_err(Failure::runtime)?;
-    let batches = sql(&catalog, &args.query).await.map_err(Failure::runtime)?;
+    let (batches, read) = sql_reading(&catalog, &args.query)
+        .await
+        .map_err(Failure::runtime)?;
+    // What was read stays warm: the lake's access log (see `strata lake cool`).
+    if let Ok(lake) = strata_layers::lake::Lake::open(&args.lake) {
+        for table in &read {
+            strata_layers::access::record_read(&lake, table).await;
+        }
+    }
     println!(
         "{}",
         arrow::util::pretty::pretty_format_batches(&batches).map_err(Failure::runtime)?

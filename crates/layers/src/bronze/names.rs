@@ -107,6 +107,20 @@ impl BronzeDate {
     }
 }
 
+impl BronzeDate {
+    /// Milliseconds since the epoch at the start of the day (UTC).
+    pub fn epoch_millis(&self) -> i64 {
+        // Days from the civil date (H. Hinnant's algorithm), proleptic Gregorian.
+        let (m, d) = (i64::from(self.month), i64::from(self.day));
+        let y = i64::from(self.year) - i64::from(m <= 2);
+        let era = y.div_euclid(400);
+        let yoe = y - era * 400;
+        let doy = (153 * ((m + 9) % 12) + 2) / 5 + d - 1;
+        let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+        (era * 146_097 + doe - 719_468) * 86_400_000
+    }
+}
+
 impl std::fmt::Display for BronzeDate {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "{:04}-{:02}-{:02}", self.year, self.month, self.day)
@@ -116,6 +130,29 @@ impl std::fmt::Display for BronzeDate {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_date_is_its_first_millisecond() {
+        assert_eq!(
+            BronzeDate::parse("1970-01-01")
+                .map(|d| d.epoch_millis())
+                .ok(),
+            Some(0)
+        );
+        for text in ["2025-11-20", "2024-02-29", "2000-03-01", "1999-12-31"] {
+            let d = BronzeDate::parse(text).expect("date");
+            assert_eq!(
+                BronzeDate::from_epoch_micros(d.epoch_millis() * 1000),
+                d,
+                "{text}"
+            );
+            let before = BronzeDate::from_epoch_micros((d.epoch_millis() - 1) * 1000);
+            assert!(
+                before < d,
+                "{text}: the millisecond before is the day before"
+            );
+        }
+    }
 
     #[test]
     fn escapes_and_odd_characters_are_refused() {

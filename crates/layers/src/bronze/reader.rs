@@ -167,6 +167,12 @@ impl BronzeReader {
         batch_bytes: usize,
         ingested_at_micros: i64,
     ) -> Result<BronzeFileReader> {
+        // A read keeps its partition warm (see crate::cooling).
+        crate::access::record_read(
+            &self.lake,
+            &format!("bronze.{}/date={}", file.source, file.date),
+        )
+        .await;
         if Self::is_parquet(file) {
             let builder = self.parquet_builder(file).await?;
             let schema = typed_input_schema(builder.schema());

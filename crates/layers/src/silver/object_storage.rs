@@ -63,7 +63,8 @@ pub struct ObjectStorage {
 }
 
 fn io_error(what: &str, path: &str, e: impl std::fmt::Display) -> Error {
-    Error::new(ErrorKind::Unexpected, format!("{what} {path}: {e}"))
+    let hint = crate::error::cold_hint(path, &e);
+    Error::new(ErrorKind::Unexpected, format!("{what} {path}: {e}{hint}"))
 }
 
 impl ObjectStorage {

@@ -43,3 +43,31 @@ pub async fn sql(catalog: &SilverCatalog, query: &str) -> Result<Vec<RecordBatch
         message: e.to_string(),
     })
 }
+
+/// Runs one SQL query and collects the result, with the tables it read (`silver.orders`,
+/// `gold.fact_orders`), for the access log ([`crate::access`]).
+pub async fn sql_reading(
+    catalog: &SilverCatalog,
+    query: &str,
+) -> Result<(Vec<RecordBatch>, Vec<String>)> {
+    use datafusion::common::tree_node::{TreeNode, TreeNodeRecursion};
+    use datafusion::logical_expr::LogicalPlan;
+    let ctx = session(catalog).await?;
+    let err = |e: datafusion::error::DataFusionError| LayersError::Query {
+        query: query.to_string(),
+        message: e.to_string(),
+    };
+    let df = ctx.sql(query).await.map_err(err)?;
+    let mut tables = std::collections::BTreeSet::new();
+    df.logical_plan()
+        .apply(|node| {
+            if let LogicalPlan::TableScan(scan) = node {
+                let layer = scan.table_name.schema().unwrap_or("silver");
+                tables.insert(format!("{layer}.{}", scan.table_name.table()));
+            }
+            Ok(TreeNodeRecursion::Continue)
+        })
+        .map_err(err)?;
+    let batches = df.collect().await.map_err(err)?;
+    Ok((batches, tables.into_iter().collect()))
+}
