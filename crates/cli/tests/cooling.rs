@@ -1,6 +1,7 @@
 //! Cooling against moto (which records storage classes): an S3 lake with three bronze
-//! partitions, a silver table and its quarantine. One bronze partition is read (`strata batch
-//! --from/--to`) and the table is queried (`strata sql`); the rest is not. Planned as of 20
+//! partitions, a silver table, its quarantine and a gold model over the quarantine. One bronze
+//! partition is read (`strata batch --from/--to`), the table is queried (`strata sql`) and the
+//! quarantine read by the model (`strata models run`); the gold table is never read. Planned as of 20
 //! days on, with a policy of 10 days since the last write and 30 since the last read:
 //! - the dry run lists exactly the unread partitions, and changes nothing;
 //! - the run moves them (bronze to GLACIER_IR, silver to DEEP_ARCHIVE) at the same keys, and
@@ -182,13 +183,35 @@ async fn unread_old_partitions_cool_in_place_and_warm_data_still_reads() {
         e,
         &["sql", "--lake", &lake, "--catalog", &catalog, count],
     );
+    // A gold model reads the quarantine table (and keeps it warm); its own table is never read.
+    std::fs::create_dir_all(d.join("models")).expect("models");
+    std::fs::write(
+        d.join("models/reasons.sql"),
+        "-- kind: fact\nSELECT _reason, count(*) AS n FROM iot_events_quarantine GROUP BY 1\n",
+    )
+    .expect("model");
+    ok(
+        d,
+        e,
+        &[
+            "models",
+            "run",
+            "--lake",
+            &lake,
+            "--catalog",
+            &catalog,
+            "--models",
+            "models",
+        ],
+    );
 
     std::fs::write(
         d.join("cooling.yaml"),
         "prices: {STANDARD: 0.023, GLACIER_IR: 0.004, DEEP_ARCHIVE: 0.00099}\n\
          rules:\n\
          \x20 - {layer: bronze, written_days: 10, read_days: 30, storage_class: GLACIER_IR}\n\
-         \x20 - {layer: silver, written_days: 10, read_days: 30, storage_class: DEEP_ARCHIVE}\n",
+         \x20 - {layer: silver, written_days: 10, read_days: 30, storage_class: DEEP_ARCHIVE}\n\
+         \x20 - {layer: gold, written_days: 10, read_days: 30, storage_class: DEEP_ARCHIVE}\n",
     )
     .expect("policy");
     let now_us = std::time::SystemTime::now()
@@ -232,8 +255,12 @@ async fn unread_old_partitions_cool_in_place_and_warm_data_still_reads() {
     assert!(
         moving
             .iter()
-            .any(|l| l.contains("/silver/iot_events_quarantine/") && l.contains("DEEP_ARCHIVE")),
-        "{dry}"
+            .any(|l| l.contains("/gold/reasons/") && l.contains("DEEP_ARCHIVE")),
+        "a gold table never read moves: {dry}"
+    );
+    assert!(
+        !dry.contains("/silver/iot_events_quarantine/"),
+        "a table a model read stays: {dry}"
     );
     assert!(
         !dry.contains("date=2025-11-02"),
@@ -268,7 +295,7 @@ async fn unread_old_partitions_cool_in_place_and_warm_data_still_reads() {
             || key.starts_with("bronze/source=iot/date=2025-11-03/")
         {
             "GLACIER_IR"
-        } else if key.starts_with("catalog/warehouse/silver/iot_events_quarantine/data/") {
+        } else if key.starts_with("catalog/warehouse/gold/reasons/data/") {
             "DEEP_ARCHIVE"
         } else {
             "STANDARD"
@@ -297,13 +324,13 @@ async fn unread_old_partitions_cool_in_place_and_warm_data_still_reads() {
             &lake,
             "--catalog",
             &catalog,
-            "SELECT max(_reason) FROM iot_events_quarantine",
+            "SELECT max(n) FROM gold.reasons",
         ],
     );
     assert!(!cold.status.success());
     let err = String::from_utf8_lossy(&cold.stderr);
     assert!(
-        err.contains("restore-object") && err.contains("iot_events_quarantine"),
+        err.contains("restore-object") && err.contains("reasons"),
         "{err}"
     );
 

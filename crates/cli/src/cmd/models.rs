@@ -13,7 +13,7 @@ use strata_layers::gold::{
     AuditOutcome, GOLD, ModelGraph, ModelStatus, RunOptions, Severity, audit_published,
     column_lineage, docs_html, model_facts, plan, run_observed, run_unit_test,
 };
-use strata_layers::silver::{CatalogConfig, SilverCatalog, session};
+use strata_layers::silver::{CatalogConfig, SilverCatalog, session, tables_read};
 use strata_runtime::lineage::{LineageEmitter, ModelLineage};
 
 use crate::Failure;
@@ -187,6 +187,7 @@ pub async fn run_command(command: &ModelsCommand) -> Result<(), Failure> {
             let observer = ModelLineage::new(emitter.clone(), catalog.clone(), gold, lineage);
             let export = args.metrics.start().await?;
             let outcome = run_observed(&catalog, &graph, &selected, options, &observer).await;
+            record_model_reads(&args.common.lake, &catalog, &graph, &selected).await;
             let lineage_stats = emitter.close(Duration::from_secs(5)).await;
             export.metrics.lineage_dropped(lineage_stats.dropped);
             if let Ok(report) = &outcome {
@@ -346,6 +347,29 @@ pub async fn run_command(command: &ModelsCommand) -> Result<(), Failure> {
                 graph.models().count()
             );
             Ok(())
+        }
+    }
+}
+
+/// Records the tables the selected models read in the lake's access log (it keeps them warm;
+/// see `strata lake cool`). Best effort: a model whose SQL does not plan records nothing.
+async fn record_model_reads(
+    lake: &str,
+    catalog: &SilverCatalog,
+    graph: &ModelGraph,
+    selected: &std::collections::BTreeSet<String>,
+) {
+    let Ok(lake) = strata_layers::lake::Lake::open(lake) else {
+        return;
+    };
+    if !lake.url().starts_with("s3://") {
+        return;
+    }
+    for model in graph.models().filter(|m| selected.contains(&m.name)) {
+        if let Ok(tables) = tables_read(catalog, &model.sql_for_interval(EPOCH, FAR_FUTURE)).await {
+            for table in tables {
+                strata_layers::access::record_read(&lake, &table).await;
+            }
         }
     }
 }

@@ -45,4 +45,4 @@ pub use object_storage::{ObjectStorage, ObjectStorageFactory, S3_OPTION_PREFIX};
 pub(crate) use overwrite::read_data_files;
 pub use overwrite::{LiveFiles, OverwriteReport, RewritePlan, commit_overwrite, commit_rewrite};
 pub use publish::{publish_staged, ref_snapshot_id};
-pub use query::{session, sql, sql_reading};
+pub use query::{session, sql, sql_reading, tables_read};

@@ -50,24 +50,38 @@ pub async fn sql_reading(
     catalog: &SilverCatalog,
     query: &str,
 ) -> Result<(Vec<RecordBatch>, Vec<String>)> {
-    use datafusion::common::tree_node::{TreeNode, TreeNodeRecursion};
-    use datafusion::logical_expr::LogicalPlan;
     let ctx = session(catalog).await?;
-    let err = |e: datafusion::error::DataFusionError| LayersError::Query {
+    let df = ctx.sql(query).await.map_err(query_error(query))?;
+    let tables = scanned(df.logical_plan()).map_err(query_error(query))?;
+    let batches = df.collect().await.map_err(query_error(query))?;
+    Ok((batches, tables))
+}
+
+/// The tables a query would read, planned but not run (a model's inputs, for the access log).
+pub async fn tables_read(catalog: &SilverCatalog, query: &str) -> Result<Vec<String>> {
+    let ctx = session(catalog).await?;
+    let df = ctx.sql(query).await.map_err(query_error(query))?;
+    scanned(df.logical_plan()).map_err(query_error(query))
+}
+
+fn query_error(query: &str) -> impl Fn(datafusion::error::DataFusionError) -> LayersError + '_ {
+    move |e| LayersError::Query {
         query: query.to_string(),
         message: e.to_string(),
-    };
-    let df = ctx.sql(query).await.map_err(err)?;
+    }
+}
+
+/// `layer.table` of every table scan in `plan` (a bare name is a silver table).
+fn scanned(plan: &datafusion::logical_expr::LogicalPlan) -> datafusion::error::Result<Vec<String>> {
+    use datafusion::common::tree_node::{TreeNode, TreeNodeRecursion};
+    use datafusion::logical_expr::LogicalPlan;
     let mut tables = std::collections::BTreeSet::new();
-    df.logical_plan()
-        .apply(|node| {
-            if let LogicalPlan::TableScan(scan) = node {
-                let layer = scan.table_name.schema().unwrap_or("silver");
-                tables.insert(format!("{layer}.{}", scan.table_name.table()));
-            }
-            Ok(TreeNodeRecursion::Continue)
-        })
-        .map_err(err)?;
-    let batches = df.collect().await.map_err(err)?;
-    Ok((batches, tables.into_iter().collect()))
+    plan.apply(|node| {
+        if let LogicalPlan::TableScan(scan) = node {
+            let layer = scan.table_name.schema().unwrap_or("silver");
+            tables.insert(format!("{layer}.{}", scan.table_name.table()));
+        }
+        Ok(TreeNodeRecursion::Continue)
+    })?;
+    Ok(tables.into_iter().collect())
 }
