@@ -62,12 +62,23 @@ pub async fn run(args: &Args) -> Result<(), Failure> {
         Some(t) => t.clone(),
         None => strata_core::sample::iso_millis(now_micros / 1000),
     };
-    let bytes = std::fs::read(&args.file)
-        .map_err(|e| Failure::config(anyhow!("{}: {e}", args.file.display())))?;
     let policy = MediaPolicy {
         max_bytes: args.max_mb.saturating_mul(1 << 20),
         allow: args.allow.clone(),
     };
+    // The limit is checked on the file's size before it is read: a huge file is refused
+    // without being loaded into memory.
+    let unreadable = |e: std::io::Error| Failure::config(anyhow!("{}: {e}", args.file.display()));
+    let size = std::fs::metadata(&args.file).map_err(unreadable)?.len();
+    if size > policy.max_bytes {
+        return Err(Failure::config(anyhow!(
+            "{}: media for source `{}` refused: {size} bytes is over the source's limit of {} bytes",
+            args.file.display(),
+            args.source,
+            policy.max_bytes
+        )));
+    }
+    let bytes = std::fs::read(&args.file).map_err(unreadable)?;
     let writer = BronzeWriter::new(Lake::open(&args.lake).map_err(Failure::config)?);
     let (record, outcome) = writer
         .put_media(
@@ -79,7 +90,13 @@ pub async fn run(args: &Args) -> Result<(), Failure> {
             &captured_at,
         )
         .await
-        .map_err(|e| Failure::config(anyhow!("{}: {e}", args.file.display())))?;
+        .map_err(|e| match e {
+            // The file's content is what the policy refuses; anything else is the lake.
+            strata_layers::error::LayersError::MediaRefused { .. } => {
+                Failure::config(anyhow!("{}: {e}", args.file.display()))
+            }
+            other => Failure::runtime(other),
+        })?;
     let line = serde_json::to_string(&record).map_err(Failure::runtime)?;
     // One record object per (blob, entity): the same file for the same entity is stored once.
     let entity = hex::encode(&Sha256::digest(args.entity_id.as_bytes())[..8]);
